@@ -1,0 +1,146 @@
+// swift-tools-version:6.1
+//
+// MediaNest Worker: the media-processing daemon of MediaNest.
+//
+// Module map (one module per concern; see docs/ARCHITECTURE.md):
+//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto   (system libraries via pkg-config)
+//   MediaNestCore        errors, progress, cancellation, JSON; no C, no database
+//   MediaNestDB          libpq wrapper: connections, bound parameters, decoding, LISTEN/NOTIFY
+//   MediaNestMigrations  versioned SQL migrations with checksums and an advisory lock
+//   MediaNestQueue       the job engine: claim, lease, heartbeat, retry, rescue; no media code
+//   MediaNestMedia       safe open, probe, MIME sniffing, checksums; no database code
+//   MediaNestWorker      glue: job handlers, runtime, configuration
+//   medianest-worker     thin ArgumentParser executable
+import PackageDescription
+
+let upcoming: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "medianest-worker",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "medianest-worker", targets: ["medianest-worker"]),
+        .library(name: "MediaNestMedia", targets: ["MediaNestMedia"]),
+        .library(name: "MediaNestQueue", targets: ["MediaNestQueue"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // MARK: C libraries, found through pkg-config
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .systemLibrary(
+            name: "CFFmpeg",
+            pkgConfig: "libavformat libavcodec libswscale libavutil",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]
+        ),
+        .systemLibrary(
+            name: "CMagic",
+            pkgConfig: "libmagic",
+            providers: [.apt(["libmagic-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+
+        // MARK: Libraries
+        .target(
+            name: "MediaNestCore",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "MediaNestDB",
+            dependencies: [
+                "CLibPQ", "MediaNestCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "MediaNestMigrations",
+            dependencies: [
+                "MediaNestDB", "MediaNestCore", "CLibCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "MediaNestQueue",
+            dependencies: [
+                "MediaNestDB", "MediaNestCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "MediaNestMedia",
+            dependencies: [
+                "CFFmpeg", "CMagic", "CLibCrypto", "MediaNestCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "MediaNestWorker",
+            dependencies: [
+                "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+        .executableTarget(
+            name: "medianest-worker",
+            dependencies: [
+                "MediaNestWorker", "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
+
+        // MARK: Tests
+        // Shared by the test targets only: throwaway databases, the fixture corpus, process helpers.
+        .target(
+            name: "MediaNestTestSupport",
+            dependencies: ["MediaNestDB", "MediaNestCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "MediaNestDBTests",
+            dependencies: ["MediaNestDB", "MediaNestTestSupport"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "MediaNestMigrationsTests",
+            dependencies: ["MediaNestMigrations", "MediaNestDB", "MediaNestTestSupport"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "MediaNestQueueTests",
+            dependencies: ["MediaNestQueue", "MediaNestMigrations", "MediaNestDB", "MediaNestTestSupport"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "MediaNestMediaTests",
+            dependencies: ["MediaNestMedia", "MediaNestCore", "MediaNestTestSupport"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "MediaNestWorkerTests",
+            dependencies: ["MediaNestWorker", "MediaNestQueue", "MediaNestMigrations", "MediaNestDB", "MediaNestMedia", "MediaNestTestSupport"],
+            swiftSettings: upcoming
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

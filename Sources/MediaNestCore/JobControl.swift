@@ -1,0 +1,117 @@
+import Synchronization
+
+/// Why a running job is being stopped before it finished.
+public enum StopReason: String, Sendable, Hashable {
+    /// An operator cancelled the job (`medianest-worker cancel`, or the row set to `cancelled`).
+    case cancelled
+    /// The worker is shutting down; the job goes back to pending without charging an attempt.
+    case shutdown
+    /// The job ran past its wall-clock limit.
+    case timeout
+    /// Another worker took the job over after this worker's lease expired.
+    case leaseLost
+
+    /// The error a handler throws when it notices this stop.
+    public var error: JobError {
+        switch self {
+        case .cancelled: JobError(.cancelled, "The job was cancelled by an operator.")
+        case .shutdown: JobError(.shutdown, "The worker is shutting down; the job will run again.")
+        case .timeout: JobError(.timeout, "The job ran past its time limit.")
+        case .leaseLost: JobError(.leaseLost, "The worker lost its lease on the job; another worker owns it now.")
+        }
+    }
+}
+
+/// Lets the engine stop a running job, and lets the job (and FFmpeg's interrupt callback) notice.
+///
+/// Handlers call ``check()`` between units of work; blocking C code polls ``shouldStop`` from its
+/// interrupt callback. The first reason given wins. A deadline turns into ``StopReason/timeout``
+/// the first time it is checked after it passed.
+public final class JobCancellation: Sendable {
+    private struct State {
+        var reason: StopReason?
+        var deadline: ContinuousClock.Instant?
+    }
+    private let state: Mutex<State>
+
+    /// Creates a token.
+    /// - Parameter timeout: The job's wall-clock limit, counted from now; `nil` for none.
+    public init(timeout: Duration? = nil) {
+        state = Mutex(State(reason: nil, deadline: timeout.map { ContinuousClock.now + $0 }))
+    }
+
+    /// Asks the job to stop. Later calls do not replace the first reason.
+    public func stop(_ reason: StopReason) {
+        state.withLock { if $0.reason == nil { $0.reason = reason } }
+    }
+
+    /// The reason the job must stop, or `nil` while it may go on. Cheap enough for a C callback.
+    public var stopReason: StopReason? {
+        state.withLock { state in
+            if state.reason == nil, let deadline = state.deadline, ContinuousClock.now >= deadline {
+                state.reason = .timeout
+            }
+            return state.reason
+        }
+    }
+
+    /// Whether the job must stop now.
+    public var shouldStop: Bool { stopReason != nil }
+
+    /// Throws the stop's ``JobError`` if the job must stop.
+    /// - Throws: ``JobError`` with code `cancelled`, `shutdown`, `timeout` or `lease_lost`.
+    public func check() throws(JobError) {
+        if let reason = stopReason { throw reason.error }
+    }
+}
+
+/// A snapshot of a job's progress, as written to `processing_jobs.progress_info`.
+public struct ProgressSnapshot: Sendable, Hashable {
+    /// Fraction done, from 0 to 1, or `nil` when unknown.
+    public var fraction: Double?
+    /// A short name of the current stage, such as `hashing` or `probing`.
+    public var stage: String
+    /// Extra stage details (frames done, bytes read, speed).
+    public var details: [String: JSONValue]
+
+    public init(fraction: Double? = nil, stage: String, details: [String: JSONValue] = [:]) {
+        self.fraction = fraction
+        self.stage = stage
+        self.details = details
+    }
+
+    /// The JSON written to `progress_info`.
+    public var json: JSONValue {
+        var object = details
+        object["stage"] = .string(stage)
+        if let fraction { object["fraction"] = .double((fraction * 1000).rounded() / 1000) }
+        return .object(object)
+    }
+}
+
+/// Where a handler reports how far it got. The engine's heartbeat reads the latest snapshot.
+///
+/// Reporting is cheap (one lock, no I/O), so handlers may call it from tight loops; only the
+/// latest value is kept and the heartbeat writes it at most once per interval.
+public final class JobProgress: Sendable {
+    private let latest = Mutex<(snapshot: ProgressSnapshot?, version: UInt64)>((nil, 0))
+
+    public init() {}
+
+    /// Records the job's current progress.
+    public func report(_ snapshot: ProgressSnapshot) {
+        latest.withLock { $0 = (snapshot, $0.version &+ 1) }
+    }
+
+    /// Records the job's current progress.
+    /// - Parameters:
+    ///   - stage: A short stage name.
+    ///   - fraction: Fraction done, 0 to 1, if known.
+    ///   - details: Extra details.
+    public func report(stage: String, fraction: Double? = nil, details: [String: JSONValue] = [:]) {
+        report(ProgressSnapshot(fraction: fraction.map { min(max($0, 0), 1) }, stage: stage, details: details))
+    }
+
+    /// The latest snapshot and a counter that changes on every report.
+    public var current: (snapshot: ProgressSnapshot?, version: UInt64) { latest.withLock { $0 } }
+}

@@ -1,0 +1,175 @@
+public import Logging
+public import MediaNestCore
+
+/// The kind of work a job asks for: the seed's `processing_jobs.job_type` values.
+public struct JobType: Sendable, Hashable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { self.rawValue = value }
+    public var description: String { rawValue }
+    public static func < (lhs: JobType, rhs: JobType) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    public static let metadata: JobType = "metadata"
+    public static let thumbnail: JobType = "thumbnail"
+    public static let preview: JobType = "preview"
+    public static let transcode: JobType = "transcode"
+
+    /// Every type the schema allows, in the order an item's jobs usually run.
+    public static let all: [JobType] = [.metadata, .thumbnail, .preview, .transcode]
+}
+
+/// A job as the engine claimed it.
+public struct ClaimedJob: Sendable, Hashable {
+    /// `processing_jobs.id`.
+    public var id: String
+    /// `processing_jobs.media_item_id`.
+    public var mediaItemID: String
+    public var type: JobType
+    /// The attempt this run is (1 for the first run); it fences every write the run makes.
+    public var attempt: Int
+    public var maxAttempts: Int
+    public var priority: Int
+    /// `processing_jobs.input_data` (`{}` when NULL).
+    public var input: JSONValue
+
+    public init(id: String, mediaItemID: String, type: JobType, attempt: Int, maxAttempts: Int, priority: Int, input: JSONValue) {
+        self.id = id
+        self.mediaItemID = mediaItemID
+        self.type = type
+        self.attempt = attempt
+        self.maxAttempts = maxAttempts
+        self.priority = priority
+        self.input = input
+    }
+}
+
+/// The columns of the job's `media_items` row that handlers need.
+public struct MediaItemRecord: Sendable, Hashable {
+    public var id: String
+    public var ownerID: String
+    public var filename: String
+    public var originalFilename: String?
+    /// The MIME type the upload pipeline declared.
+    public var mimeType: String
+    /// The size the upload pipeline recorded; the metadata job checks it.
+    public var fileSize: Int64?
+    /// Relative to the storage root. Never trusted: resolve it with the media module's safe open.
+    public var storagePath: String
+    public var metadata: JSONValue
+
+    public init(id: String, ownerID: String, filename: String, originalFilename: String?, mimeType: String,
+                fileSize: Int64?, storagePath: String, metadata: JSONValue) {
+        self.id = id
+        self.ownerID = ownerID
+        self.filename = filename
+        self.originalFilename = originalFilename
+        self.mimeType = mimeType
+        self.fileSize = fileSize
+        self.storagePath = storagePath
+        self.metadata = metadata
+    }
+}
+
+/// Where media lives on this host.
+public struct StorageLayout: Sendable, Hashable {
+    /// Absolute path of the storage root; `media_items.storage_path` is relative to it.
+    public var root: String
+    /// Absolute path under which derived files (thumbnails, previews, renditions) are written.
+    public var derivedRoot: String
+
+    public init(root: String, derivedRoot: String? = nil) {
+        self.root = root
+        self.derivedRoot = derivedRoot ?? (root.hasSuffix("/") ? root + ".derived" : root + "/.derived")
+    }
+}
+
+/// Everything a handler gets for one run of one job.
+public struct JobContext: Sendable {
+    public var job: ClaimedJob
+    public var mediaItem: MediaItemRecord
+    public var storage: StorageLayout
+    /// Report progress here; the heartbeat writes it to `progress_info`.
+    public var progress: JobProgress
+    /// Poll this between units of work and from C interrupt callbacks.
+    public var cancellation: JobCancellation
+    /// Carries `job_id`, `job_type` and `media_id` metadata.
+    public var logger: Logger
+
+    public init(job: ClaimedJob, mediaItem: MediaItemRecord, storage: StorageLayout, progress: JobProgress,
+                cancellation: JobCancellation, logger: Logger) {
+        self.job = job
+        self.mediaItem = mediaItem
+        self.storage = storage
+        self.progress = progress
+        self.cancellation = cancellation
+        self.logger = logger
+    }
+}
+
+/// A `media_metadata` row a handler wants written.
+public struct ProviderMetadata: Sendable, Hashable {
+    /// One of the seed's providers: `tmdb`, `tvdb`, `imdb`, `local`.
+    public var provider: String
+    public var externalID: String?
+    public var data: JSONValue
+    public var confidence: Double
+
+    public init(provider: String, externalID: String? = nil, data: JSONValue, confidence: Double) {
+        self.provider = provider
+        self.externalID = externalID
+        self.data = data
+        self.confidence = confidence
+    }
+}
+
+/// Changes to the job's `media_items` row, applied by the engine in the same transaction as the
+/// job's completion, and only if this run still owns the job.
+public struct MediaItemUpdate: Sendable, Hashable {
+    /// Merged into `media_items.metadata` (top-level keys replace).
+    public var metadataMerge: [String: JSONValue] = [:]
+    public var checksumMD5: String?
+    public var checksumSHA256: String?
+    /// The size actually read, when it differs from what was recorded.
+    public var fileSize: Int64?
+    /// Relative to the storage layout's derived root.
+    public var thumbnailPath: String?
+    /// Relative to the storage layout's derived root.
+    public var previewPath: String?
+    /// Rows to upsert into `media_metadata` (one per provider).
+    public var providerMetadata: [ProviderMetadata] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { self == MediaItemUpdate() }
+}
+
+/// What a successful run returns.
+public struct JobOutcome: Sendable, Hashable {
+    /// Stored in `processing_jobs.output_data`.
+    public var output: JSONValue
+    public var itemUpdate: MediaItemUpdate
+
+    public init(output: JSONValue, itemUpdate: MediaItemUpdate = MediaItemUpdate()) {
+        self.output = output
+        self.itemUpdate = itemUpdate
+    }
+}
+
+/// Does the work of one job type.
+///
+/// The engine calls ``run(_:)`` on a thread of its Dispatch pool, never on Swift's cooperative
+/// pool, so a handler may block in C code (FFmpeg, libmagic, file reads). It must:
+/// - poll ``JobContext/cancellation`` often enough to stop within a heartbeat interval;
+/// - throw ``JobError`` for every failure, with a stable code and a message a person understands;
+/// - write outputs to a temporary file, fsync and rename them into place, so that a killed run
+///   leaves nothing half-written;
+/// - be safe to run again: a job may run more than once after a crash.
+public protocol JobHandler: Sendable {
+    /// The job type this handler serves.
+    var jobType: JobType { get }
+    /// Does the work.
+    /// - Parameter context: The job, its media item, storage paths, progress, cancellation, logger.
+    /// - Returns: The job's output and the media item changes to apply with its completion.
+    /// - Throws: ``JobError``.
+    func run(_ context: JobContext) throws(JobError) -> JobOutcome
+}

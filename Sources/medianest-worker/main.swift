@@ -1,0 +1,2 @@
+import MediaNestWorker
+print("medianest-worker")
