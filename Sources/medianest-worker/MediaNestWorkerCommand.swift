@@ -7,9 +7,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         commandName: "medianest-worker",
         abstract: "Turns uploaded photos, videos and songs into thumbnails, previews, renditions, metadata and checksums.",
         discussion: """
-            Jobs come from the processing_jobs table of a MediaNest PostgreSQL database. Connect with
-            --database-url or DATABASE_URL (a libpq URI or key=value string); when neither is set, libpq's
-            own defaults apply (PGHOST, PGUSER, ~/.pgpass, service files).
+            Jobs come from the processing_jobs table of a MediaNest PostgreSQL database. Connect with --database-url or DATABASE_URL (a libpq URI or key=value string); when neither is set, libpq's own defaults apply (PGHOST, PGUSER, ~/.pgpass, service files).
             """,
         version: "0.1.0",
         subcommands: MediaNestWorkerCommand.allSubcommands
