@@ -2,7 +2,7 @@
 # MD5 + SHA-256 of a 1 GiB file: medianest-worker (one read, two digests in parallel) against
 # coreutils md5sum + sha256sum, and against `openssl dgst -md5` alone. The file is in the page
 # cache for every contender (24 GiB RAM), so this measures hashing, not the disk.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../bench-lib.sh"
 file="$BENCH_DIR/one-gib.bin"
 head -c 1073741824 /dev/urandom >"$file"
 RUNS=3

@@ -2,7 +2,7 @@
 # Probe + MIME per file over a mixed set: `medianest-worker probe` (one process, libavformat and
 # libmagic in-process) against what a shell script would do per file:
 # `ffprobe -show_format -show_streams` + `file --mime-type`.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../bench-lib.sh"
 set_dir="$BENCH_DIR/probe-set"
 mkdir -p "$set_dir"
 ff() { ffmpeg -hide_banner -loglevel error -y "$@"; }
