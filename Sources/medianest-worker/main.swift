@@ -1,2 +1,0 @@
-import MediaNestWorker
-print("medianest-worker")
