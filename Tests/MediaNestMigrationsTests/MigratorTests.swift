@@ -193,15 +193,19 @@ func workerBinary() -> URL {
     return repositoryRoot.appendingPathComponent(".build/debug/medianest-worker")
 }
 
+/// Whether the root command lists `migrate` among its subcommands. (`migrate --help` is no test:
+/// ArgumentParser prints the root's help and exits 0 for an unknown subcommand followed by --help.)
 func workerBinarySupportsMigrate() -> Bool {
     let process = Process()
     process.executableURL = workerBinary()
-    process.arguments = ["migrate", "--help"]
-    process.standardOutput = FileHandle.nullDevice
+    process.arguments = ["--help"]
+    let output = Pipe()
+    process.standardOutput = output
     process.standardError = FileHandle.nullDevice
     guard (try? process.run()) != nil else { return false }
+    let help = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
-    return process.terminationStatus == 0
+    return process.terminationStatus == 0 && help.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix("migrate ") }
 }
 
 private func startMigrateProcess(connectionString: String) throws -> (Process, Pipe, Pipe) {
