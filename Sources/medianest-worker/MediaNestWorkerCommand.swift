@@ -15,6 +15,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
 
     /// Every subcommand, in the order `--help` lists them.
     static let allSubcommands: [any ParsableCommand.Type] = [
+        MigrateCommand.self,
         VersionCommand.self,
     ]
 }
