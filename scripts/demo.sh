@@ -13,6 +13,7 @@ swift build -c release --product medianest-worker
 WORKER="$(swift_bin_path release)/medianest-worker"
 pg_start
 createdb medianest
+export PGDATABASE=medianest
 export DATABASE_URL="host=$PGHOST port=$PGPORT user=medianest dbname=medianest"
 export MEDIANEST_MIGRATIONS_DIR="$REPO_ROOT/migrations"
 
@@ -21,7 +22,7 @@ log "migrate up"
 log "migrate status"
 "$WORKER" migrate status
 
-if ! "$WORKER" help run >/dev/null 2>&1; then
+if ! "$WORKER" --help | grep -qE "^  run "; then
     log "the worker has no 'run' command yet; stopping after the schema"
     exit 0
 fi
