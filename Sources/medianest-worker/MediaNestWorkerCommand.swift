@@ -16,6 +16,11 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
     /// Every subcommand, in the order `--help` lists them.
     static let allSubcommands: [any ParsableCommand.Type] = [
         VersionCommand.self,
+        RunCommand.self,
+        EnqueueCommand.self,
+        StatusCommand.self,
+        RetryCommand.self,
+        CancelCommand.self,
     ]
 }
 
