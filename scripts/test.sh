@@ -7,6 +7,16 @@ ensure_packages
 log "building"
 swift build --build-tests
 export MEDIANEST_WORKER_BIN="$(swift_bin_path)/medianest-worker"
+export MEDIANEST_MIGRATIONS_DIR="$REPO_ROOT/migrations"
 pg_start
 log "testing"
-swift test --skip-build "$@"
+output="$PG_DIR/swift-test.log"
+status=0
+swift test --skip-build "$@" 2>&1 | tee "$output" || status=$?
+# One plain closing line with the totals, whatever the runner printed above it.
+passed=$(grep -E '^✔ Test .* passed' "$output" | grep -vc 'Test run with' || true)
+failed=$(grep -E '^✘ Test .* failed' "$output" | grep -vc 'Test run with' || true)
+skipped=$(grep -cE '^➜ Test .* skipped' "$output" || true)
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+exit "$status"

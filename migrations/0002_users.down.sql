@@ -1,0 +1,4 @@
+DROP TABLE notifications;
+DROP TABLE api_keys;
+DROP TABLE user_sessions;
+DROP TABLE users;

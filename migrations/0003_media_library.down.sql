@@ -1,0 +1,12 @@
+DROP TABLE processing_jobs;
+DROP TABLE media_metadata;
+DROP TRIGGER users_delete_sharing_permissions ON users;
+DROP TRIGGER collections_delete_sharing_permissions ON collections;
+DROP TRIGGER media_items_delete_sharing_permissions ON media_items;
+DROP FUNCTION delete_sharing_permissions_of_resource();
+DROP TABLE sharing_permissions;
+DROP TRIGGER collection_items_maintain_item_count ON collection_items;
+DROP FUNCTION collection_items_maintain_item_count();
+DROP TABLE collection_items;
+DROP TABLE collections;
+DROP TABLE media_items;
