@@ -65,23 +65,33 @@ public final class PrivateCluster: Sendable {
         try start()
     }
 
+    /// Runs a server tool with `posix_spawn` and `waitpid`. Foundation's `Process` cannot be
+    /// used here: on Linux it notices a child's exit through a descriptor the child inherits, and
+    /// the server that `pg_ctl start` leaves behind inherits it too, so `waitUntilExit` would wait
+    /// for the server to stop.
     private func run(_ tool: String, _ arguments: [String]) throws {
-        let process = Process()
-        let output = Pipe()
-        if let owner {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", owner, "--", "\(binDirectory)/\(tool)"] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: "\(binDirectory)/\(tool)")
-            process.arguments = arguments
+        let outputPath = "\(directory)/\(tool).out"
+        let argv: [String] = owner.map { ["/usr/sbin/runuser", "-u", $0, "--", "\(binDirectory)/\(tool)"] } ?? ["\(binDirectory)/\(tool)"]
+        let all = argv + arguments
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o666)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArguments = all.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, all[0], &actions, nil, &cArguments, environ)
+        guard spawned == 0 else {
+            throw PrivateClusterError(message: "could not start \(all[0]): \(String(cString: strerror(spawned)))")
         }
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw PrivateClusterError(message: "\(tool) \(arguments.joined(separator: " ")) failed (\(process.terminationStatus)): \(text)")
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard exitCode == 0 else {
+            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+            throw PrivateClusterError(message: "\(tool) \(arguments.joined(separator: " ")) failed (\(exitCode)): \(text)")
         }
     }
 }
