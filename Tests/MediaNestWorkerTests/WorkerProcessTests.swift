@@ -51,7 +51,8 @@ struct WorkerProcessTests {
 
     @Test func killedWorkersJobIsFinishedByAnotherWorkerAfterTheLease() async throws {
         try await withWorkerDatabase("kill") { database, connection, owner in
-            let job = try insertJobs(1, input: #"{"sleep_ms": 1500}"#, owner: owner, on: connection)[0]
+            // Long enough to be seen running even when parallel tests keep the polling thread busy.
+            let job = try insertJobs(1, input: #"{"sleep_ms": 5000}"#, owner: owner, on: connection)[0]
             let runLog = makeRunLog()
             let victim = try WorkerProcess(connectionString: database.connectionString, runLog: runLog, arguments: ["--instance", "victim"] + fastTimings)
             defer { victim.stop() }
@@ -61,7 +62,7 @@ struct WorkerProcessTests {
 
             let rescuer = try WorkerProcess(connectionString: database.connectionString, runLog: runLog, arguments: ["--instance", "rescuer"] + fastTimings)
             defer { rescuer.stop() }
-            #expect(try await waitUntil(timeout: .seconds(20)) { try jobStatus(job, on: connection) == "completed" }, "rescuer log:\n\(rescuer.log)")
+            #expect(try await waitUntil(timeout: .seconds(30)) { try jobStatus(job, on: connection) == "completed" }, "rescuer log:\n\(rescuer.log)")
             let row = try connection.query("SELECT worker_id, attempts, lost_count FROM processing_jobs WHERE id = $1::uuid", [job])[0]
             #expect(try row.decode("worker_id", as: String.self).hasSuffix(":rescuer"))
             #expect(try row.decode("lost_count", as: Int.self) == 1)
