@@ -108,6 +108,17 @@ let package = Package(
             ],
             swiftSettings: upcoming
         ),
+        // The same `run` machinery with synthetic handlers (sleep, crash, fail, progress) that the
+        // engine's tests drive through input_data. Never shipped: the production binary must not
+        // contain handlers that crash or sleep on request.
+        .executableTarget(
+            name: "medianest-testworker",
+            dependencies: [
+                "MediaNestWorker", "MediaNestCore", "MediaNestQueue",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: upcoming
+        ),
 
         // MARK: Tests
         // Shared by the test targets only: throwaway databases, the fixture corpus, process helpers.

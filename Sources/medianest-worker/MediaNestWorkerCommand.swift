@@ -17,6 +17,11 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
     static let allSubcommands: [any ParsableCommand.Type] = [
         MigrateCommand.self,
         VersionCommand.self,
+        RunCommand.self,
+        EnqueueCommand.self,
+        StatusCommand.self,
+        RetryCommand.self,
+        CancelCommand.self,
     ]
 }
 

@@ -1,0 +1,434 @@
+import Foundation
+public import MediaNestCore
+public import MediaNestDB
+
+/// A job a worker claimed, with the media item its handler needs.
+public struct ClaimedWork: Sendable, Hashable {
+    public var job: ClaimedJob
+    /// `nil` when the item vanished between enqueue and claim (the job then fails at once).
+    public var mediaItem: MediaItemRecord?
+    /// The job was rescued after a crash and must run with nothing beside it.
+    public var runAlone: Bool
+
+    public init(job: ClaimedJob, mediaItem: MediaItemRecord?, runAlone: Bool) {
+        self.job = job
+        self.mediaItem = mediaItem
+        self.runAlone = runAlone
+    }
+}
+
+/// What became of a failed run.
+public enum FailureDisposition: Sendable, Hashable {
+    /// Back to pending; it may run again at `runAt`.
+    case retrying(runAt: Date)
+    /// Failed for good (permanent error, or out of attempts).
+    case failed
+    /// This run no longer owned the job (fenced); nothing was written.
+    case dropped
+}
+
+/// One in-flight job as the heartbeat reports it.
+public struct HeartbeatEntry: Sendable, Hashable {
+    public var jobID: String
+    public var attempt: Int
+    /// The latest progress, or `nil` to leave `progress_info` as it is.
+    public var progress: JSONValue?
+
+    public init(jobID: String, attempt: Int, progress: JSONValue?) {
+        self.jobID = jobID
+        self.attempt = attempt
+        self.progress = progress
+    }
+}
+
+/// What a rescue pass did.
+public struct RescueReport: Sendable, Hashable {
+    /// Jobs put back to pending (to run alone).
+    public var requeued: [String] = []
+    /// Jobs failed as poison (`worker_lost`).
+    public var poisoned: [String] = []
+    public init() {}
+}
+
+/// The job engine's SQL: claim, heartbeat, complete, fail, release and rescue.
+///
+/// Every method blocks on the given connection; call it from a thread of your own or through
+/// ``PGConnectionRunner``, never from Swift's cooperative pool. Every write a run makes is
+/// *fenced*: it only applies while the row is `running`, owned by ``workerID`` and at the run's
+/// attempt number. A worker that lost its lease therefore cannot overwrite the result of the
+/// worker that took the job over; its write affects no row and is reported as dropped.
+public struct JobStore: Sendable {
+    /// `processing_jobs.worker_id` of this worker (see ``WorkerIdentity``).
+    public var workerID: String
+    /// How long a claim or heartbeat keeps a job owned.
+    public var lease: Duration
+    /// When failed runs come back.
+    public var retryPolicy: RetryPolicy
+    /// How many times a job may be lost while running alone before it fails as poison.
+    public var maxLostAlone: Int
+
+    /// The NOTIFY channel enqueues, retries and releases signal on.
+    public static let channel = "medianest_jobs"
+
+    /// Creates a store.
+    /// - Parameters:
+    ///   - workerID: This worker's id.
+    ///   - lease: Lease length (default 30 s).
+    ///   - retryPolicy: Backoff and attempts.
+    ///   - maxLostAlone: Losses while running alone before a job is poison (default 2).
+    public init(workerID: String, lease: Duration = .seconds(30), retryPolicy: RetryPolicy = RetryPolicy(), maxLostAlone: Int = 2) {
+        self.workerID = workerID
+        self.lease = lease
+        self.retryPolicy = retryPolicy
+        self.maxLostAlone = max(1, maxLostAlone)
+    }
+
+    // MARK: Claim
+
+    private static let claimedColumns = """
+        SELECT c.id, c.media_item_id, c.job_type, c.attempts, c.max_attempts, c.priority, c.input_data, c.run_alone,
+               m.id AS item_id, m.owner_id, m.filename, m.original_filename, m.mime_type, m.file_size, m.storage_path, m.metadata
+          FROM claimed c LEFT JOIN media_items m ON m.id = c.media_item_id
+         ORDER BY c.priority DESC, c.run_at, c.created_at
+        """
+
+    private static let claimUpdate = """
+        claimed AS (
+            UPDATE processing_jobs j
+               SET status = 'running', attempts = j.attempts + 1, started_at = now(), completed_at = NULL,
+                   worker_id = $1, lease_expires_at = now() + make_interval(secs => $2::float8), heartbeat_at = now(),
+                   progress_info = '{}'
+              FROM picked WHERE j.id = picked.id
+            RETURNING j.*
+        )
+        """
+
+    /// Claims up to `slots[type]` jobs of each type, `limit` in all, in one statement.
+    ///
+    /// Per type, the oldest runnable pending jobs by `priority DESC, run_at, created_at` are
+    /// locked with `FOR UPDATE SKIP LOCKED` (so concurrent workers never wait for or take the
+    /// same row) and set running with a lease. Jobs marked to run alone are left out; see
+    /// ``claimRunAlone(types:on:)``. No lock outlives the statement.
+    /// - Parameters:
+    ///   - slots: Free slots per job type; types with zero are skipped.
+    ///   - limit: Free slots in all.
+    ///   - connection: The connection to use.
+    /// - Returns: The claimed jobs, highest priority first.
+    /// - Throws: ``DatabaseError``.
+    public func claim(slots: [JobType: Int], limit: Int, on connection: PGConnection) throws(DatabaseError) -> [ClaimedWork] {
+        let wanted = slots.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+        guard limit > 0, !wanted.isEmpty else { return [] }
+        let sql = """
+            WITH wanted AS (
+                SELECT * FROM unnest($3::text[], $4::text[]::int[]) AS w(job_type, slots)
+            ), picked AS (
+                SELECT c.id FROM wanted w CROSS JOIN LATERAL (
+                    SELECT j.id, j.priority, j.run_at, j.created_at FROM processing_jobs j
+                     WHERE j.status = 'pending' AND NOT j.run_alone AND j.job_type = w.job_type AND j.run_at <= now()
+                     ORDER BY j.priority DESC, j.run_at, j.created_at
+                     LIMIT least(w.slots, $5::int)
+                       FOR UPDATE SKIP LOCKED) c
+                 ORDER BY c.priority DESC, c.run_at, c.created_at
+                 LIMIT $5::int
+            ), \(JobStore.claimUpdate)
+            \(JobStore.claimedColumns)
+            """
+        let rows = try connection.query(sql, [workerID, lease.seconds, wanted.map(\.key.rawValue), wanted.map { String(min($0.value, limit)) }, limit])
+        return try rows.map(JobStore.decodeClaim)
+    }
+
+    /// Claims one job that must run alone (rescued after a crash), if any of `types` waits.
+    ///
+    /// Call it only when nothing else runs in this worker, and claim nothing else until it ends.
+    /// - Throws: ``DatabaseError``.
+    public func claimRunAlone(types: [JobType], on connection: PGConnection) throws(DatabaseError) -> ClaimedWork? {
+        guard !types.isEmpty else { return nil }
+        let sql = """
+            WITH picked AS (
+                SELECT j.id FROM processing_jobs j
+                 WHERE j.status = 'pending' AND j.run_alone AND j.job_type = ANY ($3::text[]) AND j.run_at <= now()
+                 ORDER BY j.priority DESC, j.run_at, j.created_at
+                 LIMIT 1 FOR UPDATE SKIP LOCKED
+            ), \(JobStore.claimUpdate)
+            \(JobStore.claimedColumns)
+            """
+        return try connection.query(sql, [workerID, lease.seconds, types.map(\.rawValue)]).map(JobStore.decodeClaim).first
+    }
+
+    /// Whether a job that must run alone is waiting for one of `types`.
+    ///
+    /// A busy worker that sees one stops claiming until it is idle, so that such jobs are not
+    /// starved by a steady stream of ordinary ones.
+    public func runAloneJobWaiting(types: [JobType], on connection: PGConnection) throws(DatabaseError) -> Bool {
+        guard !types.isEmpty else { return false }
+        return try connection.query("""
+            SELECT EXISTS (SELECT 1 FROM processing_jobs
+                            WHERE status = 'pending' AND run_alone AND job_type = ANY ($1::text[]) AND run_at <= now()) AS waiting
+            """, [types.map(\.rawValue)])[0].decode("waiting", as: Bool.self)
+    }
+
+    /// Whether any job of `types` could be claimed now (pending with `run_at` passed).
+    public func runnableJobExists(types: [JobType], on connection: PGConnection) throws(DatabaseError) -> Bool {
+        guard !types.isEmpty else { return false }
+        return try connection.query("""
+            SELECT EXISTS (SELECT 1 FROM processing_jobs
+                            WHERE status = 'pending' AND job_type = ANY ($1::text[]) AND run_at <= now()) AS runnable
+            """, [types.map(\.rawValue)])[0].decode("runnable", as: Bool.self)
+    }
+
+    private static func decodeClaim(_ row: PGRow) throws(DatabaseError) -> ClaimedWork {
+        let job = ClaimedJob(
+            id: try row.decode("id", as: String.self),
+            mediaItemID: try row.decode("media_item_id", as: String.self),
+            type: JobType(try row.decode("job_type", as: String.self)),
+            attempt: try row.decode("attempts", as: Int.self),
+            maxAttempts: try row.decode("max_attempts", as: Int.self),
+            priority: try row.decode("priority", as: Int.self),
+            input: try row.decode("input_data", as: JSONValue?.self) ?? [:])
+        var item: MediaItemRecord?
+        if try row.decode("item_id", as: String?.self) != nil {
+            item = MediaItemRecord(
+                id: try row.decode("item_id", as: String.self),
+                ownerID: try row.decode("owner_id", as: String.self),
+                filename: try row.decode("filename", as: String.self),
+                originalFilename: try row.decode("original_filename", as: String?.self),
+                mimeType: try row.decode("mime_type", as: String.self),
+                fileSize: try row.decode("file_size", as: Int64?.self),
+                storagePath: try row.decode("storage_path", as: String.self),
+                metadata: try row.decode("metadata", as: JSONValue?.self) ?? [:])
+        }
+        return ClaimedWork(job: job, mediaItem: item, runAlone: try row.decode("run_alone", as: Bool.self))
+    }
+
+    // MARK: Heartbeat
+
+    /// Extends the leases of all of this worker's in-flight jobs and writes their progress, in
+    /// one statement, and registers the worker as live.
+    ///
+    /// - Parameters:
+    ///   - entries: The in-flight jobs.
+    ///   - types: The types this worker serves (for `status`).
+    ///   - concurrency: The worker's global limit (for `status`).
+    ///   - connection: The connection to use.
+    /// - Returns: The jobs this worker must stop: `cancelled` when an operator cancelled the row
+    ///   (or the row vanished), `leaseLost` when another worker owns it now.
+    /// - Throws: ``DatabaseError``.
+    public func heartbeat(_ entries: [HeartbeatEntry], types: [JobType], concurrency: Int, on connection: PGConnection) throws(DatabaseError) -> [String: StopReason] {
+        let identity = WorkerIdentity.parse(workerID)
+        let sql = """
+            WITH me AS (
+                INSERT INTO processing_workers AS w (id, host, pid, types, concurrency, expires_at)
+                VALUES ($1, $4, $5::int, $6::text[], $7::int, now() + make_interval(secs => $8::float8))
+                ON CONFLICT (id) DO UPDATE
+                   SET last_seen_at = now(), expires_at = excluded.expires_at, types = excluded.types,
+                       concurrency = excluded.concurrency
+                RETURNING 1
+            ), v AS (
+                SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::int[], $9::text[]::jsonb[]) AS v(id, attempt, progress)
+            ), beat AS (
+                UPDATE processing_jobs j
+                   SET lease_expires_at = now() + make_interval(secs => $8::float8), heartbeat_at = now(),
+                       progress_info = CASE WHEN v.progress = 'null'::jsonb THEN j.progress_info ELSE v.progress END
+                  FROM v
+                 WHERE j.id = v.id AND j.worker_id = $1 AND j.attempts = v.attempt AND j.status = 'running'
+                RETURNING j.id
+            )
+            SELECT v.id::text AS id, coalesce(j.status::text, 'missing') AS status, (SELECT count(*) FROM me) AS registered
+              FROM v LEFT JOIN beat ON beat.id = v.id LEFT JOIN processing_jobs j ON j.id = v.id
+             WHERE beat.id IS NULL
+            """
+        let rows = try connection.query(sql, [
+            workerID, entries.map(\.jobID), entries.map { String($0.attempt) }, identity.host, Int(identity.pid),
+            types.map(\.rawValue), concurrency, lease.seconds, entries.map { ($0.progress ?? .null).jsonText },
+        ])
+        var stops: [String: StopReason] = [:]
+        for row in rows {
+            let status = try row.decode("status", as: String.self)
+            stops[try row.decode("id", as: String.self)] = (status == "cancelled" || status == "missing") ? .cancelled : .leaseLost
+        }
+        return stops
+    }
+
+    /// Removes this worker from `processing_workers` (on a clean exit).
+    public func unregister(on connection: PGConnection) throws(DatabaseError) {
+        try connection.execute("DELETE FROM processing_workers WHERE id = $1", [workerID])
+    }
+
+    // MARK: Finishing a run
+
+    private static let fence = "status = 'running' AND worker_id = $2 AND attempts = $3::int"
+
+    /// Records a successful run, applies its media item update and settles the item, in one
+    /// transaction.
+    /// - Returns: `false` when the run no longer owned the job (nothing was written).
+    /// - Throws: ``DatabaseError``; the transaction is rolled back.
+    public func complete(_ job: ClaimedJob, outcome: JobOutcome, on connection: PGConnection) throws -> Bool {
+        try connection.transaction { connection in
+            let owned = try connection.execute("""
+                UPDATE processing_jobs
+                   SET status = 'completed', completed_at = now(), output_data = $4, error_message = NULL,
+                       lease_expires_at = NULL, run_alone = false
+                 WHERE id = $1 AND \(JobStore.fence)
+                """, [job.id, workerID, job.attempt, outcome.output])
+            guard owned == 1 else { return false }
+            try JobStore.apply(outcome.itemUpdate, to: job.mediaItemID, on: connection)
+            try connection.execute("SELECT settle_media_item($1)", [job.mediaItemID])
+            return true
+        }
+    }
+
+    private static func apply(_ update: MediaItemUpdate, to itemID: String, on connection: PGConnection) throws(DatabaseError) {
+        guard !update.isEmpty else { return }
+        try connection.execute("""
+            UPDATE media_items
+               SET metadata = metadata || $2, checksum_md5 = coalesce($3, checksum_md5),
+                   checksum_sha256 = coalesce($4, checksum_sha256), file_size = coalesce($5, file_size),
+                   thumbnail_path = coalesce($6, thumbnail_path), preview_path = coalesce($7, preview_path)
+             WHERE id = $1
+            """, [itemID, JSONValue.object(update.metadataMerge), update.checksumMD5, update.checksumSHA256,
+                  update.fileSize, update.thumbnailPath, update.previewPath])
+        // media_metadata has no unique key on (item, provider); the item row lock taken above
+        // serialises writers of one item, so update-then-insert cannot create duplicates.
+        for provided in update.providerMetadata {
+            let updated = try connection.execute("""
+                UPDATE media_metadata SET data = $4, fetched_at = now(), confidence_score = $5
+                 WHERE media_item_id = $1 AND provider = $2 AND external_id IS NOT DISTINCT FROM $3
+                """, [itemID, provided.provider, provided.externalID, provided.data, provided.confidence])
+            if updated == 0 {
+                try connection.execute("""
+                    INSERT INTO media_metadata (media_item_id, provider, external_id, data, fetched_at, confidence_score)
+                    VALUES ($1, $2, $3, $4, now(), $5)
+                    """, [itemID, provided.provider, provided.externalID, provided.data, provided.confidence])
+            }
+        }
+    }
+
+    /// Records a failed run: back to pending with backoff when the error is retryable and
+    /// attempts remain, failed for good otherwise (settling the media item to `error`).
+    /// - Returns: What happened; ``FailureDisposition/dropped`` when the run no longer owned the job.
+    /// - Throws: ``DatabaseError``; the transaction is rolled back.
+    public func fail(_ job: ClaimedJob, error: JobError, on connection: PGConnection) throws -> FailureDisposition {
+        let output: JSONValue = ["error": error.json(attempt: job.attempt)]
+        let maxAttempts = retryPolicy.maxAttemptsOverride ?? job.maxAttempts
+        if error.isRetryable && job.attempt < maxAttempts {
+            let delay = retryPolicy.delay(afterAttempt: job.attempt)
+            let rows = try connection.query("""
+                UPDATE processing_jobs
+                   SET status = 'pending', run_at = now() + make_interval(secs => $4::float8), worker_id = NULL,
+                       lease_expires_at = NULL, error_message = $5, output_data = $6
+                 WHERE id = $1 AND \(JobStore.fence)
+                RETURNING run_at
+                """, [job.id, workerID, job.attempt, delay.seconds,
+                      "Attempt \(job.attempt) of \(maxAttempts) failed, will retry: \(error.message) [\(error.code)]", output])
+            guard let row = rows.first else { return .dropped }
+            return .retrying(runAt: try row.decode("run_at", as: Date.self))
+        }
+        let message = error.isRetryable
+            ? "Gave up after \(job.attempt) attempts: \(error.message) [\(error.code)]"
+            : "\(error.message) [\(error.code)]"
+        return try connection.transaction { connection in
+            let owned = try connection.execute("""
+                UPDATE processing_jobs
+                   SET status = 'failed', completed_at = now(), lease_expires_at = NULL, error_message = $4, output_data = $5
+                 WHERE id = $1 AND \(JobStore.fence)
+                """, [job.id, workerID, job.attempt, message, output])
+            guard owned == 1 else { return FailureDisposition.dropped }
+            try connection.execute("SELECT settle_media_item($1)", [job.mediaItemID])
+            return FailureDisposition.failed
+        }
+    }
+
+    /// Puts runs this worker stops on shutdown back to pending without charging the attempt.
+    /// - Returns: The ids that were released (the others were no longer owned).
+    /// - Throws: ``DatabaseError``.
+    public func release(_ jobs: [ClaimedJob], on connection: PGConnection) throws(DatabaseError) -> [String] {
+        guard !jobs.isEmpty else { return [] }
+        let rows = try connection.query("""
+            WITH v AS (SELECT * FROM unnest($1::text[]::uuid[], $3::text[]::int[]) AS v(id, attempt)),
+            released AS (
+                UPDATE processing_jobs j
+                   SET status = 'pending', attempts = j.attempts - 1, worker_id = NULL, lease_expires_at = NULL,
+                       run_at = now(), progress_info = '{}'
+                  FROM v
+                 WHERE j.id = v.id AND j.status = 'running' AND j.worker_id = $2 AND j.attempts = v.attempt
+                RETURNING j.id
+            )
+            SELECT id::text AS id, pg_notify('\(JobStore.channel)', 'released') FROM released
+            """, [jobs.map(\.id), workerID, jobs.map { String($0.attempt) }])
+        return try rows.map { row throws(DatabaseError) in try row.decode("id", as: String.self) }
+    }
+
+    // MARK: Rescue
+
+    /// Takes back running jobs whose lease expired: their worker died, hung or lost the database.
+    ///
+    /// Crash attribution: a rescued job goes back to pending *marked to run alone*, and the lost
+    /// run is not charged as an attempt. A worker runs such a job with nothing beside it, so if
+    /// it is lost again while running alone, it is the job that kills the worker; after
+    /// ``maxLostAlone`` such losses it fails with `worker_lost`. Its innocent neighbours run once
+    /// more, alone, complete, and never see a charged attempt.
+    /// - Parameter limit: At most this many jobs per call.
+    /// - Throws: ``DatabaseError``; the transaction is rolled back.
+    public func rescueExpired(limit: Int = 100, on connection: PGConnection) throws -> RescueReport {
+        try connection.transaction { connection in
+            let rows = try connection.query("""
+                WITH expired AS (
+                    SELECT id FROM processing_jobs
+                     WHERE status = 'running' AND lease_expires_at < now()
+                     ORDER BY lease_expires_at LIMIT $2::int
+                       FOR UPDATE SKIP LOCKED
+                ), judged AS (
+                    SELECT j.id, j.run_alone AND j.lost_alone_count + 1 >= $1::int AS poison
+                      FROM processing_jobs j JOIN expired USING (id)
+                )
+                UPDATE processing_jobs j
+                   SET lost_count = j.lost_count + 1,
+                       lost_alone_count = j.lost_alone_count + CASE WHEN j.run_alone THEN 1 ELSE 0 END,
+                       run_alone = true,
+                       lease_expires_at = NULL,
+                       status = CASE WHEN judged.poison THEN 'failed' ELSE 'pending' END::job_status,
+                       attempts = CASE WHEN judged.poison THEN j.attempts ELSE j.attempts - 1 END,
+                       worker_id = CASE WHEN judged.poison THEN j.worker_id END,
+                       run_at = now(),
+                       completed_at = CASE WHEN judged.poison THEN now() END,
+                       error_message = CASE WHEN judged.poison
+                           THEN 'worker lost ' || (j.lost_count + 1) || ' times: the worker process died while running this job, '
+                                || (j.lost_alone_count + 1) || ' of them while it ran alone, so this job is what crashes it '
+                                || '(last worker ' || coalesce(j.worker_id, '?') || ') [worker_lost]'
+                           ELSE j.error_message END,
+                       output_data = CASE WHEN judged.poison
+                           THEN jsonb_build_object('error', jsonb_build_object(
+                                'code', 'worker_lost', 'retryable', false, 'attempt', j.attempts,
+                                'message', 'worker lost ' || (j.lost_count + 1) || ' times while running this job'))
+                           ELSE j.output_data END
+                  FROM judged
+                 WHERE j.id = judged.id
+                RETURNING j.id::text AS id, j.media_item_id::text AS media_item_id, judged.poison
+                """, [maxLostAlone, limit])
+            var report = RescueReport()
+            for row in rows {
+                let id = try row.decode("id", as: String.self)
+                if try row.decode("poison", as: Bool.self) {
+                    report.poisoned.append(id)
+                    try connection.execute("SELECT settle_media_item($1)", [try row.decode("media_item_id", as: String.self)])
+                } else {
+                    report.requeued.append(id)
+                }
+            }
+            if !report.requeued.isEmpty {
+                try connection.execute("SELECT pg_notify($1, 'rescued')", [JobStore.channel])
+            }
+            return report
+        }
+    }
+}
+
+extension WorkerIdentity {
+    /// Splits a `host:pid:instance` id; unknown parts become empty or zero.
+    public static func parse(_ id: String) -> WorkerIdentity {
+        var parts = id.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let instance = parts.count >= 3 ? parts.removeLast() : "0"
+        let pid = parts.count >= 2 ? Int32(parts.removeLast()) ?? 0 : 0
+        return WorkerIdentity(host: parts.joined(separator: ":"), pid: pid, instance: instance)
+    }
+}

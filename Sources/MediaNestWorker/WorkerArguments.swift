@@ -1,0 +1,137 @@
+import Foundation
+public import Logging
+import MediaNestDB
+import MediaNestQueue
+
+/// The options of `run`, parsed without ArgumentParser, for executables that share the runtime
+/// but not the production CLI (the test worker).
+///
+/// `medianest-worker run` declares the same options with ArgumentParser (for its `--help`); a
+/// test runs `medianest-worker run --help` against ``optionNames`` so the two cannot drift apart.
+public enum WorkerArguments {
+    /// Every option `run` accepts.
+    public static let optionNames: [String] = [
+        "--database-url", "--storage-root", "--types", "--concurrency", "--instance", "--lease", "--heartbeat",
+        "--poll-interval", "--grace-period", "--no-listen", "--drain", "--max-attempts", "--max-lost",
+        "--retry-base", "--retry-max", "--job-timeout", "--log-level",
+    ]
+
+    /// Parses `run`'s options over the environment (`DATABASE_URL`, `MEDIANEST_STORAGE_ROOT`).
+    /// - Parameters:
+    ///   - arguments: The arguments after `run`.
+    ///   - environment: The process environment.
+    /// - Returns: The configuration.
+    /// - Throws: ``WorkerConfigurationError`` naming the bad option.
+    public static func parse(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment) throws(WorkerConfigurationError) -> WorkerConfiguration {
+        var values = RawOptions()
+        var index = 0
+        while index < arguments.count {
+            var name = arguments[index]
+            var value: String?
+            if let equals = name.firstIndex(of: "="), name.hasPrefix("--") {
+                value = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            }
+            switch name {
+            case "--no-listen": values.noListen = true
+            case "--drain": values.drain = true
+            default:
+                guard optionNames.contains(name) else { throw WorkerConfigurationError("Unknown option \(name).") }
+                if value == nil {
+                    index += 1
+                    guard index < arguments.count else { throw WorkerConfigurationError("\(name) needs a value.") }
+                    value = arguments[index]
+                }
+                values.options[name] = value
+            }
+            index += 1
+        }
+        return try values.configuration(environment: environment)
+    }
+
+    /// Options as strings, turned into a configuration in one place for both parsers.
+    public struct RawOptions: Sendable {
+        public var options: [String: String] = [:]
+        public var noListen = false
+        public var drain = false
+        public init() {}
+
+        /// Builds the configuration.
+        /// - Throws: ``WorkerConfigurationError`` naming the bad option.
+        public func configuration(environment: [String: String]) throws(WorkerConfigurationError) -> WorkerConfiguration {
+            let url = options["--database-url"] ?? environment["DATABASE_URL"] ?? ""
+            let storageRoot = options["--storage-root"] ?? environment["MEDIANEST_STORAGE_ROOT"]
+            var configuration = WorkerConfiguration(database: DatabaseConfiguration(connectionString: url),
+                                                    storage: storageRoot.flatMap { $0.isEmpty ? nil : StorageLayout(root: $0) })
+            if let types = options["--types"] {
+                let parsed = types.split(separator: ",").map { JobType(String($0).trimmingCharacters(in: .whitespaces)) }
+                let unknown = parsed.filter { !JobType.all.contains($0) }
+                guard !parsed.isEmpty, unknown.isEmpty else {
+                    throw WorkerConfigurationError("--types: unknown job type \(unknown.map(\.rawValue).joined(separator: ", ")); known: \(JobType.all.map(\.rawValue).joined(separator: ", ")).")
+                }
+                configuration.types = parsed
+            }
+            if let text = options["--concurrency"] { configuration.concurrency = try integer(text, "--concurrency") }
+            if let text = options["--instance"] { configuration.instance = text }
+            if let text = options["--lease"] { configuration.lease = try seconds(text, "--lease") }
+            if let text = options["--heartbeat"] { configuration.heartbeatInterval = try seconds(text, "--heartbeat") }
+            if let text = options["--poll-interval"] { configuration.pollInterval = try seconds(text, "--poll-interval") }
+            if let text = options["--grace-period"] { configuration.gracePeriod = try seconds(text, "--grace-period") }
+            if let text = options["--max-attempts"] { configuration.retryPolicy.maxAttemptsOverride = try integer(text, "--max-attempts") }
+            if let text = options["--max-lost"] { configuration.maxLostAlone = try integer(text, "--max-lost") }
+            if let text = options["--retry-base"] { configuration.retryPolicy.baseDelay = try seconds(text, "--retry-base") }
+            if let text = options["--retry-max"] { configuration.retryPolicy.maximumDelay = try seconds(text, "--retry-max") }
+            if let text = options["--job-timeout"] { configuration.jobTimeout = try seconds(text, "--job-timeout") }
+            if let text = options["--log-level"] {
+                guard let level = Logger.Level(rawValue: text.lowercased()) else {
+                    throw WorkerConfigurationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")).")
+                }
+                configuration.logLevel = level
+            }
+            // Rescue runs at least twice per lease so a crashed worker's jobs are back within
+            // about one lease.
+            configuration.rescueInterval = min(.seconds(5), configuration.lease / 2)
+            configuration.listen = !noListen
+            configuration.drain = drain
+            try configuration.validate()
+            return configuration
+        }
+
+        private func integer(_ text: String, _ name: String) throws(WorkerConfigurationError) -> Int {
+            guard let value = Int(text), value >= 1 else { throw WorkerConfigurationError("\(name) must be a whole number of at least 1 (got \(text)).") }
+            return value
+        }
+
+        private func seconds(_ text: String, _ name: String) throws(WorkerConfigurationError) -> Duration {
+            guard let value = Double(text), value.isFinite, value >= 0 else {
+                throw WorkerConfigurationError("\(name) must be a number of seconds, such as 5 or 0.5 (got \(text)).")
+            }
+            return .milliseconds(Int64((value * 1000).rounded()))
+        }
+    }
+}
+
+/// Runs a worker from an executable's `run` command: logging, signals, the runtime.
+public enum WorkerMain {
+    /// Bootstraps swift-log to stderr at `configuration.logLevel` (once per process).
+    public static func bootstrapLogging(level: Logger.Level) {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+
+    /// Starts the runtime with signal handling and waits for it to stop.
+    /// - Parameters:
+    ///   - configuration: The options.
+    ///   - registry: The handlers.
+    /// - Returns: How the worker stopped.
+    /// - Throws: ``WorkerConfigurationError`` when the configuration cannot work.
+    public static func run(configuration: WorkerConfiguration, registry: HandlerRegistry) async throws -> WorkerExit {
+        let logger = Logger(label: "medianest.worker")
+        let runtime = try WorkerRuntime(configuration: configuration, registry: registry, logger: logger)
+        runtime.installSignalHandlers()
+        return await runtime.run()
+    }
+}

@@ -1,0 +1,663 @@
+import Dispatch
+import Foundation
+public import Logging
+import MediaNestCore
+import MediaNestDB
+public import MediaNestQueue
+
+/// How a worker run ended.
+public enum WorkerExit: Sendable, Hashable {
+    /// `--drain`: nothing was runnable and nothing was in flight.
+    case drained
+    /// A signal (or ``WorkerRuntime/requestShutdown(immediately:)``) stopped the worker.
+    case shutdown
+}
+
+/// The worker daemon: claims jobs, runs them on a bounded Dispatch pool, keeps their leases
+/// alive, writes their results, rescues crashed workers' jobs and shuts down gracefully.
+///
+/// Threads, each with its own PostgreSQL connection, so that no blocking libpq call ever runs on
+/// Swift's cooperative pool and one slow call never delays another kind of work:
+/// - the *scheduler* thread claims, writes results (retrying them while the database is down),
+///   rescues expired leases and decides when to stop;
+/// - the *heartbeat* thread extends all in-flight leases in one statement per interval and stops
+///   jobs that were cancelled or taken over;
+/// - the *listener* thread sleeps in `poll(2)` on a LISTEN connection and wakes the scheduler.
+///
+/// Handlers run on a concurrent `DispatchQueue`; the scheduler bounds how many run at once,
+/// globally and per job type.
+///
+/// Start it from a command with ``run()``; see ``WorkerRuntime/installSignalHandlers()``.
+public final class WorkerRuntime: Sendable {
+    /// The configuration the runtime was made with.
+    public let configuration: WorkerConfiguration
+    /// This worker's id (`host:pid:instance`).
+    public let identity: WorkerIdentity
+    private let registry: HandlerRegistry
+    private let store: JobStore
+    private let servedTypes: [JobType]
+    private let logger: Logger
+    private let state: RuntimeState
+    private let pool = DispatchQueue(label: "medianest.jobs", attributes: .concurrent)
+    private let signalQueue = DispatchQueue(label: "medianest.signals")
+    private let signalSources = SignalSources()
+
+    /// Creates a runtime.
+    /// - Parameters:
+    ///   - configuration: Options; validate them first.
+    ///   - registry: The handlers; the worker serves their types (narrowed by `configuration.types`).
+    ///   - logger: The base logger; jobs add `job_id`, `job_type` and `media_id`.
+    /// - Throws: ``WorkerConfigurationError`` when no type would be served.
+    public init(configuration: WorkerConfiguration, registry: HandlerRegistry, logger: Logger) throws(WorkerConfigurationError) {
+        try configuration.validate()
+        let available = registry.types
+        let served: [JobType]
+        if let wanted = configuration.types {
+            let missing = wanted.filter { registry.handler(for: $0) == nil }
+            guard missing.isEmpty else {
+                throw WorkerConfigurationError("No handler for job type \(missing.map(\.rawValue).joined(separator: ", ")) in this build; available: \(available.isEmpty ? "none" : available.map(\.rawValue).joined(separator: ", ")).")
+            }
+            served = Array(Set(wanted)).sorted()
+        } else {
+            served = available
+        }
+        guard !served.isEmpty else {
+            throw WorkerConfigurationError("This worker has no job handlers to run, so it would never claim a job.")
+        }
+        self.configuration = configuration
+        self.identity = WorkerIdentity(instance: configuration.instance)
+        self.registry = registry
+        self.servedTypes = served
+        self.store = JobStore(workerID: identity.id, lease: configuration.lease, retryPolicy: configuration.retryPolicy,
+                              maxLostAlone: configuration.maxLostAlone)
+        var logger = logger
+        logger[metadataKey: "worker_id"] = "\(identity.id)"
+        self.logger = logger
+        self.state = RuntimeState()
+    }
+
+    /// The job types this worker claims.
+    public var types: [JobType] { servedTypes }
+
+    // MARK: Control
+
+    /// Stops claiming and lets in-flight jobs finish for the grace period; with `immediately`,
+    /// stops them now. Either way unfinished jobs go back to pending without charging an attempt.
+    public func requestShutdown(immediately: Bool = false) {
+        state.withLock { state in
+            if state.shutdownRequestedAt == nil {
+                state.shutdownRequestedAt = .now
+                logger.info("shutting down: no new jobs; in-flight jobs may finish", metadata: ["grace_period_s": "\(configuration.gracePeriod.seconds)", "in_flight": "\(state.inFlight.count)"])
+            } else if immediately || !state.immediate {
+                state.immediate = true
+                logger.warning("stopping in-flight jobs now", metadata: ["in_flight": "\(state.inFlight.count)"])
+            }
+            if immediately { state.immediate = true }
+        }
+        state.signal()
+    }
+
+    /// Makes SIGTERM and SIGINT start a graceful shutdown and a second one stop at once.
+    ///
+    /// The default handlers are ignored (`SIG_IGN`) so that the signal only reaches the
+    /// `DispatchSource`, which runs on a queue of its own rather than in a signal handler.
+    public func installSignalHandlers() {
+        for signalNumber in [SIGTERM, SIGINT] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: signalQueue)
+            source.setEventHandler { [self] in
+                let alreadyStopping = state.withLock { $0.shutdownRequestedAt != nil }
+                logger.notice("received signal \(signalNumber == SIGTERM ? "SIGTERM" : "SIGINT")")
+                requestShutdown(immediately: alreadyStopping)
+            }
+            source.resume()
+            signalSources.keep(source)
+        }
+    }
+
+    // MARK: Run
+
+    /// Runs until shutdown (or, with `drain`, until nothing is left), then returns.
+    ///
+    /// Never blocks the calling task's thread: the work happens on the runtime's own threads.
+    /// - Returns: Why it stopped.
+    public func run() async -> WorkerExit {
+        await withCheckedContinuation { (continuation: CheckedContinuation<WorkerExit, Never>) in
+            let thread = Thread { [self] in continuation.resume(returning: runBlocking()) }
+            thread.name = "medianest-scheduler"
+            thread.start()
+        }
+    }
+
+    /// Runs on the calling thread until shutdown or drain; see ``run()``.
+    public func runBlocking() -> WorkerExit {
+        logger.info("worker starting", metadata: [
+            "types": "\(servedTypes.map(\.rawValue).joined(separator: ","))",
+            "concurrency": "\(configuration.concurrency)",
+            "lease_s": "\(configuration.lease.seconds)", "heartbeat_s": "\(configuration.heartbeatInterval.seconds)",
+            "listen": "\(configuration.listen)", "database": "\(configuration.database)",
+        ])
+        let heartbeat = Thread { [self] in heartbeatLoop() }
+        heartbeat.name = "medianest-heartbeat"
+        heartbeat.start()
+        if configuration.listen {
+            let listener = Thread { [self] in listenLoop() }
+            listener.name = "medianest-listener"
+            listener.start()
+        }
+        let exit = Scheduler(runtime: self).loop()
+        state.withLock { $0.finished = true }
+        state.signal()
+        logger.info("worker stopped", metadata: ["reason": "\(exit)"])
+        return exit
+    }
+
+    // MARK: Scheduler
+
+    /// The scheduler thread's private state and its connection.
+    private final class Scheduler {
+        let runtime: WorkerRuntime
+        let database: PGConnectionRunner
+        var pendingWrites: [FinishedRun] = []
+        var nextPoll: ContinuousClock.Instant = .now
+        var nextRescue: ContinuousClock.Instant = .now
+        var databaseRetryAt: ContinuousClock.Instant = .now
+        var databaseBackoff: Duration = .milliseconds(100)
+        var drainingForRunAlone = false
+        var stoppedForShutdown = false
+        var hardDeadline: ContinuousClock.Instant?
+
+        init(runtime: WorkerRuntime) {
+            self.runtime = runtime
+            self.database = PGConnectionRunner(configuration: runtime.configuration.database.with("application_name", "medianest-worker scheduler"),
+                                               label: "scheduler", logger: runtime.logger)
+        }
+
+        var logger: Logger { runtime.logger }
+        var store: JobStore { runtime.store }
+        var configuration: WorkerConfiguration { runtime.configuration }
+
+        /// Runs a database call unless the database is known to be down; tracks reconnect backoff.
+        func withDatabase<T>(_ what: String, _ body: (PGConnection) throws -> T) -> T? {
+            guard ContinuousClock.now >= databaseRetryAt else { return nil }
+            do {
+                let value = try database.runBlocking(body)
+                databaseBackoff = .milliseconds(100)
+                return value
+            } catch let error as DatabaseError where error.isConnectionProblem {
+                databaseRetryAt = .now + databaseBackoff
+                logger.warning("database unavailable; will retry", metadata: ["during": "\(what)", "retry_in_ms": "\(Int(databaseBackoff.seconds * 1000))", "error": "\(error)"])
+                databaseBackoff = min(databaseBackoff * 2, .seconds(5))
+                return nil
+            } catch {
+                logger.error("database call failed", metadata: ["during": "\(what)", "error": "\(error)"])
+                databaseRetryAt = .now + .milliseconds(500)
+                return nil
+            }
+        }
+
+        func loop() -> WorkerExit {
+            while true {
+                let snapshot = runtime.state.withLock { state -> LoopSnapshot in
+                    let finished = state.finishedRuns
+                    state.finishedRuns = []
+                    let claimWanted = state.claimWanted
+                    state.claimWanted = false
+                    return LoopSnapshot(finished: finished, wakeCount: state.wakeCount, claimWanted: claimWanted, shutdownAt: state.shutdownRequestedAt,
+                                        immediate: state.immediate, runningHandlers: state.runningHandlers,
+                                        runAloneActive: state.inFlight.values.contains { $0.work.runAlone && !$0.handlerDone })
+                }
+                pendingWrites.append(contentsOf: snapshot.finished)
+                writePendingResults()
+
+                let now = ContinuousClock.now
+                if let shutdownAt = snapshot.shutdownAt {
+                    if !stoppedForShutdown && (snapshot.immediate || now >= shutdownAt + configuration.gracePeriod) {
+                        stoppedForShutdown = true
+                        // Handlers get a moment to notice the stop and return; one stuck in C code is
+                        // released anyway when the moment is over.
+                        hardDeadline = now + (snapshot.immediate ? .seconds(1) : .seconds(3))
+                        runtime.state.withLock { state in
+                            for entry in state.inFlight.values where !entry.handlerDone { entry.cancellation.stop(.shutdown) }
+                        }
+                    }
+                    if let hardDeadline, now >= hardDeadline {
+                        releaseAbandonedRuns()
+                        return finish(.shutdown)
+                    }
+                    let idle = runtime.state.withLock { $0.inFlight.isEmpty }
+                    if idle && pendingWrites.isEmpty { return finish(.shutdown) }
+                } else {
+                    if now >= nextRescue {
+                        rescue()
+                        nextRescue = now + configuration.rescueInterval
+                    }
+                    if snapshot.claimWanted || now >= nextPoll {
+                        if now >= nextPoll { nextPoll = now + jittered(configuration.pollInterval) }
+                        claim(runningHandlers: snapshot.runningHandlers, runAloneActive: snapshot.runAloneActive, pollTick: !snapshot.claimWanted)
+                    }
+                    if configuration.drain, drainFinished() { return finish(.drained) }
+                }
+                wait(seenWakeCount: snapshot.wakeCount)
+            }
+        }
+
+        private func drainFinished() -> Bool {
+            let busy = runtime.state.withLock { !$0.inFlight.isEmpty || $0.claimWanted }
+            guard !busy, pendingWrites.isEmpty else { return false }
+            guard let runnable = withDatabase("drain check", { try store.runnableJobExists(types: runtime.servedTypes, on: $0) }) else { return false }
+            return !runnable
+        }
+
+        private func wait(seenWakeCount: UInt64) {
+            var deadline = nextPoll
+            if runtimeIsShuttingDown { deadline = .now + .milliseconds(100) }
+            deadline = min(deadline, nextRescue)
+            if !pendingWrites.isEmpty { deadline = min(deadline, max(databaseRetryAt, .now + .milliseconds(50))) }
+            if configuration.drain { deadline = min(deadline, .now + .milliseconds(250)) }
+            runtime.state.wait(until: deadline, seenWakeCount: seenWakeCount)
+        }
+
+        private var runtimeIsShuttingDown: Bool { runtime.state.withLock { $0.shutdownRequestedAt != nil } }
+
+        private func jittered(_ interval: Duration) -> Duration {
+            interval * Double.random(in: 0.8...1.2)
+        }
+
+        private func finish(_ exit: WorkerExit) -> WorkerExit {
+            _ = withDatabase("unregister") { try store.unregister(on: $0) }
+            database.close()
+            return exit
+        }
+
+        // MARK: Claim
+
+        private func claim(runningHandlers: [JobType: Int], runAloneActive: Bool, pollTick: Bool) {
+            guard !runAloneActive else { return }
+            let running = runningHandlers.values.reduce(0, +)
+            let types = runtime.servedTypes
+            if running == 0 {
+                drainingForRunAlone = false
+                if let alone = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) }) {
+                    if let alone {
+                        logger.notice("running a job rescued after a crash alone, to find out whether it crashes the worker",
+                                      metadata: ["job_id": "\(alone.job.id)", "job_type": "\(alone.job.type)"])
+                        start([alone])
+                        return
+                    }
+                } else {
+                    return
+                }
+            } else {
+                if pollTick, let waiting = withDatabase("check run-alone", { try store.runAloneJobWaiting(types: types, on: $0) }), waiting {
+                    if !drainingForRunAlone {
+                        logger.info("a job rescued after a crash waits to run alone; finishing in-flight jobs first")
+                    }
+                    drainingForRunAlone = true
+                }
+                if drainingForRunAlone { return }
+            }
+            let globalFree = configuration.concurrency - running
+            guard globalFree > 0 else { return }
+            var slots: [JobType: Int] = [:]
+            for type in types {
+                let limit = min(configuration.perTypeLimits[type] ?? configuration.concurrency, configuration.concurrency)
+                slots[type] = max(0, min(limit - (runningHandlers[type] ?? 0), globalFree))
+            }
+            guard let claimed = withDatabase("claim", { try store.claim(slots: slots, limit: globalFree, on: $0) }) else { return }
+            if !claimed.isEmpty {
+                logger.debug("claimed jobs", metadata: ["count": "\(claimed.count)"])
+                start(claimed)
+            }
+        }
+
+        private func start(_ works: [ClaimedWork]) {
+            for work in works {
+                var jobLogger = logger
+                jobLogger[metadataKey: "job_id"] = "\(work.job.id)"
+                jobLogger[metadataKey: "job_type"] = "\(work.job.type)"
+                jobLogger[metadataKey: "media_id"] = "\(work.job.mediaItemID)"
+                jobLogger[metadataKey: "attempt"] = "\(work.job.attempt)"
+                let cancellation = JobCancellation(timeout: configuration.jobTimeout)
+                let progress = JobProgress()
+                let token = runtime.state.withLock { state -> UInt64 in
+                    state.nextToken += 1
+                    if let previous = state.inFlight[work.job.id] {
+                        // Our own lease on this job expired and it was rescued back to us: the old
+                        // run must not write anything, and the new one takes its place.
+                        previous.cancellation.stop(.leaseLost)
+                        if !previous.handlerDone { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
+                    }
+                    state.inFlight[work.job.id] = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation, progress: progress)
+                    state.runningHandlers[work.job.type, default: 0] += 1
+                    return state.nextToken
+                }
+                guard let item = work.mediaItem else {
+                    runtime.finishRun(jobID: work.job.id, token: token, result: .failure(JobError(.mediaItemMissing, "The media item \(work.job.mediaItemID) of this job no longer exists.")))
+                    continue
+                }
+                guard let handler = runtime.registry.handler(for: work.job.type) else {
+                    runtime.finishRun(jobID: work.job.id, token: token, result: .failure(JobError(.unknownJobType, "This worker has no handler for job type \(work.job.type).")))
+                    continue
+                }
+                let context = JobContext(job: work.job, mediaItem: item, storage: configuration.storage ?? StorageLayout(root: "/nonexistent"),
+                                         progress: progress, cancellation: cancellation, logger: jobLogger)
+                jobLogger.info("job started")
+                runtime.pool.async { [runtime] in
+                    let result: Result<JobOutcome, JobError>
+                    do {
+                        result = .success(try handler.run(context))
+                    } catch {
+                        result = .failure(JobError.wrapping(error))
+                    }
+                    runtime.finishRun(jobID: work.job.id, token: token, result: result)
+                }
+            }
+        }
+
+        // MARK: Results
+
+        private func writePendingResults() {
+            while let run = pendingWrites.first {
+                guard let written = withDatabase("write result", { try write(run, on: $0) }) else { return }
+                pendingWrites.removeFirst()
+                runtime.state.withLock { state in
+                    if state.inFlight[run.work.job.id]?.token == run.token { state.inFlight[run.work.job.id] = nil }
+                    // A finished job frees a slot and hints that more work may be waiting.
+                    if state.shutdownRequestedAt == nil { state.claimWanted = true }
+                }
+                _ = written
+            }
+        }
+
+        private func write(_ run: FinishedRun, on connection: PGConnection) throws -> Bool {
+            var jobLogger = logger
+            jobLogger[metadataKey: "job_id"] = "\(run.work.job.id)"
+            jobLogger[metadataKey: "job_type"] = "\(run.work.job.type)"
+            jobLogger[metadataKey: "media_id"] = "\(run.work.job.mediaItemID)"
+            let job = run.work.job
+            if run.stopReason == .cancelled {
+                jobLogger.notice("job cancelled by an operator; stopped")
+                return false
+            }
+            if run.stopReason == .leaseLost {
+                jobLogger.warning("job stopped: this worker lost its lease; another worker owns it now")
+                return false
+            }
+            switch run.result {
+            case .success(let outcome):
+                do {
+                    if try store.complete(job, outcome: outcome, on: connection) {
+                        jobLogger.info("job completed", metadata: ["duration_ms": "\(run.durationMilliseconds)"])
+                    } else {
+                        jobLogger.warning("job result dropped: this run no longer owns the job (lease lost or cancelled)")
+                    }
+                } catch let error as DatabaseError where !error.isConnectionProblem {
+                    // The result itself cannot be stored (for example an item update breaks a
+                    // constraint): record that as the run's failure instead of retrying forever.
+                    let failure = JobError(.internalError, "The job's result could not be stored: \(error.message)", retryable: true)
+                    jobLogger.error("job result could not be stored", metadata: ["error": "\(error)"])
+                    _ = try store.fail(job, error: failure, on: connection)
+                }
+                return true
+            case .failure(let error) where run.stopReason == .shutdown || error.code == .shutdown:
+                let released = try store.release([job], on: connection)
+                jobLogger.notice(released.isEmpty ? "job stopped for shutdown; it was no longer ours" : "job released for shutdown; it goes back to pending without charging an attempt")
+                return true
+            case .failure(let error):
+                switch try store.fail(job, error: error, on: connection) {
+                case .retrying(let runAt):
+                    jobLogger.warning("job failed; will retry", metadata: ["code": "\(error.code)", "error": "\(error.message)", "run_at": "\(runAt)"])
+                case .failed:
+                    jobLogger.error("job failed", metadata: ["code": "\(error.code)", "error": "\(error.message)", "retryable": "\(error.isRetryable)"])
+                case .dropped:
+                    jobLogger.warning("job failure dropped: this run no longer owns the job")
+                }
+                return true
+            }
+        }
+
+        /// Puts back every run whose handler did not return in time after a shutdown stop.
+        private func releaseAbandonedRuns() {
+            let abandoned = runtime.state.withLock { state in state.inFlight.values.filter { !$0.handlerDone }.map(\.work.job) }
+            guard !abandoned.isEmpty else { return }
+            for _ in 0..<20 {
+                if let released = withDatabase("release on shutdown", { try store.release(abandoned, on: $0) }) {
+                    logger.notice("released jobs still running at shutdown", metadata: ["count": "\(released.count)"])
+                    return
+                }
+                Thread.sleep(forTimeInterval: 0.25)
+                databaseRetryAt = .now
+            }
+            logger.error("could not release in-flight jobs; they return to pending when their lease expires", metadata: ["count": "\(abandoned.count)"])
+        }
+
+        // MARK: Rescue
+
+        private func rescue() {
+            guard let report = withDatabase("rescue", { try store.rescueExpired(on: $0) }) else { return }
+            if !report.requeued.isEmpty {
+                logger.warning("rescued jobs whose worker stopped heartbeating; they will run alone", metadata: ["jobs": "\(report.requeued.joined(separator: ","))"])
+                runtime.state.withLock { $0.claimWanted = true }
+            }
+            if !report.poisoned.isEmpty {
+                logger.error("jobs failed as poison: they crashed the worker while running alone", metadata: ["jobs": "\(report.poisoned.joined(separator: ","))"])
+            }
+        }
+    }
+
+    /// Called on a pool thread when a handler returned.
+    fileprivate func finishRun(jobID: String, token: UInt64, result: Result<JobOutcome, JobError>) {
+        state.withLock { state in
+            guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return }
+            entry.handlerDone = true
+            state.runningHandlers[entry.work.job.type, default: 1] -= 1
+            state.finishedRuns.append(FinishedRun(work: entry.work, token: token, result: result,
+                                                  stopReason: entry.cancellation.stopReason, startedAt: entry.startedAt))
+        }
+        state.signal()
+    }
+
+    // MARK: Heartbeat
+
+    private func heartbeatLoop() {
+        let database = PGConnectionRunner(configuration: configuration.database.with("application_name", "medianest-worker heartbeat"),
+                                          label: "heartbeat", logger: logger)
+        defer { database.close() }
+        var next = ContinuousClock.now
+        while true {
+            if !state.wait(until: next, unless: { $0.finished }) { return }
+            let entries = state.withLock { state in
+                state.inFlight.values.map { run -> HeartbeatEntry in
+                    let current = run.progress.current
+                    let changed = current.version != run.sentProgressVersion
+                    run.sentProgressVersion = current.version
+                    return HeartbeatEntry(jobID: run.work.job.id, attempt: run.work.job.attempt,
+                                          progress: changed ? current.snapshot?.json : nil)
+                }
+            }
+            do {
+                let stops = try database.runBlocking { connection in
+                    try store.heartbeat(entries, types: servedTypes, concurrency: configuration.concurrency, on: connection)
+                }
+                if !stops.isEmpty {
+                    state.withLock { state in
+                        for (id, reason) in stops {
+                            guard let run = state.inFlight[id] else { continue }
+                            run.cancellation.stop(reason)
+                            logger.notice(reason == .cancelled ? "job was cancelled; stopping it" : "lost the lease on a job; stopping it",
+                                          metadata: ["job_id": "\(id)", "job_type": "\(run.work.job.type)"])
+                        }
+                    }
+                }
+                next = .now + configuration.heartbeatInterval
+            } catch {
+                // Progress not written is written next time; the version check above is only
+                // an optimisation, so a lost snapshot costs one stale progress_info.
+                logger.warning("heartbeat failed; retrying", metadata: ["error": "\(error)"])
+                next = .now + min(configuration.heartbeatInterval, .seconds(1))
+            }
+        }
+    }
+
+    // MARK: Listener
+
+    private func listenLoop() {
+        let database = PGConnectionRunner(configuration: configuration.database.with("application_name", "medianest-worker listener"),
+                                          label: "listener", logger: logger)
+        defer { database.close() }
+        var listening = false
+        var backoff: Duration = .milliseconds(100)
+        let served = Set(servedTypes.map(\.rawValue))
+        while !state.withLock({ $0.finished }) {
+            do {
+                let notifications = try database.runBlocking { connection -> [PGNotification] in
+                    if !listening {
+                        try connection.listen(JobStore.channel)
+                        listening = true
+                        // Anything enqueued while we were not listening is claimed now, not at the next poll.
+                        self.requestClaim()
+                    }
+                    return try connection.waitForNotifications(timeout: .seconds(1))
+                }
+                backoff = .milliseconds(100)
+                let relevant = notifications.contains { note in
+                    let types = note.payload.split(separator: ",").map(String.init)
+                    return types.isEmpty || types.contains { served.contains($0) || JobType(rawValue: $0) == nil }
+                }
+                if relevant {
+                    // A short random delay keeps workers woken by the same NOTIFY from all
+                    // querying in the same millisecond; SKIP LOCKED keeps them apart anyway.
+                    Thread.sleep(forTimeInterval: Double.random(in: 0...0.02))
+                    requestClaim()
+                }
+            } catch {
+                listening = false
+                logger.warning("listener connection failed; reconnecting", metadata: ["error": "\(error)", "retry_in_ms": "\(Int(backoff.seconds * 1000))"])
+                Thread.sleep(forTimeInterval: backoff.seconds)
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    private func requestClaim() {
+        state.withLock { $0.claimWanted = true }
+        state.signal()
+    }
+}
+
+extension JobType {
+    /// `nil` for payload words that are not job types (`released`, `rescued`), which concern every worker.
+    fileprivate init?(rawValue: String) {
+        guard JobType.all.contains(JobType(rawValue)) else { return nil }
+        self.init(rawValue)
+    }
+}
+
+// MARK: - Shared state
+
+/// One job this process has claimed and not yet written the result of.
+private final class InFlightRun: @unchecked Sendable {
+    // Mutable fields are only touched under RuntimeState's lock.
+    let work: ClaimedWork
+    let token: UInt64
+    let cancellation: JobCancellation
+    let progress: JobProgress
+    let startedAt = ContinuousClock.now
+    var handlerDone = false
+    var sentProgressVersion: UInt64 = 0
+
+    init(work: ClaimedWork, token: UInt64, cancellation: JobCancellation, progress: JobProgress) {
+        self.work = work
+        self.token = token
+        self.cancellation = cancellation
+        self.progress = progress
+    }
+}
+
+/// A run whose handler returned, waiting for its result to be written.
+private struct FinishedRun: Sendable {
+    var work: ClaimedWork
+    var token: UInt64
+    var result: Result<JobOutcome, JobError>
+    var stopReason: StopReason?
+    var startedAt: ContinuousClock.Instant
+    var durationMilliseconds: Int { Int((ContinuousClock.now - startedAt).seconds * 1000) }
+}
+
+private struct LoopSnapshot {
+    var finished: [FinishedRun]
+    var wakeCount: UInt64
+    var claimWanted: Bool
+    var shutdownAt: ContinuousClock.Instant?
+    var immediate: Bool
+    var runningHandlers: [JobType: Int]
+    var runAloneActive: Bool
+}
+
+/// The state shared by the runtime's threads, behind one lock with a condition to wake the
+/// scheduler and the heartbeat.
+private final class RuntimeState: @unchecked Sendable {
+    struct Fields {
+        var inFlight: [String: InFlightRun] = [:]
+        var runningHandlers: [JobType: Int] = [:]
+        var finishedRuns: [FinishedRun] = []
+        var claimWanted = true
+        var shutdownRequestedAt: ContinuousClock.Instant?
+        var immediate = false
+        var finished = false
+        var nextToken: UInt64 = 0
+        /// Bumped by every ``RuntimeState/signal()``, so a wake-up that arrives while the
+        /// scheduler is busy is not lost.
+        var wakeCount: UInt64 = 0
+    }
+    private let condition = NSCondition()
+    private var fields = Fields()
+
+    func withLock<T>(_ body: (inout Fields) throws -> T) rethrows -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return try body(&fields)
+    }
+
+    func signal() {
+        condition.lock()
+        fields.wakeCount &+= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Sleeps until `deadline` or a signal after the one numbered `seenWakeCount`.
+    func wait(until deadline: ContinuousClock.Instant, seenWakeCount: UInt64) {
+        condition.lock()
+        defer { condition.unlock() }
+        while fields.wakeCount == seenWakeCount && !fields.claimWanted {
+            let remaining = deadline - .now
+            if remaining <= .zero { return }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
+        }
+    }
+
+    /// Sleeps until `deadline` unless `stop` becomes true; returns `false` if it did.
+    func wait(until deadline: ContinuousClock.Instant, unless stop: (Fields) -> Bool) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !stop(fields) {
+            let remaining = deadline - .now
+            if remaining <= .zero { return true }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
+        }
+        return false
+    }
+}
+
+/// Keeps the signal sources alive for the life of the runtime.
+private final class SignalSources: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sources: [any DispatchSourceSignal] = []
+    func keep(_ source: any DispatchSourceSignal) {
+        lock.lock()
+        sources.append(source)
+        lock.unlock()
+    }
+}

@@ -1,0 +1,30 @@
+// medianest-testworker: `medianest-worker run` with synthetic handlers, for the engine's tests
+// and benchmarks. Usage: medianest-testworker run [the options of medianest-worker run]
+import Foundation
+import Logging
+import MediaNestCore
+import MediaNestQueue
+import MediaNestWorker
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+guard arguments.first == "run" else {
+    FileHandle.standardError.write(Data("usage: medianest-testworker run [options of medianest-worker run]\n".utf8))
+    exit(64)
+}
+arguments.removeFirst()
+
+let configuration: WorkerConfiguration
+do {
+    configuration = try WorkerArguments.parse(arguments)
+} catch {
+    FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+    exit(64)
+}
+WorkerMain.bootstrapLogging(level: configuration.logLevel)
+let registry = HandlerRegistry(JobType.all.map { SyntheticHandler(jobType: $0) })
+do {
+    _ = try await WorkerMain.run(configuration: configuration, registry: registry)
+} catch {
+    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    exit(64)
+}

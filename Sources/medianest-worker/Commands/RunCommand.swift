@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MediaNestWorker
+
+/// `medianest-worker run`: the daemon.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Claim and run media-processing jobs until SIGTERM or SIGINT.",
+        discussion: """
+            Claims jobs from processing_jobs with FOR UPDATE SKIP LOCKED, wakes on NOTIFY medianest_jobs (with a fallback poll), keeps leases alive with one heartbeat statement per interval, and rescues the jobs of workers that stopped heartbeating. SIGTERM/SIGINT: stop claiming, let running jobs finish for --grace-period, then put the rest back to pending; a second signal stops at once. See docs/QUEUE.md.
+            """
+    )
+
+    @Option(help: "libpq connection string or URI (default: $DATABASE_URL, else libpq's PG* defaults).")
+    var databaseURL: String?
+    @Option(help: "Absolute path of the media storage root (default: $MEDIANEST_STORAGE_ROOT).")
+    var storageRoot: String?
+    @Option(help: "Comma-separated job types to claim (default: every type this build has a handler for).")
+    var types: String?
+    @Option(help: "Most jobs running at once (default: 2 × cores). Per type: transcode 1, thumbnail and preview = cores, metadata = 2 × cores.")
+    var concurrency: Int?
+    @Option(help: "Instance name, the last part of the worker id host:pid:instance (default: 0).")
+    var instance: String?
+    @Option(help: "Lease length in seconds; a worker silent for this long loses its jobs (default: 30).")
+    var lease: Double?
+    @Option(help: "Heartbeat interval in seconds (default: 5).")
+    var heartbeat: Double?
+    @Option(help: "Fallback poll interval in seconds, jittered ±20 % (default: 5).")
+    var pollInterval: Double?
+    @Option(help: "Seconds running jobs may finish after SIGTERM before they are stopped and released (default: 30).")
+    var gracePeriod: Double?
+    @Flag(help: "Do not LISTEN; poll only (for PgBouncer transaction pooling).")
+    var noListen = false
+    @Flag(help: "Exit 0 once no job is runnable and none is in flight.")
+    var drain = false
+    @Option(help: "Attempts before a job fails for good, instead of each job's max_attempts (default: the job's, 5).")
+    var maxAttempts: Int?
+    @Option(help: "Times a job may crash its worker while running alone before it fails as poison (default: 2).")
+    var maxLost: Int?
+    @Option(help: "Backoff after the first transient failure, in seconds; doubles per attempt (default: 10).")
+    var retryBase: Double?
+    @Option(help: "Longest backoff, in seconds (default: 3600).")
+    var retryMax: Double?
+    @Option(help: "Wall-clock limit for one run of a job, in seconds (default: none).")
+    var jobTimeout: Double?
+    @Option(help: "trace, debug, info, notice, warning, error or critical (default: info).")
+    var logLevel: String?
+
+    func run() async throws {
+        var raw = WorkerArguments.RawOptions()
+        let given: [(String, String?)] = [
+            ("--database-url", databaseURL), ("--storage-root", storageRoot), ("--types", types),
+            ("--concurrency", concurrency.map(String.init)), ("--instance", instance), ("--lease", lease.map { "\($0)" }),
+            ("--heartbeat", heartbeat.map { "\($0)" }), ("--poll-interval", pollInterval.map { "\($0)" }),
+            ("--grace-period", gracePeriod.map { "\($0)" }), ("--max-attempts", maxAttempts.map(String.init)),
+            ("--max-lost", maxLost.map(String.init)), ("--retry-base", retryBase.map { "\($0)" }),
+            ("--retry-max", retryMax.map { "\($0)" }), ("--job-timeout", jobTimeout.map { "\($0)" }), ("--log-level", logLevel),
+        ]
+        for case let (name, value?) in given { raw.options[name] = value }
+        raw.noListen = noListen
+        raw.drain = drain
+        do {
+            let configuration = try raw.configuration(environment: ProcessInfo.processInfo.environment)
+            WorkerMain.bootstrapLogging(level: configuration.logLevel)
+            _ = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration))
+        } catch let error as WorkerConfigurationError {
+            throw ValidationError(error.message)
+        }
+    }
+}

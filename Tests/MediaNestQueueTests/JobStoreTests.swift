@@ -1,0 +1,291 @@
+import Foundation
+import MediaNestCore
+import MediaNestDB
+import MediaNestQueue
+import MediaNestTestSupport
+import Testing
+
+@Suite("job store SQL", .enabled(if: TestDatabase.isAvailable, "needs the cluster that scripts/test.sh starts"))
+struct JobStoreTests {
+    @Test func enqueueIsIdempotentAndNotifiesOncePerStatement() async throws {
+        try await withQueueDatabase("enqueue") { database, connection, owner in
+            let item = try MediaFixtures.insertMediaItem(ownerID: owner, mimeType: "video/mp4", name: "clip.mp4", on: connection)
+            let listener = try database.connect()
+            try listener.listen(JobStore.channel)
+
+            let first = try QueueAdmin.enqueue(mediaItemID: item, types: [.metadata, .thumbnail, .preview], priority: 0, on: connection)
+            #expect(first.map(\.type) == [.metadata, .thumbnail, .preview])
+            let notifications = try listener.waitForNotifications(timeout: .seconds(2))
+            // Drain anything else that might still arrive: there must be nothing.
+            let late = try listener.waitForNotifications(timeout: .milliseconds(300))
+            #expect(notifications.count + late.count == 1, "one NOTIFY per enqueuing statement, not one per row")
+            #expect(notifications.first?.payload == "metadata,preview,thumbnail")
+
+            let second = try QueueAdmin.enqueue(mediaItemID: item, types: [.metadata, .thumbnail, .preview], priority: 0, on: connection)
+            #expect(second.map(\.id) == first.map(\.id))
+            #expect(try listener.waitForNotifications(timeout: .milliseconds(300)).isEmpty, "nothing new was inserted")
+            let rows = try connection.query("SELECT job_type, count(*) AS n FROM processing_jobs GROUP BY 1")
+            #expect(rows.count == 3)
+            #expect(try rows.allSatisfy { try $0.decode("n", as: Int.self) == 1 })
+            #expect(try connection.query("SELECT status::text AS s FROM media_items")[0].decode("s", as: String.self) == "processing")
+
+            // NULL types: the MIME type decides (video → four jobs, the three existing ones returned again).
+            let byMime = try connection.query("SELECT e::text AS id FROM enqueue_media_processing($1::uuid) AS e", [item]).map { try $0.decode("id", as: String.self) }
+            #expect(byMime.count == 4)
+            #expect(Array(byMime.prefix(3)) == first.map(\.id))
+
+            let audio = try MediaFixtures.insertMediaItem(ownerID: owner, mimeType: "audio/flac", name: "song.flac", on: connection)
+            #expect(try QueueAdmin.enqueue(mediaItemID: audio, types: nil, priority: 0, on: connection).map(\.type) == [.metadata, .thumbnail])
+
+            let unknown = #expect(throws: QueueAdminError.self) {
+                try QueueAdmin.enqueue(mediaItemID: UUID().uuidString, types: nil, priority: 0, on: connection)
+            }
+            #expect(unknown?.message.contains("no media item") == true)
+            #expect(throws: QueueAdminError.self) { try QueueAdmin.enqueue(mediaItemID: "not-a-uuid", types: nil, priority: 0, on: connection) }
+            let sqlError = #expect(throws: DatabaseError.self) {
+                try connection.query("SELECT enqueue_media_processing($1::uuid)", [UUID().uuidString])
+            }
+            #expect(sqlError?.message.contains("no media item with id") == true)
+        }
+    }
+
+    @Test func claimTakesHighestPriorityFirstAndOnlyFreeSlotsOfServedTypes() async throws {
+        try await withQueueDatabase("claim") { _, connection, owner in
+            let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let low = try MediaFixtures.insertJob(mediaItemID: item, type: "metadata", priority: 0, on: connection)
+            let item2 = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let high = try MediaFixtures.insertJob(mediaItemID: item2, type: "metadata", priority: 10, on: connection)
+            let item3 = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let later = try MediaFixtures.insertJob(mediaItemID: item3, type: "metadata", priority: 99, on: connection)
+            try connection.execute("UPDATE processing_jobs SET run_at = now() + interval '1 hour' WHERE id = $1::uuid", [later])
+            _ = try MediaFixtures.insertJob(mediaItemID: item, type: "transcode", on: connection)
+
+            let store = JobStore(workerID: "host:1:a", lease: .seconds(30))
+            let first = try store.claim(slots: [.metadata: 1, .thumbnail: 1], limit: 4, on: connection)
+            #expect(first.map(\.job.id) == [high], "priority 10 before 0; run_at in the future is not runnable; one metadata slot")
+            #expect(first.first?.job.attempt == 1)
+            #expect(first.first?.mediaItem?.id == item2)
+            #expect(first.first?.mediaItem?.mimeType == "image/jpeg")
+            let second = try store.claim(slots: [.metadata: 5], limit: 5, on: connection)
+            #expect(second.map(\.job.id) == [low], "the transcode job is not served")
+            let row = try connection.query("SELECT status::text AS s, worker_id, attempts, lease_expires_at > now() + interval '20 seconds' AS leased FROM processing_jobs WHERE id = $1::uuid", [low])[0]
+            #expect(try row.decode("s", as: String.self) == "running")
+            #expect(try row.decode("worker_id", as: String.self) == "host:1:a")
+            #expect(try row.decode("leased", as: Bool.self))
+            #expect(try store.claim(slots: [.metadata: 5], limit: 5, on: connection).isEmpty)
+            #expect(try store.claim(slots: [.transcode: 1], limit: 0, on: connection).isEmpty, "no global slot")
+        }
+    }
+
+    @Test func staleWorkerCompletionIsFencedAndTheNewOwnersResultStands() async throws {
+        try await withQueueDatabase("fence") { _, connection, owner in
+            let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let job = try MediaFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
+            let workerA = JobStore(workerID: "a:1:0", lease: .seconds(30))
+            let workerB = JobStore(workerID: "b:2:0", lease: .seconds(30))
+            let claimedByA = try #require(try workerA.claim(slots: [.metadata: 1], limit: 1, on: connection).first)
+
+            try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1::uuid", [job])
+            #expect(try workerB.rescueExpired(on: connection).requeued == [job])
+            let claimedByB = try #require(try workerB.claimRunAlone(types: [.metadata], on: connection))
+            #expect(claimedByB.job.id == job)
+            #expect(claimedByB.runAlone)
+
+            // A's heartbeat learns it lost the job; A's late writes change nothing.
+            let stops = try workerA.heartbeat([HeartbeatEntry(jobID: job, attempt: claimedByA.job.attempt, progress: nil)], types: [.metadata], concurrency: 1, on: connection)
+            #expect(stops[job] == .leaseLost)
+            #expect(try workerA.complete(claimedByA.job, outcome: JobOutcome(output: ["by": "A"]), on: connection) == false)
+            #expect(try workerA.fail(claimedByA.job, error: JobError(.ioError, "late"), on: connection) == .dropped)
+            #expect(try workerA.release([claimedByA.job], on: connection).isEmpty)
+
+            #expect(try workerB.complete(claimedByB.job, outcome: JobOutcome(output: ["by": "B"]), on: connection))
+            let row = try connection.query("SELECT status::text AS s, output_data, worker_id, attempts, lost_count FROM processing_jobs WHERE id = $1::uuid", [job])[0]
+            #expect(try row.decode("s", as: String.self) == "completed")
+            #expect(try row.decode("output_data", as: JSONValue.self)["by"] == "B")
+            #expect(try row.decode("worker_id", as: String.self) == "b:2:0")
+            #expect(try row.decode("attempts", as: Int.self) == 1, "the lost run is not charged")
+            #expect(try row.decode("lost_count", as: Int.self) == 1)
+            #expect(try workerA.complete(claimedByA.job, outcome: JobOutcome(output: ["by": "A"]), on: connection) == false)
+        }
+    }
+
+    @Test func jobThatIsLostWhileRunningAloneBecomesPoisonAndNeighboursAreNotCharged() async throws {
+        try await withQueueDatabase("poison") { _, connection, owner in
+            var jobs: [String] = []
+            for _ in 0..<3 {
+                let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
+                jobs.append(try MediaFixtures.insertJob(mediaItemID: item, type: "thumbnail", on: connection))
+            }
+            let store = JobStore(workerID: "w:1:0", lease: .seconds(30), maxLostAlone: 2)
+            func expireAndRescue() throws -> RescueReport {
+                try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() - interval '1 second' WHERE status = 'running'")
+                return try store.rescueExpired(on: connection)
+            }
+            #expect(try store.claim(slots: [.thumbnail: 3], limit: 3, on: connection).count == 3)
+            #expect(Set(try expireAndRescue().requeued) == Set(jobs), "a crash with neighbours condemns nobody")
+            #expect(try store.claim(slots: [.thumbnail: 3], limit: 3, on: connection).isEmpty, "rescued jobs only run alone")
+            let counts = try connection.query("SELECT count(*) FILTER (WHERE run_alone AND attempts = 0 AND status = 'pending') AS n FROM processing_jobs")[0]
+            #expect(try counts.decode("n", as: Int.self) == 3)
+
+            // Jobs 1 and 2 complete alone; job 0 is lost alone twice.
+            let poison = jobs[0]
+            try connection.execute("UPDATE processing_jobs SET priority = 5 WHERE id = $1::uuid", [poison])
+            for round in 1...2 {
+                let alone = try #require(try store.claimRunAlone(types: [.thumbnail], on: connection))
+                #expect(alone.job.id == poison)
+                let report = try expireAndRescue()
+                #expect(report.poisoned == (round == 2 ? [poison] : []))
+            }
+            for _ in 1...2 {
+                let alone = try #require(try store.claimRunAlone(types: [.thumbnail], on: connection))
+                #expect(try store.complete(alone.job, outcome: JobOutcome(output: [:]), on: connection))
+            }
+            let poisoned = try connection.query("SELECT status::text AS s, error_message, output_data FROM processing_jobs WHERE id = $1::uuid", [poison])[0]
+            #expect(try poisoned.decode("s", as: String.self) == "failed")
+            #expect(try poisoned.decode("error_message", as: String.self).contains("worker lost 3 times"))
+            #expect(try poisoned.decode("output_data", as: JSONValue.self)["error"]?["code"] == "worker_lost")
+            let innocent = try connection.query("SELECT status::text AS s, attempts FROM processing_jobs WHERE id <> $1::uuid", [poison])
+            #expect(try innocent.allSatisfy { try $0.decode("s", as: String.self) == "completed" && $0.decode("attempts", as: Int.self) == 1 })
+            let itemStatus = try connection.query("SELECT m.status::text AS s, m.processing_info FROM media_items m JOIN processing_jobs j ON j.media_item_id = m.id WHERE j.id = $1::uuid", [poison])[0]
+            #expect(try itemStatus.decode("s", as: String.self) == "error")
+            #expect(try itemStatus.decode("processing_info", as: JSONValue.self)["errors"]?["thumbnail"]?["code"] == "worker_lost")
+        }
+    }
+
+    @Test func transientFailureBacksOffAndPermanentFailureFailsTheItem() async throws {
+        try await withQueueDatabase("retry") { _, connection, owner in
+            let item = try MediaFixtures.insertMediaItem(ownerID: owner, name: "broken.jpg", on: connection)
+            let metadata = try MediaFixtures.insertJob(mediaItemID: item, type: "metadata", maxAttempts: 2, on: connection)
+            let thumbnail = try MediaFixtures.insertJob(mediaItemID: item, type: "thumbnail", on: connection)
+            let store = JobStore(workerID: "w:1:0", retryPolicy: RetryPolicy(baseDelay: .seconds(60), jitter: 0.2))
+
+            let first = try #require(try store.claim(slots: [.metadata: 1], limit: 1, on: connection).first)
+            let disposition = try store.fail(first.job, error: JobError(.ioError, "The disk went away."), on: connection)
+            guard case .retrying = disposition else { Issue.record("expected a retry, got \(disposition)"); return }
+            let waiting = try connection.query("""
+                SELECT status::text AS s, extract(epoch FROM run_at - now())::float8 AS delay, output_data, error_message
+                  FROM processing_jobs WHERE id = $1::uuid
+                """, [metadata])[0]
+            #expect(try waiting.decode("s", as: String.self) == "pending")
+            let delay = try waiting.decode("delay", as: Double.self)
+            #expect(delay > 40 && delay < 80, "base 60 s ± 20 %, got \(delay)")
+            #expect(try waiting.decode("output_data", as: JSONValue.self)["error"] == JobError(.ioError, "The disk went away.").json(attempt: 1))
+            #expect(try store.claim(slots: [.metadata: 1], limit: 1, on: connection).isEmpty, "not before run_at")
+
+            try connection.execute("UPDATE processing_jobs SET run_at = now() WHERE id = $1::uuid", [metadata])
+            let second = try #require(try store.claim(slots: [.metadata: 1], limit: 1, on: connection).first)
+            #expect(second.job.attempt == 2)
+            #expect(try store.fail(second.job, error: JobError(.ioError, "Still gone."), on: connection) == .failed, "max_attempts 2")
+            let exhausted = try connection.query("SELECT status::text AS s, error_message FROM processing_jobs WHERE id = $1::uuid", [metadata])[0]
+            #expect(try exhausted.decode("s", as: String.self) == "failed")
+            #expect(try exhausted.decode("error_message", as: String.self).contains("Gave up after 2 attempts"))
+
+            let thumb = try #require(try store.claim(slots: [.thumbnail: 1], limit: 1, on: connection).first)
+            #expect(thumb.job.id == thumbnail)
+            #expect(try store.fail(thumb.job, error: JobError(.corruptMedia, "broken.jpg is truncated at byte 512."), on: connection) == .failed)
+
+            let itemRow = try connection.query("SELECT status::text AS s, processing_info FROM media_items WHERE id = $1::uuid", [item])[0]
+            #expect(try itemRow.decode("s", as: String.self) == "error")
+            let errors = try itemRow.decode("processing_info", as: JSONValue.self)["errors"]
+            #expect(errors?["thumbnail"]?["code"] == "corrupt_media")
+            #expect(errors?["metadata"]?["code"] == "io_error")
+            let notifications = try connection.query("SELECT type, category, title, message, data FROM notifications WHERE user_id = $1::uuid", [owner])
+            #expect(notifications.count == 1, "one notification when the item turns to error")
+            #expect(try notifications[0].decode("type", as: String.self) == "error")
+            #expect(try notifications[0].decode("category", as: String.self) == "media")
+            #expect(try notifications[0].decode("title", as: String.self).contains("broken.jpg"))
+            #expect(try notifications[0].decode("data", as: JSONValue.self)["media_item_id"] == .string(item))
+            let audit = try connection.query("SELECT action, severity::text AS severity, new_values FROM audit_logs WHERE resource_id = $1::uuid", [item])
+            #expect(audit.count == 1)
+            #expect(try audit[0].decode("action", as: String.self) == "media.failed")
+            #expect(try audit[0].decode("severity", as: String.self) == "medium")
+        }
+    }
+
+    @Test func itemBecomesReadyWithItsUpdatesWhenEveryJobCompleted() async throws {
+        try await withQueueDatabase("ready") { _, connection, owner in
+            let item = try MediaFixtures.insertMediaItem(ownerID: owner, name: "cat.png", on: connection)
+            _ = try QueueAdmin.enqueue(mediaItemID: item, types: nil, priority: 0, on: connection)
+            let store = JobStore(workerID: "w:1:0")
+            let claimed = try store.claim(slots: [.metadata: 1, .thumbnail: 1, .preview: 1], limit: 3, on: connection)
+            #expect(claimed.count == 3)
+            for (index, work) in claimed.enumerated() {
+                var update = MediaItemUpdate()
+                if work.job.type == .metadata {
+                    update.metadataMerge = ["width": 640, "height": 480]
+                    update.checksumSHA256 = String(repeating: "a", count: 64)
+                    update.providerMetadata = [ProviderMetadata(provider: "local", data: ["codec": "png"], confidence: 1)]
+                }
+                if work.job.type == .thumbnail { update.thumbnailPath = "thumbs/\(item).webp" }
+                #expect(try store.complete(work.job, outcome: JobOutcome(output: ["n": .int(Int64(index))], itemUpdate: update), on: connection))
+                let status = try connection.query("SELECT status::text AS s FROM media_items WHERE id = $1::uuid", [item])[0].decode("s", as: String.self)
+                #expect(status == (index == 2 ? "ready" : "processing"))
+            }
+            let row = try connection.query("SELECT metadata, checksum_sha256, thumbnail_path, processed_at IS NOT NULL AS processed FROM media_items WHERE id = $1::uuid", [item])[0]
+            #expect(try row.decode("metadata", as: JSONValue.self)["width"] == 640)
+            #expect(try row.decode("checksum_sha256", as: String?.self)?.count == 64)
+            #expect(try row.decode("thumbnail_path", as: String?.self) == "thumbs/\(item).webp")
+            #expect(try row.decode("processed", as: Bool.self))
+            #expect(try connection.query("SELECT data FROM media_metadata WHERE media_item_id = $1::uuid AND provider = 'local'", [item]).count == 1)
+            let notification = try connection.query("SELECT type, title FROM notifications WHERE user_id = $1::uuid", [owner])
+            #expect(notification.count == 1)
+            #expect(try notification[0].decode("type", as: String.self) == "success")
+            let audit = try connection.query("SELECT action, old_values, new_values FROM audit_logs WHERE resource_id = $1::uuid AND resource_type = 'media_item'", [item])
+            #expect(audit.count == 1)
+            #expect(try audit[0].decode("action", as: String.self) == "media.processed")
+            #expect(try audit[0].decode("old_values", as: JSONValue.self)["status"] == "processing")
+            #expect(try audit[0].decode("new_values", as: JSONValue.self)["status"] == "ready")
+        }
+    }
+
+    @Test func heartbeatExtendsLeasesWritesProgressAndReportsCancellation() async throws {
+        try await withQueueDatabase("heartbeat") { _, connection, owner in
+            let store = JobStore(workerID: "w:7:x", lease: .seconds(30))
+            var ids: [String] = []
+            for _ in 0..<2 {
+                let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
+                ids.append(try MediaFixtures.insertJob(mediaItemID: item, type: "preview", on: connection))
+            }
+            let claimed = try store.claim(slots: [.preview: 2], limit: 2, on: connection)
+            try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() + interval '1 second'")
+            #expect(try QueueAdmin.cancel(jobID: ids[1], on: connection) == .cancelledRunning(workerID: "w:7:x"))
+            let entries = claimed.map { HeartbeatEntry(jobID: $0.job.id, attempt: $0.job.attempt, progress: $0.job.id == ids[0] ? ["stage": "encoding"] : nil) }
+            let stops = try store.heartbeat(entries, types: [.preview], concurrency: 2, on: connection)
+            #expect(stops == [ids[1]: .cancelled])
+            let row = try connection.query("SELECT progress_info, lease_expires_at > now() + interval '20 seconds' AS extended FROM processing_jobs WHERE id = $1::uuid", [ids[0]])[0]
+            #expect(try row.decode("progress_info", as: JSONValue.self)["stage"] == "encoding")
+            #expect(try row.decode("extended", as: Bool.self))
+            let worker = try connection.query("SELECT host, pid, types FROM processing_workers WHERE id = 'w:7:x'")[0]
+            #expect(try worker.decode("types", as: [String].self) == ["preview"])
+            #expect(try worker.decode("pid", as: Int.self) == 7)
+            // The cancelled run's late completion is refused.
+            let cancelled = try #require(claimed.first { $0.job.id == ids[1] })
+            #expect(try store.complete(cancelled.job, outcome: JobOutcome(output: [:]), on: connection) == false)
+            #expect(try connection.query("SELECT status::text AS s FROM processing_jobs WHERE id = $1::uuid", [ids[1]])[0].decode("s", as: String.self) == "cancelled")
+        }
+    }
+
+    @Test func releaseOnShutdownDoesNotChargeAnAttempt() async throws {
+        try await withQueueDatabase("release") { _, connection, owner in
+            let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let job = try MediaFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
+            let store = JobStore(workerID: "w:1:0")
+            let claimed = try store.claim(slots: [.metadata: 1], limit: 1, on: connection)
+            #expect(try store.release(claimed.map(\.job), on: connection) == [job])
+            let row = try connection.query("SELECT status::text AS s, attempts, worker_id FROM processing_jobs WHERE id = $1::uuid", [job])[0]
+            #expect(try row.decode("s", as: String.self) == "pending")
+            #expect(try row.decode("attempts", as: Int.self) == 0)
+            #expect(try row.decode("worker_id", as: String?.self) == nil)
+        }
+    }
+
+    @Test func backoffGrowsExponentiallyWithJitterAndCap() {
+        let policy = RetryPolicy(baseDelay: .seconds(10), maximumDelay: .seconds(3600), jitter: 0.2)
+        #expect(policy.nominalDelay(afterAttempt: 1) == .seconds(10))
+        #expect(policy.nominalDelay(afterAttempt: 3) == .seconds(40))
+        #expect(policy.nominalDelay(afterAttempt: 20) == .seconds(3600))
+        #expect(policy.delay(afterAttempt: 1, random: 0) == .seconds(8))
+        #expect(policy.delay(afterAttempt: 1, random: 0.999_999).seconds > 11.9)
+        #expect(policy.delay(afterAttempt: 30, random: 0.999) <= .seconds(3600))
+    }
+}

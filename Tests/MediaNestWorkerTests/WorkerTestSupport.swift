@@ -1,0 +1,118 @@
+import Foundation
+import Logging
+import MediaNestDB
+import MediaNestMigrations
+import MediaNestTestSupport
+
+/// The repository checkout these tests were compiled from.
+let repositoryRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The directory holding the built executables: next to `MEDIANEST_WORKER_BIN`, else `.build/debug`.
+let binDirectory: URL = {
+    if let worker = ProcessInfo.processInfo.environment["MEDIANEST_WORKER_BIN"], !worker.isEmpty {
+        return URL(fileURLWithPath: worker).deletingLastPathComponent()
+    }
+    return repositoryRoot.appendingPathComponent(".build/debug")
+}()
+
+/// Whether the executables exist (they do after `swift build --build-tests`).
+let executablesAvailable = FileManager.default.isExecutableFile(atPath: binDirectory.appendingPathComponent("medianest-testworker").path)
+
+/// Applies every project migration.
+func migrate(_ connection: PGConnection) throws {
+    var logger = Logger(label: "medianest.worker.tests")
+    logger.logLevel = .warning
+    let catalog = try MigrationCatalog.load(from: repositoryRoot.appendingPathComponent("migrations"))
+    _ = try Migrator(catalog: catalog, logger: logger).migrateUp(on: connection)
+}
+
+/// A fresh, migrated database with one user; dropped after `body`.
+func withWorkerDatabase<T>(_ prefix: String, _ body: (TestDatabase, PGConnection, _ ownerID: String) async throws -> T) async throws -> T {
+    try await TestDatabase.with(prefix) { database in
+        let connection = try database.connect()
+        try migrate(connection)
+        let owner = try MediaFixtures.insertUser(on: connection)
+        return try await body(database, connection, owner)
+    }
+}
+
+/// A `medianest-testworker run` (or `medianest-worker`) child process with its stderr in a file.
+final class WorkerProcess: @unchecked Sendable {
+    let process = Process()
+    let logPath: String
+    /// Where the synthetic handler appends `job_id attempt pid` per finished run.
+    let runLog: String
+
+    /// Starts `medianest-testworker run` with `arguments` against `connectionString`.
+    init(connectionString: String, runLog: String, arguments: [String], executable: String = "medianest-testworker") throws {
+        self.runLog = runLog
+        logPath = FileManager.default.temporaryDirectory.appendingPathComponent("medianest-worker-\(UUID().uuidString.prefix(8)).log").path
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.executableURL = binDirectory.appendingPathComponent(executable)
+        process.arguments = ["run", "--database-url", connectionString] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["MEDIANEST_TEST_RUN_LOG"] = runLog
+        process.environment = environment
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Waits for the process to exit; `nil` if it did not within `timeout`.
+    func waitForExit(timeout: Duration) async throws -> Int32? {
+        let exited = try await waitUntil(timeout: timeout) { !process.isRunning }
+        return exited ? process.terminationStatus : nil
+    }
+
+    /// Kills the process if it still runs (test cleanup).
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
+
+/// A fresh run-log path.
+func makeRunLog() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("medianest-runs-\(UUID().uuidString.prefix(8)).log").path
+}
+
+/// How many finished runs the synthetic handler recorded per job id.
+func runCounts(_ runLog: String) -> [String: Int] {
+    let text = (try? String(contentsOfFile: runLog, encoding: .utf8)) ?? ""
+    var counts: [String: Int] = [:]
+    for line in text.split(separator: "\n") {
+        if let id = line.split(separator: " ").first { counts[String(id), default: 0] += 1 }
+    }
+    return counts
+}
+
+/// Runs `medianest-worker` (the production CLI) to completion.
+func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    let process = Process()
+    process.executableURL = binDirectory.appendingPathComponent("medianest-worker")
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output, error)
+}
+
+/// The status of a job.
+func jobStatus(_ id: String, on connection: PGConnection) throws -> String {
+    try connection.query("SELECT status::text AS s FROM processing_jobs WHERE id = $1::uuid", [id])[0].decode("s", as: String.self)
+}
