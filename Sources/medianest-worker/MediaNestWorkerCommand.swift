@@ -15,13 +15,13 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
 
     /// Every subcommand, in the order `--help` lists them.
     static let allSubcommands: [any ParsableCommand.Type] = [
-        MigrateCommand.self,
-        VersionCommand.self,
         RunCommand.self,
         EnqueueCommand.self,
         StatusCommand.self,
         RetryCommand.self,
         CancelCommand.self,
+        MigrateCommand.self,
+        VersionCommand.self,
     ]
 }
 

@@ -9,7 +9,7 @@ import Testing
 struct JobStoreTests {
     @Test func enqueueIsIdempotentAndNotifiesOncePerStatement() async throws {
         try await withQueueDatabase("enqueue") { database, connection, owner in
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, mimeType: "video/mp4", name: "clip.mp4", on: connection)
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, mimeType: "video/mp4", name: "clip.mp4", on: connection)
             let listener = try database.connect()
             try listener.listen(JobStore.channel)
 
@@ -34,7 +34,7 @@ struct JobStoreTests {
             #expect(byMime.count == 4)
             #expect(Array(byMime.prefix(3)) == first.map(\.id))
 
-            let audio = try MediaFixtures.insertMediaItem(ownerID: owner, mimeType: "audio/flac", name: "song.flac", on: connection)
+            let audio = try DatabaseFixtures.insertMediaItem(ownerID: owner, mimeType: "audio/flac", name: "song.flac", on: connection)
             #expect(try QueueAdmin.enqueue(mediaItemID: audio, types: nil, priority: 0, on: connection).map(\.type) == [.metadata, .thumbnail])
 
             let unknown = #expect(throws: QueueAdminError.self) {
@@ -51,14 +51,14 @@ struct JobStoreTests {
 
     @Test func claimTakesHighestPriorityFirstAndOnlyFreeSlotsOfServedTypes() async throws {
         try await withQueueDatabase("claim") { _, connection, owner in
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
-            let low = try MediaFixtures.insertJob(mediaItemID: item, type: "metadata", priority: 0, on: connection)
-            let item2 = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
-            let high = try MediaFixtures.insertJob(mediaItemID: item2, type: "metadata", priority: 10, on: connection)
-            let item3 = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
-            let later = try MediaFixtures.insertJob(mediaItemID: item3, type: "metadata", priority: 99, on: connection)
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let low = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", priority: 0, on: connection)
+            let item2 = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let high = try DatabaseFixtures.insertJob(mediaItemID: item2, type: "metadata", priority: 10, on: connection)
+            let item3 = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let later = try DatabaseFixtures.insertJob(mediaItemID: item3, type: "metadata", priority: 99, on: connection)
             try connection.execute("UPDATE processing_jobs SET run_at = now() + interval '1 hour' WHERE id = $1::uuid", [later])
-            _ = try MediaFixtures.insertJob(mediaItemID: item, type: "transcode", on: connection)
+            _ = try DatabaseFixtures.insertJob(mediaItemID: item, type: "transcode", on: connection)
 
             let store = JobStore(workerID: "host:1:a", lease: .seconds(30))
             let first = try store.claim(slots: [.metadata: 1, .thumbnail: 1], limit: 4, on: connection)
@@ -79,8 +79,8 @@ struct JobStoreTests {
 
     @Test func staleWorkerCompletionIsFencedAndTheNewOwnersResultStands() async throws {
         try await withQueueDatabase("fence") { _, connection, owner in
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
-            let job = try MediaFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
             let workerA = JobStore(workerID: "a:1:0", lease: .seconds(30))
             let workerB = JobStore(workerID: "b:2:0", lease: .seconds(30))
             let claimedByA = try #require(try workerA.claim(slots: [.metadata: 1], limit: 1, on: connection).first)
@@ -113,8 +113,8 @@ struct JobStoreTests {
         try await withQueueDatabase("poison") { _, connection, owner in
             var jobs: [String] = []
             for _ in 0..<3 {
-                let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
-                jobs.append(try MediaFixtures.insertJob(mediaItemID: item, type: "thumbnail", on: connection))
+                let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+                jobs.append(try DatabaseFixtures.insertJob(mediaItemID: item, type: "thumbnail", on: connection))
             }
             let store = JobStore(workerID: "w:1:0", lease: .seconds(30), maxLostAlone: 2)
             func expireAndRescue() throws -> RescueReport {
@@ -154,9 +154,9 @@ struct JobStoreTests {
 
     @Test func transientFailureBacksOffAndPermanentFailureFailsTheItem() async throws {
         try await withQueueDatabase("retry") { _, connection, owner in
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, name: "broken.jpg", on: connection)
-            let metadata = try MediaFixtures.insertJob(mediaItemID: item, type: "metadata", maxAttempts: 2, on: connection)
-            let thumbnail = try MediaFixtures.insertJob(mediaItemID: item, type: "thumbnail", on: connection)
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "broken.jpg", on: connection)
+            let metadata = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", maxAttempts: 2, on: connection)
+            let thumbnail = try DatabaseFixtures.insertJob(mediaItemID: item, type: "thumbnail", on: connection)
             let store = JobStore(workerID: "w:1:0", retryPolicy: RetryPolicy(baseDelay: .seconds(60), jitter: 0.2))
 
             let first = try #require(try store.claim(slots: [.metadata: 1], limit: 1, on: connection).first)
@@ -204,7 +204,7 @@ struct JobStoreTests {
 
     @Test func itemBecomesReadyWithItsUpdatesWhenEveryJobCompleted() async throws {
         try await withQueueDatabase("ready") { _, connection, owner in
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, name: "cat.png", on: connection)
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "cat.png", on: connection)
             _ = try QueueAdmin.enqueue(mediaItemID: item, types: nil, priority: 0, on: connection)
             let store = JobStore(workerID: "w:1:0")
             let claimed = try store.claim(slots: [.metadata: 1, .thumbnail: 1, .preview: 1], limit: 3, on: connection)
@@ -243,8 +243,8 @@ struct JobStoreTests {
             let store = JobStore(workerID: "w:7:x", lease: .seconds(30))
             var ids: [String] = []
             for _ in 0..<2 {
-                let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
-                ids.append(try MediaFixtures.insertJob(mediaItemID: item, type: "preview", on: connection))
+                let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+                ids.append(try DatabaseFixtures.insertJob(mediaItemID: item, type: "preview", on: connection))
             }
             let claimed = try store.claim(slots: [.preview: 2], limit: 2, on: connection)
             try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() + interval '1 second'")
@@ -267,8 +267,8 @@ struct JobStoreTests {
 
     @Test func releaseOnShutdownDoesNotChargeAnAttempt() async throws {
         try await withQueueDatabase("release") { _, connection, owner in
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
-            let job = try MediaFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
             let store = JobStore(workerID: "w:1:0")
             let claimed = try store.claim(slots: [.metadata: 1], limit: 1, on: connection)
             #expect(try store.release(claimed.map(\.job), on: connection) == [job])

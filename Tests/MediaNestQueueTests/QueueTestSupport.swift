@@ -21,7 +21,7 @@ func withQueueDatabase<T>(_ prefix: String, _ body: (TestDatabase, PGConnection,
     try await TestDatabase.with(prefix) { database in
         let connection = try database.connect()
         try migrate(connection)
-        let owner = try MediaFixtures.insertUser(on: connection)
+        let owner = try DatabaseFixtures.insertUser(on: connection)
         return try await body(database, connection, owner)
     }
 }

@@ -14,11 +14,11 @@ struct PostgresRestartTests {
         let configuration = cluster.configuration(database: "medianest")
         var connection = try PGConnection.connect(configuration)
         try migrate(connection)
-        let owner = try MediaFixtures.insertUser(on: connection)
+        let owner = try DatabaseFixtures.insertUser(on: connection)
         var jobs: [String] = []
         for index in 0..<24 {
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, name: "r\(index).jpg", on: connection)
-            jobs.append(try MediaFixtures.insertJob(mediaItemID: item, type: "metadata", input: #"{"sleep_ms": 150}"#, on: connection))
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "r\(index).jpg", on: connection)
+            jobs.append(try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", input: #"{"sleep_ms": 150}"#, on: connection))
         }
         let runLog = makeRunLog()
         let worker = try WorkerProcess(connectionString: cluster.connectionString(database: "medianest"), runLog: runLog,

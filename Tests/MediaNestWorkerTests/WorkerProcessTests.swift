@@ -202,7 +202,7 @@ struct WorkerProcessTests {
                 try connection.query("SELECT count(*) AS n FROM processing_workers")[0].decode("n", as: Int.self) == 1
             })
             try await Task.sleep(for: .milliseconds(500))
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
             let jobs = try QueueAdmin.enqueue(mediaItemID: item, types: [.metadata], priority: 0, on: connection)
             #expect(try await waitUntil(timeout: .seconds(10)) { try jobStatus(jobs[0].id, on: connection) == "completed" })
             let latency = try connection.query("SELECT extract(epoch FROM started_at - created_at)::float8 AS s FROM processing_jobs WHERE id = $1::uuid", [jobs[0].id])[0].decode("s", as: Double.self)
@@ -212,7 +212,7 @@ struct WorkerProcessTests {
 
     @Test func specialisedWorkerLeavesOtherTypesPendingAndStatusSaysSo() async throws {
         try await withWorkerDatabase("special") { database, connection, owner in
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
             let jobs = try QueueAdmin.enqueue(mediaItemID: item, types: nil, priority: 0, on: connection)
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
                                            arguments: ["--types", "metadata"] + fastTimings)
@@ -242,7 +242,7 @@ struct WorkerProcessTests {
                 #expect(malformed.status != 0)
                 #expect(malformed.error.contains("not a valid UUID"), "\(command): \(malformed.error)")
             }
-            let item = try MediaFixtures.insertMediaItem(ownerID: owner, mimeType: "video/mp4", on: connection)
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, mimeType: "video/mp4", on: connection)
             let enqueued = try runCLI(["enqueue", item, "--priority", "5"] + url)
             #expect(enqueued.status == 0)
             #expect(enqueued.output.contains("transcode"))

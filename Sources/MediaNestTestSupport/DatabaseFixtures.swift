@@ -2,7 +2,7 @@ import Foundation
 public import MediaNestDB
 
 /// Rows the queue and worker tests need: a user and their media items.
-public enum MediaFixtures {
+public enum DatabaseFixtures {
     /// Inserts a user and returns its id.
     public static func insertUser(on connection: PGConnection) throws -> String {
         let id = UUID().uuidString.lowercased()
