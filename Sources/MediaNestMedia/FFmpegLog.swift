@@ -72,7 +72,7 @@ private func ffmpegLogCallback(_ context: UnsafeMutableRawPointer?, _ level: Int
     _ = line.withUnsafeMutableBufferPointer { buffer in
         CFFmpeg_format_log_line(context, level, format, arguments, buffer.baseAddress, Int32(buffer.count))
     }
-    var text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    var text = cString(line)
     while text.last == "\n" || text.last == "\r" { text.removeLast() }
     guard !text.trimmingSpaces().isEmpty else { return }
     logger.log(level: swiftLevel, "\(text)", metadata: ["source": "ffmpeg"])
