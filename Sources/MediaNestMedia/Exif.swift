@@ -235,7 +235,7 @@ private struct TIFFReader {
         for n in 0..<Int(count) {
             let at = offset + 2 + n * 12
             guard let tag = u16(at), let type = u16(at + 2), let count = u32(at + 4) else { return nil }
-            guard let size = TIFFReader.typeSize(type), count <= 1 << 20 else { continue }
+            guard let size = TIFFReader.typeSize(type), count > 0, count <= 1 << 20 else { continue }
             let total = size * Int(count)
             let valueOffset: Int
             if total <= 4 {

@@ -40,6 +40,10 @@ public final class MediaFixtures: Sendable {
         /// `exif-o1.jpg` … `exif-o8.jpg`: 64x32 JPEGs with EXIF Orientation 1…8.
         public static func exifJPEG(orientation: Int) -> String { "exif-o\(orientation).jpg" }
         public static let plainJPEG = "plain.jpg"
+        /// 64x32 H.264 with a 2:1 sample aspect ratio (displays 128x32).
+        public static let anamorphicMP4 = "anamorphic.mp4"
+        /// The 48x24 PNG with an `eXIf` chunk (Orientation 8).
+        public static let pngWithExif = "exif.png"
     }
 
     /// The EXIF values written into every `exif-o*.jpg`.
@@ -87,6 +91,14 @@ public final class MediaFixtures: Sendable {
         let lavfi = { (source: String) in ["-f", "lavfi", "-i", source] }
         let video = "testsrc=size=64x32:rate=25:duration=1"
 
+        let chapters = base + "/chapters.ffmeta"
+        do {
+            try ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=400\ntitle=Opening\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=400\nEND=1000\ntitle=Finale\n"
+                .write(toFile: chapters, atomically: true, encoding: .utf8)
+        } catch {
+            throw FixtureError("cannot write \(chapters): \(error)")
+        }
+
         // Independent ffmpeg runs, two at a time (one per core).
         let jobs: [[String]] = [
             q + lavfi("testsrc=size=64x32") + ["-frames:v", "1", "-q:v", "3", fixtures.path(Name.plainJPEG)],
@@ -98,7 +110,7 @@ public final class MediaFixtures: Sendable {
                 + ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2",
                    "-metadata", "title=Fixture Clip", "-metadata", "location=+48.8584+002.2945/",
                    fixtures.path(Name.plainMP4)],
-            q + lavfi("testsrc=size=64x64:rate=25:duration=1")
+            q + lavfi("testsrc=size=64x64:rate=25:duration=1") + ["-i", chapters, "-map", "0:v", "-map_chapters", "1"]
                 + ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p10le",
                    "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc", fixtures.path(Name.hevc10MKV)],
             q + lavfi(video) + lavfi("sine=frequency=440:sample_rate=48000:duration=1")
@@ -110,6 +122,7 @@ public final class MediaFixtures: Sendable {
                    "-metadata", "album=Fixture Album", fixtures.path(Name.taggedMP3)],
             q + lavfi("sine=frequency=440:sample_rate=48000:duration=1") + ["-ac", "2", fixtures.path(Name.flac)],
             q + lavfi(video) + ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", fixtures.path(Name.secretOutside + ".tmp.mp4")],
+            q + lavfi(video) + ["-vf", "setsar=2/1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", fixtures.path(Name.anamorphicMP4)],
         ]
         let failures = FailureBox()
         DispatchQueue.concurrentPerform(iterations: jobs.count) { index in
@@ -129,6 +142,10 @@ public final class MediaFixtures: Sendable {
                 let exif = ExifBuilder.app1(orientation: orientation, littleEndian: orientation % 2 == 1)
                 try ExifBuilder.insert(app1: exif, into: jpeg).write(to: URL(fileURLWithPath: fixtures.path(Name.exifJPEG(orientation: orientation))))
             }
+
+            let png = try Data(contentsOf: URL(fileURLWithPath: fixtures.path(Name.png8)))
+            try ExifBuilder.insertPNG(exif: ExifBuilder.tiff(orientation: 8, littleEndian: false), into: png)
+                .write(to: URL(fileURLWithPath: fixtures.path(Name.pngWithExif)))
 
             let mp4 = try Data(contentsOf: URL(fileURLWithPath: fixtures.path(Name.rotatedMP4)))
             try mp4.prefix(mp4.count * 3 / 10).write(to: URL(fileURLWithPath: fixtures.path(Name.truncatedMP4)))
@@ -312,6 +329,20 @@ public enum ExifBuilder {
         var at = 2
         if bytes[2] == 0xFF, bytes[3] == 0xE0 { at = 4 + (Int(bytes[4]) << 8 | Int(bytes[5])) }
         return Data(bytes[0..<at] + app1 + bytes[at...])
+    }
+}
+
+extension ExifBuilder {
+    /// Inserts an `eXIf` chunk right after a PNG's IHDR chunk.
+    public static func insertPNG(exif tiff: [UInt8], into png: Data) throws -> Data {
+        let bytes = [UInt8](png)
+        guard bytes.count > 33, Array(bytes[12..<16]) == Array("IHDR".utf8) else { throw FixtureError("not a PNG") }
+        let afterIHDR = 8 + 8 + 13 + 4
+        let type = Array("eXIf".utf8)
+        let length = UInt32(tiff.count)
+        let crc = ZipBuilder.crc32(type + tiff)
+        func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+        return Data(bytes[0..<afterIHDR] + be(length) + type + tiff + be(crc) + bytes[afterIHDR...])
     }
 }
 

@@ -44,6 +44,13 @@ struct ExifTests {
         #expect(exif?.takenAt == MediaFixtures.ExifValues.takenAt)
     }
 
+    @Test func pngExifChunkIsRead() throws {
+        let result = try extract(fixtures, Name.pngWithExif, declared: "image/png")
+        #expect(result.summary["orientation"] == 8)
+        #expect(result.width == 24 && result.height == 48)
+        #expect(result.summary["camera"]?["model"] == .string(MediaFixtures.ExifValues.model))
+    }
+
     @Test func jpegWithoutExifHasNoOrientation() throws {
         let result = try extract(fixtures, Name.plainJPEG)
         #expect(result.summary["orientation"] == nil)
@@ -66,6 +73,22 @@ struct ExifTests {
         }
         // Mutations that miss the orientation still parse; the point is that none crashed.
         #expect(parsedOrientation > 0)
+    }
+
+    @Test(arguments: [Name.exifJPEG(orientation: 6), Name.pngWithExif, Name.webp])
+    func mutatedImageHeadersNeverCrashTheParser(name: String) throws {
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(name))))
+        #expect(ImageHeaderParser.parse(original)?.width != nil)
+        var state: UInt64 = 99
+        func next() -> Int { state = state &* 6364136223846793005 &+ 1442695040888963407; return Int(truncatingIfNeeded: state >> 33) }
+        for round in 0..<3000 {
+            var bytes = original
+            if round % 4 == 0 { bytes = Array(bytes.prefix(8 + abs(next()) % bytes.count)) }
+            for _ in 0..<(1 + abs(next()) % 6) where bytes.count > 12 {
+                bytes[12 + abs(next()) % (bytes.count - 12)] = UInt8(truncatingIfNeeded: next())
+            }
+            _ = ImageHeaderParser.parse(bytes)
+        }
     }
 
     @Test func jpegWithGarbageExifStillProbes() throws {

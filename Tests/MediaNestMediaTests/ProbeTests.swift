@@ -62,6 +62,22 @@ struct ProbeTests {
         #expect(result.summary["hdr"] == true)
     }
 
+    @Test func anamorphicVideoDisplaysWiderThanStored() throws {
+        let result = try extract(fixtures, Name.anamorphicMP4)
+        let video = try #require(result.probe.primaryVideo)
+        #expect(video.sampleAspectRatio == "2:1")
+        #expect(video.width == 64 && video.displayWidth == 128 && video.displayHeight == 32)
+        #expect(result.width == 128 && result.height == 32)
+    }
+
+    @Test func chaptersAreListedWithTitles() throws {
+        let probe = try probe(Name.hevc10MKV)
+        #expect(probe.chapters.map(\.title) == ["Opening", "Finale"])
+        #expect(abs((probe.chapters.first?.end ?? 0) - 0.4) < 0.001)
+        #expect(abs((probe.chapters.last?.start ?? 0) - 0.4) < 0.001)
+        #expect(try extract(fixtures, Name.hevc10MKV).fullProbe["chapters"]?.arrayValue?.count == 2)
+    }
+
     @Test func vp9OpusWebM() throws {
         let result = try extract(fixtures, Name.vp9WebM)
         #expect(result.summary["container"] == "webm")
