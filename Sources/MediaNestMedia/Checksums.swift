@@ -11,6 +11,11 @@ public struct FileChecksums: Sendable, Hashable {
     /// Bytes read; differs from the recorded size when the file changed or the record was wrong.
     public var bytesRead: Int64
 
+    /// Creates a result.
+    /// - Parameters:
+    ///   - md5: MD5, lowercase hex.
+    ///   - sha256: SHA-256, lowercase hex.
+    ///   - bytesRead: Bytes hashed.
     public init(md5: String, sha256: String, bytesRead: Int64) {
         self.md5 = md5
         self.sha256 = sha256

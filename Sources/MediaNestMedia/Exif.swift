@@ -15,6 +15,7 @@ public struct ExifData: Sendable, Hashable {
     /// Longitude in signed decimal degrees (west negative).
     public var longitude: Double?
 
+    /// Creates an empty record.
     public init() {}
 
     /// DateTimeOriginal in ISO 8601 (`2024-05-01T12:34:56+02:00`; no zone when the file has none).

@@ -31,10 +31,13 @@ public struct MediaProbe: Sendable, Hashable {
 public struct StreamInfo: Sendable, Hashable {
     /// The kind of data a stream carries.
     public enum Kind: String, Sendable, Hashable {
+        // Named as in ffprobe's codec_type.
         case video, audio, subtitle, data, attachment, unknown
     }
 
+    /// The stream index in the container.
     public var index: Int
+    /// What the stream carries.
     public var kind: Kind
     /// FFmpeg's codec name, e.g. `h264`.
     public var codecName: String
@@ -88,8 +91,11 @@ public struct StreamInfo: Sendable, Hashable {
 
 /// A chapter of a ``MediaProbe``.
 public struct ChapterInfo: Sendable, Hashable {
+    /// Start, in seconds.
     public var start: Double
+    /// End, in seconds.
     public var end: Double
+    /// The chapter title, when tagged.
     public var title: String?
 }
 

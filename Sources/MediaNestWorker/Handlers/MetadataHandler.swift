@@ -11,6 +11,7 @@ import Logging
 /// A declared MIME type that differs from the content is recorded (`mime_note`), not refused,
 /// as long as the content is media; content that is not media fails with `mime_mismatch`.
 public struct MetadataHandler: JobHandler {
+    /// Always ``JobType/metadata``.
     public let jobType: JobType = .metadata
     /// The limits applied to every file.
     public var limits: MediaLimits
