@@ -20,12 +20,15 @@ struct ProbeCommand: ParsableCommand {
     @Flag(help: "Skip MD5 and SHA-256 (the slowest step).")
     var noChecksums = false
 
-    @Option(help: "The declared MIME type to compare against (default: the sniffed type, so no mismatch is reported).")
+    @Option(help: "The declared MIME type to compare against (default: none, so no mismatch is reported).")
     var declaredMime: String?
+
+    @Flag(help: "Log FFmpeg's warnings and the extractor's notes to stderr (errors are always in the JSON).")
+    var verbose = false
 
     func run() throws {
         var logger = Logger(label: "medianest.probe")
-        logger.logLevel = .error
+        logger.logLevel = verbose ? .debug : .critical
         FFmpegLog.install(fallback: logger)
         let limits = MediaLimits()
         for path in files {
