@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -87,6 +88,11 @@ public final class MediaFixtures: Sendable {
             throw FixtureError("cannot create fixture directories under \(base): \(error)")
         }
         let fixtures = MediaFixtures(root: root, outside: outside)
+        // The corpus lives as long as the test process; remove it when the process exits.
+        fixtureDirectoryToRemove.withLock { $0 = base }
+        atexit {
+            if let base = fixtureDirectoryToRemove.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: base) }
+        }
         let q = ["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-threads", "1"]
         let lavfi = { (source: String) in ["-f", "lavfi", "-i", source] }
         let video = "testsrc=size=64x32:rate=25:duration=1"
@@ -191,6 +197,8 @@ public final class MediaFixtures: Sendable {
         throw FixtureError("\(name) is required to generate the media test corpus but was not found in PATH; install it (Debian: apt-get install ffmpeg).")
     }
 }
+
+private let fixtureDirectoryToRemove = Mutex<String?>(nil)
 
 /// Why the fixture corpus could not be generated.
 public struct FixtureError: Error, CustomStringConvertible, Sendable {
