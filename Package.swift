@@ -102,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "medianest-worker",
             dependencies: [
-                "MediaNestWorker", "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue",
+                "MediaNestWorker", "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -40,4 +40,31 @@ static inline int CFFmpeg_av_dict_set(AVDictionary **dict, const char *key, cons
     return av_dict_set(dict, key, value, 0);
 }
 
+/* Added for MediaNestMedia: macros and expressions Swift cannot import directly. */
+static const int CFFmpeg_AVSEEK_FORCE = AVSEEK_FORCE;
+static const int CFFmpeg_AVPROBE_SCORE_RETRY = AVPROBE_SCORE_RETRY;
+static const int CFFmpeg_AVPROBE_SCORE_MAX = AVPROBE_SCORE_MAX;
+static const int CFFmpeg_AV_DISPOSITION_ATTACHED_PIC = AV_DISPOSITION_ATTACHED_PIC;
+static const int CFFmpeg_AV_DISPOSITION_DEFAULT = AV_DISPOSITION_DEFAULT;
+static const int CFFmpeg_AV_DICT_IGNORE_SUFFIX = AV_DICT_IGNORE_SUFFIX;
+static const int CFFmpeg_AVFMT_FLAG_CUSTOM_IO = AVFMT_FLAG_CUSTOM_IO;
+
+/* Formats one FFmpeg log message into `line` (NUL-terminated); returns the untruncated length. */
+static inline int CFFmpeg_format_log_line(void *avcl, int level, const char *fmt, va_list vl,
+                                          char *line, int size) {
+    int print_prefix = 1;
+    return av_log_format_line2(avcl, level, fmt, vl, line, size, &print_prefix);
+}
+
+/* The depth in bits of a pixel format's first component, or 0 when unknown. */
+static inline int CFFmpeg_pix_fmt_depth(int format) {
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get((enum AVPixelFormat)format);
+    return desc ? desc->comp[0].depth : 0;
+}
+
+/* The name of a pixel format, or NULL. */
+static inline const char *CFFmpeg_pix_fmt_name(int format) {
+    return av_get_pix_fmt_name((enum AVPixelFormat)format);
+}
+
 #endif

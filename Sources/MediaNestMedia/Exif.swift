@@ -1,0 +1,337 @@
+/// The EXIF fields the media library uses, parsed from a JPEG, PNG or WebP file's own bytes.
+public struct ExifData: Sendable, Hashable {
+    /// EXIF Orientation, 1 to 8 (1 = as stored; 5 to 8 swap width and height for display).
+    public var orientation: Int?
+    /// DateTimeOriginal as written (`YYYY:MM:DD HH:MM:SS`).
+    public var dateTimeOriginal: String?
+    /// OffsetTimeOriginal (`+HH:MM`), when present.
+    public var offsetTimeOriginal: String?
+    /// Camera make.
+    public var make: String?
+    /// Camera model.
+    public var model: String?
+    /// Latitude in signed decimal degrees (south negative).
+    public var latitude: Double?
+    /// Longitude in signed decimal degrees (west negative).
+    public var longitude: Double?
+
+    /// Creates an empty record.
+    public init() {}
+
+    /// DateTimeOriginal in ISO 8601 (`2024-05-01T12:34:56+02:00`; no zone when the file has none).
+    public var takenAt: String? {
+        guard let raw = dateTimeOriginal else { return nil }
+        let chars = Array(raw.utf8)
+        guard chars.count >= 19 else { return nil }
+        let digitPositions = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+        guard digitPositions.allSatisfy({ chars[$0] >= 0x30 && chars[$0] <= 0x39 }) else { return nil }
+        let text = String(decoding: chars[0..<19], as: UTF8.self)
+        if text.hasPrefix("0000") { return nil }
+        let date = text.prefix(10).replacingColons(with: "-")
+        var iso = "\(date)T\(text.suffix(8))"
+        if let offset = offsetTimeOriginal?.trimmingSpaces(), isValidOffset(offset) { iso += offset }
+        return iso
+    }
+
+    private func isValidOffset(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        if text == "Z" { return true }
+        guard bytes.count == 6, bytes[0] == UInt8(ascii: "+") || bytes[0] == UInt8(ascii: "-"), bytes[3] == UInt8(ascii: ":") else { return false }
+        return [1, 2, 4, 5].allSatisfy { bytes[$0] >= 0x30 && bytes[$0] <= 0x39 }
+    }
+
+    var isEmpty: Bool { self == ExifData() }
+}
+
+/// Dimensions and EXIF read from an image's header bytes, without FFmpeg.
+public struct ImageHeader: Sendable, Hashable {
+    /// `jpeg`, `png` or `webp`.
+    public var format: String
+    /// Stored width, when the header says.
+    public var width: Int?
+    /// Stored height, when the header says.
+    public var height: Int?
+    /// EXIF, when present and well formed.
+    public var exif: ExifData?
+    /// Why EXIF was present but ignored, for the log.
+    public var exifProblem: String?
+}
+
+/// A bounded parser of image headers and EXIF (TIFF/IFD) blocks over bytes already in memory.
+///
+/// Every offset is checked against the buffer; loops are bounded; malformed data makes a field
+/// absent (and ``ImageHeader/exifProblem`` say why), never a crash.
+public enum ImageHeaderParser {
+    /// Parses the header of a JPEG, PNG or WebP file.
+    /// - Parameter bytes: The file's first bytes (the MIME sniffing header is enough).
+    /// - Returns: The header, or `nil` when the bytes are none of those formats.
+    public static func parse(_ bytes: [UInt8]) -> ImageHeader? {
+        if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF { return parseJPEG(bytes) }
+        if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return parsePNG(bytes) }
+        if bytes.count >= 12, bytes.starts(with: Array("RIFF".utf8)), Array(bytes[8..<12]) == Array("WEBP".utf8) { return parseWebP(bytes) }
+        return nil
+    }
+
+    /// Parses a TIFF-structured EXIF block (starting at the `II`/`MM` byte order mark).
+    /// - Parameter tiff: The block.
+    /// - Returns: The fields found, or `nil` when the block is malformed.
+    public static func parseExif(_ tiff: ArraySlice<UInt8>) -> ExifData? {
+        TIFFReader(Array(tiff))?.read()
+    }
+
+    static func parseJPEG(_ b: [UInt8]) -> ImageHeader {
+        var header = ImageHeader(format: "jpeg")
+        var i = 2
+        var segments = 0
+        while i + 4 <= b.count, segments < 512 {
+            segments += 1
+            guard b[i] == 0xFF else { break }
+            var markerAt = i + 1
+            while markerAt < b.count, b[markerAt] == 0xFF { markerAt += 1 }  // fill bytes
+            guard markerAt + 2 < b.count else { break }
+            let marker = b[markerAt]
+            if marker == 0xD8 || marker == 0x01 || (0xD0...0xD7).contains(marker) { i = markerAt + 1; continue }
+            if marker == 0xDA || marker == 0xD9 { break }  // image data starts: no more headers
+            let length = Int(b[markerAt + 1]) << 8 | Int(b[markerAt + 2])
+            guard length >= 2 else { break }
+            let start = markerAt + 3
+            let end = markerAt + 1 + length
+            guard end <= b.count else { break }
+            if marker == 0xE1, header.exif == nil, end - start >= 6, Array(b[start..<start + 6]) == [0x45, 0x78, 0x69, 0x66, 0, 0] {
+                applyExif(b[(start + 6)..<end], to: &header)
+            } else if (0xC0...0xCF).contains(marker), marker != 0xC4, marker != 0xC8, marker != 0xCC, end - start >= 5, header.width == nil {
+                header.height = Int(b[start + 1]) << 8 | Int(b[start + 2])
+                header.width = Int(b[start + 3]) << 8 | Int(b[start + 4])
+            }
+            i = end
+        }
+        return header
+    }
+
+    static func parsePNG(_ b: [UInt8]) -> ImageHeader {
+        var header = ImageHeader(format: "png")
+        var i = 8
+        var chunks = 0
+        while i + 8 <= b.count, chunks < 4096 {
+            chunks += 1
+            let length = Int(be32(b, i))
+            let type = String(decoding: b[(i + 4)..<(i + 8)], as: UTF8.self)
+            let start = i + 8
+            guard length >= 0, length <= b.count - start else { break }
+            let end = start + length
+            switch type {
+            case "IHDR" where length >= 8:
+                header.width = Int(be32(b, start))
+                header.height = Int(be32(b, start + 4))
+            case "eXIf":
+                applyExif(b[start..<end], to: &header)
+            case "IEND":
+                return header
+            default: break
+            }
+            i = end + 4  // CRC
+        }
+        return header
+    }
+
+    static func parseWebP(_ b: [UInt8]) -> ImageHeader {
+        var header = ImageHeader(format: "webp")
+        var i = 12
+        var chunks = 0
+        while i + 8 <= b.count, chunks < 4096 {
+            chunks += 1
+            let type = String(decoding: b[i..<(i + 4)], as: UTF8.self)
+            let length = Int(le32(b, i + 4))
+            let start = i + 8
+            guard length <= b.count - start else { break }
+            let end = start + length
+            switch type {
+            case "VP8X" where length >= 10:
+                header.width = (Int(b[start + 4]) | Int(b[start + 5]) << 8 | Int(b[start + 6]) << 16) + 1
+                header.height = (Int(b[start + 7]) | Int(b[start + 8]) << 8 | Int(b[start + 9]) << 16) + 1
+            case "VP8 " where length >= 10 && header.width == nil:
+                if b[start + 3] == 0x9D, b[start + 4] == 0x01, b[start + 5] == 0x2A {
+                    header.width = (Int(b[start + 6]) | Int(b[start + 7]) << 8) & 0x3FFF
+                    header.height = (Int(b[start + 8]) | Int(b[start + 9]) << 8) & 0x3FFF
+                }
+            case "VP8L" where length >= 5 && header.width == nil:
+                if b[start] == 0x2F {
+                    let bits = UInt32(b[start + 1]) | UInt32(b[start + 2]) << 8 | UInt32(b[start + 3]) << 16 | UInt32(b[start + 4]) << 24
+                    header.width = Int(bits & 0x3FFF) + 1
+                    header.height = Int((bits >> 14) & 0x3FFF) + 1
+                }
+            case "EXIF":
+                var block = b[start..<end]
+                if block.starts(with: [0x45, 0x78, 0x69, 0x66, 0, 0]) { block = block.dropFirst(6) }
+                applyExif(block, to: &header)
+            default: break
+            }
+            i = end + (length & 1)  // chunks are padded to even sizes
+        }
+        return header
+    }
+
+    private static func applyExif(_ block: ArraySlice<UInt8>, to header: inout ImageHeader) {
+        if let exif = parseExif(block) {
+            header.exif = exif
+        } else {
+            header.exifProblem = "EXIF block of \(block.count) bytes is malformed; ignored"
+        }
+    }
+
+    static func be32(_ b: [UInt8], _ i: Int) -> UInt32 {
+        UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3])
+    }
+
+    static func le32(_ b: [UInt8], _ i: Int) -> UInt32 {
+        UInt32(b[i]) | UInt32(b[i + 1]) << 8 | UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
+    }
+}
+
+/// Reads the few tags we need from a TIFF structure; all reads are bounds-checked.
+private struct TIFFReader {
+    let data: [UInt8]
+    let littleEndian: Bool
+
+    struct Entry {
+        let tag: UInt16
+        let type: UInt16
+        let count: Int
+        let valueOffset: Int  // absolute offset of the value bytes within `data`
+    }
+
+    init?(_ data: [UInt8]) {
+        guard data.count >= 8 else { return nil }
+        if data[0] == 0x49, data[1] == 0x49 { littleEndian = true }
+        else if data[0] == 0x4D, data[1] == 0x4D { littleEndian = false }
+        else { return nil }
+        self.data = data
+        guard u16(2) == 42 else { return nil }
+    }
+
+    func u16(_ o: Int) -> UInt16? {
+        guard o >= 0, o + 2 <= data.count else { return nil }
+        return littleEndian ? UInt16(data[o]) | UInt16(data[o + 1]) << 8 : UInt16(data[o]) << 8 | UInt16(data[o + 1])
+    }
+
+    func u32(_ o: Int) -> UInt32? {
+        guard o >= 0, o + 4 <= data.count else { return nil }
+        let b = (UInt32(data[o]), UInt32(data[o + 1]), UInt32(data[o + 2]), UInt32(data[o + 3]))
+        return littleEndian ? b.0 | b.1 << 8 | b.2 << 16 | b.3 << 24 : b.0 << 24 | b.1 << 16 | b.2 << 8 | b.3
+    }
+
+    static func typeSize(_ type: UInt16) -> Int? {
+        switch type {
+        case 1, 2, 6, 7: 1
+        case 3, 8: 2
+        case 4, 9, 11: 4
+        case 5, 10, 12: 8
+        default: nil
+        }
+    }
+
+    func entries(at offset: Int) -> [Entry]? {
+        guard let count = u16(offset), count <= 1000 else { return nil }
+        var result: [Entry] = []
+        for n in 0..<Int(count) {
+            let at = offset + 2 + n * 12
+            guard let tag = u16(at), let type = u16(at + 2), let count = u32(at + 4) else { return nil }
+            guard let size = TIFFReader.typeSize(type), count > 0, count <= 1 << 20 else { continue }
+            let total = size * Int(count)
+            let valueOffset: Int
+            if total <= 4 {
+                valueOffset = at + 8
+            } else {
+                guard let pointer = u32(at + 8) else { continue }
+                valueOffset = Int(pointer)
+            }
+            guard valueOffset >= 0, valueOffset + total <= data.count else { continue }
+            result.append(Entry(tag: tag, type: type, count: Int(count), valueOffset: valueOffset))
+        }
+        return result
+    }
+
+    func ascii(_ e: Entry) -> String? {
+        guard e.type == 2 || e.type == 7 else { return nil }
+        let bytes = data[e.valueOffset..<(e.valueOffset + e.count)].prefix { $0 != 0 }
+        let text = String(decoding: bytes, as: UTF8.self).trimmingSpaces()
+        return text.isEmpty ? nil : text
+    }
+
+    func integer(_ e: Entry) -> Int? {
+        switch e.type {
+        case 3: u16(e.valueOffset).map(Int.init)
+        case 4: u32(e.valueOffset).map(Int.init)
+        case 1: Int(data[e.valueOffset])
+        default: nil
+        }
+    }
+
+    func rationals(_ e: Entry) -> [Double]? {
+        guard e.type == 5 || e.type == 10 else { return nil }
+        var values: [Double] = []
+        for n in 0..<e.count {
+            guard let num = u32(e.valueOffset + n * 8), let den = u32(e.valueOffset + n * 8 + 4), den != 0 else { return nil }
+            values.append(e.type == 10 ? Double(Int32(bitPattern: num)) / Double(Int32(bitPattern: den)) : Double(num) / Double(den))
+        }
+        return values
+    }
+
+    func read() -> ExifData? {
+        guard let first = u32(4), let ifd0 = entries(at: Int(first)) else { return nil }
+        var exif = ExifData()
+        var exifPointer: Int?
+        var gpsPointer: Int?
+        for e in ifd0 {
+            switch e.tag {
+            case 0x010F: exif.make = ascii(e)
+            case 0x0110: exif.model = ascii(e)
+            case 0x0112: if let v = integer(e), (1...8).contains(v) { exif.orientation = v }
+            case 0x8769: exifPointer = integer(e)
+            case 0x8825: gpsPointer = integer(e)
+            default: break
+            }
+        }
+        if let exifPointer, exifPointer != Int(first), let sub = entries(at: exifPointer) {
+            for e in sub {
+                switch e.tag {
+                case 0x9003: exif.dateTimeOriginal = ascii(e)
+                case 0x9011: exif.offsetTimeOriginal = ascii(e)
+                default: break
+                }
+            }
+        }
+        if let gpsPointer, gpsPointer != Int(first), let gps = entries(at: gpsPointer) {
+            var latRef: String?, lonRef: String?, lat: [Double]?, lon: [Double]?
+            for e in gps {
+                switch e.tag {
+                case 1: latRef = ascii(e)
+                case 2: lat = rationals(e)
+                case 3: lonRef = ascii(e)
+                case 4: lon = rationals(e)
+                default: break
+                }
+            }
+            if let value = degrees(lat, negative: latRef?.uppercased() == "S"), abs(value) <= 90,
+               let other = degrees(lon, negative: lonRef?.uppercased() == "W"), abs(other) <= 180 {
+                exif.latitude = value
+                exif.longitude = other
+            }
+        }
+        return exif
+    }
+
+    private func degrees(_ parts: [Double]?, negative: Bool) -> Double? {
+        guard let parts, !parts.isEmpty, parts.allSatisfy({ $0.isFinite && $0 >= 0 }) else { return nil }
+        var value = parts[0]
+        if parts.count > 1 { value += parts[1] / 60 }
+        if parts.count > 2 { value += parts[2] / 3600 }
+        return negative ? -value : value
+    }
+}
+
+extension Substring {
+    fileprivate func replacingColons(with replacement: Character) -> String {
+        String(map { $0 == ":" ? replacement : $0 })
+    }
+}

@@ -1,0 +1,79 @@
+import CFFmpeg
+public import Logging
+import Synchronization
+
+/// Routes FFmpeg's own log into swift-log, tagged with the job that is running on the thread.
+///
+/// FFmpeg never writes to stderr once ``install(fallback:)`` ran. A message logged on a thread
+/// that runs a job (inside ``withJobLogger(_:_:)``) goes to that job's logger, with its
+/// `job_id` and `media_id` metadata; anything else (FFmpeg's own worker threads, library
+/// initialisation) goes to the fallback logger.
+///
+/// Levels: FFmpeg panic/fatal → critical, error → error, warning → warning, info → debug
+/// (FFmpeg's informational lines are version banners and stream dumps), verbose → trace;
+/// FFmpeg debug and trace lines are dropped before they are formatted.
+public enum FFmpegLog {
+    private static let fallback = Mutex<Logger>(Logger(label: "medianest.ffmpeg"))
+    private static let installed = Mutex(false)
+    static let current = ThreadLocal<LoggerBox>()
+
+    final class LoggerBox {
+        let logger: Logger
+        init(_ logger: Logger) { self.logger = logger }
+    }
+
+    /// Installs the log callback. Idempotent; later calls only replace the fallback logger.
+    /// - Parameter fallback: The logger for lines not logged on behalf of a job.
+    public static func install(fallback logger: Logger? = nil) {
+        if let logger { fallback.withLock { $0 = logger } }
+        installed.withLock { done in
+            guard !done else { return }
+            done = true
+            av_log_set_level(AV_LOG_VERBOSE)
+            av_log_set_callback(ffmpegLogCallback)
+        }
+    }
+
+    /// Runs `body` with `logger` as the destination of FFmpeg lines logged on this thread.
+    /// - Parameters:
+    ///   - logger: The job's logger.
+    ///   - body: The work that calls into FFmpeg.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws.
+    public static func withJobLogger<T, E: Error>(_ logger: Logger, _ body: () throws(E) -> T) throws(E) -> T {
+        install()
+        let previous = current.value
+        current.value = LoggerBox(logger)
+        defer { current.value = previous }
+        return try body()
+    }
+
+    static var logger: Logger {
+        current.value?.logger ?? fallback.withLock { $0 }
+    }
+
+    static func level(for ffmpegLevel: Int32) -> Logger.Level? {
+        switch ffmpegLevel {
+        case ...AV_LOG_FATAL: .critical
+        case ...AV_LOG_ERROR: .error
+        case ...AV_LOG_WARNING: .warning
+        case ...AV_LOG_INFO: .debug
+        case ...AV_LOG_VERBOSE: .trace
+        default: nil
+        }
+    }
+}
+
+private func ffmpegLogCallback(_ context: UnsafeMutableRawPointer?, _ level: Int32, _ format: UnsafePointer<CChar>?, _ arguments: CVaListPointer?) {
+    guard let format, let arguments, let swiftLevel = FFmpegLog.level(for: level) else { return }
+    let logger = FFmpegLog.logger
+    guard swiftLevel >= logger.logLevel else { return }
+    var line = [CChar](repeating: 0, count: 1024)
+    _ = line.withUnsafeMutableBufferPointer { buffer in
+        CFFmpeg_format_log_line(context, level, format, arguments, buffer.baseAddress, Int32(buffer.count))
+    }
+    var text = cString(line)
+    while text.last == "\n" || text.last == "\r" { text.removeLast() }
+    guard !text.trimmingSpaces().isEmpty else { return }
+    logger.log(level: swiftLevel, "\(text)", metadata: ["source": "ffmpeg"])
+}

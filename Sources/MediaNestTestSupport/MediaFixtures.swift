@@ -1,0 +1,383 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A small media corpus generated with the ffmpeg CLI, once per process, for media tests.
+///
+/// Layout: ``root`` is the storage root the tests open files under; ``outside`` is a sibling
+/// directory that must never be read (symlinks and playlists point into it). Generation takes
+/// a few seconds on two cores; ffmpeg is the only tool needed (EXIF blocks are built here).
+public final class MediaFixtures: Sendable {
+    /// The storage root.
+    public let root: String
+    /// A directory next to the root that no test may cause to be opened.
+    public let outside: String
+
+    /// Media files under ``root``, by name.
+    public enum Name {
+        public static let png8 = "png8.png"
+        public static let png16Alpha = "png16a.png"
+        public static let gif = "anim.gif"
+        public static let webp = "image.webp"
+        public static let rotatedMP4 = "rotated.mp4"
+        public static let plainMP4 = "plain.mp4"
+        public static let hevc10MKV = "hevc10.mkv"
+        public static let vp9WebM = "vp9opus.webm"
+        public static let taggedMP3 = "tagged.mp3"
+        public static let flac = "audio.flac"
+        public static let truncatedMP4 = "truncated.mp4"
+        public static let emptyFile = "empty.mp4"
+        public static let randomBytes = "random.mp4"
+        public static let textAsJPEG = "text.jpg"
+        public static let zipAsPNG = "archive.png"
+        public static let directory = "a-directory"
+        public static let fifo = "fifo.mp4"
+        public static let escapingLink = "escape-link.mp4"
+        public static let insideLink = "inside-link.mp4"
+        public static let linkedDirectory = "linked-dir"
+        public static let secretOutside = "secret.mp4"
+        /// `exif-o1.jpg` … `exif-o8.jpg`: 64x32 JPEGs with EXIF Orientation 1…8.
+        public static func exifJPEG(orientation: Int) -> String { "exif-o\(orientation).jpg" }
+        public static let plainJPEG = "plain.jpg"
+        /// 64x32 H.264 with a 2:1 sample aspect ratio (displays 128x32).
+        public static let anamorphicMP4 = "anamorphic.mp4"
+        /// The 48x24 PNG with an `eXIf` chunk (Orientation 8).
+        public static let pngWithExif = "exif.png"
+    }
+
+    /// The EXIF values written into every `exif-o*.jpg`.
+    public enum ExifValues {
+        public static let make = "MediaNest"
+        public static let model = "Fixture Cam 1"
+        public static let dateTimeOriginal = "2024:05:01 12:34:56"
+        public static let offsetTimeOriginal = "+02:00"
+        public static let takenAt = "2024-05-01T12:34:56+02:00"
+        /// 48°51'30.24" N
+        public static let latitude = 48.0 + 51.0 / 60 + 30.24 / 3600
+        /// 2°17'40.2" W
+        public static let longitude = -(2.0 + 17.0 / 60 + 40.2 / 3600)
+    }
+
+    /// The absolute path of a file under ``root``.
+    public func path(_ name: String) -> String { root + "/" + name }
+
+    /// The corpus of this process, generated on first use.
+    /// - Throws: ``FixtureError`` when ffmpeg is missing or a command fails.
+    public static func load() throws -> MediaFixtures { try shared.get() }
+
+    private static let shared: Result<MediaFixtures, FixtureError> = Result { () throws(FixtureError) -> MediaFixtures in
+        try MediaFixtures.generate()
+    }
+
+    private init(root: String, outside: String) {
+        self.root = root
+        self.outside = outside
+    }
+
+    private static func generate() throws(FixtureError) -> MediaFixtures {
+        let ffmpeg = try findTool("ffmpeg")
+        let base = NSTemporaryDirectory() + "medianest-fixtures-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let root = base + "/storage"
+        let outside = base + "/outside"
+        do {
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        } catch {
+            throw FixtureError("cannot create fixture directories under \(base): \(error)")
+        }
+        let fixtures = MediaFixtures(root: root, outside: outside)
+        // The corpus lives as long as the test process; remove it when the process exits.
+        fixtureDirectoryToRemove.withLock { $0 = base }
+        atexit {
+            if let base = fixtureDirectoryToRemove.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: base) }
+        }
+        let q = ["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-threads", "1"]
+        let lavfi = { (source: String) in ["-f", "lavfi", "-i", source] }
+        let video = "testsrc=size=64x32:rate=25:duration=1"
+
+        let chapters = base + "/chapters.ffmeta"
+        do {
+            try ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=400\ntitle=Opening\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=400\nEND=1000\ntitle=Finale\n"
+                .write(toFile: chapters, atomically: true, encoding: .utf8)
+        } catch {
+            throw FixtureError("cannot write \(chapters): \(error)")
+        }
+
+        // Independent ffmpeg runs, two at a time (one per core).
+        let jobs: [[String]] = [
+            q + lavfi("testsrc=size=64x32") + ["-frames:v", "1", "-q:v", "3", fixtures.path(Name.plainJPEG)],
+            q + lavfi("testsrc=size=48x24") + ["-frames:v", "1", "-pix_fmt", "rgb24", fixtures.path(Name.png8)],
+            q + lavfi("testsrc=size=40x20") + ["-frames:v", "1", "-pix_fmt", "rgba64be", fixtures.path(Name.png16Alpha)],
+            q + lavfi("testsrc=size=32x16:rate=10:duration=0.3") + [fixtures.path(Name.gif)],
+            q + lavfi("testsrc=size=50x30") + ["-frames:v", "1", "-c:v", "libwebp", fixtures.path(Name.webp)],
+            q + lavfi(video) + lavfi("sine=frequency=440:sample_rate=44100:duration=1")
+                + ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac", "2",
+                   "-metadata", "title=Fixture Clip", "-metadata", "location=+48.8584+002.2945/",
+                   fixtures.path(Name.plainMP4)],
+            q + lavfi("testsrc=size=64x64:rate=25:duration=1") + ["-i", chapters, "-map", "0:v", "-map_chapters", "1"]
+                + ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p10le",
+                   "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc", fixtures.path(Name.hevc10MKV)],
+            q + lavfi(video) + lavfi("sine=frequency=440:sample_rate=48000:duration=1")
+                + ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "100k", "-c:a", "libopus", "-ac", "2",
+                   fixtures.path(Name.vp9WebM)],
+            q + lavfi("sine=frequency=440:sample_rate=44100:duration=1") + lavfi("testsrc=size=32x32:rate=1:duration=1")
+                + ["-map", "0:a", "-map", "1:v", "-frames:v", "1", "-c:a", "libmp3lame", "-c:v", "png", "-disposition:v", "attached_pic",
+                   "-id3v2_version", "3", "-metadata", "title=Fixture Song", "-metadata", "artist=Fixture Band",
+                   "-metadata", "album=Fixture Album", fixtures.path(Name.taggedMP3)],
+            q + lavfi("sine=frequency=440:sample_rate=48000:duration=1") + ["-ac", "2", fixtures.path(Name.flac)],
+            q + lavfi(video) + ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", fixtures.path(Name.secretOutside + ".tmp.mp4")],
+            q + lavfi(video) + ["-vf", "setsar=2/1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", fixtures.path(Name.anamorphicMP4)],
+        ]
+        let failures = FailureBox()
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { index in
+            do throws(FixtureError) { try run(ffmpeg, jobs[index]) } catch { failures.add(error) }
+        }
+        if let first = failures.first { throw first }
+
+        // 5.1's mov muxer writes the "rotate" tag as a counter-clockwise matrix: 270 here is 90 clockwise.
+        try run(ffmpeg, q + ["-i", fixtures.path(Name.plainMP4), "-c", "copy", "-metadata:s:v:0", "rotate=270", fixtures.path(Name.rotatedMP4)])
+
+        do {
+            let fm = FileManager.default
+            try fm.moveItem(atPath: fixtures.path(Name.secretOutside + ".tmp.mp4"), toPath: outside + "/" + Name.secretOutside)
+
+            let jpeg = try Data(contentsOf: URL(fileURLWithPath: fixtures.path(Name.plainJPEG)))
+            for orientation in 1...8 {
+                let exif = ExifBuilder.app1(orientation: orientation, littleEndian: orientation % 2 == 1)
+                try ExifBuilder.insert(app1: exif, into: jpeg).write(to: URL(fileURLWithPath: fixtures.path(Name.exifJPEG(orientation: orientation))))
+            }
+
+            let png = try Data(contentsOf: URL(fileURLWithPath: fixtures.path(Name.png8)))
+            try ExifBuilder.insertPNG(exif: ExifBuilder.tiff(orientation: 8, littleEndian: false), into: png)
+                .write(to: URL(fileURLWithPath: fixtures.path(Name.pngWithExif)))
+
+            let mp4 = try Data(contentsOf: URL(fileURLWithPath: fixtures.path(Name.rotatedMP4)))
+            try mp4.prefix(mp4.count * 3 / 10).write(to: URL(fileURLWithPath: fixtures.path(Name.truncatedMP4)))
+            try Data().write(to: URL(fileURLWithPath: fixtures.path(Name.emptyFile)))
+            var generator = SplitMix64(seed: 0x6D65_6469_616E_6573)
+            try Data((0..<65536).map { _ in UInt8(truncatingIfNeeded: generator.next()) }).write(to: URL(fileURLWithPath: fixtures.path(Name.randomBytes)))
+            try Data("This is a plain text file, not a photo.\nIt has a .jpg name anyway.\n".utf8).write(to: URL(fileURLWithPath: fixtures.path(Name.textAsJPEG)))
+            try ZipBuilder.storedZip(name: "readme.txt", contents: Data("hello from inside a zip\n".utf8)).write(to: URL(fileURLWithPath: fixtures.path(Name.zipAsPNG)))
+            try fm.createDirectory(atPath: fixtures.path(Name.directory), withIntermediateDirectories: true)
+            guard mkfifo(fixtures.path(Name.fifo), 0o644) == 0 else { throw FixtureError("mkfifo failed: \(errno)") }
+            try fm.createSymbolicLink(atPath: fixtures.path(Name.escapingLink), withDestinationPath: outside + "/" + Name.secretOutside)
+            try fm.createSymbolicLink(atPath: fixtures.path(Name.insideLink), withDestinationPath: Name.plainMP4)
+            try fm.createSymbolicLink(atPath: fixtures.path(Name.linkedDirectory), withDestinationPath: outside)
+        } catch let error as FixtureError {
+            throw error
+        } catch {
+            throw FixtureError("cannot write fixture files: \(error)")
+        }
+        return fixtures
+    }
+
+    /// Creates an empty directory under the fixture base for one test's own files.
+    /// - Returns: Its absolute path.
+    public func makeScratchDirectory(_ label: String) throws -> String {
+        let path = (root as NSString).deletingLastPathComponent + "/scratch-\(label)-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Runs a tool and fails with its stderr when it exits non-zero.
+    static func run(_ tool: String, _ arguments: [String]) throws(FixtureError) {
+        let result = try ProcessRunner.run(tool, arguments)
+        guard result.status == 0 else {
+            throw FixtureError("\(tool) \(arguments.joined(separator: " ")) exited \(result.status): \(result.stderr)")
+        }
+    }
+
+    static func findTool(_ name: String) throws(FixtureError) -> String {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw FixtureError("\(name) is required to generate the media test corpus but was not found in PATH; install it (Debian: apt-get install ffmpeg).")
+    }
+}
+
+private let fixtureDirectoryToRemove = Mutex<String?>(nil)
+
+/// Why the fixture corpus could not be generated.
+public struct FixtureError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+private final class FailureBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var errors: [FixtureError] = []
+    func add(_ error: FixtureError) { lock.withLock { errors.append(error) } }
+    var first: FixtureError? { lock.withLock { errors.first } }
+}
+
+/// Runs a command and captures its output.
+public enum ProcessRunner {
+    /// What a command printed and how it exited.
+    public struct Output: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs `tool` with `arguments` and waits for it.
+    /// - Throws: ``FixtureError`` when the tool cannot be started.
+    public static func run(_ tool: String, _ arguments: [String]) throws(FixtureError) -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch { throw FixtureError("cannot start \(tool): \(error)") }
+        // Read both pipes before waiting so a chatty tool cannot block on a full pipe.
+        let group = DispatchGroup()
+        let errBox = DataBox()
+        group.enter()
+        DispatchQueue.global().async {
+            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: errBox.data, as: UTF8.self))
+    }
+
+    private final class DataBox: @unchecked Sendable { var data = Data() }
+}
+
+/// A deterministic generator, so the "random bytes" fixture is the same on every run.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E9B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Builds a JPEG APP1 EXIF segment with Orientation, DateTimeOriginal, OffsetTimeOriginal,
+/// Make, Model and GPS, in either byte order.
+public enum ExifBuilder {
+    struct Entry {
+        var tag: UInt16
+        var type: UInt16
+        var count: UInt32
+        var data: [UInt8]
+    }
+
+    /// The APP1 segment (marker included) for one orientation.
+    public static func app1(orientation: Int, littleEndian: Bool) -> [UInt8] {
+        let tiff = tiff(orientation: orientation, littleEndian: littleEndian)
+        let length = 2 + 6 + tiff.count
+        return [0xFF, 0xE1, UInt8(length >> 8), UInt8(length & 0xFF)] + Array("Exif".utf8) + [0, 0] + tiff
+    }
+
+    /// The TIFF block alone.
+    public static func tiff(orientation: Int, littleEndian le: Bool) -> [UInt8] {
+        func u16(_ v: UInt16) -> [UInt8] { le ? [UInt8(v & 0xFF), UInt8(v >> 8)] : [UInt8(v >> 8), UInt8(v & 0xFF)] }
+        func u32(_ v: UInt32) -> [UInt8] {
+            let b = [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)]
+            return le ? b.reversed() : b
+        }
+        func ascii(_ tag: UInt16, _ s: String) -> Entry { let b = Array(s.utf8) + [0]; return Entry(tag: tag, type: 2, count: UInt32(b.count), data: b) }
+        func short(_ tag: UInt16, _ v: UInt16) -> Entry { Entry(tag: tag, type: 3, count: 1, data: u16(v) + [0, 0]) }
+        func long(_ tag: UInt16, _ v: UInt32) -> Entry { Entry(tag: tag, type: 4, count: 1, data: u32(v)) }
+        func rationals(_ tag: UInt16, _ values: [(UInt32, UInt32)]) -> Entry {
+            Entry(tag: tag, type: 5, count: UInt32(values.count), data: values.flatMap { u32($0.0) + u32($0.1) })
+        }
+        func size(_ entries: [Entry]) -> Int {
+            2 + 12 * entries.count + 4 + entries.reduce(0) { $0 + ($1.data.count > 4 ? ($1.data.count + 1) & ~1 : 0) }
+        }
+        func layout(_ entries: [Entry], at offset: Int) -> [UInt8] {
+            var out = u16(UInt16(entries.count))
+            var extra: [UInt8] = []
+            let dataStart = offset + 2 + 12 * entries.count + 4
+            for e in entries.sorted(by: { $0.tag < $1.tag }) {
+                out += u16(e.tag) + u16(e.type) + u32(e.count)
+                if e.data.count <= 4 {
+                    out += e.data + [UInt8](repeating: 0, count: 4 - e.data.count)
+                } else {
+                    out += u32(UInt32(dataStart + extra.count))
+                    extra += e.data
+                    if extra.count % 2 == 1 { extra.append(0) }
+                }
+            }
+            return out + u32(0) + extra
+        }
+
+        let exifIFD = [ascii(0x9003, MediaFixtures.ExifValues.dateTimeOriginal), ascii(0x9011, MediaFixtures.ExifValues.offsetTimeOriginal)]
+        let gpsIFD = [
+            ascii(1, "N"), rationals(2, [(48, 1), (51, 1), (3024, 100)]),
+            ascii(3, "W"), rationals(4, [(2, 1), (17, 1), (402, 10)]),
+        ]
+        var ifd0 = [ascii(0x010F, MediaFixtures.ExifValues.make), ascii(0x0110, MediaFixtures.ExifValues.model), short(0x0112, UInt16(orientation)),
+                    long(0x8769, 0), long(0x8825, 0)]
+        let exifOffset = 8 + size(ifd0)
+        let gpsOffset = exifOffset + size(exifIFD)
+        ifd0[3] = long(0x8769, UInt32(exifOffset))
+        ifd0[4] = long(0x8825, UInt32(gpsOffset))
+        let header: [UInt8] = (le ? [0x49, 0x49] : [0x4D, 0x4D]) + u16(42) + u32(8)
+        return header + layout(ifd0, at: 8) + layout(exifIFD, at: exifOffset) + layout(gpsIFD, at: gpsOffset)
+    }
+
+    /// Inserts an APP1 segment after the JPEG's SOI (and its JFIF APP0, if any).
+    public static func insert(app1: [UInt8], into jpeg: Data) throws -> Data {
+        let bytes = [UInt8](jpeg)
+        guard bytes.count > 4, bytes[0] == 0xFF, bytes[1] == 0xD8 else { throw FixtureError("not a JPEG") }
+        var at = 2
+        if bytes[2] == 0xFF, bytes[3] == 0xE0 { at = 4 + (Int(bytes[4]) << 8 | Int(bytes[5])) }
+        return Data(bytes[0..<at] + app1 + bytes[at...])
+    }
+}
+
+extension ExifBuilder {
+    /// Inserts an `eXIf` chunk right after a PNG's IHDR chunk.
+    public static func insertPNG(exif tiff: [UInt8], into png: Data) throws -> Data {
+        let bytes = [UInt8](png)
+        guard bytes.count > 33, Array(bytes[12..<16]) == Array("IHDR".utf8) else { throw FixtureError("not a PNG") }
+        let afterIHDR = 8 + 8 + 13 + 4
+        let type = Array("eXIf".utf8)
+        let length = UInt32(tiff.count)
+        let crc = ZipBuilder.crc32(type + tiff)
+        func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+        return Data(bytes[0..<afterIHDR] + be(length) + type + tiff + be(crc) + bytes[afterIHDR...])
+    }
+}
+
+/// A one-entry "stored" zip archive (enough for libmagic to say application/zip).
+enum ZipBuilder {
+    static func storedZip(name: String, contents: Data) -> Data {
+        func u16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
+        func u32(_ v: UInt32) -> [UInt8] { [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF), UInt8((v >> 16) & 0xFF), UInt8(v >> 24)] }
+        let nameBytes = Array(name.utf8)
+        let data = [UInt8](contents)
+        let crc = crc32(data)
+        let local = [0x50, 0x4B, 0x03, 0x04] + u16(10) + u16(0) + u16(0) + u16(0) + u16(0) + u32(crc)
+            + u32(UInt32(data.count)) + u32(UInt32(data.count)) + u16(nameBytes.count) + u16(0) + nameBytes + data
+        let central = [0x50, 0x4B, 0x01, 0x02] + u16(20) + u16(10) + u16(0) + u16(0) + u16(0) + u16(0) + u32(crc)
+            + u32(UInt32(data.count)) + u32(UInt32(data.count)) + u16(nameBytes.count) + u16(0) + u16(0) + u16(0) + u16(0)
+            + u32(0) + u32(0) + nameBytes
+        let end = [0x50, 0x4B, 0x05, 0x06] + u16(0) + u16(0) + u16(1) + u16(1) + u32(UInt32(central.count))
+            + u32(UInt32(local.count)) + u16(0)
+        return Data(local + central + end)
+    }
+
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = (crc >> 1) ^ (0xEDB8_8320 & (0 &- (crc & 1))) }
+        }
+        return ~crc
+    }
+}

@@ -1,0 +1,64 @@
+public import MediaNestCore
+public import MediaNestMedia
+public import MediaNestQueue
+import Logging
+
+/// Runs the `metadata` job: sniffs, probes and hashes the item's file and records the results.
+///
+/// The item's `media_items.metadata` gets the summary keys (schema: docs/METADATA.md), its
+/// checksums are set, its `file_size` is corrected when the bytes read differ from the
+/// recorded size, and the full probe is stored as the `media_metadata` row of provider `local`.
+/// A declared MIME type that differs from the content is recorded (`mime_note`), not refused,
+/// as long as the content is media; content that is not media fails with `mime_mismatch`.
+public struct MetadataHandler: JobHandler {
+    /// Always ``JobType/metadata``.
+    public let jobType: JobType = .metadata
+    /// The limits applied to every file.
+    public var limits: MediaLimits
+
+    /// Creates the handler.
+    /// - Parameter limits: Size, pixel, duration and time limits.
+    public init(limits: MediaLimits = .default) {
+        self.limits = limits
+    }
+
+    /// Extracts the item's metadata.
+    /// - Parameter context: The job, its media item, storage paths, progress, cancellation, logger.
+    /// - Returns: A small summary as the job output, and the item changes described above.
+    /// - Throws: ``JobError`` from ``MetadataExtractor/extract(root:relativePath:declaredMimeType:limits:computeChecksums:progress:cancellation:logger:)``.
+    public func run(_ context: JobContext) throws(JobError) -> JobOutcome {
+        let item = context.mediaItem
+        let result = try MetadataExtractor.extract(
+            root: context.storage.root, relativePath: item.storagePath, declaredMimeType: item.mimeType,
+            limits: limits, computeChecksums: true, progress: context.progress,
+            cancellation: context.cancellation, logger: context.logger)
+
+        var output: [String: JSONValue] = [
+            "mime_sniffed": .string(result.mimeSniffed),
+            "size": .int(result.fileSize),
+            "kind": .string(result.kind.rawValue),
+        ]
+        if let duration = result.duration { output["duration"] = .double((duration * 1000).rounded() / 1000) }
+        if let width = result.width { output["width"] = .int(Int64(width)) }
+        if let height = result.height { output["height"] = .int(Int64(height)) }
+        if let checksums = result.checksums {
+            output["md5"] = .string(checksums.md5)
+            output["sha256"] = .string(checksums.sha256)
+        }
+        if !result.mimeDeclaredMatches {
+            output["mime_note"] = .string("declared \(item.mimeType), content is \(result.mimeSniffed)")
+        }
+
+        var update = MediaItemUpdate()
+        update.metadataMerge = result.summary
+        update.checksumMD5 = result.checksums?.md5
+        update.checksumSHA256 = result.checksums?.sha256
+        if item.fileSize != result.fileSize {
+            let recorded = item.fileSize.map(String.init) ?? "NULL"
+            context.logger.warning("file_size corrected from \(recorded) to \(result.fileSize)")
+            update.fileSize = result.fileSize
+        }
+        update.providerMetadata = [ProviderMetadata(provider: "local", data: result.fullProbe, confidence: 1.0)]
+        return JobOutcome(output: .object(output), itemUpdate: update)
+    }
+}
