@@ -14,8 +14,8 @@ output="$PG_DIR/swift-test.log"
 status=0
 swift test --skip-build "$@" 2>&1 | tee "$output" || status=$?
 # One plain closing line with the totals, whatever the runner printed above it.
-passed=$(grep -E '^✔ Test .* passed' "$output" | grep -vc 'Test run with' || true)
-failed=$(grep -E '^✘ Test .* failed' "$output" | grep -vc 'Test run with' || true)
+passed=$(grep -E '^✔ Test .* passed after' "$output" | grep -vc 'Test run with' || true)
+failed=$(grep -E '^✘ Test .* failed after' "$output" | grep -vc 'Test run with' || true)
 skipped=$(grep -cE '^➜ Test .* skipped' "$output" || true)
 echo
 echo "$passed passed, $failed failed, $skipped skipped"

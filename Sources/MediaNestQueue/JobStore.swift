@@ -367,14 +367,19 @@ public struct JobStore: Sendable {
     /// it is lost again while running alone, it is the job that kills the worker; after
     /// ``maxLostAlone`` such losses it fails with `worker_lost`. Its innocent neighbours run once
     /// more, alone, complete, and never see a charged attempt.
-    /// - Parameter limit: At most this many jobs per call.
+    /// - Parameters:
+    ///   - limit: At most this many jobs per call.
+    ///   - ownInFlight: Jobs this worker is running right now. Its own heartbeat keeps them, so its
+    ///     own rescue pass must not take them away when a heartbeat was merely late (a starved
+    ///     thread, a slow database): only another worker may judge this one dead.
     /// - Throws: ``DatabaseError``; the transaction is rolled back.
-    public func rescueExpired(limit: Int = 100, on connection: PGConnection) throws -> RescueReport {
+    public func rescueExpired(limit: Int = 100, excluding ownInFlight: [String] = [], on connection: PGConnection) throws -> RescueReport {
         try connection.transaction { connection in
             let rows = try connection.query("""
                 WITH expired AS (
                     SELECT id FROM processing_jobs
                      WHERE status = 'running' AND lease_expires_at < now()
+                       AND NOT (id = ANY($3::text[]::uuid[]))
                      ORDER BY lease_expires_at LIMIT $2::int
                        FOR UPDATE SKIP LOCKED
                 ), judged AS (
@@ -404,7 +409,7 @@ public struct JobStore: Sendable {
                   FROM judged
                  WHERE j.id = judged.id
                 RETURNING j.id::text AS id, j.media_item_id::text AS media_item_id, judged.poison
-                """, [maxLostAlone, limit])
+                """, [maxLostAlone, limit, ownInFlight])
             var report = RescueReport()
             for row in rows {
                 let id = try row.decode("id", as: String.self)

@@ -1,17 +1,21 @@
+import MediaNestMedia
 import MediaNestQueue
 
 extension HandlerRegistry {
     /// The handlers the production `medianest-worker run` registers: the one place where job
     /// types are wired to their implementations.
     ///
-    /// The metadata handler is registered by the lead when merged (it lives on the media branch,
-    /// as `MetadataHandler` in `Handlers/MetadataHandler.swift`); thumbnail, preview and
-    /// transcode follow the same way as they are written.
+    /// Handlers that read media need the storage root, so they are registered only when
+    /// one is configured; without one the runtime refuses to start and says so.
+    /// Thumbnail, preview and transcode handlers are added here as they are written.
     /// - Parameter configuration: The worker's configuration (storage root and limits).
-    /// - Returns: The registry; empty until the first handler is added here.
+    /// - Returns: The registry.
     public static func production(for configuration: WorkerConfiguration) -> HandlerRegistry {
-        let registry = HandlerRegistry()
-        _ = configuration
+        var registry = HandlerRegistry()
+        guard configuration.storage != nil else { return registry }
+        var limits = MediaLimits.default
+        if let jobTimeout = configuration.jobTimeout { limits.timeout = jobTimeout }
+        registry.register(MetadataHandler(limits: limits))
         return registry
     }
 }

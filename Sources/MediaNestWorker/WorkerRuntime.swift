@@ -62,7 +62,9 @@ public final class WorkerRuntime: Sendable {
             served = available
         }
         guard !served.isEmpty else {
-            throw WorkerConfigurationError("This worker has no job handlers to run, so it would never claim a job.")
+            throw WorkerConfigurationError(configuration.storage == nil
+                ? "No storage root is configured, so no media job can run: pass --storage-root or set MEDIANEST_STORAGE_ROOT to the directory that media_items.storage_path is relative to."
+                : "This worker has no job handlers to run, so it would never claim a job.")
         }
         self.configuration = configuration
         self.identity = WorkerIdentity(instance: configuration.instance)
@@ -435,7 +437,8 @@ public final class WorkerRuntime: Sendable {
         // MARK: Rescue
 
         private func rescue() {
-            guard let report = withDatabase("rescue", { try store.rescueExpired(on: $0) }) else { return }
+            let running = runtime.state.withLock { Array($0.inFlight.keys) }
+            guard let report = withDatabase("rescue", { try store.rescueExpired(excluding: running, on: $0) }) else { return }
             if !report.requeued.isEmpty {
                 logger.warning("rescued jobs whose worker stopped heartbeating; they will run alone", metadata: ["jobs": "\(report.requeued.joined(separator: ","))"])
                 runtime.state.withLock { $0.claimWanted = true }

@@ -21,6 +21,8 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         RetryCommand.self,
         CancelCommand.self,
         MigrateCommand.self,
+        ProbeCommand.self,
+        ChecksumCommand.self,
         VersionCommand.self,
     ]
 }

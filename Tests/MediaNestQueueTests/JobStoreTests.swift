@@ -109,6 +109,27 @@ struct JobStoreTests {
         }
     }
 
+    @Test func workersOwnRescueSparesJobsItIsRunningButNotOnesItLostTrackOf() async throws {
+        try await withQueueDatabase("selfrescue") { _, connection, owner in
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
+            let workerA = JobStore(workerID: "a:1:0", lease: .seconds(30))
+            let claimed = try #require(try workerA.claim(slots: [.metadata: 1], limit: 1, on: connection).first)
+            // A's heartbeat was late (a starved thread): the lease is past, but A is alive and running it.
+            try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1::uuid", [job])
+            #expect(try workerA.rescueExpired(excluding: [job], on: connection).requeued.isEmpty)
+            let stops = try workerA.heartbeat([HeartbeatEntry(jobID: job, attempt: claimed.job.attempt, progress: nil)], types: [.metadata], concurrency: 1, on: connection)
+            #expect(stops[job] == nil, "the late heartbeat still owns the job")
+            #expect(try workerA.complete(claimed.job, outcome: JobOutcome(output: ["by": "A"]), on: connection))
+
+            // A claim A does not know it holds (the reply was lost) is rescued by A's own pass too.
+            let second = try DatabaseFixtures.insertJob(mediaItemID: item, type: "thumbnail", on: connection)
+            _ = try #require(try workerA.claim(slots: [.thumbnail: 1], limit: 1, on: connection).first)
+            try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1::uuid", [second])
+            #expect(try workerA.rescueExpired(excluding: [], on: connection).requeued == [second])
+        }
+    }
+
     @Test func jobThatIsLostWhileRunningAloneBecomesPoisonAndNeighboursAreNotCharged() async throws {
         try await withQueueDatabase("poison") { _, connection, owner in
             var jobs: [String] = []

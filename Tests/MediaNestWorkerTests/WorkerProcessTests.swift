@@ -23,7 +23,7 @@ private func insertJobs(_ count: Int, type: String = "metadata", input: String =
 /// Fast timings so that leases expire and heartbeats happen within a test's patience.
 private let fastTimings = ["--lease", "2", "--heartbeat", "0.4", "--poll-interval", "0.5", "--log-level", "info"]
 
-@Suite("worker processes", .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
+@Suite("worker processes", .serialized, .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
        .timeLimit(.minutes(2)))
 struct WorkerProcessTests {
     @Test func severalWorkersRunEveryJobExactlyOnce() async throws {
@@ -56,7 +56,7 @@ struct WorkerProcessTests {
             let runLog = makeRunLog()
             let victim = try WorkerProcess(connectionString: database.connectionString, runLog: runLog, arguments: ["--instance", "victim"] + fastTimings)
             defer { victim.stop() }
-            #expect(try await waitUntil(timeout: .seconds(10)) { try jobStatus(job, on: connection) == "running" })
+            #expect(try await waitUntil(timeout: .seconds(30)) { try jobStatus(job, on: connection) == "running" })
             victim.signal(SIGKILL)
             _ = try await victim.waitForExit(timeout: .seconds(5))
 
@@ -114,10 +114,10 @@ struct WorkerProcessTests {
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: runLog,
                                            arguments: ["--retry-base", "0.3"] + fastTimings)
             defer { worker.stop() }
-            #expect(try await waitUntil(timeout: .seconds(5)) { try jobStatus(broken, on: connection) == "failed" })
+            #expect(try await waitUntil(timeout: .seconds(15)) { try jobStatus(broken, on: connection) == "failed" })
             #expect(try connection.query("SELECT attempts FROM processing_jobs WHERE id = $1::uuid", [broken])[0].decode("attempts", as: Int.self) == 1)
             // After the first failure the flaky job waits in pending with run_at in the future.
-            #expect(try await waitUntil(timeout: .seconds(5)) {
+            #expect(try await waitUntil(timeout: .seconds(15)) {
                 try connection.query("SELECT status = 'pending' AND attempts = 1 AND run_at > now() AS waiting FROM processing_jobs WHERE id = $1::uuid", [flaky])[0].decode("waiting", as: Bool.self)
                     || jobStatus(flaky, on: connection) == "completed"
             })
@@ -139,13 +139,13 @@ struct WorkerProcessTests {
             let runLog = makeRunLog()
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: runLog, arguments: fastTimings)
             defer { worker.stop() }
-            #expect(try await waitUntil(timeout: .seconds(10)) {
+            #expect(try await waitUntil(timeout: .seconds(30)) {
                 try connection.query("SELECT progress_info ->> 'stage' AS stage FROM processing_jobs WHERE id = $1::uuid", [job])[0].decode("stage", as: String?.self) == "sleeping"
             }, "progress reaches progress_info through the heartbeat")
             let cancel = try runCLI(["cancel", job, "--database-url", database.connectionString])
             #expect(cancel.status == 0, "\(cancel.error)")
             #expect(cancel.output.contains("stops it within one heartbeat"))
-            #expect(try await waitUntil(timeout: .seconds(5)) { worker.log.contains("job cancelled by an operator; stopped") }, "log:\n\(worker.log)")
+            #expect(try await waitUntil(timeout: .seconds(15)) { worker.log.contains("job cancelled by an operator; stopped") }, "log:\n\(worker.log)")
             #expect(try jobStatus(job, on: connection) == "cancelled")
             #expect(runCounts(runLog).isEmpty, "the handler stopped instead of finishing")
             #expect(worker.isRunning)
@@ -165,7 +165,7 @@ struct WorkerProcessTests {
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
                                            arguments: ["--grace-period", "1"] + fastTimings)
             defer { worker.stop() }
-            #expect(try await waitUntil(timeout: .seconds(10)) { try jobStatus(job, on: connection) == "running" })
+            #expect(try await waitUntil(timeout: .seconds(30)) { try jobStatus(job, on: connection) == "running" })
             worker.signal(SIGTERM)
             let status = try await worker.waitForExit(timeout: .seconds(10))
             #expect(status == 0, "log:\n\(worker.log)")
@@ -182,7 +182,7 @@ struct WorkerProcessTests {
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
                                            arguments: ["--grace-period", "120"] + fastTimings)
             defer { worker.stop() }
-            #expect(try await waitUntil(timeout: .seconds(10)) { try jobStatus(job, on: connection) == "running" })
+            #expect(try await waitUntil(timeout: .seconds(30)) { try jobStatus(job, on: connection) == "running" })
             worker.signal(SIGINT)
             try await Task.sleep(for: .milliseconds(300))
             #expect(worker.isRunning, "the grace period holds the first signal")
@@ -198,13 +198,13 @@ struct WorkerProcessTests {
                                            arguments: ["--poll-interval", "30", "--log-level", "info"])
             defer { worker.stop() }
             // Registered (heartbeat ran) and past its first claim: now idle until NOTIFY or 30 s.
-            #expect(try await waitUntil(timeout: .seconds(10)) {
+            #expect(try await waitUntil(timeout: .seconds(30)) {
                 try connection.query("SELECT count(*) AS n FROM processing_workers")[0].decode("n", as: Int.self) == 1
             })
             try await Task.sleep(for: .milliseconds(500))
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
             let jobs = try QueueAdmin.enqueue(mediaItemID: item, types: [.metadata], priority: 0, on: connection)
-            #expect(try await waitUntil(timeout: .seconds(10)) { try jobStatus(jobs[0].id, on: connection) == "completed" })
+            #expect(try await waitUntil(timeout: .seconds(30)) { try jobStatus(jobs[0].id, on: connection) == "completed" })
             let latency = try connection.query("SELECT extract(epoch FROM started_at - created_at)::float8 AS s FROM processing_jobs WHERE id = $1::uuid", [jobs[0].id])[0].decode("s", as: Double.self)
             #expect(latency < 2, "started \(latency) s after enqueue; the 30 s poll cannot have done that")
         }
@@ -218,7 +218,7 @@ struct WorkerProcessTests {
                                            arguments: ["--types", "metadata"] + fastTimings)
             defer { worker.stop() }
             let metadata = try #require(jobs.first { $0.type == .metadata })
-            #expect(try await waitUntil(timeout: .seconds(10)) { try jobStatus(metadata.id, on: connection) == "completed" })
+            #expect(try await waitUntil(timeout: .seconds(30)) { try jobStatus(metadata.id, on: connection) == "completed" })
             try await Task.sleep(for: .milliseconds(800))
             for job in jobs where job.type != .metadata {
                 #expect(try jobStatus(job.id, on: connection) == "pending")
