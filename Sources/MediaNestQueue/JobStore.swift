@@ -277,6 +277,43 @@ public struct JobStore: Sendable {
         }
     }
 
+    /// Records several successful runs in one transaction: one fenced `UPDATE` for all of them,
+    /// their media item updates, and one settle call per item.
+    ///
+    /// This is what lets a worker keep up with PostgreSQL's own single-job claim+complete loop:
+    /// the round trips are paid per batch, not per job (the approach of River and
+    /// graphile-worker). The items are locked in id order before anything touches them, so two
+    /// workers completing jobs of the same items cannot deadlock.
+    /// - Parameter runs: The jobs and their outcomes.
+    /// - Returns: The ids of the jobs this worker still owned and therefore completed; a run
+    ///   missing from it was fenced off (lease lost or cancelled) and nothing was written for it.
+    /// - Throws: ``DatabaseError``; the transaction is rolled back and nothing is written. A
+    ///   caller that gets a non-connection error should fall back to ``complete(_:outcome:on:)``
+    ///   per run, so that one bad result cannot hold back the others.
+    public func completeBatch(_ runs: [(job: ClaimedJob, outcome: JobOutcome)], on connection: PGConnection) throws -> Set<String> {
+        guard !runs.isEmpty else { return [] }
+        return try connection.transaction { connection in
+            let rows = try connection.query("""
+                UPDATE processing_jobs j
+                   SET status = 'completed', completed_at = now(), output_data = v.output, error_message = NULL,
+                       lease_expires_at = NULL, run_alone = false
+                  FROM unnest($1::text[]::uuid[], $3::text[]::int[], $4::text[]::jsonb[]) AS v(id, attempt, output)
+                 WHERE j.id = v.id AND j.status = 'running' AND j.worker_id = $2 AND j.attempts = v.attempt
+                RETURNING j.id::text AS id
+                """, [runs.map(\.job.id), workerID, runs.map { String($0.job.attempt) }, runs.map(\.outcome.output.jsonText)])
+            let owned = Set(try rows.map { try $0.decode("id", as: String.self) })
+            let ownedRuns = runs.filter { owned.contains($0.job.id) }
+            let items = Array(Set(ownedRuns.map(\.job.mediaItemID))).sorted()
+            guard !items.isEmpty else { return owned }
+            try connection.execute("SELECT 1 FROM media_items WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE", [items])
+            for run in ownedRuns.sorted(by: { $0.job.mediaItemID < $1.job.mediaItemID }) {
+                try JobStore.apply(run.outcome.itemUpdate, to: run.job.mediaItemID, on: connection)
+            }
+            try connection.execute("SELECT settle_media_item(item) FROM unnest($1::text[]::uuid[]) AS item ORDER BY item", [items])
+            return owned
+        }
+    }
+
     private static func apply(_ update: MediaItemUpdate, to itemID: String, on connection: PGConnection) throws(DatabaseError) {
         guard !update.isEmpty else { return }
         try connection.execute("""

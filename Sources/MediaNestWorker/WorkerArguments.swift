@@ -11,7 +11,7 @@ import MediaNestQueue
 public enum WorkerArguments {
     /// Every option `run` accepts.
     public static let optionNames: [String] = [
-        "--database-url", "--storage-root", "--types", "--concurrency", "--instance", "--lease", "--heartbeat",
+        "--database-url", "--storage-root", "--types", "--concurrency", "--type-limits", "--instance", "--lease", "--heartbeat",
         "--poll-interval", "--grace-period", "--no-listen", "--drain", "--max-attempts", "--max-lost",
         "--retry-base", "--retry-max", "--job-timeout", "--log-level",
     ]
@@ -72,6 +72,15 @@ public enum WorkerArguments {
                 configuration.types = parsed
             }
             if let text = options["--concurrency"] { configuration.concurrency = try integer(text, "--concurrency") }
+            if let text = options["--type-limits"] {
+                for pair in text.split(separator: ",") {
+                    let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
+                    guard parts.count == 2, JobType.all.contains(JobType(parts[0])) else {
+                        throw WorkerConfigurationError("--type-limits takes type=count pairs such as metadata=8,transcode=1 (got \(pair)).")
+                    }
+                    configuration.perTypeLimits[JobType(parts[0])] = try integer(parts[1], "--type-limits \(parts[0])")
+                }
+            }
             if let text = options["--instance"] { configuration.instance = text }
             if let text = options["--lease"] { configuration.lease = try seconds(text, "--lease") }
             if let text = options["--heartbeat"] { configuration.heartbeatInterval = try seconds(text, "--heartbeat") }

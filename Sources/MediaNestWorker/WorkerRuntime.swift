@@ -360,6 +360,7 @@ public final class WorkerRuntime: Sendable {
         // MARK: Results
 
         private func writePendingResults() {
+            writeSuccessfulResultsInOneBatch()
             while let run = pendingWrites.first {
                 guard let written = withDatabase("write result", { try write(run, on: $0) }) else { return }
                 pendingWrites.removeFirst()
@@ -369,6 +370,50 @@ public final class WorkerRuntime: Sendable {
                     if state.shutdownRequestedAt == nil { state.claimWanted = true }
                 }
                 _ = written
+            }
+        }
+
+        /// Completes every plainly successful pending run in one transaction. Anything the batch
+        /// cannot take (failures, stops, or a batch the database refused for a reason other than
+        /// the connection) is left for the one-by-one path.
+        private func writeSuccessfulResultsInOneBatch() {
+            let batch = pendingWrites.compactMap { run -> (run: FinishedRun, outcome: JobOutcome)? in
+                guard run.stopReason == nil, case .success(let outcome) = run.result else { return nil }
+                return (run, outcome)
+            }
+            guard batch.count > 1, ContinuousClock.now >= databaseRetryAt else { return }
+            let owned: Set<String>
+            do {
+                owned = try database.runBlocking { connection in
+                    try store.completeBatch(batch.map { ($0.run.work.job, $0.outcome) }, on: connection)
+                }
+                databaseBackoff = .milliseconds(100)
+            } catch let error as DatabaseError where error.isConnectionProblem {
+                databaseRetryAt = .now + databaseBackoff
+                logger.warning("database unavailable; will retry", metadata: ["during": "write results", "retry_in_ms": "\(Int(databaseBackoff.seconds * 1000))", "error": "\(error)"])
+                databaseBackoff = min(databaseBackoff * 2, .seconds(5))
+                return
+            } catch {
+                logger.warning("writing results as a batch failed; writing them one by one", metadata: ["error": "\(error)"])
+                return
+            }
+            let written = Set(batch.map { $0.run.token })
+            for entry in batch {
+                let job = entry.run.work.job
+                if owned.contains(job.id) {
+                    logger.info("job completed", metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)",
+                                                          "duration_ms": "\(entry.run.durationMilliseconds)"])
+                } else {
+                    logger.warning("job result dropped: this run no longer owns the job (lease lost or cancelled)",
+                                   metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)"])
+                }
+            }
+            pendingWrites.removeAll { written.contains($0.token) }
+            runtime.state.withLock { state in
+                for entry in batch where state.inFlight[entry.run.work.job.id]?.token == entry.run.token {
+                    state.inFlight[entry.run.work.job.id] = nil
+                }
+                if state.shutdownRequestedAt == nil { state.claimWanted = true }
             }
         }
 

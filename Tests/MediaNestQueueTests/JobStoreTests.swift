@@ -223,6 +223,44 @@ struct JobStoreTests {
         }
     }
 
+    @Test func batchCompletionWritesOwnedRunsTogetherAndSkipsFencedOnes() async throws {
+        try await withQueueDatabase("batch") { _, connection, owner in
+            let first = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "one.jpg", on: connection)
+            let second = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "two.jpg", on: connection)
+            let jobs = [
+                try DatabaseFixtures.insertJob(mediaItemID: first, type: "metadata", on: connection),
+                try DatabaseFixtures.insertJob(mediaItemID: first, type: "thumbnail", on: connection),
+                try DatabaseFixtures.insertJob(mediaItemID: second, type: "metadata", on: connection),
+            ]
+            let store = JobStore(workerID: "w:1:0")
+            let claimed = try store.claim(slots: [.metadata: 2, .thumbnail: 1], limit: 3, on: connection)
+            #expect(Set(claimed.map(\.job.id)) == Set(jobs))
+            // An operator cancels one of them while it runs: its result must not be written.
+            let cancelled = try #require(claimed.first { $0.job.mediaItemID == second })
+            try connection.execute("UPDATE processing_jobs SET status = 'cancelled' WHERE id = $1::uuid", [cancelled.job.id])
+
+            let runs = claimed.map { work -> (job: ClaimedJob, outcome: JobOutcome) in
+                var update = MediaItemUpdate()
+                if work.job.type == .metadata { update.metadataMerge = ["kind": "image"] }
+                return (work.job, JobOutcome(output: ["type": .string(work.job.type.rawValue)], itemUpdate: update))
+            }
+            let owned = try store.completeBatch(runs, on: connection)
+            #expect(owned == Set(jobs).subtracting([cancelled.job.id]))
+
+            let statuses = try Dictionary(uniqueKeysWithValues: connection.query(
+                "SELECT id::text AS id, status::text AS s, output_data FROM processing_jobs").map {
+                    (try $0.decode("id", as: String.self), try $0.decode("s", as: String.self)) })
+            #expect(statuses[jobs[0]] == "completed" && statuses[jobs[1]] == "completed")
+            #expect(statuses[cancelled.job.id] == "cancelled", "the fenced run changed nothing")
+            let firstItem = try connection.query("SELECT status::text AS s, metadata FROM media_items WHERE id = $1::uuid", [first])[0]
+            #expect(try firstItem.decode("s", as: String.self) == "ready", "both of its jobs completed in the batch")
+            #expect(try firstItem.decode("metadata", as: JSONValue.self)["kind"] == "image")
+            let secondItem = try connection.query("SELECT metadata FROM media_items WHERE id = $1::uuid", [second])[0]
+            #expect(try secondItem.decode("metadata", as: JSONValue.self)["kind"] == nil, "no item update for a fenced run")
+            #expect(try store.completeBatch([], on: connection).isEmpty)
+        }
+    }
+
     @Test func itemBecomesReadyWithItsUpdatesWhenEveryJobCompleted() async throws {
         try await withQueueDatabase("ready") { _, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "cat.png", on: connection)

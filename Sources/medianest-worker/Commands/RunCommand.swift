@@ -21,6 +21,8 @@ struct RunCommand: AsyncParsableCommand {
     var types: String?
     @Option(help: "Most jobs running at once (default: 2 × cores). Per type: transcode 1, thumbnail and preview = cores, metadata = 2 × cores.")
     var concurrency: Int?
+    @Option(help: "Per-type limits as type=count pairs, such as metadata=8,transcode=2 (overrides the defaults above).")
+    var typeLimits: String?
     @Option(help: "Instance name, the last part of the worker id host:pid:instance (default: 0).")
     var instance: String?
     @Option(help: "Lease length in seconds; a worker silent for this long loses its jobs (default: 30).")
@@ -52,7 +54,7 @@ struct RunCommand: AsyncParsableCommand {
         var raw = WorkerArguments.RawOptions()
         let given: [(String, String?)] = [
             ("--database-url", databaseURL), ("--storage-root", storageRoot), ("--types", types),
-            ("--concurrency", concurrency.map(String.init)), ("--instance", instance), ("--lease", lease.map { "\($0)" }),
+            ("--concurrency", concurrency.map(String.init)), ("--type-limits", typeLimits), ("--instance", instance), ("--lease", lease.map { "\($0)" }),
             ("--heartbeat", heartbeat.map { "\($0)" }), ("--poll-interval", pollInterval.map { "\($0)" }),
             ("--grace-period", gracePeriod.map { "\($0)" }), ("--max-attempts", maxAttempts.map(String.init)),
             ("--max-lost", maxLost.map(String.init)), ("--retry-base", retryBase.map { "\($0)" }),
