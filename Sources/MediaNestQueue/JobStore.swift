@@ -309,7 +309,7 @@ public struct JobStore: Sendable {
             for run in ownedRuns.sorted(by: { $0.job.mediaItemID < $1.job.mediaItemID }) {
                 try JobStore.apply(run.outcome.itemUpdate, to: run.job.mediaItemID, on: connection)
             }
-            try connection.execute("SELECT settle_media_item(item) FROM unnest($1::text[]::uuid[]) AS item ORDER BY item", [items])
+            try connection.execute("SELECT settle_media_items($1::text[]::uuid[])", [items])
             return owned
         }
     }

@@ -27,7 +27,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
     ]
 }
 
-/// Prints the worker's version and the versions of the C libraries it runs on.
+/// Prints the worker's version.
 struct VersionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the worker's version.")
     func run() throws {
