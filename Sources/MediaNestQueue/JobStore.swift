@@ -305,9 +305,14 @@ public struct JobStore: Sendable {
             let ownedRuns = runs.filter { owned.contains($0.job.id) }
             let items = Array(Set(ownedRuns.map(\.job.mediaItemID))).sorted()
             guard !items.isEmpty else { return owned }
-            try connection.execute("SELECT 1 FROM media_items WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE", [items])
-            for run in ownedRuns.sorted(by: { $0.job.mediaItemID < $1.job.mediaItemID }) {
-                try JobStore.apply(run.outcome.itemUpdate, to: run.job.mediaItemID, on: connection)
+            let updates = ownedRuns.filter { !$0.outcome.itemUpdate.isEmpty }
+            if !updates.isEmpty {
+                // Lock every item of the batch in id order before the first update touches one;
+                // settle_media_items locks in the same order.
+                try connection.execute("SELECT 1 FROM media_items WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE", [items])
+                for run in updates.sorted(by: { $0.job.mediaItemID < $1.job.mediaItemID }) {
+                    try JobStore.apply(run.outcome.itemUpdate, to: run.job.mediaItemID, on: connection)
+                }
             }
             try connection.execute("SELECT settle_media_items($1::text[]::uuid[])", [items])
             return owned

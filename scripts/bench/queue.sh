@@ -29,12 +29,12 @@ VACUUM ANALYZE media_items;
 SQL
 }
 
-# The daemon: one process, 32 slots, no-op handler; claims and completions are batched. Best of 3.
+# The daemon: one process, 64 slots, no-op handler; claims and completions are batched. Best of 3.
 best_daemon=""
 for run in 1 2 3; do
     load_jobs
     start=$(date +%s.%N)
-    "$TESTWORKER" run --drain --database-url "$url" --log-level error --concurrency ${QUEUE_SLOTS:-32} --type-limits metadata=${QUEUE_SLOTS:-32} >/dev/null 2>&1
+    "$TESTWORKER" run --drain --database-url "$url" --log-level error --concurrency ${QUEUE_SLOTS:-64} --type-limits metadata=${QUEUE_SLOTS:-64} >/dev/null 2>&1
     end=$(date +%s.%N)
     done_count=$(psql -At -c "SELECT count(*) FROM processing_jobs WHERE status = 'completed'")
     [[ "$done_count" == "$JOBS" ]] || { echo "daemon completed $done_count of $JOBS" >&2; exit 1; }
