@@ -19,7 +19,8 @@ public enum WorkerExit: Sendable, Hashable {
 /// Threads, each with its own PostgreSQL connection, so that no blocking libpq call ever runs on
 /// Swift's cooperative pool and one slow call never delays another kind of work:
 /// - the *scheduler* thread claims, writes results (retrying them while the database is down),
-///   rescues expired leases and decides when to stop;
+///   rescues expired leases and decides when to stop; it writes one batch of results on a
+///   second connection while it claims on the first, so the two overlap;
 /// - the *heartbeat* thread extends all in-flight leases in one statement per interval and stops
 ///   jobs that were cancelled or taken over;
 /// - the *listener* thread sleeps in `poll(2)` on a LISTEN connection and wakes the scheduler.
@@ -156,46 +157,41 @@ public final class WorkerRuntime: Sendable {
 
     // MARK: Scheduler
 
-    /// The scheduler thread's private state and its connection.
-    private final class Scheduler {
+    /// The scheduler thread's private state and its two connections.
+    ///
+    /// Result writes and claims overlap: each iteration writes the finished runs on ``writeLane``
+    /// while it claims new jobs on ``claimLane``, two connections and two backends, so a batch
+    /// of completions and the next claim do not wait for each other. The write lane touches
+    /// only ``pendingWrites`` and ``writeLane``; everything else belongs to the claim lane.
+    /// That split is why the class may be shared with the second lane (`@unchecked Sendable`).
+    private final class Scheduler: @unchecked Sendable {
         let runtime: WorkerRuntime
-        let database: PGConnectionRunner
+        /// Claims, rescues, the drain check and shutdown releases.
+        let claimLane: DatabaseLane
+        /// Result writes.
+        let writeLane: DatabaseLane
         var pendingWrites: [FinishedRun] = []
         var nextPoll: ContinuousClock.Instant = .now
         var nextRescue: ContinuousClock.Instant = .now
-        var databaseRetryAt: ContinuousClock.Instant = .now
-        var databaseBackoff: Duration = .milliseconds(100)
         var drainingForRunAlone = false
         var stoppedForShutdown = false
         var hardDeadline: ContinuousClock.Instant?
 
         init(runtime: WorkerRuntime) {
             self.runtime = runtime
-            self.database = PGConnectionRunner(configuration: runtime.configuration.database.with("application_name", "medianest-worker scheduler"),
-                                               label: "scheduler", logger: runtime.logger)
+            self.claimLane = DatabaseLane(PGConnectionRunner(configuration: runtime.configuration.database.with("application_name", "medianest-worker scheduler"),
+                                                             label: "scheduler", logger: runtime.logger))
+            self.writeLane = DatabaseLane(PGConnectionRunner(configuration: runtime.configuration.database.with("application_name", "medianest-worker writer"),
+                                                             label: "writer", logger: runtime.logger))
         }
 
         var logger: Logger { runtime.logger }
         var store: JobStore { runtime.store }
         var configuration: WorkerConfiguration { runtime.configuration }
 
-        /// Runs a database call unless the database is known to be down; tracks reconnect backoff.
+        /// Runs a database call on the claim lane unless the database is known to be down.
         func withDatabase<T>(_ what: String, _ body: (PGConnection) throws -> T) -> T? {
-            guard ContinuousClock.now >= databaseRetryAt else { return nil }
-            do {
-                let value = try database.runBlocking(body)
-                databaseBackoff = .milliseconds(100)
-                return value
-            } catch let error as DatabaseError where error.isConnectionProblem {
-                databaseRetryAt = .now + databaseBackoff
-                logger.warning("database unavailable; will retry", metadata: ["during": "\(what)", "retry_in_ms": "\(Int(databaseBackoff.seconds * 1000))", "error": "\(error)"])
-                databaseBackoff = min(databaseBackoff * 2, .seconds(5))
-                return nil
-            } catch {
-                logger.error("database call failed", metadata: ["during": "\(what)", "error": "\(error)"])
-                databaseRetryAt = .now + .milliseconds(500)
-                return nil
-            }
+            claimLane.call(what, logger: logger, body)
         }
 
         func loop() -> WorkerExit {
@@ -210,10 +206,10 @@ public final class WorkerRuntime: Sendable {
                                         runAloneActive: state.inFlight.values.contains { $0.work.runAlone && !$0.handlerDone })
                 }
                 pendingWrites.append(contentsOf: snapshot.finished)
-                writePendingResults()
 
                 let now = ContinuousClock.now
                 if let shutdownAt = snapshot.shutdownAt {
+                    writePendingResults()
                     if !stoppedForShutdown && (snapshot.immediate || now >= shutdownAt + configuration.gracePeriod) {
                         stoppedForShutdown = true
                         // Handlers get a moment to notice the stop and return; one stuck in C code is
@@ -234,9 +230,22 @@ public final class WorkerRuntime: Sendable {
                         rescue()
                         nextRescue = now + configuration.rescueInterval
                     }
-                    if snapshot.claimWanted || now >= nextPoll {
-                        if now >= nextPoll { nextPoll = now + jittered(configuration.pollInterval) }
-                        claim(runningHandlers: snapshot.runningHandlers, runAloneActive: snapshot.runAloneActive, pollTick: !snapshot.claimWanted)
+                    // A finished handler freed a slot: claim for it while its result is written.
+                    let claimNow = snapshot.claimWanted || !snapshot.finished.isEmpty || now >= nextPoll
+                    let pollTick = !snapshot.claimWanted && snapshot.finished.isEmpty
+                    if claimNow && now >= nextPoll { nextPoll = now + jittered(configuration.pollInterval) }
+                    if claimNow && !pendingWrites.isEmpty {
+                        DispatchQueue.concurrentPerform(iterations: 2) { lane in
+                            if lane == 0 {
+                                writePendingResults()
+                            } else {
+                                claim(runningHandlers: snapshot.runningHandlers, runAloneActive: snapshot.runAloneActive, pollTick: pollTick)
+                            }
+                        }
+                    } else if claimNow {
+                        claim(runningHandlers: snapshot.runningHandlers, runAloneActive: snapshot.runAloneActive, pollTick: pollTick)
+                    } else {
+                        writePendingResults()
                     }
                     if configuration.drain, drainFinished() { return finish(.drained) }
                 }
@@ -255,7 +264,7 @@ public final class WorkerRuntime: Sendable {
             var deadline = nextPoll
             if runtimeIsShuttingDown { deadline = .now + .milliseconds(100) }
             deadline = min(deadline, nextRescue)
-            if !pendingWrites.isEmpty { deadline = min(deadline, max(databaseRetryAt, .now + .milliseconds(50))) }
+            if !pendingWrites.isEmpty { deadline = min(deadline, max(writeLane.retryAt, .now + .milliseconds(50))) }
             if configuration.drain { deadline = min(deadline, .now + .milliseconds(250)) }
             runtime.state.wait(until: deadline, seenWakeCount: seenWakeCount)
         }
@@ -268,7 +277,8 @@ public final class WorkerRuntime: Sendable {
 
         private func finish(_ exit: WorkerExit) -> WorkerExit {
             _ = withDatabase("unregister") { try store.unregister(on: $0) }
-            database.close()
+            claimLane.runner.close()
+            writeLane.runner.close()
             return exit
         }
 
@@ -362,7 +372,7 @@ public final class WorkerRuntime: Sendable {
         private func writePendingResults() {
             writeSuccessfulResultsInOneBatch()
             while let run = pendingWrites.first {
-                guard let written = withDatabase("write result", { try write(run, on: $0) }) else { return }
+                guard let written = writeLane.call("write result", logger: logger, { try write(run, on: $0) }) else { return }
                 pendingWrites.removeFirst()
                 runtime.state.withLock { state in
                     if state.inFlight[run.work.job.id]?.token == run.token { state.inFlight[run.work.job.id] = nil }
@@ -381,17 +391,15 @@ public final class WorkerRuntime: Sendable {
                 guard run.stopReason == nil, case .success(let outcome) = run.result else { return nil }
                 return (run, outcome)
             }
-            guard batch.count > 1, ContinuousClock.now >= databaseRetryAt else { return }
+            guard batch.count > 1, ContinuousClock.now >= writeLane.retryAt else { return }
             let owned: Set<String>
             do {
-                owned = try database.runBlocking { connection in
+                owned = try writeLane.runner.runBlocking { connection in
                     try store.completeBatch(batch.map { ($0.run.work.job, $0.outcome) }, on: connection)
                 }
-                databaseBackoff = .milliseconds(100)
+                writeLane.backoff = .milliseconds(100)
             } catch let error as DatabaseError where error.isConnectionProblem {
-                databaseRetryAt = .now + databaseBackoff
-                logger.warning("database unavailable; will retry", metadata: ["during": "write results", "retry_in_ms": "\(Int(databaseBackoff.seconds * 1000))", "error": "\(error)"])
-                databaseBackoff = min(databaseBackoff * 2, .seconds(5))
+                writeLane.noteUnavailable("write results", error: error, logger: logger)
                 return
             } catch {
                 logger.warning("writing results as a batch failed; writing them one by one", metadata: ["error": "\(error)"])
@@ -474,7 +482,7 @@ public final class WorkerRuntime: Sendable {
                     return
                 }
                 Thread.sleep(forTimeInterval: 0.25)
-                databaseRetryAt = .now
+                claimLane.retryAt = .now
             }
             logger.error("could not release in-flight jobs; they return to pending when their lease expires", metadata: ["count": "\(abandoned.count)"])
         }
@@ -624,6 +632,40 @@ private final class InFlightRun: @unchecked Sendable {
 }
 
 /// A run whose handler returned, waiting for its result to be written.
+/// One of the scheduler's connections with its own reconnect backoff: while the database is
+/// down, calls are skipped until ``retryAt`` instead of blocking the loop.
+private final class DatabaseLane {
+    let runner: PGConnectionRunner
+    var retryAt: ContinuousClock.Instant = .now
+    var backoff: Duration = .milliseconds(100)
+
+    init(_ runner: PGConnectionRunner) { self.runner = runner }
+
+    /// Runs `body` unless the database is known to be down; `nil` when skipped or failed.
+    func call<T>(_ what: String, logger: Logger, _ body: (PGConnection) throws -> T) -> T? {
+        guard ContinuousClock.now >= retryAt else { return nil }
+        do {
+            let value = try runner.runBlocking(body)
+            backoff = .milliseconds(100)
+            return value
+        } catch let error as DatabaseError where error.isConnectionProblem {
+            noteUnavailable(what, error: error, logger: logger)
+            return nil
+        } catch {
+            logger.error("database call failed", metadata: ["during": "\(what)", "error": "\(error)"])
+            retryAt = .now + .milliseconds(500)
+            return nil
+        }
+    }
+
+    /// Schedules the next try with exponential backoff (0.1 s doubling to 5 s).
+    func noteUnavailable(_ what: String, error: DatabaseError, logger: Logger) {
+        retryAt = .now + backoff
+        logger.warning("database unavailable; will retry", metadata: ["during": "\(what)", "retry_in_ms": "\(Int(backoff.seconds * 1000))", "error": "\(error)"])
+        backoff = min(backoff * 2, .seconds(5))
+    }
+}
+
 private struct FinishedRun: Sendable {
     var work: ClaimedWork
     var token: UInt64
