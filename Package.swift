@@ -124,7 +124,7 @@ let package = Package(
         // Shared by the test targets only: throwaway databases, the fixture corpus, process helpers.
         .target(
             name: "MediaNestTestSupport",
-            dependencies: ["MediaNestDB", "MediaNestCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MediaNestDB", "MediaNestMigrations", "MediaNestCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import Foundation
 import MediaNestMigrations
+import MediaNestTestSupport
 import Testing
 
 @Suite("Migration files and statement splitting")

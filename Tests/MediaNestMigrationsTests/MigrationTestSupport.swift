@@ -5,10 +5,6 @@ import MediaNestMigrations
 import MediaNestTestSupport
 import Synchronization
 
-/// The repository checkout these tests were compiled from.
-let repositoryRoot = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
 /// The project's own migrations directory.
 let migrationsDirectory = repositoryRoot.appendingPathComponent("migrations")
 

@@ -8,7 +8,7 @@ import Testing
 @Suite("job store SQL", .enabled(if: TestDatabase.isAvailable, "needs the cluster that scripts/test.sh starts"))
 struct JobStoreTests {
     @Test func enqueueIsIdempotentAndNotifiesOncePerStatement() async throws {
-        try await withQueueDatabase("enqueue") { database, connection, owner in
+        try await withMigratedDatabase("enqueue") { database, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, mimeType: "video/mp4", name: "clip.mp4", on: connection)
             let listener = try database.connect()
             try listener.listen(JobStore.channel)
@@ -50,7 +50,7 @@ struct JobStoreTests {
     }
 
     @Test func claimTakesHighestPriorityFirstAndOnlyFreeSlotsOfServedTypes() async throws {
-        try await withQueueDatabase("claim") { _, connection, owner in
+        try await withMigratedDatabase("claim") { _, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
             let low = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", priority: 0, on: connection)
             let item2 = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
@@ -78,7 +78,7 @@ struct JobStoreTests {
     }
 
     @Test func staleWorkerCompletionIsFencedAndTheNewOwnersResultStands() async throws {
-        try await withQueueDatabase("fence") { _, connection, owner in
+        try await withMigratedDatabase("fence") { _, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
             let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
             let workerA = JobStore(workerID: "a:1:0", lease: .seconds(30))
@@ -110,7 +110,7 @@ struct JobStoreTests {
     }
 
     @Test func workersOwnRescueSparesJobsItIsRunningButNotOnesItLostTrackOf() async throws {
-        try await withQueueDatabase("selfrescue") { _, connection, owner in
+        try await withMigratedDatabase("selfrescue") { _, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
             let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
             let workerA = JobStore(workerID: "a:1:0", lease: .seconds(30))
@@ -131,7 +131,7 @@ struct JobStoreTests {
     }
 
     @Test func jobThatIsLostWhileRunningAloneBecomesPoisonAndNeighboursAreNotCharged() async throws {
-        try await withQueueDatabase("poison") { _, connection, owner in
+        try await withMigratedDatabase("poison") { _, connection, owner in
             var jobs: [String] = []
             for _ in 0..<3 {
                 let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
@@ -174,7 +174,7 @@ struct JobStoreTests {
     }
 
     @Test func transientFailureBacksOffAndPermanentFailureFailsTheItem() async throws {
-        try await withQueueDatabase("retry") { _, connection, owner in
+        try await withMigratedDatabase("retry") { _, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "broken.jpg", on: connection)
             let metadata = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", maxAttempts: 2, on: connection)
             let thumbnail = try DatabaseFixtures.insertJob(mediaItemID: item, type: "thumbnail", on: connection)
@@ -224,7 +224,7 @@ struct JobStoreTests {
     }
 
     @Test func batchCompletionWritesOwnedRunsTogetherAndSkipsFencedOnes() async throws {
-        try await withQueueDatabase("batch") { _, connection, owner in
+        try await withMigratedDatabase("batch") { _, connection, owner in
             let first = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "one.jpg", on: connection)
             let second = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "two.jpg", on: connection)
             let jobs = [
@@ -262,7 +262,7 @@ struct JobStoreTests {
     }
 
     @Test func itemBecomesReadyWithItsUpdatesWhenEveryJobCompleted() async throws {
-        try await withQueueDatabase("ready") { _, connection, owner in
+        try await withMigratedDatabase("ready") { _, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "cat.png", on: connection)
             _ = try QueueAdmin.enqueue(mediaItemID: item, types: nil, priority: 0, on: connection)
             let store = JobStore(workerID: "w:1:0")
@@ -298,7 +298,7 @@ struct JobStoreTests {
     }
 
     @Test func heartbeatExtendsLeasesWritesProgressAndReportsCancellation() async throws {
-        try await withQueueDatabase("heartbeat") { _, connection, owner in
+        try await withMigratedDatabase("heartbeat") { _, connection, owner in
             let store = JobStore(workerID: "w:7:x", lease: .seconds(30))
             var ids: [String] = []
             for _ in 0..<2 {
@@ -325,7 +325,7 @@ struct JobStoreTests {
     }
 
     @Test func releaseOnShutdownDoesNotChargeAnAttempt() async throws {
-        try await withQueueDatabase("release") { _, connection, owner in
+        try await withMigratedDatabase("release") { _, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
             let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
             let store = JobStore(workerID: "w:1:0")

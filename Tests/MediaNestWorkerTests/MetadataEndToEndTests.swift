@@ -21,7 +21,7 @@ struct MetadataEndToEndTests {
 
     @Test func drainingTheQueueRecordsMetadataChecksumsAndReadableErrors() async throws {
         let fixtures = try MediaFixtures.load()
-        try await withWorkerDatabase("metadata") { database, connection, owner in
+        try await withMigratedDatabase("metadata") { database, connection, owner in
             let portrait = try register(MediaFixtures.Name.exifJPEG(orientation: 6), mime: "image/jpeg", owner: owner, fixtures: fixtures,
                                         recordedSize: 1, on: connection)
             let video = try register(MediaFixtures.Name.rotatedMP4, mime: "video/quicktime", owner: owner, fixtures: fixtures, on: connection)
@@ -98,7 +98,7 @@ struct MetadataEndToEndTests {
     }
 
     @Test func workerWithoutListenStillRunsJobsByPolling() async throws {
-        try await withWorkerDatabase("nolisten") { database, connection, owner in
+        try await withMigratedDatabase("nolisten") { database, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
             let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),

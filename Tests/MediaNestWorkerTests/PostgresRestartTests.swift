@@ -13,7 +13,7 @@ struct PostgresRestartTests {
         try admin.execute("CREATE DATABASE medianest")
         let configuration = cluster.configuration(database: "medianest")
         var connection = try PGConnection.connect(configuration)
-        try migrate(connection)
+        try applyProjectMigrations(connection)
         let owner = try DatabaseFixtures.insertUser(on: connection)
         var jobs: [String] = []
         for index in 0..<24 {

@@ -27,7 +27,7 @@ private let fastTimings = ["--lease", "2", "--heartbeat", "0.4", "--poll-interva
        .timeLimit(.minutes(2)))
 struct WorkerProcessTests {
     @Test func severalWorkersRunEveryJobExactlyOnce() async throws {
-        try await withWorkerDatabase("exactlyonce") { database, connection, owner in
+        try await withMigratedDatabase("exactlyonce") { database, connection, owner in
             let jobs = try insertJobs(90, input: #"{"sleep_ms": 20}"#, owner: owner, on: connection)
                 + insertJobs(30, type: "thumbnail", input: #"{"sleep_ms": 20}"#, owner: owner, on: connection)
             let runLog = makeRunLog()
@@ -50,7 +50,7 @@ struct WorkerProcessTests {
     }
 
     @Test func killedWorkersJobIsFinishedByAnotherWorkerAfterTheLease() async throws {
-        try await withWorkerDatabase("kill") { database, connection, owner in
+        try await withMigratedDatabase("kill") { database, connection, owner in
             // Long enough to be seen running even when parallel tests keep the polling thread busy.
             let job = try insertJobs(1, input: #"{"sleep_ms": 5000}"#, owner: owner, on: connection)[0]
             let runLog = makeRunLog()
@@ -72,7 +72,7 @@ struct WorkerProcessTests {
     }
 
     @Test func jobThatCrashesItsWorkerFailsAsPoisonAndItsNeighboursComplete() async throws {
-        try await withWorkerDatabase("poison") { database, connection, owner in
+        try await withMigratedDatabase("poison") { database, connection, owner in
             let poison = try insertJobs(1, input: #"{"sleep_ms": 300, "crash": true}"#, owner: owner, on: connection)[0]
             let innocents = try insertJobs(3, type: "thumbnail", input: #"{"sleep_ms": 900}"#, owner: owner, on: connection)
             let runLog = makeRunLog()
@@ -105,7 +105,7 @@ struct WorkerProcessTests {
     }
 
     @Test func transientFailuresRetryThroughRunAtAndPermanentOnesFailAtOnce() async throws {
-        try await withWorkerDatabase("retries") { database, connection, owner in
+        try await withMigratedDatabase("retries") { database, connection, owner in
             let flaky = try insertJobs(1, input: #"{"fail": {"code": "io_error", "retryable": true, "until_attempt": 2}}"#, owner: owner, on: connection)[0]
             let broken = try insertJobs(1, input: #"{"fail": {"code": "corrupt_media", "message": "f.jpg is truncated"}}"#, owner: owner, on: connection)[0]
             let hopeless = try insertJobs(1, input: #"{"fail": {"code": "io_error", "retryable": true}}"#, owner: owner, on: connection)[0]
@@ -134,7 +134,7 @@ struct WorkerProcessTests {
     }
 
     @Test func cancellingARunningJobStopsItWithinAHeartbeat() async throws {
-        try await withWorkerDatabase("cancel") { database, connection, owner in
+        try await withMigratedDatabase("cancel") { database, connection, owner in
             let job = try insertJobs(1, input: #"{"sleep_ms": 30000, "progress": true}"#, owner: owner, on: connection)[0]
             let runLog = makeRunLog()
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: runLog, arguments: fastTimings)
@@ -160,7 +160,7 @@ struct WorkerProcessTests {
     }
 
     @Test func sigtermReleasesALongJobWithoutChargingItAndExitsZero() async throws {
-        try await withWorkerDatabase("sigterm") { database, connection, owner in
+        try await withMigratedDatabase("sigterm") { database, connection, owner in
             let job = try insertJobs(1, input: #"{"sleep_ms": 60000}"#, owner: owner, on: connection)[0]
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
                                            arguments: ["--grace-period", "1"] + fastTimings)
@@ -177,7 +177,7 @@ struct WorkerProcessTests {
     }
 
     @Test func secondSignalStopsAtOnceAndStillReleases() async throws {
-        try await withWorkerDatabase("sigtwice") { database, connection, owner in
+        try await withMigratedDatabase("sigtwice") { database, connection, owner in
             let job = try insertJobs(1, input: #"{"sleep_ms": 60000}"#, owner: owner, on: connection)[0]
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
                                            arguments: ["--grace-period", "120"] + fastTimings)
@@ -193,7 +193,7 @@ struct WorkerProcessTests {
     }
 
     @Test func enqueueOnAnIdleSystemWakesTheWorkerThroughNotify() async throws {
-        try await withWorkerDatabase("notify") { database, connection, owner in
+        try await withMigratedDatabase("notify") { database, connection, owner in
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
                                            arguments: ["--poll-interval", "30", "--log-level", "info"])
             defer { worker.stop() }
@@ -211,7 +211,7 @@ struct WorkerProcessTests {
     }
 
     @Test func specialisedWorkerLeavesOtherTypesPendingAndStatusSaysSo() async throws {
-        try await withWorkerDatabase("special") { database, connection, owner in
+        try await withMigratedDatabase("special") { database, connection, owner in
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
             let jobs = try QueueAdmin.enqueue(mediaItemID: item, types: nil, priority: 0, on: connection)
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
@@ -232,7 +232,7 @@ struct WorkerProcessTests {
     }
 
     @Test func operatorCommandsRejectUnknownAndMalformedIds() async throws {
-        try await withWorkerDatabase("cli") { database, connection, owner in
+        try await withMigratedDatabase("cli") { database, connection, owner in
             let url = ["--database-url", database.connectionString]
             for command in [["enqueue"], ["retry"], ["cancel"]] {
                 let unknown = try runCLI(command + [UUID().uuidString] + url)

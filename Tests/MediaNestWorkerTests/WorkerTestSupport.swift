@@ -4,10 +4,6 @@ import MediaNestDB
 import MediaNestMigrations
 import MediaNestTestSupport
 
-/// The repository checkout these tests were compiled from.
-let repositoryRoot = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
 /// The directory holding the built executables: next to `MEDIANEST_WORKER_BIN`, else `.build/debug`.
 let binDirectory: URL = {
     if let worker = ProcessInfo.processInfo.environment["MEDIANEST_WORKER_BIN"], !worker.isEmpty {
@@ -18,24 +14,6 @@ let binDirectory: URL = {
 
 /// Whether the executables exist (they do after `swift build --build-tests`).
 let executablesAvailable = FileManager.default.isExecutableFile(atPath: binDirectory.appendingPathComponent("medianest-testworker").path)
-
-/// Applies every project migration.
-func migrate(_ connection: PGConnection) throws {
-    var logger = Logger(label: "medianest.worker.tests")
-    logger.logLevel = .warning
-    let catalog = try MigrationCatalog.load(from: repositoryRoot.appendingPathComponent("migrations"))
-    _ = try Migrator(catalog: catalog, logger: logger).migrateUp(on: connection)
-}
-
-/// A fresh, migrated database with one user; dropped after `body`.
-func withWorkerDatabase<T>(_ prefix: String, _ body: (TestDatabase, PGConnection, _ ownerID: String) async throws -> T) async throws -> T {
-    try await TestDatabase.with(prefix) { database in
-        let connection = try database.connect()
-        try migrate(connection)
-        let owner = try DatabaseFixtures.insertUser(on: connection)
-        return try await body(database, connection, owner)
-    }
-}
 
 /// A `medianest-testworker run` (or `medianest-worker`) child process with its stderr in a file.
 final class WorkerProcess: @unchecked Sendable {
