@@ -187,6 +187,39 @@ struct MigratorTests {
     }
 }
 
+@Suite("migrate command")
+struct MigrateCommandTests {
+    @Test(.enabled(if: workerBinarySupportsMigrate(), "needs medianest-worker built with the migrate command registered"))
+    func statusExitsTwoAndNamesTheMigrationWhenAnAppliedFileChanged() throws {
+        let directory = try temporaryMigrationsCopy()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = try TestDatabase.create("statuscli")
+        defer { database.drop() }
+        func migrate(_ arguments: [String]) throws -> (status: Int32, output: String) {
+            let process = Process()
+            process.executableURL = workerBinary()
+            process.arguments = ["migrate"] + arguments + ["--database-url", database.connectionString, "--migrations-dir", directory.path]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        #expect(try migrate(["up"]).status == 0)
+        #expect(try migrate(["status"]).status == 0)
+        let edited = directory.appendingPathComponent("0002_users.up.sql")
+        try (String(contentsOf: edited, encoding: .utf8) + "\n-- edited\n").write(to: edited, atomically: true, encoding: .utf8)
+        let status = try migrate(["status"])
+        #expect(status.status == 2)
+        #expect(status.output.contains("migration 2 (users): its file changed"))
+        let up = try migrate(["up"])
+        #expect(up.status != 0)
+        #expect(up.output.contains("0002_users.up.sql"))
+    }
+}
+
 /// The worker executable: MEDIANEST_WORKER_BIN (set by scripts/test.sh) or the debug build.
 func workerBinary() -> URL {
     if let path = ProcessInfo.processInfo.environment["MEDIANEST_WORKER_BIN"], !path.isEmpty {

@@ -118,6 +118,9 @@ struct MigrateCommand: ParsableCommand {
                 let what = problem.state == .changed ? "its file changed after it was applied" : "its file is missing"
                 print("WARNING: migration \(problem.version) (\(problem.name)): \(what); 'migrate up' will refuse to run.")
             }
+            // Health checks and deploy scripts can rely on the exit status: 2 means the applied
+            // schema no longer matches the files.
+            if !status.problems.isEmpty { throw ExitCode(2) }
         }
     }
 }
