@@ -146,7 +146,7 @@ public final class MediaInput {
         if status < 0 {
             // avformat_open_input freed the context; the AVIOContext stays ours.
             try stop.check()
-            throw ffmpegError(status, code: status == CFFmpeg_AVERROR(EIO) ? .ioError : .corruptMedia,
+            throw ffmpegError(status, code: source.readFailure != nil ? .ioError : .corruptMedia,
                               "The file \(file.relativePath) looks like \(formatLongName ?? formatName) but cannot be opened")
         }
         self.context = opened
@@ -249,6 +249,10 @@ private final class IOSource {
     let file: SafeFile
     let stop: StopGuard
     var position: Int64 = 0
+    /// The errno of the last failed `pread`, if any. FFmpeg's demuxers also return
+    /// `AVERROR(EIO)` for a file that merely ends too early, so only this says whether the
+    /// storage really failed (retryable `io_error`) or the file is damaged (`corrupt_media`).
+    var readFailure: Int32?
 
     init(file: SafeFile, stop: StopGuard) {
         self.file = file
@@ -267,7 +271,10 @@ private let ioRead: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePoint
             return Int32(n)
         }
         if n == 0 { return CFFmpeg_AVERROR_EOF }
-        if errno != EINTR { return CFFmpeg_AVERROR(errno) }
+        if errno != EINTR {
+            source.readFailure = errno
+            return CFFmpeg_AVERROR(errno)
+        }
     }
 }
 

@@ -1,0 +1,79 @@
+import Foundation
+import MediaNestCore
+import MediaNestMedia
+import MediaNestTestSupport
+import Testing
+
+/// Damaged copies of every corpus file go through the whole metadata extraction: each one must
+/// either succeed or fail with a ``JobError`` whose code is one of the documented input codes.
+/// A crash, a hang or an unclassified error fails the run. This is a small, deterministic
+/// smoke test, not the fuzzing campaign of the roadmap: it catches the obvious holes (an
+/// unchecked EXIF offset, a demuxer that trusts a length field) on every test run.
+@Suite("damaged input never crashes the extractor", .timeLimit(.minutes(3)))
+struct MutatedInputTests {
+    static let sources = [
+        MediaFixtures.Name.plainJPEG, MediaFixtures.Name.exifJPEG(orientation: 6), MediaFixtures.Name.pngWithExif,
+        MediaFixtures.Name.png16Alpha, MediaFixtures.Name.gif, MediaFixtures.Name.webp, MediaFixtures.Name.rotatedMP4,
+        MediaFixtures.Name.hevc10MKV, MediaFixtures.Name.vp9WebM, MediaFixtures.Name.taggedMP3, MediaFixtures.Name.flac,
+    ]
+
+    /// The codes a damaged file may end with.
+    static let inputCodes: Set<JobError.Code> = [
+        .corruptMedia, .unsupportedFormat, .mimeMismatch, .emptyFile, .pixelLimit, .durationLimit, .timeout,
+    ]
+
+    /// A deterministic generator, so that a failure names a reproducible case.
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    /// Flips bytes, overwrites a run with 0xFF (huge length fields), or cuts the file short.
+    static func mutate(_ bytes: [UInt8], using random: inout SplitMix) -> [UInt8] {
+        var copy = bytes
+        switch random.next() % 3 {
+        case 0:
+            for _ in 0..<(1 + Int(random.next() % 16)) {
+                let index = Int(random.next() % UInt64(copy.count))
+                copy[index] ^= UInt8(truncatingIfNeeded: random.next() | 1)
+            }
+        case 1:
+            let start = Int(random.next() % UInt64(copy.count))
+            for index in start..<min(copy.count, start + 1 + Int(random.next() % 8)) { copy[index] = 0xFF }
+        default:
+            copy = Array(copy.prefix(1 + Int(random.next() % UInt64(copy.count))))
+        }
+        return copy
+    }
+
+    @Test(arguments: sources)
+    func damagedCopiesSucceedOrFailWithAnInputCode(source: String) throws {
+        let fixtures = try MediaFixtures.load()
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
+        let scratch = try fixtures.makeScratchDirectory("mutated")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var random = SplitMix(state: UInt64(source.utf8.reduce(0) { $0 &* 31 &+ Int($1) }))
+        var outcomes: [String: Int] = [:]
+        for round in 0..<100 {
+            let name = "case-\(round)-\(source)"
+            try Data(MutatedInputTests.mutate(original, using: &random)).write(to: URL(fileURLWithPath: scratch + "/" + name))
+            let limits = MediaLimits(timeout: .seconds(20))
+            do {
+                _ = try MetadataExtractor.extract(root: scratch, relativePath: name, declaredMimeType: "application/octet-stream",
+                                                  limits: limits, computeChecksums: round % 8 == 0)
+                outcomes["ok", default: 0] += 1
+            } catch {
+                #expect(MutatedInputTests.inputCodes.contains(error.code), "\(name): \(error.code): \(error.message)")
+                #expect(!error.message.isEmpty && error.message.contains(name), "the message names the file: \(error.message)")
+                outcomes[error.code.rawValue, default: 0] += 1
+            }
+        }
+        #expect(outcomes.values.reduce(0, +) == 100)
+    }
+}
