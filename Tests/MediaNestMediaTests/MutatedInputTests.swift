@@ -58,7 +58,7 @@ struct MutatedInputTests {
         let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
         let scratch = try fixtures.makeScratchDirectory("mutated")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        var random = SplitMix(state: UInt64(source.utf8.reduce(0) { $0 &* 31 &+ Int($1) }))
+        var random = SplitMix(state: source.utf8.reduce(UInt64(0)) { $0 &* 31 &+ UInt64($1) })
         var outcomes: [String: Int] = [:]
         for round in 0..<100 {
             let name = "case-\(round)-\(source)"
