@@ -11,7 +11,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Build and run dependencies (libraries and headers) plus the tools the tests and benchmarks use
 # as fixture generators and peers. The product itself never runs ffmpeg, ffprobe or file.
 APT_PACKAGES=(
-    pkg-config libpq-dev libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libmagic-dev libssl-dev
+    pkg-config libpq-dev libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev libmagic-dev libssl-dev
     postgresql-15 postgresql-contrib ffmpeg file openssl coreutils hyperfine
 )
 

@@ -13,6 +13,13 @@
 #include <libavutil/pixdesc.h>
 #include <libavutil/channel_layout.h>
 #include <libswscale/swscale.h>
+#include <libswresample/swresample.h>
+#include <libavfilter/avfilter.h>
+#include <libavfilter/buffersink.h>
+#include <libavfilter/buffersrc.h>
+#include <libavutil/frame.h>
+#include <libavutil/mastering_display_metadata.h>
+#include <libavutil/samplefmt.h>
 
 /* Macros Swift cannot import. */
 static inline int CFFmpeg_AVERROR(int e) { return AVERROR(e); }
@@ -65,6 +72,45 @@ static inline int CFFmpeg_pix_fmt_depth(int format) {
 /* The name of a pixel format, or NULL. */
 static inline const char *CFFmpeg_pix_fmt_name(int format) {
     return av_get_pix_fmt_name((enum AVPixelFormat)format);
+}
+
+
+/* Added for derived outputs (thumbnails, previews, transcodes). */
+static const int CFFmpeg_FF_QP2LAMBDA = FF_QP2LAMBDA;
+static const int CFFmpeg_AV_CODEC_FLAG_QSCALE = AV_CODEC_FLAG_QSCALE;
+static const int CFFmpeg_AV_CODEC_FLAG_GLOBAL_HEADER = AV_CODEC_FLAG_GLOBAL_HEADER;
+static const int CFFmpeg_AVFMT_GLOBALHEADER = AVFMT_GLOBALHEADER;
+static const int CFFmpeg_AV_PKT_FLAG_KEY = AV_PKT_FLAG_KEY;
+static const int CFFmpeg_AV_FRAME_FLAG_CORRUPT = AV_FRAME_FLAG_CORRUPT;
+static const int CFFmpeg_AVSEEK_FLAG_BACKWARD = AVSEEK_FLAG_BACKWARD;
+static const int CFFmpeg_SWS_AREA = SWS_AREA;
+static const int CFFmpeg_SWS_BILINEAR = SWS_BILINEAR;
+static const int CFFmpeg_SWS_BICUBIC = SWS_BICUBIC;
+static const int CFFmpeg_SWS_LANCZOS = SWS_LANCZOS;
+static const int CFFmpeg_SWS_ACCURATE_RND = SWS_ACCURATE_RND;
+static const int CFFmpeg_SWS_FULL_CHR_H_INT = SWS_FULL_CHR_H_INT;
+static const int CFFmpeg_SWS_FULL_CHR_H_INP = SWS_FULL_CHR_H_INP;
+static const int CFFmpeg_SWS_BITEXACT = SWS_BITEXACT;
+static const int CFFmpeg_SWS_CS_ITU601 = SWS_CS_ITU601;
+static const int CFFmpeg_SWS_CS_ITU709 = SWS_CS_ITU709;
+static const int CFFmpeg_SWS_CS_BT2020 = SWS_CS_BT2020;
+
+/* The number of components of a pixel format (4 when it has alpha), or 0 when unknown. */
+static inline int CFFmpeg_pix_fmt_components(int format) {
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get((enum AVPixelFormat)format);
+    return desc ? desc->nb_components : 0;
+}
+
+/* Whether a pixel format carries alpha. */
+static inline int CFFmpeg_pix_fmt_has_alpha(int format) {
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get((enum AVPixelFormat)format);
+    return desc && (desc->flags & AV_PIX_FMT_FLAG_ALPHA) ? 1 : 0;
+}
+
+/* Whether a pixel format is RGB-like (not YUV or gray). */
+static inline int CFFmpeg_pix_fmt_is_rgb(int format) {
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get((enum AVPixelFormat)format);
+    return desc && (desc->flags & AV_PIX_FMT_FLAG_RGB) ? 1 : 0;
 }
 
 #endif

@@ -81,6 +81,25 @@ public struct StorageLayout: Sendable, Hashable {
         self.root = root
         self.derivedRoot = derivedRoot ?? (root.hasSuffix("/") ? root + ".derived" : root + "/.derived")
     }
+
+    /// The derived root relative to the storage root (`.derived` by default), or `nil` when the
+    /// derived root lies outside the storage root.
+    ///
+    /// `media_items.thumbnail_path`, `preview_path` and rendition paths are stored relative to
+    /// the storage root, so the web tier serves every file from one place; a derived root outside
+    /// the storage root is therefore refused by the configuration.
+    public var derivedRootRelativeToStorage: String? {
+        let base = root.hasSuffix("/") ? String(root.dropLast()) : root
+        let derived = derivedRoot.hasSuffix("/") ? String(derivedRoot.dropLast()) : derivedRoot
+        guard derived.hasPrefix(base + "/") else { return nil }
+        let relative = String(derived.dropFirst(base.count + 1))
+        return relative.split(separator: "/").contains("..") || relative.isEmpty ? nil : relative
+    }
+
+    /// The storage-relative path of a file whose path relative to the derived root is `relative`.
+    public func storageRelativePath(ofDerived relative: String) -> String? {
+        derivedRootRelativeToStorage.map { $0 + "/" + relative }
+    }
 }
 
 /// Everything a handler gets for one run of one job.

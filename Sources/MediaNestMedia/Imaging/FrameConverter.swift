@@ -1,0 +1,127 @@
+import CFFmpeg
+import MediaNestCore
+
+/// Turns decoded FFmpeg frames into ``RGBAImage``s, and resizes ``RGBAImage``s, with libswscale.
+///
+/// The colour handling is the part that is easy to get wrong and that users notice:
+/// - JPEG's full-range YUV (`yuvj*` pixel formats, or `color_range = JPEG`) and video's limited
+///   range are both expanded correctly; the deprecated `yuvj*` formats are mapped to their plain
+///   twins with an explicit range, so libswscale never prints "deprecated pixel format used".
+/// - The YUV matrix follows the frame (BT.601, BT.709, BT.2020); an unspecified matrix is BT.709
+///   for HD frames and BT.601 otherwise, as players do.
+/// - Scaling uses a high-quality filter with accurate rounding and full chroma interpolation.
+///
+/// Tone-mapping of PQ/HLG frames is not done here: callers that meet HDR video map it first.
+enum FrameConverter {
+    /// Scaling flags: Lanczos for quality, accurate rounding, full chroma interpolation.
+    static let qualityFlags = CFFmpeg_SWS_LANCZOS | CFFmpeg_SWS_ACCURATE_RND | CFFmpeg_SWS_FULL_CHR_H_INT | CFFmpeg_SWS_FULL_CHR_H_INP
+
+    /// Converts `frame` to an RGBA picture of exactly `width` × `height`.
+    /// - Parameters:
+    ///   - frame: A decoded video or image frame.
+    ///   - width: Output width (at least 1).
+    ///   - height: Output height (at least 1).
+    /// - Returns: The picture, 8-bit sRGB.
+    /// - Throws: ``JobError`` `unsupported_format` for a pixel format libswscale cannot read.
+    static func convert(_ frame: UnsafePointer<AVFrame>, width: Int, height: Int) throws(JobError) -> RGBAImage {
+        let source = sourceFormat(of: frame)
+        guard let context = sws_getContext(frame.pointee.width, frame.pointee.height, source.format,
+                                           Int32(width), Int32(height), AV_PIX_FMT_RGBA,
+                                           qualityFlags, nil, nil, nil) else {
+            let name = CFFmpeg_pix_fmt_name(frame.pointee.format).map { String(cString: $0) } ?? "format \(frame.pointee.format)"
+            throw JobError(.unsupportedFormat, "The picture's pixel format (\(name)) cannot be converted.")
+        }
+        defer { sws_freeContext(context) }
+        if CFFmpeg_pix_fmt_is_rgb(source.format.rawValue) == 0 {
+            let matrix = sws_getCoefficients(yuvMatrix(of: frame))
+            let rgbMatrix = sws_getCoefficients(CFFmpeg_SWS_CS_ITU601)
+            _ = sws_setColorspaceDetails(context, matrix, source.fullRange ? 1 : 0, rgbMatrix, 1, 0, 1 << 16, 1 << 16)
+        }
+        var pixels = [UInt8](repeating: 0, count: width * height * 4)
+        let status: Int32 = pixels.withUnsafeMutableBufferPointer { out in
+            var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
+            var dstStride: [Int32] = [Int32(width * 4), 0, 0, 0]
+            return withUnsafePointer(to: frame.pointee.data) { dataTuple in
+                withUnsafePointer(to: frame.pointee.linesize) { strideTuple in
+                    dataTuple.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: 8) { src in
+                        strideTuple.withMemoryRebound(to: Int32.self, capacity: 8) { srcStride in
+                            sws_scale(context, src, srcStride, 0, frame.pointee.height, &dst, &dstStride)
+                        }
+                    }
+                }
+            }
+        }
+        guard status > 0 else {
+            throw ffmpegError(status, code: .corruptMedia, "The picture could not be converted")
+        }
+        return RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: CFFmpeg_pix_fmt_has_alpha(frame.pointee.format) != 0)
+    }
+
+    /// Converts `frame` to fit `maxLongEdge`, correcting a non-square sample aspect ratio first
+    /// (anamorphic video is shown at its display aspect, never squashed). Never upscales.
+    /// - Parameters:
+    ///   - frame: A decoded frame.
+    ///   - maxLongEdge: Longest output edge in pixels.
+    ///   - sampleAspectRatio: The stream's or frame's SAR; `0/1` or `nil` means square pixels.
+    static func convert(_ frame: UnsafePointer<AVFrame>, fittingLongEdge maxLongEdge: Int, sampleAspectRatio: AVRational? = nil) throws(JobError) -> RGBAImage {
+        let (w, h) = displaySize(width: Int(frame.pointee.width), height: Int(frame.pointee.height),
+                                 sampleAspectRatio: sampleAspectRatio ?? frame.pointee.sample_aspect_ratio)
+        let size = RGBAImage.fittedSize(width: w, height: h, maxLongEdge: maxLongEdge)
+        return try convert(frame, width: size.width, height: size.height)
+    }
+
+    /// The display size of a `width` × `height` frame with the given SAR (the width is stretched).
+    static func displaySize(width: Int, height: Int, sampleAspectRatio sar: AVRational) -> (Int, Int) {
+        guard sar.num > 0, sar.den > 0, sar.num != sar.den else { return (width, height) }
+        let stretched = Int((Double(width) * Double(sar.num) / Double(sar.den)).rounded())
+        return (max(1, stretched), height)
+    }
+
+    /// Resizes an RGBA picture to exactly `width` × `height`.
+    static func resize(_ image: RGBAImage, width: Int, height: Int) throws(JobError) -> RGBAImage {
+        if image.width == width && image.height == height { return image }
+        guard let context = sws_getContext(Int32(image.width), Int32(image.height), AV_PIX_FMT_RGBA,
+                                           Int32(width), Int32(height), AV_PIX_FMT_RGBA, qualityFlags, nil, nil, nil) else {
+            throw JobError(.internalError, "The picture could not be resized.")
+        }
+        defer { sws_freeContext(context) }
+        var out = [UInt8](repeating: 0, count: width * height * 4)
+        image.pixels.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
+                var srcStride: [Int32] = [Int32(image.width * 4), 0, 0, 0]
+                var dstPlanes: [UnsafeMutablePointer<UInt8>?] = [dst.baseAddress, nil, nil, nil]
+                var dstStride: [Int32] = [Int32(width * 4), 0, 0, 0]
+                _ = sws_scale(context, &srcPlanes, &srcStride, 0, Int32(image.height), &dstPlanes, &dstStride)
+            }
+        }
+        return RGBAImage(width: width, height: height, pixels: out, hasAlpha: image.hasAlpha)
+    }
+
+    /// The pixel format to hand libswscale, and whether the YUV is full range.
+    static func sourceFormat(of frame: UnsafePointer<AVFrame>) -> (format: AVPixelFormat, fullRange: Bool) {
+        let format = AVPixelFormat(rawValue: frame.pointee.format)
+        let fullRange = frame.pointee.color_range == AVCOL_RANGE_JPEG
+        switch format {
+        case AV_PIX_FMT_YUVJ420P: return (AV_PIX_FMT_YUV420P, true)
+        case AV_PIX_FMT_YUVJ422P: return (AV_PIX_FMT_YUV422P, true)
+        case AV_PIX_FMT_YUVJ444P: return (AV_PIX_FMT_YUV444P, true)
+        case AV_PIX_FMT_YUVJ440P: return (AV_PIX_FMT_YUV440P, true)
+        case AV_PIX_FMT_YUVJ411P: return (AV_PIX_FMT_YUV411P, true)
+        default: return (format, fullRange)
+        }
+    }
+
+    /// The libswscale matrix constant for the frame's YUV matrix.
+    static func yuvMatrix(of frame: UnsafePointer<AVFrame>) -> Int32 {
+        switch frame.pointee.colorspace {
+        case AVCOL_SPC_BT709: return CFFmpeg_SWS_CS_ITU709
+        case AVCOL_SPC_BT2020_NCL, AVCOL_SPC_BT2020_CL: return CFFmpeg_SWS_CS_BT2020
+        case AVCOL_SPC_BT470BG, AVCOL_SPC_SMPTE170M, AVCOL_SPC_FCC: return CFFmpeg_SWS_CS_ITU601
+        default:
+            // Unspecified: JPEG (full range) is BT.601 by definition; video follows its size.
+            let isJPEGRange = sourceFormat(of: frame).fullRange
+            return !isJPEGRange && frame.pointee.height >= 720 ? CFFmpeg_SWS_CS_ITU709 : CFFmpeg_SWS_CS_ITU601
+        }
+    }
+}
