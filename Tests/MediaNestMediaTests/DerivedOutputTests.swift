@@ -192,3 +192,34 @@ struct ImageEncoderTests {
         #expect(RGBAImage.fittedSize(width: 10000, height: 1, maxLongEdge: 320) == (320, 1))
     }
 }
+
+@Suite("Packet image decoder")
+struct PacketImageDecoderTests {
+    @Test(arguments: [ImageFormat.jpeg, .png, .webp])
+    func decodesAnEncodedPictureAndFitsItToTheRequestedSize(format: ImageFormat) throws {
+        let source = ImageEncoderTests.quadrants(width: 640, height: 480)
+        let bytes = try ImageEncoder.encode(source, as: format, quality: 95)
+        let decoded = try PacketImageDecoder.decode(bytes, maxLongEdge: 160)
+        #expect(decoded.width == 160 && decoded.height == 120)
+        #expect(ImageEncoderTests.close(decoded.pixel(x: 20, y: 20), (255, 0, 0)))
+        #expect(ImageEncoderTests.close(decoded.pixel(x: 140, y: 100), (255, 255, 255)))
+        #expect(ImageEncoderTests.close(decoded.pixel(x: 20, y: 100), (0, 0, 255)))
+    }
+
+    @Test func jpegReductionPicksTheLargestThatStillCoversTheTarget() {
+        #expect(PacketImageDecoder.jpegLowres(width: 4000, height: 3000, maxLongEdge: 320) == 3)
+        #expect(PacketImageDecoder.jpegLowres(width: 4000, height: 3000, maxLongEdge: 1440) == 1)
+        #expect(PacketImageDecoder.jpegLowres(width: 1000, height: 800, maxLongEdge: 1440) == 0)
+    }
+
+    @Test func garbageAndOversizedHeadersFailWithStableCodes() throws {
+        #expect(jobError { () throws(JobError) in _ = try PacketImageDecoder.decode(Array(repeating: 0x42, count: 64), maxLongEdge: 100) }?.code == .unsupportedFormat)
+        var truncated = try ImageEncoder.encode(ImageEncoderTests.quadrants(), as: .png)
+        truncated.removeLast(truncated.count / 2)
+        let error = jobError { () throws(JobError) in _ = try PacketImageDecoder.decode(truncated, maxLongEdge: 100) }
+        #expect(error?.code == .corruptMedia)
+        let small = MediaLimits(maxPixels: 1000)
+        let bytes = try ImageEncoder.encode(ImageEncoderTests.quadrants(), as: .png)
+        #expect(jobError { () throws(JobError) in _ = try PacketImageDecoder.decode(bytes, maxLongEdge: 100, limits: small) }?.code == .pixelLimit)
+    }
+}
