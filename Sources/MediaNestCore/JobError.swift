@@ -51,6 +51,9 @@ public struct JobError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let ioError: Code = "io_error"
         /// The output disk is full.
         public static let diskFull: Code = "disk_full"
+        /// The file changed (size, modification time, inode or device) while the job was reading
+        /// it; nothing was recorded, and a later run reads the new file.
+        public static let fileChanged: Code = "file_changed"
         /// The database connection was lost.
         public static let databaseUnavailable: Code = "database_unavailable"
         /// The worker process died while running the job (set by crash recovery).
@@ -70,25 +73,33 @@ public struct JobError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The stable machine-readable code.
     public var code: Code
     /// A sentence for a person: what was wrong, with which file, against which limit.
-    public var message: String
+    ///
+    /// Control characters are escaped (``Swift/String/escapingControlCharacters()``) whenever it
+    /// is set: messages quote untrusted text (storage paths, tags, libpq and FFmpeg messages) and
+    /// end up in logs, `processing_jobs` and user notifications.
+    public var message: String {
+        get { escapedMessage }
+        set { escapedMessage = newValue.escapingControlCharacters() }
+    }
+    private var escapedMessage: String
     /// Whether running the job again may succeed.
     public var isRetryable: Bool
 
     /// Creates an error.
     /// - Parameters:
     ///   - code: The stable code.
-    ///   - message: A message a person understands.
+    ///   - message: A message a person understands; control characters are escaped.
     ///   - retryable: Whether a retry can help; defaults to the code's usual answer.
     public init(_ code: Code, _ message: String, retryable: Bool? = nil) {
         self.code = code
-        self.message = message
+        self.escapedMessage = message.escapingControlCharacters()
         self.isRetryable = retryable ?? JobError.defaultRetryable(code)
     }
 
     /// Whether a code is retryable when the thrower does not say.
     public static func defaultRetryable(_ code: Code) -> Bool {
         switch code {
-        case .timeout, .ioError, .diskFull, .databaseUnavailable, .internalError, .workerLost:
+        case .timeout, .ioError, .fileChanged, .diskFull, .databaseUnavailable, .internalError, .workerLost:
             return true
         default:
             return false

@@ -12,7 +12,10 @@ public import MediaNestCore
 ///
 /// - FFmpeg reads through a custom `AVIOContext` that calls `pread` on the already-open
 ///   descriptor, so no FFmpeg protocol (file, http, data, ...) is ever involved.
-/// - The container is probed from content only (no file name) and must be on
+/// - When libmagic recognised an image format (``imageFormats``), its image demuxer is the first
+///   choice; FFmpeg's content probe is the fallback. The probe of a nameless stream can be wrong:
+///   it picks raw AMR-NB (`amrnb`) for some CMYK JPEGs whose first marker is APP14 "Adobe".
+/// - Otherwise the container is probed from content only (no file name). Either way it must be on
 ///   ``allowedDemuxers``; playlists (HLS, concat), subtitle files, `image2` patterns and network
 ///   demuxers are not. The same list is passed as `format_whitelist`, `protocol_whitelist`
 ///   matches nothing, and the context's `io_open` callback refuses every nested open, so
@@ -23,23 +26,55 @@ public import MediaNestCore
 ///   stream analysis, and decoders opened for analysis get `max_pixels`, so no oversized frame
 ///   buffer is ever allocated.
 public final class MediaInput {
-    /// Demuxers a file may be opened with, by FFmpeg name (FFmpeg 5.1 names).
-    public static let allowedDemuxers: Set<String> = [
-        // Video containers.
+    /// An image format FFmpeg reads with one of its image demuxers.
+    public struct ImageFormat: Sendable, Hashable {
+        /// The MIME type libmagic reports, e.g. `image/jpeg`.
+        public var mimeType: String
+        /// The FFmpeg demuxer, e.g. `jpeg_pipe`.
+        public var demuxer: String
+        /// The FFmpeg codec (descriptor) name the demuxer produces, e.g. `mjpeg`.
+        public var codec: String
+        /// A name for people, e.g. `JPEG XL`.
+        public var displayName: String
+    }
+
+    /// The image formats the worker may read, when this build of FFmpeg has both the demuxer and
+    /// a decoder for them (see ``availableImageFormats``).
+    public static let imageFormats: [ImageFormat] = [
+        ImageFormat(mimeType: "image/jpeg", demuxer: "jpeg_pipe", codec: "mjpeg", displayName: "JPEG"),
+        ImageFormat(mimeType: "image/png", demuxer: "png_pipe", codec: "png", displayName: "PNG"),
+        ImageFormat(mimeType: "image/gif", demuxer: "gif", codec: "gif", displayName: "GIF"),
+        ImageFormat(mimeType: "image/webp", demuxer: "webp_pipe", codec: "webp", displayName: "WebP"),
+        ImageFormat(mimeType: "image/bmp", demuxer: "bmp_pipe", codec: "bmp", displayName: "BMP"),
+        ImageFormat(mimeType: "image/tiff", demuxer: "tiff_pipe", codec: "tiff", displayName: "TIFF"),
+        // FFmpeg 5.1 decodes JPEG XL only through libjxl (Debian 12 builds with it).
+        ImageFormat(mimeType: "image/jxl", demuxer: "jpegxl_pipe", codec: "jpegxl", displayName: "JPEG XL"),
+    ]
+
+    /// The entries of ``imageFormats`` this process's FFmpeg can demux and decode, checked once
+    /// at run time with `av_find_input_format` and `avcodec_find_decoder`.
+    public static let availableImageFormats: [ImageFormat] = imageFormats.filter(isReadable)
+
+    /// Demuxers for audio and video containers, by FFmpeg name (FFmpeg 5.1 names).
+    public static let containerDemuxers: Set<String> = [
         "mov,mp4,m4a,3gp,3g2,mj2",  // also AVIF stills in 5.1
         "matroska,webm", "avi", "flv", "mpegts", "mpeg", "asf", "ogg",
-        // Audio.
         "wav", "w64", "flac", "mp3", "aac", "ac3", "eac3", "aiff", "wv", "ape", "caf",
-        // Images.
-        "jpeg_pipe", "png_pipe", "gif", "webp_pipe", "bmp_pipe", "tiff_pipe",
     ]
+
+    /// Demuxers a file may be opened with, by FFmpeg name: ``containerDemuxers`` and the
+    /// demuxers of ``availableImageFormats``.
+    public static let allowedDemuxers: Set<String> = containerDemuxers.union(availableImageFormats.map(\.demuxer))
+
+    /// The demuxers of every image format, available or not; they make a file an image.
+    public static let imageDemuxers: Set<String> = Set(imageFormats.map(\.demuxer))
 
     /// The file being read.
     public let file: SafeFile
     /// The demuxer's name, e.g. `mov,mp4,m4a,3gp,3g2,mj2`.
-    public let formatName: String
+    public private(set) var formatName: String = ""
     /// The demuxer's long name, e.g. `QuickTime / MOV`.
-    public let formatLongName: String?
+    public private(set) var formatLongName: String?
 
     let limits: MediaLimits
     let stop: StopGuard
@@ -47,15 +82,21 @@ public final class MediaInput {
     private var io: UnsafeMutablePointer<AVIOContext>?
     var context: UnsafeMutablePointer<AVFormatContext>?
 
-    private init(file: SafeFile, limits: MediaLimits, stop: StopGuard, source: IOSource,
-                 io: UnsafeMutablePointer<AVIOContext>, formatName: String, formatLongName: String?) {
+    private init(file: SafeFile, limits: MediaLimits, stop: StopGuard) throws(JobError) {
         self.file = file
         self.limits = limits
         self.stop = stop
-        self.source = source
+        self.source = IOSource(file: file, stop: stop)
+        let bufferSize: Int32 = 64 * 1024
+        guard let buffer = av_malloc(Int(bufferSize)) else {
+            throw JobError(.internalError, "FFmpeg could not allocate an I/O buffer for \(file.relativePath).")
+        }
+        guard let io = avio_alloc_context(buffer.assumingMemoryBound(to: UInt8.self), bufferSize, 0,
+                                          Unmanaged.passUnretained(source).toOpaque(), ioRead, nil, ioSeek) else {
+            av_free(buffer)
+            throw JobError(.internalError, "FFmpeg could not allocate an I/O context for \(file.relativePath).")
+        }
         self.io = io
-        self.formatName = formatName
-        self.formatLongName = formatLongName
     }
 
     deinit {
@@ -72,58 +113,139 @@ public final class MediaInput {
     /// - Parameters:
     ///   - file: The safely opened file.
     ///   - limits: Probe size, analyse duration, pixel, duration and time limits.
+    ///   - sniffedMimeType: The content type libmagic found, if any. For a type in
+    ///     ``imageFormats`` its demuxer is tried first, and FFmpeg's content probe only if that
+    ///     fails.
     ///   - cancellation: The job's token, polled from FFmpeg's interrupt callback.
     /// - Returns: The open input, positioned after stream analysis.
-    /// - Throws: ``JobError`` with code `unsupported_format` (not an allowed container, or a
-    ///   playlist), `corrupt_media`, `pixel_limit`, `duration_limit`, `io_error`, or the stop's
-    ///   code (`timeout`, `cancelled`, `shutdown`, `lease_lost`).
-    public static func open(_ file: SafeFile, limits: MediaLimits = .default, cancellation: JobCancellation? = nil) throws(JobError) -> MediaInput {
+    /// - Throws: ``JobError`` with code `unsupported_format` (not an allowed container, a
+    ///   playlist, or an image format this FFmpeg cannot decode), `corrupt_media`, `pixel_limit`,
+    ///   `duration_limit`, `io_error`, or the stop's code (`timeout`, `cancelled`, `shutdown`,
+    ///   `lease_lost`).
+    public static func open(_ file: SafeFile, limits: MediaLimits = .default, sniffedMimeType: String? = nil,
+                            cancellation: JobCancellation? = nil) throws(JobError) -> MediaInput {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
-        return try open(file, limits: limits, stop: stop)
+        return try open(file, limits: limits, sniffedMimeType: sniffedMimeType, stop: stop)
     }
 
-    static func open(_ file: SafeFile, limits: MediaLimits, stop: StopGuard) throws(JobError) -> MediaInput {
+    static func open(_ file: SafeFile, limits: MediaLimits, sniffedMimeType: String?, stop: StopGuard) throws(JobError) -> MediaInput {
         FFmpegLog.install()
         try stop.check()
-        let source = IOSource(file: file, stop: stop)
-        let bufferSize: Int32 = 64 * 1024
-        guard let buffer = av_malloc(Int(bufferSize)) else {
-            throw JobError(.internalError, "FFmpeg could not allocate an I/O buffer for \(file.relativePath).")
+        let input = try MediaInput(file: file, limits: limits, stop: stop)
+        if let mime = sniffedMimeType,
+           let image = try imageFormat(forSniffed: mime, available: availableImageFormats, relativePath: file.relativePath),
+           let format = av_find_input_format(image.demuxer) {
+            let imageError: JobError
+            do throws(JobError) {
+                try input.openAndAnalyze(format: format)
+                // Image demuxers open almost anything; a stream without a size means the bytes
+                // were not this format after all.
+                if input.hasFrameSize { return input }
+                imageError = JobError(.corruptMedia, "The file \(file.relativePath) looks like a \(image.displayName) image, but FFmpeg's '\(image.demuxer)' demuxer finds no image size in it.")
+            } catch where error.code == .corruptMedia {
+                imageError = error
+            }
+            // The content may still be something else FFmpeg recognises; if the probe finds
+            // nothing usable, the image demuxer's complaint is the accurate one.
+            input.closeContext()
+            try input.rewind()
+            do throws(JobError) {
+                try input.probeAndOpen()
+                return input
+            } catch where error.code == .corruptMedia || error.code == .unsupportedFormat {
+                throw imageError
+            }
         }
-        guard let io = avio_alloc_context(buffer.assumingMemoryBound(to: UInt8.self), bufferSize, 0,
-                                          Unmanaged.passUnretained(source).toOpaque(), ioRead, nil, ioSeek) else {
-            av_free(buffer)
-            throw JobError(.internalError, "FFmpeg could not allocate an I/O context for \(file.relativePath).")
-        }
+        try input.probeAndOpen()
+        return input
+    }
 
-        // Recognise the container from content alone; an empty URL means no extension hints.
+    /// Whether a video stream has a known frame size.
+    private var hasFrameSize: Bool {
+        streams.contains { stream in
+            let parameters = stream.pointee.codecpar.pointee
+            return parameters.codec_type == AVMEDIA_TYPE_VIDEO && parameters.width > 0 && parameters.height > 0
+        }
+    }
+
+    /// The demuxer FFmpeg's content probe alone picks for `file`, whether allowed or not; `nil`
+    /// when it recognises nothing. For diagnostics and tests: it opens nothing.
+    static func contentProbe(_ file: SafeFile, limits: MediaLimits = .default) throws(JobError) -> String? {
+        let input = try MediaInput(file: file, limits: limits, stop: StopGuard(cancellation: nil, timeout: limits.timeout))
+        var format: UnsafePointer<AVInputFormat>?
+        let score = av_probe_input_buffer2(input.io, &format, "", nil, 0, UInt32(clamping: max(limits.probeSize, 2048)))
+        guard score >= 0, let format else { return nil }
+        return String(cString: format.pointee.name)
+    }
+
+    /// The image format to open a file of type `mime` with, when libmagic's answer names one.
+    /// - Parameters:
+    ///   - mime: The sniffed MIME type (normalised).
+    ///   - available: The formats this FFmpeg can read.
+    ///   - relativePath: The file, for the message.
+    /// - Returns: The format, or `nil` when `mime` is not an image format of ``imageFormats``.
+    /// - Throws: ``JobError`` `unsupported_format` when it is one, but this FFmpeg cannot read it.
+    static func imageFormat(forSniffed mime: String, available: [ImageFormat], relativePath: String) throws(JobError) -> ImageFormat? {
+        guard let known = imageFormats.first(where: { $0.mimeType == mime }) else { return nil }
+        guard available.contains(known) else {
+            throw JobError(.unsupportedFormat, "The file \(relativePath) is a \(known.displayName) image (\(mime)), which this worker's FFmpeg cannot read: it has no '\(known.demuxer)' demuxer or no \(known.displayName) decoder.")
+        }
+        return known
+    }
+
+    private static func isReadable(_ format: ImageFormat) -> Bool {
+        guard av_find_input_format(format.demuxer) != nil,
+              let descriptor = avcodec_descriptor_get_by_name(format.codec) else { return false }
+        return avcodec_find_decoder(descriptor.pointee.id) != nil
+    }
+
+    /// Recognises the container from content alone (an empty URL means no extension hints) and
+    /// opens it if it is allowed.
+    private func probeAndOpen() throws(JobError) {
         var format: UnsafePointer<AVInputFormat>?
         let maxProbe = UInt32(clamping: max(limits.probeSize, 2048))
         let score = av_probe_input_buffer2(io, &format, "", nil, 0, maxProbe)
-        if score < 0 || format == nil {
-            av_free(io.pointee.buffer)
-            io.pointee.buffer = nil
-            var doomed: UnsafeMutablePointer<AVIOContext>? = io
-            avio_context_free(&doomed)
+        guard score >= 0, let format else {
             try stop.check()
-            if score == CFFmpeg_AVERROR_INVALIDDATA || format == nil {
+            if score == CFFmpeg_AVERROR_INVALIDDATA || score >= 0 {
                 throw JobError(.unsupportedFormat, "The file \(file.relativePath) is not in any media format FFmpeg recognises.")
             }
             throw ffmpegError(score, code: .ioError, "Reading \(file.relativePath) to recognise its format failed")
         }
-        let name = String(cString: format!.pointee.name)
-        let longName = format!.pointee.long_name.map { String(cString: $0) }
-        let input = MediaInput(file: file, limits: limits, stop: stop, source: source, io: io, formatName: name, formatLongName: longName)
-
-        guard allowedDemuxers.contains(name) else {
+        let name = String(cString: format.pointee.name)
+        guard MediaInput.allowedDemuxers.contains(name) else {
+            let longName = format.pointee.long_name.map { String(cString: $0) }
             throw JobError(.unsupportedFormat, "The file \(file.relativePath) is \(longName ?? name) (FFmpeg demuxer '\(name)'), which is not an allowed media container.")
         }
-        try input.openContext(format: format!)
-        try input.checkPixels(stage: "stream headers")
-        try input.analyzeStreams()
-        try input.checkPixels(stage: "stream analysis")
-        try input.checkDuration()
-        return input
+        try openAndAnalyze(format: format)
+    }
+
+    /// Opens the context with `format`, then checks pixels, analyses streams and checks duration.
+    private func openAndAnalyze(format: UnsafePointer<AVInputFormat>) throws(JobError) {
+        formatName = String(cString: format.pointee.name)
+        formatLongName = format.pointee.long_name.map { String(cString: $0) }
+        try openContext(format: format)
+        try checkPixels(stage: "stream headers")
+        try analyzeStreams()
+        try checkPixels(stage: "stream analysis")
+        try checkDuration()
+    }
+
+    /// Closes a context that failed after opening; the AVIOContext stays ours.
+    private func closeContext() {
+        if context != nil { avformat_close_input(&context) }
+    }
+
+    /// Moves the AVIOContext back to the start of the file for another attempt.
+    private func rewind() throws(JobError) {
+        guard let io else { return }
+        // avio_seek keeps the IOSource's position in step (it calls ioSeek unless the target is
+        // still in its buffer, where the source's position is already right).
+        let status = avio_seek(io, 0, SEEK_SET)
+        if status < 0 {
+            try stop.check()
+            throw ffmpegError(Int32(clamping: status), code: .ioError, "Reading \(file.relativePath) again from its start failed")
+        }
     }
 
     private func openContext(format: UnsafePointer<AVInputFormat>) throws(JobError) {

@@ -50,11 +50,19 @@ public enum MetadataExtractor {
     ///   - progress: Receives stages `sniffing`, `probing`, `hashing`.
     ///   - cancellation: The job's token; polled between steps, per read buffer, and by FFmpeg.
     ///   - logger: The job's logger; FFmpeg's own lines are routed to it too.
+    ///   - salvage: Called just before a `corrupt_media`, `unsupported_format` or `mime_mismatch`
+    ///     error is thrown, with the checksums of the whole file (when `computeChecksums`), once
+    ///     the file is known not to have changed while it was read: the file is intact on disk
+    ///     even though it cannot be used, and its checksums still find duplicates and verify
+    ///     storage.
     /// - Returns: The result.
     /// - Throws: ``JobError``: `path_outside_storage`, `file_missing`, `not_a_regular_file`,
     ///   `empty_file`, `too_large`, `mime_mismatch` (content is not media at all),
-    ///   `unsupported_format` (playlists, unrecognised or disallowed containers, random bytes),
-    ///   `corrupt_media`, `pixel_limit`, `duration_limit`, `io_error`, or a stop's code.
+    ///   `unsupported_format` (playlists, unrecognised or disallowed containers, random bytes,
+    ///   image formats this FFmpeg cannot decode), `corrupt_media`, `pixel_limit`,
+    ///   `duration_limit`, `io_error`, `file_changed` (the file's size, modification time or
+    ///   inode changed while it was read, or the path names another file now; checked after the
+    ///   last read, whatever else went wrong), or a stop's code.
     public static func extract(
         root: String,
         relativePath: String,
@@ -63,18 +71,48 @@ public enum MetadataExtractor {
         computeChecksums: Bool = true,
         progress: JobProgress? = nil,
         cancellation: JobCancellation? = nil,
-        logger: Logger = Logger(label: "medianest.media")
+        logger: Logger = Logger(label: "medianest.media"),
+        salvage: (FileChecksums) -> Void = { _ in }
     ) throws(JobError) -> MetadataResult {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         return try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> MetadataResult in
-            try extract(root: root, relativePath: relativePath, declaredMimeType: declaredMimeType, limits: limits,
-                        computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger)
+            let file = try SafeFile.open(relativePath: relativePath, in: root, limits: limits)
+            let result: MetadataResult
+            do throws(JobError) {
+                result = try extract(file: file, declaredMimeType: declaredMimeType, limits: limits,
+                                     computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger)
+            } catch where stopCodes.contains(error.code) {
+                throw error
+            } catch {
+                var checksums: FileChecksums?
+                if computeChecksums, salvageableCodes.contains(error.code) {
+                    checksums = try Checksummer.compute(file, progress: progress, stop: stop, bufferSize: Checksummer.defaultBufferSize)
+                }
+                // A file truncated or rewritten under the reader often looks damaged; say what
+                // really happened, and keep nothing of it.
+                beforeChangeCheck?(file)
+                try file.checkUnchanged()
+                if let checksums { salvage(checksums) }
+                throw error
+            }
+            beforeChangeCheck?(file)
+            try file.checkUnchanged()
+            return result
         }
     }
 
-    private static func extract(root: String, relativePath: String, declaredMimeType: String, limits: MediaLimits,
+    private static let stopCodes: Set<JobError.Code> = [.cancelled, .shutdown, .timeout, .leaseLost]
+
+    /// The failures after which the file's checksums are still worth recording.
+    public static let salvageableCodes: Set<JobError.Code> = [.corruptMedia, .unsupportedFormat, .mimeMismatch]
+
+    /// A test seam: called with the open file after the last read, just before the check that it
+    /// did not change, so a test can change the file at exactly that point.
+    @TaskLocal static var beforeChangeCheck: (@Sendable (SafeFile) -> Void)?
+
+    private static func extract(file: SafeFile, declaredMimeType: String, limits: MediaLimits,
                                 computeChecksums: Bool, progress: JobProgress?, stop: StopGuard, logger: Logger) throws(JobError) -> MetadataResult {
-        let file = try SafeFile.open(relativePath: relativePath, in: root, limits: limits)
+        let relativePath = file.relativePath
         try stop.check()
 
         progress?.report(stage: "sniffing")
@@ -101,7 +139,7 @@ public enum MetadataExtractor {
         }
 
         progress?.report(stage: "probing")
-        let input = try MediaInput.open(file, limits: limits, stop: stop)
+        let input = try MediaInput.open(file, limits: limits, sniffedMimeType: sniffed, stop: stop)
         let probe = input.probe()
         if MimeSniffer.classify(sniffed) == .unknown, let fromContainer = mimeType(forContainer: probe.formatName) {
             sniffed = fromContainer
@@ -131,9 +169,8 @@ public enum MetadataExtractor {
                           relativePath: String) throws(JobError) -> MetadataResult {
         let video = probe.primaryVideo
         let audio = probe.primaryAudio
-        let imageDemuxers: Set<String> = ["jpeg_pipe", "png_pipe", "gif", "webp_pipe", "bmp_pipe", "tiff_pipe"]
         let kind: MediaKind
-        if video != nil, MimeSniffer.classify(sniffed) == .image || imageDemuxers.contains(probe.formatName) {
+        if video != nil, MimeSniffer.classify(sniffed) == .image || MediaInput.imageDemuxers.contains(probe.formatName) {
             kind = .image
         } else if video != nil {
             kind = .video

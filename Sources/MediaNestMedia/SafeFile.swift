@@ -23,10 +23,17 @@ public final class SafeFile: Sendable {
     public let size: Int64
     /// The open descriptor; owned by this object and closed in `deinit`.
     let descriptor: Int32
+    /// The storage root the file was opened under, to resolve the path again in
+    /// ``checkUnchanged()``.
+    let root: String
+    /// What `fstat` said when the file was opened.
+    let identity: FileIdentity
 
-    private init(relativePath: String, size: Int64, descriptor: Int32) {
+    private init(relativePath: String, root: String, identity: FileIdentity, descriptor: Int32) {
         self.relativePath = relativePath
-        self.size = size
+        self.root = root
+        self.identity = identity
+        self.size = identity.size
         self.descriptor = descriptor
     }
 
@@ -41,6 +48,63 @@ public final class SafeFile: Sendable {
     /// - Throws: ``JobError`` with code `path_outside_storage`, `file_missing`,
     ///   `not_a_regular_file`, `empty_file`, `too_large` or `io_error`.
     public static func open(relativePath: String, in root: String, limits: MediaLimits = .default) throws(JobError) -> SafeFile {
+        let (fd, info) = try resolve(relativePath: relativePath, in: root)
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw JobError(.notARegularFile, "The storage path \(relativePath) names \(fileTypeName(info.st_mode)), not a regular file.")
+        }
+        let identity = FileIdentity(info)
+        if identity.size == 0 {
+            close(fd)
+            throw JobError(.emptyFile, "The file \(relativePath) is empty (0 bytes).")
+        }
+        if identity.size > limits.maxInputBytes {
+            close(fd)
+            throw JobError(.tooLarge, "The file \(relativePath) is \(identity.size) bytes, over the limit of \(limits.maxInputBytes) bytes.")
+        }
+        // Reads should block normally from here on; regular files ignore O_NONBLOCK anyway.
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+        return SafeFile(relativePath: relativePath, root: root, identity: identity, descriptor: fd)
+    }
+
+    /// Fails if the file changed since it was opened: its size, modification time (to the
+    /// nanosecond), inode or device differ, or the storage path now names another file (the
+    /// upload was replaced by a rename) or none at all.
+    ///
+    /// Call it after the last read. Whatever was learned from a file that changed while it was
+    /// read (its checksums, its size, its probe) describes bytes that are no longer on disk, so
+    /// nothing of it may be recorded.
+    /// - Throws: ``JobError`` with code `file_changed` (retryable: a later run reads the new
+    ///   file), or `io_error` when the descriptor cannot be examined.
+    public func checkUnchanged() throws(JobError) {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            let code = errno
+            throw JobError(.ioError, "The file \(relativePath) cannot be examined after reading it: \(errnoText(code)).")
+        }
+        let now = FileIdentity(info)
+        if let change = identity.change(to: now) {
+            throw JobError(.fileChanged, "The file \(relativePath) changed while it was read (\(change)); nothing was recorded, a retry will read it again.")
+        }
+        // The descriptor is unchanged; make sure the path still names it, resolved the same safe
+        // way as at open (a replaced upload is a new inode behind the same name).
+        let current: FileIdentity
+        do throws(JobError) {
+            let (fd, pathInfo) = try SafeFile.resolve(relativePath: relativePath, in: root)
+            close(fd)
+            current = FileIdentity(pathInfo)
+        } catch where error.code == .fileMissing || error.code == .pathOutsideStorage || error.code == .notARegularFile {
+            throw JobError(.fileChanged, "The file \(relativePath) was removed or replaced while it was read (\(error.message)); nothing was recorded.")
+        }
+        if current.device != identity.device || current.inode != identity.inode {
+            throw JobError(.fileChanged, "The file \(relativePath) was replaced by another file while it was read; nothing was recorded, a retry will read the new file.")
+        }
+    }
+
+    /// Opens `relativePath` under `root` component by component, refusing links, and `fstat`s it.
+    /// - Returns: The open descriptor (the caller closes it) and its `stat`.
+    private static func resolve(relativePath: String, in root: String) throws(JobError) -> (Int32, stat) {
         let components = try validatedComponents(relativePath)
 
         var directory = Glibc.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -74,23 +138,7 @@ public final class SafeFile: Sendable {
             close(fd)
             throw JobError(.ioError, "The file \(relativePath) cannot be examined: \(errnoText(code)).")
         }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
-            throw JobError(.notARegularFile, "The storage path \(relativePath) names \(fileTypeName(info.st_mode)), not a regular file.")
-        }
-        let size = Int64(info.st_size)
-        if size == 0 {
-            close(fd)
-            throw JobError(.emptyFile, "The file \(relativePath) is empty (0 bytes).")
-        }
-        if size > limits.maxInputBytes {
-            close(fd)
-            throw JobError(.tooLarge, "The file \(relativePath) is \(size) bytes, over the limit of \(limits.maxInputBytes) bytes.")
-        }
-        // Reads should block normally from here on; regular files ignore O_NONBLOCK anyway.
-        let flags = fcntl(fd, F_GETFL)
-        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
-        return SafeFile(relativePath: relativePath, size: size, descriptor: fd)
+        return (fd, info)
     }
 
     /// Reads up to `count` bytes at `offset`; fewer only at the end of the file.
@@ -178,6 +226,34 @@ public final class SafeFile: Sendable {
         case S_IFLNK: "a symbolic link"
         default: "a special file"
         }
+    }
+}
+
+/// The `fstat` fields that change when a file is written, truncated or replaced.
+struct FileIdentity: Sendable, Hashable {
+    var device: UInt64
+    var inode: UInt64
+    var size: Int64
+    var modifiedSeconds: Int64
+    var modifiedNanoseconds: Int64
+
+    init(_ info: stat) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modifiedSeconds = Int64(info.st_mtim.tv_sec)
+        modifiedNanoseconds = Int64(info.st_mtim.tv_nsec)
+    }
+
+    /// What differs in `later`, for a message, or `nil` when nothing does.
+    func change(to later: FileIdentity) -> String? {
+        var changes: [String] = []
+        if later.size != size { changes.append("size \(size) → \(later.size) bytes") }
+        if later.modifiedSeconds != modifiedSeconds || later.modifiedNanoseconds != modifiedNanoseconds {
+            changes.append("modification time changed")
+        }
+        if later.inode != inode || later.device != device { changes.append("inode changed") }
+        return changes.isEmpty ? nil : changes.joined(separator: ", ")
     }
 }
 

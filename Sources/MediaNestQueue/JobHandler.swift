@@ -1,5 +1,6 @@
 public import Logging
 public import MediaNestCore
+import Synchronization
 
 /// The kind of work a job asks for: the seed's `processing_jobs.job_type` values.
 public struct JobType: Sendable, Hashable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
@@ -113,15 +114,51 @@ public struct JobContext: Sendable {
     public var cancellation: JobCancellation
     /// Carries `job_id`, `job_type` and `media_id` metadata.
     public var logger: Logger
+    /// Item changes worth keeping even though the run fails (checksums of a file that could be
+    /// read but not parsed); the engine applies ``JobSalvage/current`` with the failure.
+    public var salvage: JobSalvage
 
     public init(job: ClaimedJob, mediaItem: MediaItemRecord, storage: StorageLayout, progress: JobProgress,
-                cancellation: JobCancellation, logger: Logger) {
+                cancellation: JobCancellation, logger: Logger, salvage: JobSalvage = JobSalvage()) {
         self.job = job
         self.mediaItem = mediaItem
         self.storage = storage
         self.progress = progress
         self.cancellation = cancellation
         self.logger = logger
+        self.salvage = salvage
+    }
+}
+
+/// What a failing run still wants recorded on its media item.
+///
+/// A handler that learns something true about the item before it fails (the metadata job's
+/// checksums of a file that is intact on disk but cannot be parsed) records it here before
+/// throwing. The engine reads ``current`` once the handler returned and applies it together with
+/// the failure, fenced like a completion, so a run that lost its job writes nothing. A successful
+/// run's ``JobOutcome/itemUpdate`` is what counts; the salvage is ignored then.
+///
+/// Safe to use from any thread: the handler runs on the engine's Dispatch pool.
+public final class JobSalvage: Sendable {
+    private let update = Mutex(MediaItemUpdate())
+
+    /// Creates an empty salvage.
+    public init() {}
+
+    /// Replaces what is recorded.
+    /// - Parameter update: The item changes to apply with the failure.
+    public func record(_ update: MediaItemUpdate) {
+        self.update.withLock { $0 = update }
+    }
+
+    /// Forgets what was recorded, e.g. when the file turned out to have changed underneath.
+    public func clear() {
+        update.withLock { $0 = MediaItemUpdate() }
+    }
+
+    /// What is recorded now; ``MediaItemUpdate/isEmpty`` when nothing is.
+    public var current: MediaItemUpdate {
+        update.withLock { $0 }
     }
 }
 

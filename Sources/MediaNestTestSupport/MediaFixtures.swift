@@ -45,6 +45,22 @@ public final class MediaFixtures: Sendable {
         public static let anamorphicMP4 = "anamorphic.mp4"
         /// The 48x24 PNG with an `eXIf` chunk (Orientation 8).
         public static let pngWithExif = "exif.png"
+        /// A 700x500 CMYK JPEG from Pillow whose first marker is APP14 "Adobe" (no JFIF, no EXIF);
+        /// FFmpeg's content probe alone calls it raw AMR-NB. Committed: Tests/Fixtures/cmyk-adobe.jpg.
+        public static let cmykAdobeJPEG = "cmyk-adobe.jpg"
+        /// ``cmykAdobeJPEG`` without its APP14: SOI is followed directly by a quantisation table.
+        public static let cmykBareJPEG = "cmyk-bare.jpg"
+        /// ``cmykAdobeJPEG`` with an EXIF APP1 (Orientation 1) before its APP14.
+        public static let cmykExifFirstJPEG = "cmyk-exif-first.jpg"
+        /// ``plainJPEG`` (64x32) with its JFIF APP0 replaced by an APP14 "Adobe" segment.
+        public static let adobeFirstJPEG = "adobe-first.jpg"
+        /// ``plainJPEG`` (64x32) without its JFIF APP0.
+        public static let noAPP0JPEG = "no-app0.jpg"
+        /// ``plainJPEG`` (64x32) without APP0, with an EXIF APP1 (Orientation 1) as first marker.
+        public static let exifFirstJPEG = "exif-first.jpg"
+        /// A 48x24 JPEG XL still (bare codestream). Committed: Tests/Fixtures/image.jxl, so that a
+        /// build without libjxl still has the file to refuse.
+        public static let jpegXL = "image.jxl"
     }
 
     /// The EXIF values written into every `exif-o*.jpg`.
@@ -149,6 +165,19 @@ public final class MediaFixtures: Sendable {
                 try ExifBuilder.insert(app1: exif, into: jpeg).write(to: URL(fileURLWithPath: fixtures.path(Name.exifJPEG(orientation: orientation))))
             }
 
+            let exifOne = ExifBuilder.app1(orientation: 1, littleEndian: true)
+            let withoutAPP0 = try JPEGSegments.removingLeading(marker: 0xE0, from: [UInt8](jpeg))
+            try Data(JPEGSegments.insertingAfterSOI(JPEGSegments.adobeAPP14(transform: 1), into: withoutAPP0))
+                .write(to: URL(fileURLWithPath: fixtures.path(Name.adobeFirstJPEG)))
+            try Data(withoutAPP0).write(to: URL(fileURLWithPath: fixtures.path(Name.noAPP0JPEG)))
+            try Data(JPEGSegments.insertingAfterSOI(exifOne, into: withoutAPP0)).write(to: URL(fileURLWithPath: fixtures.path(Name.exifFirstJPEG)))
+
+            let cmyk = try [UInt8](Data(contentsOf: URL(fileURLWithPath: committedFixture(Name.cmykAdobeJPEG))))
+            try Data(cmyk).write(to: URL(fileURLWithPath: fixtures.path(Name.cmykAdobeJPEG)))
+            try Data(JPEGSegments.removingLeading(marker: 0xEE, from: cmyk)).write(to: URL(fileURLWithPath: fixtures.path(Name.cmykBareJPEG)))
+            try Data(JPEGSegments.insertingAfterSOI(exifOne, into: cmyk)).write(to: URL(fileURLWithPath: fixtures.path(Name.cmykExifFirstJPEG)))
+            try fm.copyItem(atPath: committedFixture(Name.jpegXL), toPath: fixtures.path(Name.jpegXL))
+
             let png = try Data(contentsOf: URL(fileURLWithPath: fixtures.path(Name.png8)))
             try ExifBuilder.insertPNG(exif: ExifBuilder.tiff(orientation: 8, littleEndian: false), into: png)
                 .write(to: URL(fileURLWithPath: fixtures.path(Name.pngWithExif)))
@@ -171,6 +200,12 @@ public final class MediaFixtures: Sendable {
             throw FixtureError("cannot write fixture files: \(error)")
         }
         return fixtures
+    }
+
+    /// The path of a file committed under `Tests/Fixtures` (media the ffmpeg CLI cannot make).
+    public static func committedFixture(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Tests/Fixtures/\(name)").path
     }
 
     /// Creates an empty directory under the fixture base for one test's own files.
@@ -351,6 +386,29 @@ extension ExifBuilder {
         let crc = ZipBuilder.crc32(type + tiff)
         func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
         return Data(bytes[0..<afterIHDR] + be(length) + type + tiff + be(crc) + bytes[afterIHDR...])
+    }
+}
+
+/// Splices JPEG marker segments, to make files whose first marker is not JFIF APP0.
+public enum JPEGSegments {
+    /// An APP14 "Adobe" segment (marker included), as Photoshop and Pillow write it.
+    /// - Parameter transform: 0 for CMYK/RGB, 1 for YCbCr, 2 for YCCK.
+    public static func adobeAPP14(transform: UInt8) -> [UInt8] {
+        [0xFF, 0xEE, 0x00, 0x0E] + Array("Adobe".utf8) + [0x00, 0x64, 0x00, 0x00, 0x00, 0x00, transform]
+    }
+
+    /// Removes the segment right after SOI when it has `marker` (e.g. 0xE0 for APP0).
+    public static func removingLeading(marker: UInt8, from jpeg: [UInt8]) throws -> [UInt8] {
+        guard jpeg.count > 6, jpeg[0] == 0xFF, jpeg[1] == 0xD8 else { throw FixtureError("not a JPEG") }
+        guard jpeg[2] == 0xFF, jpeg[3] == marker else { throw FixtureError("the first segment is not 0xFF\(String(marker, radix: 16))") }
+        let end = 4 + (Int(jpeg[4]) << 8 | Int(jpeg[5]))
+        return Array(jpeg[0..<2] + jpeg[end...])
+    }
+
+    /// Inserts a whole segment (marker included) right after SOI.
+    public static func insertingAfterSOI(_ segment: [UInt8], into jpeg: [UInt8]) throws -> [UInt8] {
+        guard jpeg.count > 2, jpeg[0] == 0xFF, jpeg[1] == 0xD8 else { throw FixtureError("not a JPEG") }
+        return Array(jpeg[0..<2]) + segment + Array(jpeg[2...])
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import MediaNestCore
 import MediaNestDB
 import MediaNestQueue
 
@@ -127,7 +128,7 @@ public enum WorkerMain {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
-            return handler
+            return SanitizingLogHandler(handler)
         }
     }
 

@@ -15,6 +15,7 @@ struct MutatedInputTests {
         MediaFixtures.Name.plainJPEG, MediaFixtures.Name.exifJPEG(orientation: 6), MediaFixtures.Name.pngWithExif,
         MediaFixtures.Name.png16Alpha, MediaFixtures.Name.gif, MediaFixtures.Name.webp, MediaFixtures.Name.rotatedMP4,
         MediaFixtures.Name.hevc10MKV, MediaFixtures.Name.vp9WebM, MediaFixtures.Name.taggedMP3, MediaFixtures.Name.flac,
+        MediaFixtures.Name.cmykAdobeJPEG, MediaFixtures.Name.jpegXL,
     ]
 
     /// The codes a damaged file may end with.

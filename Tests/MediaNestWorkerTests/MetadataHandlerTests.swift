@@ -1,10 +1,11 @@
 import Foundation
 import Logging
 import MediaNestCore
-import MediaNestMedia
+@testable import MediaNestMedia
 import MediaNestQueue
 import MediaNestTestSupport
 import MediaNestWorker
+import Synchronization
 import Testing
 
 @Suite("MetadataHandler turns a file into item updates without a database")
@@ -12,12 +13,41 @@ struct MetadataHandlerTests {
     let fixtures: MediaFixtures
     init() throws { fixtures = try MediaFixtures.load() }
 
-    func context(path: String, mime: String, size: Int64?, cancellation: JobCancellation = JobCancellation()) -> JobContext {
+    func context(path: String, mime: String, size: Int64?, cancellation: JobCancellation = JobCancellation(),
+                 root: String? = nil, logger: Logger = Logger(label: "test")) -> JobContext {
         let job = ClaimedJob(id: "job-1", mediaItemID: "item-1", type: .metadata, attempt: 1, maxAttempts: 3, priority: 0, input: [:])
         let item = MediaItemRecord(id: "item-1", ownerID: "owner-1", filename: path, originalFilename: nil, mimeType: mime,
                                    fileSize: size, storagePath: path, metadata: [:])
-        return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: fixtures.root), progress: JobProgress(),
-                          cancellation: cancellation, logger: Logger(label: "test"))
+        return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: root ?? fixtures.root), progress: JobProgress(),
+                          cancellation: cancellation, logger: logger)
+    }
+
+    /// The first field `tool` prints for a corpus file (md5sum, sha256sum).
+    func digest(_ tool: String, _ name: String) throws -> String {
+        String(try ProcessRunner.run("/usr/bin/env", [tool, fixtures.path(name)]).stdout.prefix { $0 != " " })
+    }
+
+    /// Keeps every log line with its level.
+    final class LogLines: Sendable {
+        let lines = Mutex<[(Logger.Level, String)]>([])
+        func logger() -> Logger {
+            var logger = Logger(label: "collect") { _ in Handler(store: self) }
+            logger.logLevel = .trace
+            return logger
+        }
+        func levels(containing text: String) -> [Logger.Level] {
+            lines.withLock { $0.filter { $0.1.contains(text) }.map(\.0) }
+        }
+        struct Handler: LogHandler {
+            let store: LogLines
+            var metadata: Logger.Metadata = [:]
+            var logLevel: Logger.Level = .trace
+            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+                get { metadata[key] }
+                set { metadata[key] = newValue }
+            }
+            func log(event: LogEvent) { store.lines.withLock { $0.append((event.level, event.message.description)) } }
+        }
     }
 
     func fileSize(_ name: String) throws -> Int64 {
@@ -43,6 +73,83 @@ struct MetadataHandlerTests {
         #expect(outcome.output["md5"] == .string(String(md5)))
         #expect(outcome.output["mime_note"] == nil)
         #expect(outcome.output["kind"] == "video")
+    }
+
+    @Test func aSuccessfulRunLeavesTheSalvageEmpty() throws {
+        let ctx = context(path: MediaFixtures.Name.flac, mime: "audio/flac", size: nil)
+        _ = try MetadataHandler().run(ctx)
+        #expect(ctx.salvage.current.isEmpty)
+    }
+
+    @Test func aCorruptFileFailsAndItsChecksumsAndSizeAreSalvaged() throws {
+        let name = MediaFixtures.Name.truncatedMP4
+        let ctx = context(path: name, mime: "video/mp4", size: nil)
+        do {
+            _ = try MetadataHandler().run(ctx)
+            Issue.record("expected corrupt_media")
+        } catch {
+            #expect(error.code == .corruptMedia)
+        }
+        let salvage = ctx.salvage.current
+        #expect(salvage.checksumMD5 == (try digest("md5sum", name)))
+        #expect(salvage.checksumSHA256 == (try digest("sha256sum", name)))
+        #expect(salvage.fileSize == (try fileSize(name)), "the recorded size was NULL")
+        #expect(salvage.metadataMerge.isEmpty)
+        #expect(salvage.providerMetadata.isEmpty)
+    }
+
+    @Test(arguments: [(MediaFixtures.Name.textAsJPEG, JobError.Code.mimeMismatch), (MediaFixtures.Name.randomBytes, .unsupportedFormat)])
+    func anUnusableFileStillHasItsChecksumsSalvaged(name: String, code: JobError.Code) throws {
+        let ctx = context(path: name, mime: "image/jpeg", size: try fileSize(name))
+        do {
+            _ = try MetadataHandler().run(ctx)
+            Issue.record("expected \(code)")
+        } catch {
+            #expect(error.code == code)
+        }
+        let salvage = ctx.salvage.current
+        #expect(salvage.checksumMD5 == (try digest("md5sum", name)))
+        #expect(salvage.checksumSHA256 == (try digest("sha256sum", name)))
+        #expect(salvage.fileSize == nil, "the recorded size was right")
+    }
+
+    @Test func aFileChangedWhileItWasReadFailsWithFileChangedAndSalvagesNothing() throws {
+        let name = MediaFixtures.Name.truncatedMP4
+        let scratch = try fixtures.makeScratchDirectory("handler-changed")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try FileManager.default.copyItem(atPath: fixtures.path(name), toPath: scratch + "/" + name)
+        let ctx = context(path: name, mime: "video/mp4", size: nil, root: scratch)
+        let path = scratch + "/" + name
+        let error = MetadataExtractor.$beforeChangeCheck.withValue({ _ in
+            // Between the last read and the check: the upload is still being written.
+            if let handle = FileHandle(forWritingAtPath: path) {
+                _ = try? handle.seekToEnd()
+                try? handle.write(contentsOf: Data(repeating: 7, count: 4096))
+                try? handle.close()
+            }
+        }) { () -> JobError? in
+            do throws(JobError) {
+                _ = try MetadataHandler().run(ctx)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(error?.code == .fileChanged)
+        #expect(error?.isRetryable == true)
+        #expect(ctx.salvage.current.isEmpty)
+    }
+
+    @Test func aNullFileSizeIsFilledInAtDebugLevelAndAWrongOneWarns() throws {
+        let name = MediaFixtures.Name.flac
+        let unknown = LogLines()
+        let filled = try MetadataHandler().run(context(path: name, mime: "audio/flac", size: nil, logger: unknown.logger()))
+        #expect(filled.itemUpdate.fileSize == (try fileSize(name)))
+        #expect(unknown.levels(containing: "file_size") == [.debug])
+
+        let wrong = LogLines()
+        _ = try MetadataHandler().run(context(path: name, mime: "audio/flac", size: 1, logger: wrong.logger()))
+        #expect(wrong.levels(containing: "file_size") == [.warning])
     }
 
     @Test func wrongRecordedSizeIsCorrected() throws {
@@ -76,6 +183,9 @@ struct MetadataHandlerTests {
         } catch {
             #expect(error.code == .pathOutsideStorage)
         }
+        let ctx = context(path: MediaFixtures.Name.escapingLink, mime: "video/mp4", size: nil)
+        #expect((try? MetadataHandler().run(ctx)) == nil)
+        #expect(ctx.salvage.current.isEmpty, "nothing was read, so nothing is salvaged")
     }
 
     @Test func cancelledJobStopsWithCancelled() {

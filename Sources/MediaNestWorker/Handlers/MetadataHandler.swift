@@ -10,6 +10,11 @@ import Logging
 /// recorded size, and the full probe is stored as the `media_metadata` row of provider `local`.
 /// A declared MIME type that differs from the content is recorded (`mime_note`), not refused,
 /// as long as the content is media; content that is not media fails with `mime_mismatch`.
+///
+/// A file that can be read but not used (`corrupt_media`, `unsupported_format`,
+/// `mime_mismatch`) still has its checksums (and a corrected size) recorded in
+/// ``MediaNestQueue/JobContext/salvage`` before the error is thrown; a file that changed while
+/// it was read fails with `file_changed` and records nothing.
 public struct MetadataHandler: JobHandler {
     /// Always ``JobType/metadata``.
     public let jobType: JobType = .metadata
@@ -31,7 +36,15 @@ public struct MetadataHandler: JobHandler {
         let result = try MetadataExtractor.extract(
             root: context.storage.root, relativePath: item.storagePath, declaredMimeType: item.mimeType,
             limits: limits, computeChecksums: true, progress: context.progress,
-            cancellation: context.cancellation, logger: context.logger)
+            cancellation: context.cancellation, logger: context.logger,
+            salvage: { checksums in
+                var update = MediaItemUpdate()
+                update.checksumMD5 = checksums.md5
+                update.checksumSHA256 = checksums.sha256
+                if item.fileSize != checksums.bytesRead { update.fileSize = checksums.bytesRead }
+                context.salvage.record(update)
+                context.logger.debug("recorded the checksums of a file that cannot be used")
+            })
 
         var output: [String: JSONValue] = [
             "mime_sniffed": .string(result.mimeSniffed),
@@ -53,9 +66,12 @@ public struct MetadataHandler: JobHandler {
         update.metadataMerge = result.summary
         update.checksumMD5 = result.checksums?.md5
         update.checksumSHA256 = result.checksums?.sha256
-        if item.fileSize != result.fileSize {
-            let recorded = item.fileSize.map(String.init) ?? "NULL"
+        if let recorded = item.fileSize, recorded != result.fileSize {
             context.logger.warning("file_size corrected from \(recorded) to \(result.fileSize)")
+            update.fileSize = result.fileSize
+        } else if item.fileSize == nil {
+            // The schema allows uploads without a size; filling it in is routine, not a warning.
+            context.logger.debug("file_size set to \(result.fileSize) (was NULL)")
             update.fileSize = result.fileSize
         }
         update.providerMetadata = [ProviderMetadata(provider: "local", data: result.fullProbe, confidence: 1.0)]
