@@ -9,7 +9,7 @@ import Glibc
 
 @Suite("log formats")
 struct LogFormatTests {
-    let date = Date(timeIntervalSince1970: 1_795_766_964.125)  // 2026-11-27T04:49:24.125Z
+    let date = Date(timeIntervalSince1970: 1_795_766_964.125)  // 2026-11-27T08:09:24.125Z
     let jobMetadata: Logger.Metadata = ["attempt": "2", "job_type": "thumbnail", "media_id": "m-1", "job_id": "j-1", "bytes": "1024"]
 
     @Test func journaldLinesCarryTheSyslogPriorityAndNoTimestamp() {
@@ -25,7 +25,7 @@ struct LogFormatTests {
     @Test func textLinesAreForPeople() {
         let line = MediaNestLogHandler.render(format: .text, level: .info, label: "medianest.worker", message: "job finished",
                                               metadata: jobMetadata.merging(["file": "My Holiday.mp4", "note": ""]) { $1 }, date: date)
-        #expect(line == "2026-11-27T04:49:24.125Z info [medianest.worker] job finished job_id=j-1 media_id=m-1 job_type=thumbnail attempt=2 bytes=1024 file=\"My Holiday.mp4\" note=\"\"\n")
+        #expect(line == "2026-11-27T08:09:24.125Z info [medianest.worker] job finished job_id=j-1 media_id=m-1 job_type=thumbnail attempt=2 bytes=1024 file=\"My Holiday.mp4\" note=\"\"\n")
     }
 
     @Test func jsonLinesParseAndKeepFixedFields() throws {
@@ -35,7 +35,7 @@ struct LogFormatTests {
         #expect(line.hasSuffix("}\n"))
         #expect(line.dropLast().contains("\n") == false, "one line")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-        #expect(object["ts"] as? String == "2026-11-27T04:49:24.125Z")
+        #expect(object["ts"] as? String == "2026-11-27T08:09:24.125Z")
         #expect(object["level"] as? String == "error")
         #expect(object["logger"] as? String == "medianest.worker")
         #expect(object["msg"] as? String == "bad \"file\"\n")
