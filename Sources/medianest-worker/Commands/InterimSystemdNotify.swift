@@ -47,7 +47,8 @@ final class InterimSystemdNotify: Sendable {
         while !isStopped {
             do {
                 let connection = try PGConnection.connect(database.with("application_name", "medianest-worker readiness"))
-                let version = try connection.query("SELECT max(version) AS v FROM schema_migrations")[0].decode("v", as: Int64?.self) ?? 0
+                let migrated = try connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL AS m")[0].decode("m", as: Bool.self)
+                let version = migrated ? try connection.query("SELECT max(version) AS v FROM schema_migrations")[0].decode("v", as: Int64?.self) ?? 0 : 0
                 if let expected, version < expected {
                     _ = try? notifier.notify(.status("waiting for migrations: the database is at schema version \(version), this build needs \(expected)"))
                 } else {
