@@ -1,5 +1,17 @@
-# The two commands a new user needs (see README.md), plus the benchmarks.
-.PHONY: demo test bench build clean
+# The two commands a new user needs (see README.md), plus the benchmarks and the install.
+.PHONY: demo test bench build clean install install-files
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+BINDIR = $(PREFIX)/bin
+LIBEXECDIR = $(PREFIX)/libexec
+DATADIR = $(PREFIX)/share/medianest-worker
+DOCDIR = $(PREFIX)/share/doc/medianest-worker
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+# The binary to install; `make install` builds it in release mode first.
+BINARY ?= .build/release/medianest-worker
+UNITS = $(wildcard systemd/*.service systemd/*.timer)
 
 demo: ## Run the worker end to end on a throwaway PostgreSQL and sample media.
 	@bash scripts/demo.sh
@@ -15,3 +27,28 @@ build:
 
 clean:
 	rm -rf .build
+
+install: build install-files ## Build in release mode and install under $(DESTDIR)$(PREFIX).
+
+# Installs without building (BINARY= names the executable). The units are rewritten so their
+# paths point into $(PREFIX) and $(SYSCONFDIR); an existing worker.env is never overwritten.
+install-files:
+	@test -x "$(BINARY)" || { echo "$(BINARY) does not exist; run 'make install' or pass BINARY=" >&2; exit 1; }
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(LIBEXECDIR)" "$(DESTDIR)$(DATADIR)/migrations" "$(DESTDIR)$(DOCDIR)" \
+		"$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(SYSCONFDIR)/medianest"
+	install -m 0755 "$(BINARY)" "$(DESTDIR)$(BINDIR)/medianest-worker"
+	install -m 0755 scripts/medianest-backup "$(DESTDIR)$(LIBEXECDIR)/medianest-backup"
+	install -m 0644 migrations/*.sql migrations/README.md "$(DESTDIR)$(DATADIR)/migrations/"
+	install -m 0644 README.md docs/OPERATIONS.md "$(DESTDIR)$(DOCDIR)/"
+	for unit in $(UNITS); do \
+		sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/libexec/|$(LIBEXECDIR)/|g' \
+		    -e 's|/usr/local/share/|$(PREFIX)/share/|g' -e 's|/etc/medianest/|$(SYSCONFDIR)/medianest/|g' \
+		    "$$unit" >"$(DESTDIR)$(UNITDIR)/$$(basename "$$unit")" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$$(basename "$$unit")" || exit 1; \
+	done
+	install -m 0644 config/worker.env.example "$(DESTDIR)$(SYSCONFDIR)/medianest/worker.env.example"
+	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/medianest/worker.env" ]; then \
+		echo "kept the existing $(DESTDIR)$(SYSCONFDIR)/medianest/worker.env (the new example is worker.env.example)"; \
+	else \
+		install -m 0640 config/worker.env.example "$(DESTDIR)$(SYSCONFDIR)/medianest/worker.env"; \
+		echo "installed $(DESTDIR)$(SYSCONFDIR)/medianest/worker.env: edit it, then: chgrp medianest $(SYSCONFDIR)/medianest/worker.env"; \
+	fi

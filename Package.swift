@@ -10,6 +10,7 @@
 //   MediaNestQueue       the job engine: claim, lease, heartbeat, retry, rescue; no media code
 //   MediaNestMedia       safe open, probe, MIME sniffing, checksums; no database code
 //   MediaNestWorker      glue: job handlers, runtime, configuration
+//   MediaNestSystemd     sd_notify by hand, journald/text/JSON log lines; no database, no media
 //   medianest-worker     thin ArgumentParser executable
 import PackageDescription
 
@@ -92,6 +93,11 @@ let package = Package(
             swiftSettings: upcoming
         ),
         .target(
+            name: "MediaNestSystemd",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: upcoming
+        ),
+        .target(
             name: "MediaNestWorker",
             dependencies: [
                 "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia",
@@ -102,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "medianest-worker",
             dependencies: [
-                "MediaNestWorker", "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia",
+                "MediaNestWorker", "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia", "MediaNestSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -150,6 +156,13 @@ let package = Package(
         .testTarget(
             name: "MediaNestWorkerTests",
             dependencies: ["MediaNestWorker", "MediaNestQueue", "MediaNestMigrations", "MediaNestDB", "MediaNestMedia", "MediaNestTestSupport"],
+            swiftSettings: upcoming
+        ),
+        // The operator's side: sd_notify, log formats, maintenance and backup commands, the units
+        // installed by `make install` and checked with systemd-analyze.
+        .testTarget(
+            name: "MediaNestSystemdTests",
+            dependencies: ["MediaNestSystemd", "MediaNestDB", "MediaNestTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
     ],

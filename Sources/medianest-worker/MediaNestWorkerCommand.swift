@@ -21,6 +21,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         RetryCommand.self,
         CancelCommand.self,
         MigrateCommand.self,
+        MaintenanceCommand.self,
         ProbeCommand.self,
         ChecksumCommand.self,
         VersionCommand.self,

@@ -66,6 +66,9 @@ struct RunCommand: AsyncParsableCommand {
         do {
             let configuration = try raw.configuration(environment: ProcessInfo.processInfo.environment)
             WorkerMain.bootstrapLogging(level: configuration.logLevel)
+            // systemd Type=notify: READY=1 / STOPPING=1 until the runtime sends them itself (issue 10).
+            let systemd = InterimSystemdNotify.start(database: configuration.database)
+            defer { systemd?.stopping() }
             _ = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration))
         } catch let error as WorkerConfigurationError {
             throw ValidationError(error.message)
