@@ -3,7 +3,7 @@
 // MediaNest Worker: the media-processing daemon of MediaNest.
 //
 // Module map (one module per concern; see docs/ARCHITECTURE.md):
-//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto   (system libraries via pkg-config)
+//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw   (system libraries via pkg-config)
 //   MediaNestCore        errors, progress, cancellation, JSON; no C, no database
 //   MediaNestDB          libpq wrapper: connections, bound parameters, decoding, LISTEN/NOTIFY
 //   MediaNestMigrations  versioned SQL migrations with checksums and an advisory lock
@@ -52,6 +52,18 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        // HEIC/HEIF and AVIF stills (FFmpeg 5.1 cannot read item-based HEIF).
+        .systemLibrary(
+            name: "CHeif",
+            pkgConfig: "libheif",
+            providers: [.apt(["libheif-dev"])]
+        ),
+        // Camera RAW: only the embedded JPEG preview is used (thread-safe libraw_r).
+        .systemLibrary(
+            name: "CLibRaw",
+            pkgConfig: "libraw_r",
+            providers: [.apt(["libraw-dev"])]
+        ),
 
         // MARK: Libraries
         .target(
@@ -86,7 +98,7 @@ let package = Package(
         .target(
             name: "MediaNestMedia",
             dependencies: [
-                "CFFmpeg", "CMagic", "CLibCrypto", "MediaNestCore",
+                "CFFmpeg", "CMagic", "CLibCrypto", "CHeif", "CLibRaw", "MediaNestCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming
