@@ -58,10 +58,11 @@ let package = Package(
             pkgConfig: "libheif",
             providers: [.apt(["libheif-dev"])]
         ),
-        // Camera RAW: only the embedded JPEG preview is used (thread-safe libraw_r).
+        // Camera RAW: only the embedded JPEG preview is used (thread-safe libraw_r). No pkgConfig:
+        // libraw_r.pc adds -fopenmp, which SwiftPM rejects with a warning; the header is included
+        // as <libraw/libraw.h> from the default include path and the module map links the library.
         .systemLibrary(
             name: "CLibRaw",
-            pkgConfig: "libraw_r",
             providers: [.apt(["libraw-dev"])]
         ),
 
@@ -157,6 +158,8 @@ let package = Package(
         .testTarget(
             name: "MediaNestMediaTests",
             dependencies: ["MediaNestMedia", "MediaNestCore", "MediaNestTestSupport"],
+            // Small committed HEIF/AVIF/DNG fixtures (scripts/fixtures/make-*.py), read through #filePath.
+            exclude: ["Fixtures"],
             swiftSettings: upcoming
         ),
         .testTarget(

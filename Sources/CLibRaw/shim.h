@@ -3,7 +3,7 @@
 // libraw's C API, thread-safe build (`libraw_r`): each job owns its own libraw_data_t.
 // Only the embedded-preview path is used (libraw_open_buffer + libraw_unpack_thumb); the worker
 // never demosaics.
-#include <libraw.h>
+#include <libraw/libraw.h>
 
 static const int CLibRaw_LIBRAW_SUCCESS = LIBRAW_SUCCESS;
 static const int CLibRaw_LIBRAW_THUMBNAIL_JPEG = LIBRAW_THUMBNAIL_JPEG;

@@ -1,0 +1,161 @@
+import CLibRaw
+public import MediaNestCore
+
+/// Camera RAW files (CR2, CR3, NEF, ARW, DNG, ORF, RW2, RAF, ...) served from the JPEG preview the
+/// camera embedded, read with libraw.
+///
+/// The worker never demosaics: a full RAW development costs seconds and hundreds of megabytes,
+/// and every camera already stores a preview of its own rendering. When that preview is too
+/// small for the request, the job fails with `unsupported_format` and says so, instead of
+/// producing a blurry upscale.
+public enum RawPreview {
+    /// A decoded embedded preview and how to turn it upright.
+    public struct Result: Sendable, Hashable {
+        /// The preview, reduced to the requested size; **not yet oriented**.
+        public var image: RGBAImage
+        /// The camera's orientation as an EXIF value (1–8) that the caller applies, from libraw's
+        /// `sizes.flip`.
+        public var orientation: Int
+        /// Camera make and model as libraw names them ("Canon EOS R5"), or `nil`.
+        public var camera: String?
+        /// Size of the full RAW image in pixels (before orientation).
+        public var rawWidth: Int
+        /// Height of the full RAW image.
+        public var rawHeight: Int
+    }
+
+    /// Largest RAW file read into memory for libraw (libraw's C API reads from a buffer; it is
+    /// never given a path). Larger files fail with `too_large`.
+    public static let maxFileBytes: Int64 = 512 << 20
+
+    /// Decodes the embedded preview of a camera RAW file, reduced to `maxLongEdge`.
+    ///
+    /// The preview is used when its long edge covers `maxLongEdge` (or the whole RAW image, for
+    /// RAW files smaller than the request).
+    /// - Parameters:
+    ///   - file: The open file.
+    ///   - limits: ``MediaLimits/maxPixels`` applies to the preview (checked from its header).
+    ///   - maxLongEdge: Longest edge of the result (never upscaled).
+    ///   - cancellation: The job's token, polled between steps.
+    /// - Returns: The preview and its EXIF-style orientation.
+    /// - Throws: ``JobError`` `unsupported_format` (not a RAW format libraw knows, no usable
+    ///   preview, or a preview smaller than requested), `too_large`, `pixel_limit`,
+    ///   `corrupt_media`, `io_error`, or a stop's code.
+    public static func decode(file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
+                              cancellation: JobCancellation? = nil) throws(JobError) -> Result {
+        let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
+        let name = file.relativePath
+        guard file.size <= maxFileBytes else {
+            throw JobError(.tooLarge, "The RAW file \(name) is \(file.size) bytes; at most \(maxFileBytes) bytes are read for its preview.")
+        }
+        var bytes = try file.read(at: 0, count: Int(file.size))
+        try stop.check()
+
+        guard let raw = libraw_init(0) else { throw JobError(.internalError, "libraw could not be initialised.") }
+        defer { libraw_close(raw) }
+        let opened = bytes.withUnsafeMutableBytes { libraw_open_buffer(raw, $0.baseAddress, $0.count) }
+        if opened != CLibRaw_LIBRAW_SUCCESS {
+            if opened == CLibRaw_LIBRAW_FILE_UNSUPPORTED {
+                let kind = (try? MimeSniffer.sniff(Array(bytes.prefix(MimeSniffer.headerSize)))) ?? "unknown"
+                throw JobError(.unsupportedFormat, "The file \(name) (\(kind)) is not a camera RAW format libraw can read, and no other decoder handles it.")
+            }
+            throw JobError(.corruptMedia, "The RAW file \(name) cannot be read: \(errorText(opened)).")
+        }
+        try stop.check()
+
+        let camera = cameraName(raw)
+        let what = "the embedded preview of \(name)\(camera.map { " (\($0) RAW)" } ?? "")"
+        let rawWidth = Int(raw.pointee.sizes.width), rawHeight = Int(raw.pointee.sizes.height)
+        let orientation = exifOrientation(fromFlip: raw.pointee.sizes.flip)
+
+        let unpacked = libraw_unpack_thumb(raw)
+        if unpacked != CLibRaw_LIBRAW_SUCCESS {
+            if unpacked == CLibRaw_LIBRAW_NO_THUMBNAIL || unpacked == CLibRaw_LIBRAW_UNSUPPORTED_THUMBNAIL {
+                throw JobError(.unsupportedFormat, "The RAW file \(name)\(camera.map { " (\($0))" } ?? "") has no usable embedded preview, and full RAW decoding is not supported.")
+            }
+            throw JobError(.corruptMedia, "The embedded preview of \(name) cannot be read: \(errorText(unpacked)).")
+        }
+        try stop.check()
+        let thumbnail = raw.pointee.thumbnail
+        let previewLong = max(Int(thumbnail.twidth), Int(thumbnail.theight))
+        let needed = min(maxLongEdge, max(rawWidth, rawHeight) > 0 ? max(rawWidth, rawHeight) : maxLongEdge)
+        if previewLong > 0 && previewLong < needed {
+            throw JobError(.unsupportedFormat, "The RAW file \(name)\(camera.map { " (\($0))" } ?? "") has an embedded preview of only \(thumbnail.twidth)×\(thumbnail.theight) pixels, too small for the \(maxLongEdge) px requested; full RAW decoding is not supported.")
+        }
+        guard let data = thumbnail.thumb, thumbnail.tlength > 0 else {
+            throw JobError(.unsupportedFormat, "The RAW file \(name) has an empty embedded preview, and full RAW decoding is not supported.")
+        }
+        // Free the RAW bytes before decoding the preview; only the thumbnail copy is needed now.
+        let previewBytes = [UInt8](UnsafeRawBufferPointer(start: data, count: Int(thumbnail.tlength)))
+        bytes = []
+
+        let image: RGBAImage
+        switch thumbnail.tformat.rawValue {
+        case UInt32(CLibRaw_LIBRAW_THUMBNAIL_JPEG):
+            image = try PacketImageDecoder.decode(previewBytes, codec: .jpeg, maxLongEdge: maxLongEdge, limits: limits, what: what)
+        case UInt32(CLibRaw_LIBRAW_THUMBNAIL_BITMAP):
+            image = try bitmap(previewBytes, width: Int(thumbnail.twidth), height: Int(thumbnail.theight),
+                               colors: Int(thumbnail.tcolors), maxLongEdge: maxLongEdge, limits: limits, what: what)
+        default:
+            throw JobError(.unsupportedFormat, "The embedded preview of \(name) is in a layout the worker does not read (libraw thumbnail format \(thumbnail.tformat.rawValue)); full RAW decoding is not supported.")
+        }
+        // libraw does not always know the preview's size before decoding it; judge the result then.
+        if previewLong == 0, max(image.width, image.height) < needed {
+            throw JobError(.unsupportedFormat, "The RAW file \(name) has an embedded preview of only \(image.width)×\(image.height) pixels, too small for the \(maxLongEdge) px requested; full RAW decoding is not supported.")
+        }
+        return Result(image: image, orientation: orientation, camera: camera, rawWidth: rawWidth, rawHeight: rawHeight)
+    }
+
+    /// libraw's `flip` (dcraw's 0, 3, 5, 6 and mirrored variants) as an EXIF orientation.
+    ///
+    /// dcraw maps EXIF orientation `o` to `flip = "50132467"[o & 7]`; this is its inverse.
+    public static func exifOrientation(fromFlip flip: Int32) -> Int {
+        switch flip {
+        case 1: 2
+        case 3: 3
+        case 2: 4
+        case 4: 5
+        case 6: 6
+        case 7: 7
+        case 5: 8
+        default: 1
+        }
+    }
+
+    /// An uncompressed 8-bit RGB (or grey) preview.
+    private static func bitmap(_ bytes: [UInt8], width: Int, height: Int, colors: Int, maxLongEdge: Int,
+                               limits: MediaLimits, what: String) throws(JobError) -> RGBAImage {
+        guard width > 0, height > 0, colors == 3 || colors == 1 else {
+            throw JobError(.unsupportedFormat, "The embedded preview of \(what) has an unusual layout (\(colors) colours).")
+        }
+        guard Int64(width) * Int64(height) <= limits.maxPixels else {
+            throw JobError(.pixelLimit, "\(what.prefix(1).uppercased() + what.dropFirst()) is \(width)×\(height) pixels, over the limit of \(limits.maxPixels) pixels.")
+        }
+        guard bytes.count >= width * height * colors else {
+            throw JobError(.corruptMedia, "\(what.prefix(1).uppercased() + what.dropFirst()) is shorter than its size says.")
+        }
+        var pixels = [UInt8](repeating: 255, count: width * height * 4)
+        for i in 0..<(width * height) {
+            for c in 0..<3 { pixels[i * 4 + c] = bytes[i * colors + (colors == 3 ? c : 0)] }
+        }
+        let full = RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: false)
+        let size = RGBAImage.fittedSize(width: width, height: height, maxLongEdge: maxLongEdge)
+        return try FrameConverter.resize(full, width: size.width, height: size.height)
+    }
+
+    private static func cameraName(_ raw: UnsafeMutablePointer<libraw_data_t>) -> String? {
+        func text<T>(_ tuple: T) -> String {
+            withUnsafeBytes(of: tuple) { buffer in
+                String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+            }
+        }
+        let make = text(raw.pointee.idata.make).trimmingSpaces()
+        let model = text(raw.pointee.idata.model).trimmingSpaces()
+        let name = model.hasPrefix(make) ? model : [make, model].filter { !$0.isEmpty }.joined(separator: " ")
+        return name.isEmpty ? nil : name
+    }
+
+    private static func errorText(_ code: Int32) -> String {
+        libraw_strerror(code).map { String(cString: $0) } ?? "libraw error \(code)"
+    }
+}
