@@ -55,7 +55,10 @@ public enum RawPreview {
         defer { libraw_close(raw) }
         let opened = bytes.withUnsafeMutableBytes { libraw_open_buffer(raw, $0.baseAddress, $0.count) }
         if opened != CLibRaw_LIBRAW_SUCCESS {
-            if opened == CLibRaw_LIBRAW_FILE_UNSUPPORTED {
+            // libraw reports a file it cannot place as unsupported, or as an I/O error when its
+            // format guesses run off the end of the buffer: either way, unless the bytes start like
+            // a RAW container, this is simply another format.
+            if opened == CLibRaw_LIBRAW_FILE_UNSUPPORTED || !looksLikeRaw(bytes) {
                 let kind = (try? MimeSniffer.sniff(Array(bytes.prefix(MimeSniffer.headerSize)))) ?? "unknown"
                 throw JobError(.unsupportedFormat, "The file \(name) (\(kind)) is not a camera RAW format libraw can read, and no other decoder handles it.")
             }
@@ -104,6 +107,15 @@ public enum RawPreview {
             throw JobError(.unsupportedFormat, "The RAW file \(name) has an embedded preview of only \(image.width)×\(image.height) pixels, too small for the \(maxLongEdge) px requested; full RAW decoding is not supported.")
         }
         return Result(image: image, orientation: orientation, camera: camera, rawWidth: rawWidth, rawHeight: rawHeight)
+    }
+
+    /// Whether the bytes start like a RAW container: TIFF-based (DNG, CR2, NEF, ARW, PEF, ...),
+    /// Olympus ORF, Panasonic RW2, Fujifilm RAF, or Canon CR3 (ISO BMFF, brand `crx `).
+    static func looksLikeRaw(_ bytes: [UInt8]) -> Bool {
+        let prefixes: [[UInt8]] = [[0x49, 0x49, 0x2A, 0x00], [0x4D, 0x4D, 0x00, 0x2A], Array("IIRO".utf8), Array("IIRS".utf8),
+                                   Array("MMOR".utf8), [0x49, 0x49, 0x55, 0x00], Array("FUJIFILMCCD-RAW".utf8)]
+        if prefixes.contains(where: { bytes.starts(with: $0) }) { return true }
+        return bytes.count >= 12 && bytes[4..<8].elementsEqual(Array("ftyp".utf8)) && bytes[8..<12].elementsEqual(Array("crx ".utf8))
     }
 
     /// libraw's `flip` (dcraw's 0, 3, 5, 6 and mirrored variants) as an EXIF orientation.
