@@ -41,6 +41,7 @@ enum CommittedFixtures {
 enum Marker {
     static let red: (UInt8, UInt8, UInt8) = (220, 20, 20)
     static let green: (UInt8, UInt8, UInt8) = (20, 200, 20)
+    static let blue: (UInt8, UInt8, UInt8) = (20, 20, 220)
     static let grey: (UInt8, UInt8, UInt8) = (128, 128, 128)
 }
 
@@ -61,10 +62,26 @@ struct HEIFTests {
 
     @Test func gridIsReducedToTheRequestedLongEdge() throws {
         let file = try CommittedFixtures.open(CommittedFixtures.gridHEIC)
-        let image = try HEIFDecoder.decode(file: file, limits: .default, maxLongEdge: 96)
-        #expect(image.width == 64 && image.height == 96)
-        #expect(ImageEncoderTests.close(image.pixel(x: 2, y: 2), Marker.red))
-        #expect(ImageEncoderTests.close(image.pixel(x: 61, y: 2), Marker.green))
+        let image = try HEIFDecoder.decode(file: file, limits: .default, maxLongEdge: 97)
+        #expect(image.width == 65 && image.height == 97)
+        #expect(ImageEncoderTests.close(image.pixel(x: 2, y: 2), Marker.red), "the grid, not the 96 px thumbnail: \(image.pixel(x: 2, y: 2))")
+        #expect(ImageEncoderTests.close(image.pixel(x: 62, y: 2), Marker.green))
+    }
+
+    /// The fixture's thumbnail item (64x96 displayed, like an iPhone's 320x240) has a BLUE marker
+    /// where the grid has a red one, so the pixels show which image was decoded.
+    @Test func embeddedThumbnailServesRequestsItCovers() throws {
+        let file = try CommittedFixtures.open(CommittedFixtures.gridHEIC)
+        for edge in [96, 48] {
+            let image = try HEIFDecoder.decode(file: file, limits: .default, maxLongEdge: edge)
+            #expect(image.height == edge && image.width == edge * 2 / 3)
+            #expect(ImageEncoderTests.close(image.pixel(x: 1, y: 1), Marker.blue), "\(edge): \(image.pixel(x: 1, y: 1))")
+            // The thumbnail has its own irot, applied too: green stays top right.
+            #expect(ImageEncoderTests.close(image.pixel(x: image.width - 2, y: 1), Marker.green), "\(edge)")
+        }
+        let primary = try HEIFDecoder.decode(file: file, limits: .default, maxLongEdge: 96, useEmbeddedThumbnail: false)
+        #expect(primary.width == 64 && primary.height == 96)
+        #expect(ImageEncoderTests.close(primary.pixel(x: 1, y: 1), Marker.red), "\(primary.pixel(x: 1, y: 1))")
     }
 
     @Test func avifWithIrotDecodesUpright() throws {

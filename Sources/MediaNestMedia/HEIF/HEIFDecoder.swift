@@ -51,22 +51,29 @@ public enum HEIFDecoder {
     ///
     /// libheif 1.15 cannot decode at a reduced size, so the full image is decoded (about
     /// 4 bytes per pixel for the RGBA result, plus the YUV planes) and then scaled with
-    /// libswscale; the pixel limit bounds that memory.
+    /// libswscale; the pixel limit bounds that memory. When the file embeds a thumbnail of the
+    /// same picture that still covers `maxLongEdge` (iPhones store 320×240), that is decoded
+    /// instead, unless `useEmbeddedThumbnail` is `false`.
     /// - Parameters:
     ///   - file: The open file.
     ///   - limits: ``MediaLimits/maxPixels`` and ``MediaLimits/timeout`` apply.
     ///   - maxLongEdge: Longest edge of the result (never upscaled).
     ///   - cancellation: The job's token, polled on every read.
+    ///   - useEmbeddedThumbnail: Whether a covering embedded thumbnail may stand in for the image.
     /// - Returns: The upright picture, 8-bit sRGB; `hasAlpha` when the image has an alpha plane.
     /// - Throws: ``JobError`` `pixel_limit` (checked before decoding), `corrupt_media`,
     ///   `unsupported_format` (a HEIF feature or codec libheif cannot handle), `io_error`, or a
     ///   stop's code.
     public static func decode(file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
-                              cancellation: JobCancellation? = nil) throws(JobError) -> RGBAImage {
+                              cancellation: JobCancellation? = nil, useEmbeddedThumbnail: Bool = true) throws(JobError) -> RGBAImage {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         let context = try HEIFContext(file: file, limits: limits, stop: stop)
-        let handle = try context.primaryHandle()
-        defer { heif_image_handle_release(handle) }
+        let primary = try context.primaryHandle()
+        defer { heif_image_handle_release(primary) }
+        _ = try checkedSize(primary, file: file, limits: limits)
+        let thumbnail = useEmbeddedThumbnail ? coveringThumbnail(of: primary, maxLongEdge: maxLongEdge, limits: limits) : nil
+        defer { if let thumbnail { heif_image_handle_release(thumbnail) } }
+        let handle = thumbnail ?? primary
         let (codedWidth, codedHeight) = try checkedSize(handle, file: file, limits: limits)
         // From here a grid may not assemble a canvas larger than its ispe claims.
         heif_context_set_maximum_image_size_limit(context.pointer, Int32(max(codedWidth, codedHeight) + 1))
@@ -137,6 +144,35 @@ public enum HEIFDecoder {
         guard header.count >= 12 else { return false }
         let result = header.withUnsafeBufferPointer { heif_check_filetype($0.baseAddress, Int32(min($0.count, 4096))) }
         return result == heif_filetype_yes_supported
+    }
+
+    /// The smallest embedded thumbnail (iPhones store a 320×240 one) that covers `maxLongEdge` and
+    /// shows the same picture: same displayed aspect ratio, so also the same orientation. Decoding
+    /// it instead of a 12 MP grid is most of the cost of a small thumbnail. The caller releases it.
+    private static func coveringThumbnail(of primary: OpaquePointer, maxLongEdge: Int, limits: MediaLimits) -> OpaquePointer? {
+        let count = Int(heif_image_handle_get_number_of_thumbnails(primary))
+        guard count > 0 else { return nil }
+        var ids = [heif_item_id](repeating: 0, count: min(count, 8))
+        let listed = Int(heif_image_handle_get_list_of_thumbnail_IDs(primary, &ids, Int32(ids.count)))
+        let width = Double(heif_image_handle_get_width(primary)), height = Double(heif_image_handle_get_height(primary))
+        guard width > 0, height > 0 else { return nil }
+        var best: (handle: OpaquePointer, long: Int)?
+        for id in ids.prefix(max(0, listed)) {
+            var candidate: OpaquePointer?
+            guard heif_image_handle_get_thumbnail(primary, id, &candidate).code == heif_error_Ok, let candidate else { continue }
+            let w = Int(heif_image_handle_get_width(candidate)), h = Int(heif_image_handle_get_height(candidate))
+            let iw = Int64(heif_image_handle_get_ispe_width(candidate)), ih = Int64(heif_image_handle_get_ispe_height(candidate))
+            let sameShape = w > 0 && h > 0 && abs(Double(w) / Double(h) - width / height) <= 0.02 * (width / height)
+            let long = max(w, h)
+            if sameShape, long >= maxLongEdge, Double(long) < max(width, height), iw * ih <= limits.maxPixels,
+               best.map({ long < $0.long }) ?? true {
+                if let previous = best?.handle { heif_image_handle_release(previous) }
+                best = (candidate, long)
+            } else {
+                heif_image_handle_release(candidate)
+            }
+        }
+        return best?.handle
     }
 
     /// The `ispe` size of the primary image, refused with `pixel_limit` when over the limit.
