@@ -48,29 +48,80 @@ public enum RawPreview {
         guard file.size <= maxFileBytes else {
             throw JobError(.tooLarge, "The RAW file \(name) is \(file.size) bytes; at most \(maxFileBytes) bytes are read for its preview.")
         }
-        var bytes = try file.read(at: 0, count: Int(file.size))
+        let extracted = try extractPreview(file, stop: stop)
+        let camera = extracted.camera
+        let what = "the embedded preview of \(name)\(camera.map { " (\($0) RAW)" } ?? "")"
+        let (rawWidth, rawHeight, orientation) = (extracted.rawWidth, extracted.rawHeight, extracted.orientation)
+        let previewLong = max(extracted.width, extracted.height)
+        let needed = min(maxLongEdge, max(rawWidth, rawHeight) > 0 ? max(rawWidth, rawHeight) : maxLongEdge)
+        if previewLong > 0 && previewLong < needed {
+            throw JobError(.unsupportedFormat, "The RAW file \(name)\(camera.map { " (\($0))" } ?? "") has an embedded preview of only \(extracted.width)×\(extracted.height) pixels, too small for the \(maxLongEdge) px requested; full RAW decoding is not supported.")
+        }
+        let previewBytes = extracted.bytes
+        guard !previewBytes.isEmpty else {
+            throw JobError(.unsupportedFormat, "The RAW file \(name) has an empty embedded preview, and full RAW decoding is not supported.")
+        }
+
+        let image: RGBAImage
+        switch extracted.format {
+        case UInt32(CLibRaw_LIBRAW_THUMBNAIL_JPEG):
+            image = try PacketImageDecoder.decode(previewBytes, codec: .jpeg, maxLongEdge: maxLongEdge, limits: limits, what: what)
+        case UInt32(CLibRaw_LIBRAW_THUMBNAIL_BITMAP):
+            image = try bitmap(previewBytes, width: extracted.width, height: extracted.height,
+                               colors: extracted.colors, maxLongEdge: maxLongEdge, limits: limits, what: what)
+        default:
+            throw JobError(.unsupportedFormat, "The embedded preview of \(name) is in a layout the worker does not read (libraw thumbnail format \(extracted.format)); full RAW decoding is not supported.")
+        }
+        // libraw does not always know the preview's size before decoding it; judge the result then.
+        if previewLong == 0, max(image.width, image.height) < needed {
+            throw JobError(.unsupportedFormat, "The RAW file \(name) has an embedded preview of only \(image.width)×\(image.height) pixels, too small for the \(maxLongEdge) px requested; full RAW decoding is not supported.")
+        }
+        return Result(image: image, orientation: orientation, camera: camera, rawWidth: rawWidth, rawHeight: rawHeight)
+    }
+
+    /// What libraw found: the preview's bytes and layout, and the RAW image's facts.
+    private struct Extracted {
+        var bytes: [UInt8]
+        var format: UInt32
+        var width: Int
+        var height: Int
+        var colors: Int
+        var orientation: Int
+        var camera: String?
+        var rawWidth: Int
+        var rawHeight: Int
+    }
+
+    /// Reads the file into a buffer libraw owns for its whole life (libraw keeps the pointer it is
+    /// given), lets libraw find the preview, and copies the preview out; the buffer and libraw's
+    /// state are gone before the preview is decoded.
+    private static func extractPreview(_ file: SafeFile, stop: StopGuard) throws(JobError) -> Extracted {
+        let name = file.relativePath
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(file.size), alignment: 16)
+        defer { buffer.deallocate() }
+        switch file.readFully(into: buffer, at: 0) {
+        case .success(let n) where n == buffer.count: break
+        case .success(let n): throw JobError(.ioError, "The file \(name) shrank while being read (\(n) of \(buffer.count) bytes).")
+        case .failure(let error): throw JobError(.ioError, "Reading \(name) failed: \(errnoText(error)).")
+        }
         try stop.check()
 
         guard let raw = libraw_init(0) else { throw JobError(.internalError, "libraw could not be initialised.") }
         defer { libraw_close(raw) }
-        let opened = bytes.withUnsafeMutableBytes { libraw_open_buffer(raw, $0.baseAddress, $0.count) }
+        let opened = libraw_open_buffer(raw, buffer.baseAddress, buffer.count)
         if opened != CLibRaw_LIBRAW_SUCCESS {
+            let header = [UInt8](UnsafeRawBufferPointer(rebasing: buffer.prefix(MimeSniffer.headerSize)))
             // libraw reports a file it cannot place as unsupported, or as an I/O error when its
             // format guesses run off the end of the buffer: either way, unless the bytes start like
             // a RAW container, this is simply another format.
-            if opened == CLibRaw_LIBRAW_FILE_UNSUPPORTED || !looksLikeRaw(bytes) {
-                let kind = (try? MimeSniffer.sniff(Array(bytes.prefix(MimeSniffer.headerSize)))) ?? "unknown"
+            if opened == CLibRaw_LIBRAW_FILE_UNSUPPORTED || !looksLikeRaw(header) {
+                let kind = (try? MimeSniffer.sniff(header)) ?? "unknown"
                 throw JobError(.unsupportedFormat, "The file \(name) (\(kind)) is not a camera RAW format libraw can read, and no other decoder handles it.")
             }
             throw JobError(.corruptMedia, "The RAW file \(name) cannot be read: \(errorText(opened)).")
         }
         try stop.check()
-
         let camera = cameraName(raw)
-        let what = "the embedded preview of \(name)\(camera.map { " (\($0) RAW)" } ?? "")"
-        let rawWidth = Int(raw.pointee.sizes.width), rawHeight = Int(raw.pointee.sizes.height)
-        let orientation = exifOrientation(fromFlip: raw.pointee.sizes.flip)
-
         let unpacked = libraw_unpack_thumb(raw)
         if unpacked != CLibRaw_LIBRAW_SUCCESS {
             if unpacked == CLibRaw_LIBRAW_NO_THUMBNAIL || unpacked == CLibRaw_LIBRAW_UNSUPPORTED_THUMBNAIL {
@@ -80,33 +131,10 @@ public enum RawPreview {
         }
         try stop.check()
         let thumbnail = raw.pointee.thumbnail
-        let previewLong = max(Int(thumbnail.twidth), Int(thumbnail.theight))
-        let needed = min(maxLongEdge, max(rawWidth, rawHeight) > 0 ? max(rawWidth, rawHeight) : maxLongEdge)
-        if previewLong > 0 && previewLong < needed {
-            throw JobError(.unsupportedFormat, "The RAW file \(name)\(camera.map { " (\($0))" } ?? "") has an embedded preview of only \(thumbnail.twidth)×\(thumbnail.theight) pixels, too small for the \(maxLongEdge) px requested; full RAW decoding is not supported.")
-        }
-        guard let data = thumbnail.thumb, thumbnail.tlength > 0 else {
-            throw JobError(.unsupportedFormat, "The RAW file \(name) has an empty embedded preview, and full RAW decoding is not supported.")
-        }
-        // Free the RAW bytes before decoding the preview; only the thumbnail copy is needed now.
-        let previewBytes = [UInt8](UnsafeRawBufferPointer(start: data, count: Int(thumbnail.tlength)))
-        bytes = []
-
-        let image: RGBAImage
-        switch thumbnail.tformat.rawValue {
-        case UInt32(CLibRaw_LIBRAW_THUMBNAIL_JPEG):
-            image = try PacketImageDecoder.decode(previewBytes, codec: .jpeg, maxLongEdge: maxLongEdge, limits: limits, what: what)
-        case UInt32(CLibRaw_LIBRAW_THUMBNAIL_BITMAP):
-            image = try bitmap(previewBytes, width: Int(thumbnail.twidth), height: Int(thumbnail.theight),
-                               colors: Int(thumbnail.tcolors), maxLongEdge: maxLongEdge, limits: limits, what: what)
-        default:
-            throw JobError(.unsupportedFormat, "The embedded preview of \(name) is in a layout the worker does not read (libraw thumbnail format \(thumbnail.tformat.rawValue)); full RAW decoding is not supported.")
-        }
-        // libraw does not always know the preview's size before decoding it; judge the result then.
-        if previewLong == 0, max(image.width, image.height) < needed {
-            throw JobError(.unsupportedFormat, "The RAW file \(name) has an embedded preview of only \(image.width)×\(image.height) pixels, too small for the \(maxLongEdge) px requested; full RAW decoding is not supported.")
-        }
-        return Result(image: image, orientation: orientation, camera: camera, rawWidth: rawWidth, rawHeight: rawHeight)
+        let bytes = thumbnail.thumb.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: Int(thumbnail.tlength))) } ?? []
+        return Extracted(bytes: bytes, format: thumbnail.tformat.rawValue, width: Int(thumbnail.twidth), height: Int(thumbnail.theight),
+                         colors: Int(thumbnail.tcolors), orientation: exifOrientation(fromFlip: raw.pointee.sizes.flip), camera: camera,
+                         rawWidth: Int(raw.pointee.sizes.width), rawHeight: Int(raw.pointee.sizes.height))
     }
 
     /// Whether the bytes start like a RAW container: TIFF-based (DNG, CR2, NEF, ARW, PEF, ...),
@@ -138,7 +166,7 @@ public enum RawPreview {
     private static func bitmap(_ bytes: [UInt8], width: Int, height: Int, colors: Int, maxLongEdge: Int,
                                limits: MediaLimits, what: String) throws(JobError) -> RGBAImage {
         guard width > 0, height > 0, colors == 3 || colors == 1 else {
-            throw JobError(.unsupportedFormat, "The embedded preview of \(what) has an unusual layout (\(colors) colours).")
+            throw JobError(.unsupportedFormat, "\(what.prefix(1).uppercased() + what.dropFirst()) has an unusual layout (\(colors) colours).")
         }
         guard Int64(width) * Int64(height) <= limits.maxPixels else {
             throw JobError(.pixelLimit, "\(what.prefix(1).uppercased() + what.dropFirst()) is \(width)×\(height) pixels, over the limit of \(limits.maxPixels) pixels.")
