@@ -94,6 +94,29 @@ struct HEIFTests {
         #expect(ImageEncoderTests.close(image.pixel(x: 4, y: 59), Marker.grey))
     }
 
+    /// heif-enc stores alpha as an auxiliary image; with --premultiplied-alpha it also flags the
+    /// colour as premultiplied, which the decoder must undo (RGBAImage is straight alpha).
+    @Test(arguments: [false, true])
+    func alphaIsKeptAndStraight(premultiplied: Bool) throws {
+        let scratch = try CommittedFixtures.scratch("heif-alpha")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        // Half-transparent red; stored premultiplied the colour is halved.
+        let colour = premultiplied ? "0x6E0A0A" : "0xDC1414"
+        let png = scratch + "/alpha.png", heic = scratch + "/alpha.heic"
+        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=\(colour)@0.5:s=64x48,format=rgba",
+                                                             "-frames:v", "1", png])
+        #expect(made.status == 0, "\(made.stderr)")
+        let encoded = try ProcessRunner.run("/usr/bin/heif-enc", (premultiplied ? ["--premultiplied-alpha"] : []) + ["-q", "95", "-o", heic, png])
+        #expect(encoded.status == 0, "\(encoded.stderr)")
+        let file = try SafeFile.open(relativePath: "alpha.heic", in: scratch)
+        #expect(try HEIFDecoder.probe(file: file, limits: .default).hasAlpha)
+        let image = try HEIFDecoder.decode(file: file, limits: .default, maxLongEdge: 64)
+        #expect(image.hasAlpha && image.width == 64 && image.height == 48)
+        let pixel = image.pixel(x: 20, y: 20)
+        #expect(abs(Int(pixel.a) - 128) <= 6, "\(pixel)")
+        #expect(ImageEncoderTests.close(pixel, Marker.red), "straight colour: \(pixel)")
+    }
+
     @Test func probeReportsDisplaySizeExifAndBrand() throws {
         let grid = try HEIFDecoder.probe(file: CommittedFixtures.open(CommittedFixtures.gridHEIC), limits: .default)
         #expect(grid.width == 128 && grid.height == 192)

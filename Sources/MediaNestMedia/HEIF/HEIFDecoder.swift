@@ -105,9 +105,23 @@ public enum HEIFDecoder {
                 (out.baseAddress! + row * width * 4).update(from: plane + row * Int(stride), count: width * 4)
             }
         }
+        if hasAlpha && heif_image_handle_is_premultiplied_alpha(handle) != 0 {
+            // RGBAImage is straight alpha; libheif 1.15 hands premultiplied images over as stored.
+            unpremultiply(&pixels)
+        }
         let image = RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: hasAlpha)
         let size = RGBAImage.fittedSize(width: width, height: height, maxLongEdge: maxLongEdge)
         return try FrameConverter.resize(image, width: size.width, height: size.height)
+    }
+
+    static func unpremultiply(_ pixels: inout [UInt8]) {
+        pixels.withUnsafeMutableBufferPointer { p in
+            for i in stride(from: 0, to: p.count, by: 4) {
+                let a = Int(p[i + 3])
+                guard a > 0, a < 255 else { continue }
+                for c in 0..<3 { p[i + c] = UInt8(min(255, (Int(p[i + c]) * 255 + a / 2) / a)) }
+            }
+        }
     }
 
     /// Reads the primary image's size, EXIF, alpha and brand without decoding pixels.
