@@ -42,6 +42,26 @@ struct RawPreviewTests {
         #expect(heicError.code == .unsupportedFormat && heicError.message.contains("image/heic"), "\(heicError.message)")
     }
 
+    @Test func rawFilesAreToldApartFromPlainTIFF() throws {
+        for name in [CommittedFixtures.previewDNG, CommittedFixtures.smallPreviewDNG] {
+            let header = try CommittedFixtures.bytes(name)
+            let mime = try MimeSniffer.sniff(header)
+            #expect(mime == "image/tiff", "libmagic sees a DNG as TIFF, which is why the IFD is checked")
+            #expect(RawPreview.recognizes(header, sniffedMime: mime), "\(name)")
+        }
+        let scratch = try CommittedFixtures.scratch("raw-tiff")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        // A scanner-style TIFF (ffmpeg's encoder: one IFD, RGB, no SubIFDs, no DNGVersion).
+        let plain = scratch + "/plain.tiff"
+        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1", plain])
+        #expect(made.status == 0, "\(made.stderr)")
+        let header = try [UInt8](Data(contentsOf: URL(fileURLWithPath: plain)))
+        #expect(try MimeSniffer.sniff(header) == "image/tiff")
+        #expect(!RawPreview.recognizes(header, sniffedMime: "image/tiff"))
+        #expect(RawPreview.recognizes(Array("not really".utf8), sniffedMime: "image/x-canon-cr2"))
+        #expect(!RawPreview.recognizes(try CommittedFixtures.bytes(CommittedFixtures.gridHEIC), sniffedMime: "image/heic"))
+    }
+
     /// dcraw turns EXIF orientation o into flip "50132467"[o & 7]; the mapping back must invert it.
     @Test func flipMapsBackToEveryExifOrientation() {
         let dcraw = Array("50132467".utf8).map { Int32($0 - UInt8(ascii: "0")) }

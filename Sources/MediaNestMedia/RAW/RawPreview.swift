@@ -137,6 +137,60 @@ public enum RawPreview {
                          rawWidth: Int(raw.pointee.sizes.width), rawHeight: Int(raw.pointee.sizes.height))
     }
 
+    /// MIME types libmagic gives camera RAW formats (most TIFF-based ones, NEF, ARW, DNG, PEF,
+    /// sniff as `image/tiff`; see ``recognizes(_:sniffedMime:)``).
+    public static let mimeTypes: Set<String> = [
+        "image/x-canon-cr2", "image/x-canon-crw", "image/x-canon-cr3", "image/x-fuji-raf", "image/x-olympus-orf",
+        "image/x-panasonic-rw2", "image/x-panasonic-raw", "image/x-nikon-nef", "image/x-sony-arw", "image/x-adobe-dng",
+        "image/x-pentax-pef", "image/x-dcraw",
+    ]
+
+    /// Whether a file is a camera RAW file that should go to ``decode(file:limits:maxLongEdge:cancellation:)``
+    /// rather than to FFmpeg's TIFF decoder (which would render the sensor mosaic or fail).
+    ///
+    /// True for the RAW MIME types above, RAW-only magic (ORF, RW2, RAF, CR3), and TIFF files
+    /// whose first IFD has a DNGVersion tag, a CFA or LinearRaw photometric interpretation, or a
+    /// camera's SubIFDs next to a Make tag (NEF, ARW, PEF and CR2 layouts). Plain TIFF images
+    /// are not RAW.
+    /// - Parameters:
+    ///   - header: The file's first bytes (the MIME sniffing header).
+    ///   - sniffedMime: libmagic's type for them.
+    public static func recognizes(_ header: [UInt8], sniffedMime: String) -> Bool {
+        if mimeTypes.contains(sniffedMime) { return true }
+        let rawOnly: [[UInt8]] = [Array("IIRO".utf8), Array("IIRS".utf8), Array("MMOR".utf8), [0x49, 0x49, 0x55, 0x00], Array("FUJIFILMCCD-RAW".utf8)]
+        if rawOnly.contains(where: { header.starts(with: $0) }) { return true }
+        if header.count >= 12, header[4..<8].elementsEqual(Array("ftyp".utf8)), header[8..<12].elementsEqual(Array("crx ".utf8)) { return true }
+        // CR2: a TIFF with "CR" at byte 8.
+        if header.count >= 10, header.starts(with: [0x49, 0x49, 0x2A, 0x00]), header[8] == 0x43, header[9] == 0x52 { return true }
+        guard let tags = firstIFDTags(header) else { return false }
+        if tags[50706] != nil { return true }  // DNGVersion
+        if let photometric = tags[262], photometric == 32803 || photometric == 34892 { return true }  // CFA, LinearRaw
+        return tags[330] != nil && tags[271] != nil  // SubIFDs + Make
+    }
+
+    /// The tags of a TIFF's first IFD with their first SHORT/LONG value (0 for other types);
+    /// every read is bounds-checked, `nil` when `header` is not a TIFF.
+    static func firstIFDTags(_ header: [UInt8]) -> [UInt16: UInt32]? {
+        let little: Bool
+        if header.starts(with: [0x49, 0x49, 0x2A, 0x00]) { little = true } else if header.starts(with: [0x4D, 0x4D, 0x00, 0x2A]) { little = false } else { return nil }
+        func u16(_ at: Int) -> UInt16? {
+            guard at >= 0, at + 2 <= header.count else { return nil }
+            return little ? UInt16(header[at]) | UInt16(header[at + 1]) << 8 : UInt16(header[at]) << 8 | UInt16(header[at + 1])
+        }
+        func u32(_ at: Int) -> UInt32? {
+            guard let a = u16(at), let b = u16(at + 2) else { return nil }
+            return little ? UInt32(a) | UInt32(b) << 16 : UInt32(a) << 16 | UInt32(b)
+        }
+        guard let offset = u32(4).map(Int.init), let count = u16(offset) else { return nil }
+        var tags: [UInt16: UInt32] = [:]
+        for index in 0..<min(Int(count), 512) {
+            let entry = offset + 2 + index * 12
+            guard let tag = u16(entry), let type = u16(entry + 2) else { break }
+            tags[tag] = type == 3 ? u16(entry + 8).map(UInt32.init) ?? 0 : type == 4 ? u32(entry + 8) ?? 0 : 0
+        }
+        return tags
+    }
+
     /// Whether the bytes start like a RAW container: TIFF-based (DNG, CR2, NEF, ARW, PEF, ...),
     /// Olympus ORF, Panasonic RW2, Fujifilm RAF, or Canon CR3 (ISO BMFF, brand `crx `).
     static func looksLikeRaw(_ bytes: [UInt8]) -> Bool {
