@@ -153,6 +153,10 @@ public enum HEIFDecoder {
                         bitDepth: luma > 0 ? luma : nil, brand: brand, isAVIF: isAVIF)
     }
 
+    /// The MIME types libmagic gives HEIF-family stills: route these here (when
+    /// ``recognizes(_:)`` agrees), not to FFmpeg.
+    public static let mimeTypes: Set<String> = ["image/heic", "image/heif", "image/avif", "image/heic-sequence", "image/heif-sequence"]
+
     /// Whether `header` (the file's first bytes) is a HEIF-family file libheif says it can read.
     public static func recognizes(_ header: [UInt8]) -> Bool {
         guard header.count >= 12 else { return false }

@@ -7,12 +7,9 @@ import MediaNestCore
 /// `irot`/`imir`, reporting sideways sizes. Here the size is the displayed size (transforms
 /// applied), EXIF comes from the Exif item, and the file gets a normal result.
 extension MetadataExtractor {
-    /// The MIME types libmagic gives HEIF-family stills that libheif reads.
-    static let heifMimeTypes: Set<String> = ["image/heic", "image/heif", "image/avif", "image/heic-sequence", "image/heif-sequence"]
-
     /// Whether the metadata job should read this file with libheif.
     static func usesHEIF(sniffed: String, header: [UInt8]) -> Bool {
-        heifMimeTypes.contains(sniffed) && HEIFDecoder.recognizes(header)
+        HEIFDecoder.mimeTypes.contains(sniffed) && HEIFDecoder.recognizes(header)
     }
 
     static func extractHEIF(file: SafeFile, header: [UInt8], sniffed: String, declared: String, limits: MediaLimits,
