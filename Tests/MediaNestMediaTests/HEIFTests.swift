@@ -156,6 +156,28 @@ struct HEIFTests {
         #expect(result.summary["video_codec"] == .string("av1"))
     }
 
+    /// An AVIF sequence (FFmpeg's avif muxer writes a still item and a track, major brand `avis`).
+    /// libheif 1.15 does not claim `avis`, so the sequence stays with FFmpeg, which reads the
+    /// track; with the major brand `avif`, libheif reads the still item.
+    @Test func avifSequenceStaysWithFFmpegAndItsStillGoesToLibheif() throws {
+        let scratch = try CommittedFixtures.scratch("avis")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=64x48:d=0.3:r=10",
+                                                             "-c:v", "libaom-av1", "-cpu-used", "8", "-f", "avif", scratch + "/anim.avif"])
+        #expect(made.status == 0, "\(made.stderr)")
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: scratch + "/anim.avif")))
+        let sequence = try MetadataExtractor.extract(root: scratch, relativePath: "anim.avif", declaredMimeType: "image/avif", computeChecksums: false)
+        #expect(sequence.width == 64 && sequence.height == 48)
+        #expect(sequence.fullProbe.objectValue?["format"]?.objectValue?["name"] == .string("mov,mp4,m4a,3gp,3g2,mj2"), "read by FFmpeg")
+
+        #expect(bytes[8..<12].elementsEqual(Array("avis".utf8)))
+        bytes.replaceSubrange(8..<12, with: Array("avif".utf8))
+        try Data(bytes).write(to: URL(fileURLWithPath: scratch + "/still.avif"))
+        let still = try MetadataExtractor.extract(root: scratch, relativePath: "still.avif", declaredMimeType: "image/avif", computeChecksums: false)
+        #expect(still.summary["container"] == .string("avif") && still.width == 64 && still.height == 48)
+        #expect(still.fullProbe.objectValue?["format"]?.objectValue?["name"] == .string("avif"), "read by libheif")
+    }
+
     @Test func ispeBombIsRefusedBeforeDecoding() throws {
         let file = try CommittedFixtures.open(CommittedFixtures.bombHEIC)
         let decodeError = try #require(jobError { () throws(JobError) in _ = try HEIFDecoder.decode(file: file, limits: .default, maxLongEdge: 320) })
