@@ -3,7 +3,7 @@
 // MediaNest Worker: the media-processing daemon of MediaNest.
 //
 // Module map (one module per concern; see docs/ARCHITECTURE.md):
-//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto   (system libraries via pkg-config)
+//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw   (system libraries; pkg-config except CLibRaw)
 //   MediaNestCore        errors, progress, cancellation, JSON; no C, no database
 //   MediaNestDB          libpq wrapper: connections, bound parameters, decoding, LISTEN/NOTIFY
 //   MediaNestMigrations  versioned SQL migrations with checksums and an advisory lock
@@ -53,6 +53,19 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        // HEIC/HEIF and AVIF stills (FFmpeg 5.1 cannot read item-based HEIF).
+        .systemLibrary(
+            name: "CHeif",
+            pkgConfig: "libheif",
+            providers: [.apt(["libheif-dev"])]
+        ),
+        // Camera RAW: only the embedded JPEG preview is used (thread-safe libraw_r). No pkgConfig:
+        // libraw_r.pc adds -fopenmp, which SwiftPM rejects with a warning; the header is included
+        // as <libraw/libraw.h> from the default include path and the module map links the library.
+        .systemLibrary(
+            name: "CLibRaw",
+            providers: [.apt(["libraw-dev"])]
+        ),
 
         // MARK: Libraries
         .target(
@@ -87,7 +100,7 @@ let package = Package(
         .target(
             name: "MediaNestMedia",
             dependencies: [
-                "CFFmpeg", "CMagic", "CLibCrypto", "MediaNestCore",
+                "CFFmpeg", "CMagic", "CLibCrypto", "CHeif", "CLibRaw", "MediaNestCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming
@@ -151,6 +164,8 @@ let package = Package(
         .testTarget(
             name: "MediaNestMediaTests",
             dependencies: ["MediaNestMedia", "MediaNestCore", "MediaNestTestSupport"],
+            // Small committed HEIF/AVIF/DNG fixtures (scripts/fixtures/make-*.py), read through #filePath.
+            exclude: ["Fixtures"],
             swiftSettings: upcoming
         ),
         .testTarget(

@@ -130,6 +130,13 @@ public enum MetadataExtractor {
             break
         }
 
+        // HEIF/AVIF stills are read with libheif (HEIF/HEIFMetadata.swift): FFmpeg 5.1 cannot read
+        // item-based HEIF and ignores AVIF's irot/imir.
+        if usesHEIF(sniffed: sniffed, header: header) {
+            return try extractHEIF(file: file, header: header, sniffed: sniffed, declared: declaredMimeType, limits: limits,
+                                   computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger)
+        }
+
         let image = ImageHeaderParser.parse(header)
         if let image, let w = image.width, let h = image.height, Int64(w) * Int64(h) > limits.maxPixels {
             throw JobError(.pixelLimit, "The image \(relativePath) is \(w)x\(h) (\(Int64(w) * Int64(h)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded.")
