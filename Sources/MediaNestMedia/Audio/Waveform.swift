@@ -39,7 +39,7 @@ public enum Waveform {
                               cancellation: JobCancellation?) throws(JobError) -> RGBAImage {
         let width = max(1, width), height = max(1, height)
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
-        let input = try MediaInput.open(file, limits: limits, stop: stop)
+        let input = try MediaInput.open(file, limits: limits, sniffedMimeType: nil, stop: stop)
         guard let context = input.context else {
             throw JobError(.internalError, "The demuxer of \(file.relativePath) is not open.")
         }
