@@ -10,6 +10,8 @@ public enum StopReason: String, Sendable, Hashable {
     case timeout
     /// Another worker took the job over after this worker's lease expired.
     case leaseLost
+    /// The job's row is gone: its media item was deleted and the job went with it (cascade).
+    case mediaItemDeleted
 
     /// The error a handler throws when it notices this stop.
     public var error: JobError {
@@ -18,6 +20,7 @@ public enum StopReason: String, Sendable, Hashable {
         case .shutdown: JobError(.shutdown, "The worker is shutting down; the job will run again.")
         case .timeout: JobError(.timeout, "The job ran past its time limit.")
         case .leaseLost: JobError(.leaseLost, "The worker lost its lease on the job; another worker owns it now.")
+        case .mediaItemDeleted: JobError(.mediaItemMissing, "The job's media item was deleted while the job ran; there is nothing left to process.")
         }
     }
 }

@@ -26,14 +26,22 @@ public struct ClaimedJob: Sendable, Hashable {
     /// `processing_jobs.media_item_id`.
     public var mediaItemID: String
     public var type: JobType
-    /// The attempt this run is (1 for the first run); it fences every write the run makes.
+    /// The attempt this run is (1 for the first run), for messages and backoff. It does not
+    /// fence anything: rescue and release give an attempt back, so two runs can share it.
     public var attempt: Int
     public var maxAttempts: Int
     public var priority: Int
     /// `processing_jobs.input_data` (`{}` when NULL).
     public var input: JSONValue
+    /// `processing_jobs.lease_id`: the token of this claim, new on every claim. Every write the
+    /// run makes (heartbeat, complete, fail, release) is fenced on it.
+    public var leaseID: String
 
-    public init(id: String, mediaItemID: String, type: JobType, attempt: Int, maxAttempts: Int, priority: Int, input: JSONValue) {
+    /// A lease id that no claim ever gets, for jobs made up outside the database (handler tests).
+    public static let unclaimedLeaseID = "00000000-0000-0000-0000-000000000000"
+
+    public init(id: String, mediaItemID: String, type: JobType, attempt: Int, maxAttempts: Int, priority: Int, input: JSONValue,
+                leaseID: String = ClaimedJob.unclaimedLeaseID) {
         self.id = id
         self.mediaItemID = mediaItemID
         self.type = type
@@ -41,6 +49,7 @@ public struct ClaimedJob: Sendable, Hashable {
         self.maxAttempts = maxAttempts
         self.priority = priority
         self.input = input
+        self.leaseID = leaseID
     }
 }
 

@@ -30,13 +30,14 @@ public enum FailureDisposition: Sendable, Hashable {
 /// One in-flight job as the heartbeat reports it.
 public struct HeartbeatEntry: Sendable, Hashable {
     public var jobID: String
-    public var attempt: Int
+    /// ``ClaimedJob/leaseID`` of the run: the heartbeat only extends the lease of that claim.
+    public var leaseID: String
     /// The latest progress, or `nil` to leave `progress_info` as it is.
     public var progress: JSONValue?
 
-    public init(jobID: String, attempt: Int, progress: JSONValue?) {
+    public init(jobID: String, leaseID: String, progress: JSONValue?) {
         self.jobID = jobID
-        self.attempt = attempt
+        self.leaseID = leaseID
         self.progress = progress
     }
 }
@@ -54,9 +55,14 @@ public struct RescueReport: Sendable, Hashable {
 ///
 /// Every method blocks on the given connection; call it from a thread of your own or through
 /// ``PGConnectionRunner``, never from Swift's cooperative pool. Every write a run makes is
-/// *fenced*: it only applies while the row is `running`, owned by ``workerID`` and at the run's
-/// attempt number. A worker that lost its lease therefore cannot overwrite the result of the
-/// worker that took the job over; its write affects no row and is reported as dropped.
+/// *fenced*: it only applies while the row is `running` under the run's claim token
+/// (``ClaimedJob/leaseID``, new on every claim). A worker that lost its lease therefore cannot
+/// overwrite the result of the run that took the job over, even when that run is its own again;
+/// its write affects no row and is reported as dropped.
+///
+/// Lock order: every transaction that finishes work locks the media items first (in id order,
+/// in a statement of their own), then their jobs, then judges the items; the same order as
+/// `enqueue_media_processing`. See docs/QUEUE.md.
 public struct JobStore: Sendable {
     /// `processing_jobs.worker_id` of this worker (see ``WorkerIdentity``).
     public var workerID: String
@@ -69,6 +75,11 @@ public struct JobStore: Sendable {
 
     /// The NOTIFY channel enqueues, retries and releases signal on.
     public static let channel = "medianest_jobs"
+
+    /// The transaction-level advisory lock a rescue pass holds, so that one worker at a time
+    /// rescues: `0x4D4E726573637565`, the ASCII bytes of "MNrescue" (the migrator's lock is
+    /// "MNmigrat").
+    public static let rescueLockKey: Int64 = 0x4D4E_7265_7363_7565
 
     /// Creates a store.
     /// - Parameters:
@@ -87,6 +98,7 @@ public struct JobStore: Sendable {
 
     private static let claimedColumns = """
         SELECT c.id, c.media_item_id, c.job_type, c.attempts, c.max_attempts, c.priority, c.input_data, c.run_alone,
+               c.lease_id::text AS lease_id,
                m.id AS item_id, m.owner_id, m.filename, m.original_filename, m.mime_type, m.file_size, m.storage_path, m.metadata
           FROM claimed c LEFT JOIN media_items m ON m.id = c.media_item_id
          ORDER BY c.priority DESC, c.run_at, c.created_at
@@ -96,7 +108,8 @@ public struct JobStore: Sendable {
         claimed AS (
             UPDATE processing_jobs j
                SET status = 'running', attempts = j.attempts + 1, started_at = now(), completed_at = NULL,
-                   worker_id = $1, lease_expires_at = now() + make_interval(secs => $2::float8), heartbeat_at = now(),
+                   worker_id = $1, lease_id = gen_random_uuid(),
+                   lease_expires_at = now() + make_interval(secs => $2::float8), heartbeat_at = now(),
                    progress_info = '{}'
               FROM picked WHERE j.id = picked.id
             RETURNING j.*
@@ -184,7 +197,8 @@ public struct JobStore: Sendable {
             attempt: try row.decode("attempts", as: Int.self),
             maxAttempts: try row.decode("max_attempts", as: Int.self),
             priority: try row.decode("priority", as: Int.self),
-            input: try row.decode("input_data", as: JSONValue?.self) ?? [:])
+            input: try row.decode("input_data", as: JSONValue?.self) ?? [:],
+            leaseID: try row.decode("lease_id", as: String.self))
         var item: MediaItemRecord?
         if try row.decode("item_id", as: String?.self) != nil {
             item = MediaItemRecord(
@@ -200,53 +214,28 @@ public struct JobStore: Sendable {
         return ClaimedWork(job: job, mediaItem: item, runAlone: try row.decode("run_alone", as: Bool.self))
     }
 
-    // MARK: Heartbeat
+    // MARK: Worker registry
 
-    /// Extends the leases of all of this worker's in-flight jobs and writes their progress, in
-    /// one statement, and registers the worker as live.
+    /// Registers this worker as live in `processing_workers` until `ttl` from now (an upsert).
     ///
+    /// `status` lists live workers and the job types no live worker serves from this table. Call
+    /// it at start and then regularly (about every 30 s with a `ttl` of about 90 s, so that one
+    /// late refresh does not make a live worker look dead); the heartbeat does not touch it.
     /// - Parameters:
-    ///   - entries: The in-flight jobs.
-    ///   - types: The types this worker serves (for `status`).
-    ///   - concurrency: The worker's global limit (for `status`).
+    ///   - types: The types this worker serves.
+    ///   - concurrency: The worker's global limit.
+    ///   - ttl: How long the registration holds without another call.
     ///   - connection: The connection to use.
-    /// - Returns: The jobs this worker must stop: `cancelled` when an operator cancelled the row
-    ///   (or the row vanished), `leaseLost` when another worker owns it now.
     /// - Throws: ``DatabaseError``.
-    public func heartbeat(_ entries: [HeartbeatEntry], types: [JobType], concurrency: Int, on connection: PGConnection) throws(DatabaseError) -> [String: StopReason] {
+    public func registerWorker(types: [JobType], concurrency: Int, ttl: Duration, on connection: PGConnection) throws(DatabaseError) {
         let identity = WorkerIdentity.parse(workerID)
-        let sql = """
-            WITH me AS (
-                INSERT INTO processing_workers AS w (id, host, pid, types, concurrency, expires_at)
-                VALUES ($1, $4, $5::int, $6::text[], $7::int, now() + make_interval(secs => $8::float8))
-                ON CONFLICT (id) DO UPDATE
-                   SET last_seen_at = now(), expires_at = excluded.expires_at, types = excluded.types,
-                       concurrency = excluded.concurrency
-                RETURNING 1
-            ), v AS (
-                SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::int[], $9::text[]::jsonb[]) AS v(id, attempt, progress)
-            ), beat AS (
-                UPDATE processing_jobs j
-                   SET lease_expires_at = now() + make_interval(secs => $8::float8), heartbeat_at = now(),
-                       progress_info = CASE WHEN v.progress = 'null'::jsonb THEN j.progress_info ELSE v.progress END
-                  FROM v
-                 WHERE j.id = v.id AND j.worker_id = $1 AND j.attempts = v.attempt AND j.status = 'running'
-                RETURNING j.id
-            )
-            SELECT v.id::text AS id, coalesce(j.status::text, 'missing') AS status, (SELECT count(*) FROM me) AS registered
-              FROM v LEFT JOIN beat ON beat.id = v.id LEFT JOIN processing_jobs j ON j.id = v.id
-             WHERE beat.id IS NULL
-            """
-        let rows = try connection.query(sql, [
-            workerID, entries.map(\.jobID), entries.map { String($0.attempt) }, identity.host, Int(identity.pid),
-            types.map(\.rawValue), concurrency, lease.seconds, entries.map { ($0.progress ?? .null).jsonText },
-        ])
-        var stops: [String: StopReason] = [:]
-        for row in rows {
-            let status = try row.decode("status", as: String.self)
-            stops[try row.decode("id", as: String.self)] = (status == "cancelled" || status == "missing") ? .cancelled : .leaseLost
-        }
-        return stops
+        try connection.execute("""
+            INSERT INTO processing_workers AS w (id, host, pid, types, concurrency, expires_at)
+            VALUES ($1, $2, $3::int, $4::text[], $5::int, now() + make_interval(secs => $6::float8))
+            ON CONFLICT (id) DO UPDATE
+               SET last_seen_at = now(), expires_at = excluded.expires_at, types = excluded.types,
+                   concurrency = excluded.concurrency
+            """, [workerID, identity.host, Int(identity.pid), types.map(\.rawValue), concurrency, ttl.seconds])
     }
 
     /// Removes this worker from `processing_workers` (on a clean exit).
@@ -254,36 +243,100 @@ public struct JobStore: Sendable {
         try connection.execute("DELETE FROM processing_workers WHERE id = $1", [workerID])
     }
 
+    // MARK: Heartbeat
+
+    /// Extends the leases of this worker's in-flight runs and writes their progress, in one
+    /// statement. Sends nothing when `entries` is empty: an idle worker has no lease to extend.
+    ///
+    /// Each lease is extended only while the row is `running` under the entry's
+    /// ``HeartbeatEntry/leaseID``. The heartbeat does not touch `processing_workers`; see
+    /// ``registerWorker(types:concurrency:ttl:on:)``.
+    /// - Parameters:
+    ///   - entries: The in-flight runs.
+    ///   - connection: The connection to use.
+    /// - Returns: The runs this worker must stop: ``StopReason/cancelled`` when an operator
+    ///   cancelled the row, ``StopReason/mediaItemDeleted`` when the row is gone (jobs are only
+    ///   deleted with their media item, by cascade), ``StopReason/leaseLost`` when another claim
+    ///   owns it now or it is no longer running.
+    /// - Throws: ``DatabaseError``.
+    public func heartbeat(_ entries: [HeartbeatEntry], on connection: PGConnection) throws(DatabaseError) -> [String: StopReason] {
+        guard !entries.isEmpty else { return [:] }
+        // In id order, like every multi-row write of a worker's jobs, so that this statement and a
+        // batch completion on another connection lock shared rows in the same order.
+        let sorted = entries.sorted { $0.jobID < $1.jobID }
+        let rows = try connection.query("""
+            WITH v AS (
+                SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $4::text[]::jsonb[]) AS v(id, lease_id, progress)
+            ), beat AS (
+                UPDATE processing_jobs j
+                   SET lease_expires_at = now() + make_interval(secs => $3::float8), heartbeat_at = now(),
+                       progress_info = CASE WHEN v.progress = 'null'::jsonb THEN j.progress_info ELSE v.progress END
+                  FROM v
+                 WHERE j.id = v.id AND j.lease_id = v.lease_id AND j.status = 'running'
+                RETURNING j.id
+            )
+            SELECT v.id::text AS id, coalesce(j.status::text, 'missing') AS status
+              FROM v LEFT JOIN beat ON beat.id = v.id LEFT JOIN processing_jobs j ON j.id = v.id
+             WHERE beat.id IS NULL
+            """, [sorted.map(\.jobID), sorted.map(\.leaseID), lease.seconds, sorted.map { ($0.progress ?? .null).jsonText }])
+        var stops: [String: StopReason] = [:]
+        for row in rows {
+            let reason: StopReason = switch try row.decode("status", as: String.self) {
+            case "cancelled": .cancelled
+            case "missing": .mediaItemDeleted
+            default: .leaseLost
+            }
+            stops[try row.decode("id", as: String.self)] = reason
+        }
+        return stops
+    }
+
     // MARK: Finishing a run
 
-    private static let fence = "status = 'running' AND worker_id = $2 AND attempts = $3::int"
+    /// The fence of every write of a run; `$1` is the job id and `$2` the run's lease id.
+    private static let fence = "id = $1::uuid AND status = 'running' AND lease_id = $2::uuid"
+
+    /// Locks media items in id order, in a statement of its own: the first step of every
+    /// transaction that finishes work.
+    ///
+    /// A later statement of the transaction then reads the items' jobs with a snapshot taken after
+    /// the locks were granted, and two transactions never take an item and a job in opposite
+    /// orders (`enqueue_media_processing` locks the item, then meets the jobs' index entries).
+    /// Items that no longer exist are skipped.
+    static func lockItems(_ itemIDs: some Collection<String>, on connection: PGConnection) throws(DatabaseError) {
+        guard !itemIDs.isEmpty else { return }
+        try connection.execute("""
+            SELECT count(*) FROM (SELECT 1 FROM media_items WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE) locked
+            """, [Array(Set(itemIDs)).sorted()])
+    }
 
     /// Records a successful run, applies its media item update and settles the item, in one
-    /// transaction.
+    /// transaction that locks the item first.
     /// - Returns: `false` when the run no longer owned the job (nothing was written).
     /// - Throws: ``DatabaseError``; the transaction is rolled back.
     public func complete(_ job: ClaimedJob, outcome: JobOutcome, on connection: PGConnection) throws -> Bool {
         try connection.transaction { connection in
+            try JobStore.lockItems([job.mediaItemID], on: connection)
             let owned = try connection.execute("""
                 UPDATE processing_jobs
-                   SET status = 'completed', completed_at = now(), output_data = $4, error_message = NULL,
+                   SET status = 'completed', completed_at = now(), output_data = $3, error_message = NULL,
                        lease_expires_at = NULL, run_alone = false
-                 WHERE id = $1 AND \(JobStore.fence)
-                """, [job.id, workerID, job.attempt, outcome.output])
+                 WHERE \(JobStore.fence)
+                """, [job.id, job.leaseID, outcome.output])
             guard owned == 1 else { return false }
             try JobStore.apply(outcome.itemUpdate, to: job.mediaItemID, on: connection)
-            try connection.execute("SELECT settle_media_item($1)", [job.mediaItemID])
+            try connection.execute("SELECT settle_media_items(ARRAY[$1::uuid])", [job.mediaItemID])
             return true
         }
     }
 
-    /// Records several successful runs in one transaction: one fenced `UPDATE` for all of them,
-    /// their media item updates, and one settle call per item.
+    /// Records several successful runs in one transaction: the items locked, one fenced `UPDATE`
+    /// for all the runs, their media item updates, and one settle call for all their items.
     ///
     /// This is what lets a worker keep up with PostgreSQL's own single-job claim+complete loop:
     /// the round trips are paid per batch, not per job (the approach of River and
-    /// graphile-worker). The items are locked in id order before anything touches them, so two
-    /// workers completing jobs of the same items cannot deadlock.
+    /// graphile-worker). The items are locked in id order before any job row is touched, so two
+    /// workers completing jobs of the same items, or an enqueue of one of them, cannot deadlock.
     /// - Parameter runs: The jobs and their outcomes.
     /// - Returns: The ids of the jobs this worker still owned and therefore completed; a run
     ///   missing from it was fenced off (lease lost or cancelled) and nothing was written for it.
@@ -292,33 +345,30 @@ public struct JobStore: Sendable {
     ///   per run, so that one bad result cannot hold back the others.
     public func completeBatch(_ runs: [(job: ClaimedJob, outcome: JobOutcome)], on connection: PGConnection) throws -> Set<String> {
         guard !runs.isEmpty else { return [] }
+        // Job ids in order: a heartbeat on another connection writes the same rows in this order.
+        let sorted = runs.sorted { $0.job.id < $1.job.id }
         return try connection.transaction { connection in
+            try JobStore.lockItems(sorted.map(\.job.mediaItemID), on: connection)
             let rows = try connection.query("""
                 UPDATE processing_jobs j
                    SET status = 'completed', completed_at = now(), output_data = v.output, error_message = NULL,
                        lease_expires_at = NULL, run_alone = false
-                  FROM unnest($1::text[]::uuid[], $3::text[]::int[], $4::text[]::jsonb[]) AS v(id, attempt, output)
-                 WHERE j.id = v.id AND j.status = 'running' AND j.worker_id = $2 AND j.attempts = v.attempt
+                  FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::jsonb[]) AS v(id, lease_id, output)
+                 WHERE j.id = v.id AND j.status = 'running' AND j.lease_id = v.lease_id
                 RETURNING j.id::text AS id
-                """, [runs.map(\.job.id), workerID, runs.map { String($0.job.attempt) }, runs.map(\.outcome.output.jsonText)])
+                """, [sorted.map(\.job.id), sorted.map(\.job.leaseID), sorted.map(\.outcome.output.jsonText)])
             let owned = Set(try rows.map { try $0.decode("id", as: String.self) })
-            let ownedRuns = runs.filter { owned.contains($0.job.id) }
-            let items = Array(Set(ownedRuns.map(\.job.mediaItemID))).sorted()
-            guard !items.isEmpty else { return owned }
-            let updates = ownedRuns.filter { !$0.outcome.itemUpdate.isEmpty }
-            if !updates.isEmpty {
-                // Lock every item of the batch in id order before the first update touches one;
-                // settle_media_items locks in the same order.
-                try connection.execute("SELECT 1 FROM media_items WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE", [items])
-                for run in updates.sorted(by: { $0.job.mediaItemID < $1.job.mediaItemID }) {
-                    try JobStore.apply(run.outcome.itemUpdate, to: run.job.mediaItemID, on: connection)
-                }
+            let ownedRuns = sorted.filter { owned.contains($0.job.id) }
+            guard !ownedRuns.isEmpty else { return owned }
+            for run in ownedRuns.sorted(by: { $0.job.mediaItemID < $1.job.mediaItemID }) where !run.outcome.itemUpdate.isEmpty {
+                try JobStore.apply(run.outcome.itemUpdate, to: run.job.mediaItemID, on: connection)
             }
-            try connection.execute("SELECT settle_media_items($1::text[]::uuid[])", [items])
+            try connection.execute("SELECT settle_media_items($1::text[]::uuid[])", [Array(Set(ownedRuns.map(\.job.mediaItemID))).sorted()])
             return owned
         }
     }
 
+    /// Applies a run's changes to its media item. The caller holds the item's lock.
     private static func apply(_ update: MediaItemUpdate, to itemID: String, on connection: PGConnection) throws(DatabaseError) {
         guard !update.isEmpty else { return }
         try connection.execute("""
@@ -347,62 +397,89 @@ public struct JobStore: Sendable {
 
     /// Records a failed run: back to pending with backoff when the error is retryable and
     /// attempts remain, failed for good otherwise (settling the media item to `error`).
-    /// - Returns: What happened; ``FailureDisposition/dropped`` when the run no longer owned the job.
+    ///
+    /// One transaction that locks the item first. `itemUpdate` is applied in it either way, only
+    /// if the run still owns the job: what a failed run did learn about the file (its checksums,
+    /// say) is still worth keeping.
+    /// - Parameters:
+    ///   - job: The run.
+    ///   - error: Why it failed.
+    ///   - itemUpdate: Changes to the media item to keep despite the failure.
+    ///   - connection: The connection to use.
+    /// - Returns: What happened; ``FailureDisposition/dropped`` when the run no longer owned the
+    ///   job (nothing was written).
     /// - Throws: ``DatabaseError``; the transaction is rolled back.
-    public func fail(_ job: ClaimedJob, error: JobError, on connection: PGConnection) throws -> FailureDisposition {
+    public func fail(_ job: ClaimedJob, error: JobError, itemUpdate: MediaItemUpdate = MediaItemUpdate(),
+                     on connection: PGConnection) throws -> FailureDisposition {
         let output: JSONValue = ["error": error.json(attempt: job.attempt)]
         let maxAttempts = retryPolicy.maxAttemptsOverride ?? job.maxAttempts
-        if error.isRetryable && job.attempt < maxAttempts {
-            let delay = retryPolicy.delay(afterAttempt: job.attempt)
-            let rows = try connection.query("""
-                UPDATE processing_jobs
-                   SET status = 'pending', run_at = now() + make_interval(secs => $4::float8), worker_id = NULL,
-                       lease_expires_at = NULL, error_message = $5, output_data = $6
-                 WHERE id = $1 AND \(JobStore.fence)
-                RETURNING run_at
-                """, [job.id, workerID, job.attempt, delay.seconds,
-                      "Attempt \(job.attempt) of \(maxAttempts) failed, will retry: \(error.message) [\(error.code)]", output])
-            guard let row = rows.first else { return .dropped }
-            return .retrying(runAt: try row.decode("run_at", as: Date.self))
-        }
-        let message = error.isRetryable
-            ? "Gave up after \(job.attempt) attempts: \(error.message) [\(error.code)]"
-            : "\(error.message) [\(error.code)]"
+        let retrying = error.isRetryable && job.attempt < maxAttempts
+        let delay = retryPolicy.delay(afterAttempt: job.attempt)
         return try connection.transaction { connection in
-            let owned = try connection.execute("""
-                UPDATE processing_jobs
-                   SET status = 'failed', completed_at = now(), lease_expires_at = NULL, error_message = $4, output_data = $5
-                 WHERE id = $1 AND \(JobStore.fence)
-                """, [job.id, workerID, job.attempt, message, output])
-            guard owned == 1 else { return FailureDisposition.dropped }
-            try connection.execute("SELECT settle_media_item($1)", [job.mediaItemID])
-            return FailureDisposition.failed
+            try JobStore.lockItems([job.mediaItemID], on: connection)
+            let disposition: FailureDisposition
+            if retrying {
+                let rows = try connection.query("""
+                    UPDATE processing_jobs
+                       SET status = 'pending', run_at = now() + make_interval(secs => $3::float8), worker_id = NULL,
+                           lease_expires_at = NULL, error_message = $4, output_data = $5
+                     WHERE \(JobStore.fence)
+                    RETURNING run_at
+                    """, [job.id, job.leaseID, delay.seconds,
+                          "Attempt \(job.attempt) of \(maxAttempts) failed, will retry: \(error.message) [\(error.code)]", output])
+                guard let row = rows.first else { return FailureDisposition.dropped }
+                disposition = .retrying(runAt: try row.decode("run_at", as: Date.self))
+            } else {
+                let message = error.isRetryable
+                    ? "Gave up after \(job.attempt) attempts: \(error.message) [\(error.code)]"
+                    : "\(error.message) [\(error.code)]"
+                let owned = try connection.execute("""
+                    UPDATE processing_jobs
+                       SET status = 'failed', completed_at = now(), lease_expires_at = NULL, error_message = $3, output_data = $4
+                     WHERE \(JobStore.fence)
+                    """, [job.id, job.leaseID, message, output])
+                guard owned == 1 else { return FailureDisposition.dropped }
+                disposition = .failed
+            }
+            try JobStore.apply(itemUpdate, to: job.mediaItemID, on: connection)
+            if disposition == .failed {
+                try connection.execute("SELECT settle_media_items(ARRAY[$1::uuid])", [job.mediaItemID])
+            }
+            return disposition
         }
     }
 
     /// Puts runs this worker stops on shutdown back to pending without charging the attempt.
-    /// - Returns: The ids that were released (the others were no longer owned).
+    ///
+    /// No item is touched or settled (the job stays live), so no item lock is needed.
+    /// - Returns: The ids that were released (the others were no longer owned by these runs).
     /// - Throws: ``DatabaseError``.
     public func release(_ jobs: [ClaimedJob], on connection: PGConnection) throws(DatabaseError) -> [String] {
         guard !jobs.isEmpty else { return [] }
+        let sorted = jobs.sorted { $0.id < $1.id }
         let rows = try connection.query("""
-            WITH v AS (SELECT * FROM unnest($1::text[]::uuid[], $3::text[]::int[]) AS v(id, attempt)),
+            WITH v AS (SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS v(id, lease_id)),
             released AS (
                 UPDATE processing_jobs j
                    SET status = 'pending', attempts = j.attempts - 1, worker_id = NULL, lease_expires_at = NULL,
                        run_at = now(), progress_info = '{}'
                   FROM v
-                 WHERE j.id = v.id AND j.status = 'running' AND j.worker_id = $2 AND j.attempts = v.attempt
+                 WHERE j.id = v.id AND j.status = 'running' AND j.lease_id = v.lease_id
                 RETURNING j.id
             )
             SELECT id::text AS id, pg_notify('\(JobStore.channel)', 'released') FROM released
-            """, [jobs.map(\.id), workerID, jobs.map { String($0.attempt) }])
+            """, [sorted.map(\.id), sorted.map(\.leaseID)])
         return try rows.map { row throws(DatabaseError) in try row.decode("id", as: String.self) }
     }
 
     // MARK: Rescue
 
     /// Takes back running jobs whose lease expired: their worker died, hung or lost the database.
+    ///
+    /// One worker at a time: the pass first takes the transaction-level advisory lock
+    /// ``rescueLockKey`` with `pg_try_advisory_xact_lock`, and returns an empty report at once
+    /// when another worker holds it (that worker is rescuing right now). Then it locks the media
+    /// items of the expired jobs, then the jobs, like every path that finishes work.
     ///
     /// Crash attribution: a rescued job goes back to pending *marked to run alone*, and the lost
     /// run is not charged as an attempt. A worker runs such a job with nothing beside it, so if
@@ -417,12 +494,32 @@ public struct JobStore: Sendable {
     /// - Throws: ``DatabaseError``; the transaction is rolled back.
     public func rescueExpired(limit: Int = 100, excluding ownInFlight: [String] = [], on connection: PGConnection) throws -> RescueReport {
         try connection.transaction { connection in
+            // The try-lock and the candidates in one round trip; the candidates are only read
+            // when the lock was granted (the lateral subquery depends on it).
+            let candidates = try connection.query("""
+                WITH rescuer AS (SELECT pg_try_advisory_xact_lock($1::bigint) AS granted)
+                SELECT rescuer.granted, c.id::text AS id, c.media_item_id::text AS media_item_id
+                  FROM rescuer LEFT JOIN LATERAL (
+                       SELECT j.id, j.media_item_id FROM processing_jobs j
+                        WHERE rescuer.granted AND j.status = 'running' AND j.lease_expires_at < now()
+                          AND NOT (j.id = ANY($3::text[]::uuid[]))
+                        ORDER BY j.lease_expires_at LIMIT $2::int) c ON true
+                """, [JobStore.rescueLockKey, limit, ownInFlight])
+            var jobIDs: [String] = []
+            var itemIDs: [String] = []
+            for row in candidates {
+                guard try row.decode("granted", as: Bool.self), let id = try row.decode("id", as: String?.self) else { continue }
+                jobIDs.append(id)
+                itemIDs.append(try row.decode("media_item_id", as: String.self))
+            }
+            guard !jobIDs.isEmpty else { return RescueReport() }
+            try JobStore.lockItems(itemIDs, on: connection)
+            // A new statement, so a new snapshot; the conditions are checked again because a late
+            // heartbeat or a completion may have come in before the item locks were granted.
             let rows = try connection.query("""
                 WITH expired AS (
                     SELECT id FROM processing_jobs
-                     WHERE status = 'running' AND lease_expires_at < now()
-                       AND NOT (id = ANY($3::text[]::uuid[]))
-                     ORDER BY lease_expires_at LIMIT $2::int
+                     WHERE id = ANY($2::text[]::uuid[]) AND status = 'running' AND lease_expires_at < now()
                        FOR UPDATE SKIP LOCKED
                 ), judged AS (
                     SELECT j.id, j.run_alone AND j.lost_alone_count + 1 >= $1::int AS poison
@@ -451,16 +548,20 @@ public struct JobStore: Sendable {
                   FROM judged
                  WHERE j.id = judged.id
                 RETURNING j.id::text AS id, j.media_item_id::text AS media_item_id, judged.poison
-                """, [maxLostAlone, limit, ownInFlight])
+                """, [maxLostAlone, jobIDs])
             var report = RescueReport()
+            var poisonedItems: Set<String> = []
             for row in rows {
                 let id = try row.decode("id", as: String.self)
                 if try row.decode("poison", as: Bool.self) {
                     report.poisoned.append(id)
-                    try connection.execute("SELECT settle_media_item($1)", [try row.decode("media_item_id", as: String.self)])
+                    poisonedItems.insert(try row.decode("media_item_id", as: String.self))
                 } else {
                     report.requeued.append(id)
                 }
+            }
+            if !poisonedItems.isEmpty {
+                try connection.execute("SELECT settle_media_items($1::text[]::uuid[])", [poisonedItems.sorted()])
             }
             if !report.requeued.isEmpty {
                 try connection.execute("SELECT pg_notify($1, 'rescued')", [JobStore.channel])

@@ -143,6 +143,9 @@ public enum QueueAdmin {
     public static func retry(jobID: String, on connection: PGConnection) throws -> EnqueuedJob {
         let id = try requireUUID(jobID, what: "job id")
         return try connection.transaction { connection in
+            // The item first, then the job (the engine's lock order); a job's item never changes,
+            // so it can be read before anything is locked.
+            try lockItemOfJob(id, on: connection)
             guard let current = try connection.query("SELECT status::text AS status, job_type FROM processing_jobs WHERE id = $1::uuid FOR UPDATE", [id]).first else {
                 throw QueueAdminError("There is no job with id \(id).")
             }
@@ -166,13 +169,22 @@ public enum QueueAdmin {
     /// - Throws: ``DatabaseError``.
     public static func retryFailed(type: JobType?, on connection: PGConnection) throws -> [EnqueuedJob] {
         try connection.transaction { connection in
+            // The items first, then their jobs (the engine's lock order). Only jobs of the items
+            // locked here are reset: one that failed after this read waits for the next retry.
+            let items = try connection.query("""
+                SELECT DISTINCT media_item_id::text AS id FROM processing_jobs
+                 WHERE status = 'failed' AND ($1::text IS NULL OR job_type = $1::text)
+                """, [type?.rawValue]).map { row throws(DatabaseError) in try row.decode("id", as: String.self) }
+            guard !items.isEmpty else { return [] }
+            try JobStore.lockItems(items, on: connection)
             let rows = try connection.query(resetSQL(where: """
                 j.id IN (SELECT DISTINCT ON (f.media_item_id, f.job_type) f.id FROM processing_jobs f
                           WHERE f.status = 'failed' AND ($1::text IS NULL OR f.job_type = $1::text)
+                            AND f.media_item_id = ANY ($2::text[]::uuid[])
                             AND NOT EXISTS (SELECT 1 FROM processing_jobs o WHERE o.media_item_id = f.media_item_id
                                                AND o.job_type = f.job_type AND o.status IN ('pending', 'running'))
                           ORDER BY f.media_item_id, f.job_type, f.created_at DESC)
-                """), [type?.rawValue])
+                """), [type?.rawValue, items])
             let jobs = try rows.map { row throws(DatabaseError) in
                 EnqueuedJob(id: try row.decode("id"), type: JobType(try row.decode("job_type", as: String.self)), status: "pending")
             }
@@ -200,6 +212,14 @@ public enum QueueAdmin {
         """
     }
 
+    /// Locks the media item of a job (the first step of the engine's lock order); nothing when
+    /// there is no such job.
+    private static func lockItemOfJob(_ jobID: String, on connection: PGConnection) throws(DatabaseError) {
+        let item = try connection.query("SELECT media_item_id::text AS id FROM processing_jobs WHERE id = $1::uuid", [jobID])
+            .first.map { row throws(DatabaseError) in try row.decode("id", as: String.self) }
+        if let item { try JobStore.lockItems([item], on: connection) }
+    }
+
     /// What `cancel` did.
     public enum CancelResult: Sendable, Hashable {
         /// The job was pending and is now cancelled.
@@ -214,6 +234,7 @@ public enum QueueAdmin {
     public static func cancel(jobID: String, on connection: PGConnection) throws -> CancelResult {
         let id = try requireUUID(jobID, what: "job id")
         return try connection.transaction { connection in
+            try lockItemOfJob(id, on: connection)
             guard let current = try connection.query("""
                 SELECT status::text AS status, worker_id, media_item_id::text AS media_item_id
                   FROM processing_jobs WHERE id = $1::uuid FOR UPDATE
@@ -230,7 +251,7 @@ public enum QueueAdmin {
                        error_message = 'Cancelled by an operator.'
                  WHERE id = $1::uuid
                 """, [id])
-            try connection.execute("SELECT settle_media_item($1::uuid)", [try current.decode("media_item_id", as: String.self)])
+            try connection.execute("SELECT settle_media_items(ARRAY[$1::uuid])", [try current.decode("media_item_id", as: String.self)])
             if status == "running" {
                 return .cancelledRunning(workerID: try current.decode("worker_id", as: String?.self) ?? "?")
             }

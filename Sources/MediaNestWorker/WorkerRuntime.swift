@@ -528,20 +528,21 @@ public final class WorkerRuntime: Sendable {
                     let current = run.progress.current
                     let changed = current.version != run.sentProgressVersion
                     run.sentProgressVersion = current.version
-                    return HeartbeatEntry(jobID: run.work.job.id, attempt: run.work.job.attempt,
+                    return HeartbeatEntry(jobID: run.work.job.id, leaseID: run.work.job.leaseID,
                                           progress: changed ? current.snapshot?.json : nil)
                 }
             }
             do {
                 let stops = try database.runBlocking { connection in
-                    try store.heartbeat(entries, types: servedTypes, concurrency: configuration.concurrency, on: connection)
+                    try store.registerWorker(types: servedTypes, concurrency: configuration.concurrency, ttl: configuration.lease, on: connection)
+                    return try store.heartbeat(entries, on: connection)
                 }
                 if !stops.isEmpty {
                     state.withLock { state in
                         for (id, reason) in stops {
                             guard let run = state.inFlight[id] else { continue }
                             run.cancellation.stop(reason)
-                            logger.notice(reason == .cancelled ? "job was cancelled; stopping it" : "lost the lease on a job; stopping it",
+                            logger.notice(reason == .cancelled ? "job was cancelled; stopping it" : reason == .mediaItemDeleted ? "the job's media item was deleted; stopping it" : "lost the lease on a job; stopping it",
                                           metadata: ["job_id": "\(id)", "job_type": "\(run.work.job.type)"])
                         }
                     }

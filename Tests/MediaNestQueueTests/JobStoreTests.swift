@@ -92,7 +92,7 @@ struct JobStoreTests {
             #expect(claimedByB.runAlone)
 
             // A's heartbeat learns it lost the job; A's late writes change nothing.
-            let stops = try workerA.heartbeat([HeartbeatEntry(jobID: job, attempt: claimedByA.job.attempt, progress: nil)], types: [.metadata], concurrency: 1, on: connection)
+            let stops = try workerA.heartbeat([HeartbeatEntry(jobID: job, leaseID: claimedByA.job.leaseID, progress: nil)], on: connection)
             #expect(stops[job] == .leaseLost)
             #expect(try workerA.complete(claimedByA.job, outcome: JobOutcome(output: ["by": "A"]), on: connection) == false)
             #expect(try workerA.fail(claimedByA.job, error: JobError(.ioError, "late"), on: connection) == .dropped)
@@ -118,7 +118,7 @@ struct JobStoreTests {
             // A's heartbeat was late (a starved thread): the lease is past, but A is alive and running it.
             try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1::uuid", [job])
             #expect(try workerA.rescueExpired(excluding: [job], on: connection).requeued.isEmpty)
-            let stops = try workerA.heartbeat([HeartbeatEntry(jobID: job, attempt: claimed.job.attempt, progress: nil)], types: [.metadata], concurrency: 1, on: connection)
+            let stops = try workerA.heartbeat([HeartbeatEntry(jobID: job, leaseID: claimed.job.leaseID, progress: nil)], on: connection)
             #expect(stops[job] == nil, "the late heartbeat still owns the job")
             #expect(try workerA.complete(claimed.job, outcome: JobOutcome(output: ["by": "A"]), on: connection))
 
@@ -211,13 +211,13 @@ struct JobStoreTests {
             #expect(errors?["thumbnail"]?["code"] == "corrupt_media")
             #expect(errors?["metadata"]?["code"] == "io_error")
             let notifications = try connection.query("SELECT type, category, title, message, data FROM notifications WHERE user_id = $1::uuid", [owner])
-            #expect(notifications.count == 1, "one notification when the item turns to error")
+            try #require(notifications.count == 1, "one notification when the item turns to error")
             #expect(try notifications[0].decode("type", as: String.self) == "error")
             #expect(try notifications[0].decode("category", as: String.self) == "media")
             #expect(try notifications[0].decode("title", as: String.self).contains("broken.jpg"))
             #expect(try notifications[0].decode("data", as: JSONValue.self)["media_item_id"] == .string(item))
             let audit = try connection.query("SELECT action, severity::text AS severity, new_values FROM audit_logs WHERE resource_id = $1::uuid", [item])
-            #expect(audit.count == 1)
+            try #require(audit.count == 1)
             #expect(try audit[0].decode("action", as: String.self) == "media.failed")
             #expect(try audit[0].decode("severity", as: String.self) == "medium")
         }
@@ -287,10 +287,10 @@ struct JobStoreTests {
             #expect(try row.decode("processed", as: Bool.self))
             #expect(try connection.query("SELECT data FROM media_metadata WHERE media_item_id = $1::uuid AND provider = 'local'", [item]).count == 1)
             let notification = try connection.query("SELECT type, title FROM notifications WHERE user_id = $1::uuid", [owner])
-            #expect(notification.count == 1)
+            try #require(notification.count == 1)
             #expect(try notification[0].decode("type", as: String.self) == "success")
             let audit = try connection.query("SELECT action, old_values, new_values FROM audit_logs WHERE resource_id = $1::uuid AND resource_type = 'media_item'", [item])
-            #expect(audit.count == 1)
+            try #require(audit.count == 1)
             #expect(try audit[0].decode("action", as: String.self) == "media.processed")
             #expect(try audit[0].decode("old_values", as: JSONValue.self)["status"] == "processing")
             #expect(try audit[0].decode("new_values", as: JSONValue.self)["status"] == "ready")
@@ -308,15 +308,13 @@ struct JobStoreTests {
             let claimed = try store.claim(slots: [.preview: 2], limit: 2, on: connection)
             try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() + interval '1 second'")
             #expect(try QueueAdmin.cancel(jobID: ids[1], on: connection) == .cancelledRunning(workerID: "w:7:x"))
-            let entries = claimed.map { HeartbeatEntry(jobID: $0.job.id, attempt: $0.job.attempt, progress: $0.job.id == ids[0] ? ["stage": "encoding"] : nil) }
-            let stops = try store.heartbeat(entries, types: [.preview], concurrency: 2, on: connection)
+            let entries = claimed.map { HeartbeatEntry(jobID: $0.job.id, leaseID: $0.job.leaseID, progress: $0.job.id == ids[0] ? ["stage": "encoding"] : nil) }
+            let stops = try store.heartbeat(entries, on: connection)
             #expect(stops == [ids[1]: .cancelled])
             let row = try connection.query("SELECT progress_info, lease_expires_at > now() + interval '20 seconds' AS extended FROM processing_jobs WHERE id = $1::uuid", [ids[0]])[0]
             #expect(try row.decode("progress_info", as: JSONValue.self)["stage"] == "encoding")
             #expect(try row.decode("extended", as: Bool.self))
-            let worker = try connection.query("SELECT host, pid, types FROM processing_workers WHERE id = 'w:7:x'")[0]
-            #expect(try worker.decode("types", as: [String].self) == ["preview"])
-            #expect(try worker.decode("pid", as: Int.self) == 7)
+            #expect(try connection.query("SELECT 1 FROM processing_workers").isEmpty, "the heartbeat no longer touches the registry")
             // The cancelled run's late completion is refused.
             let cancelled = try #require(claimed.first { $0.job.id == ids[1] })
             #expect(try store.complete(cancelled.job, outcome: JobOutcome(output: [:]), on: connection) == false)
@@ -335,6 +333,197 @@ struct JobStoreTests {
             #expect(try row.decode("s", as: String.self) == "pending")
             #expect(try row.decode("attempts", as: Int.self) == 0)
             #expect(try row.decode("worker_id", as: String?.self) == nil)
+        }
+    }
+
+    @Test func oldRunsWritesAreRefusedAfterTheSameWorkerReclaimedTheJob() async throws {
+        try await withMigratedDatabase("lease") { _, connection, owner in
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
+            let worker = JobStore(workerID: "w:1:0", lease: .seconds(30))
+            let oldRun = try #require(try worker.claim(slots: [.metadata: 1], limit: 1, on: connection).first).job
+            // The worker lost track of its run (a stall past the lease); its own rescue pass takes
+            // the job back, not charging the attempt, and it claims the job again.
+            try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1::uuid", [job])
+            #expect(try worker.rescueExpired(on: connection).requeued == [job])
+            let newRun = try #require(try worker.claimRunAlone(types: [.metadata], on: connection)).job
+            // Same worker id, same attempt number: only the lease token tells the runs apart.
+            #expect(newRun.attempt == oldRun.attempt)
+            #expect(newRun.leaseID != oldRun.leaseID)
+
+            var update = MediaItemUpdate()
+            update.metadataMerge = ["by": "old run"]
+            #expect(try worker.heartbeat([HeartbeatEntry(jobID: job, leaseID: oldRun.leaseID, progress: ["stage": "old"])], on: connection) == [job: .leaseLost])
+            #expect(try worker.complete(oldRun, outcome: JobOutcome(output: ["by": "old"], itemUpdate: update), on: connection) == false)
+            #expect(try worker.completeBatch([(oldRun, JobOutcome(output: ["by": "old"], itemUpdate: update))], on: connection).isEmpty)
+            #expect(try worker.fail(oldRun, error: JobError(.ioError, "old"), itemUpdate: update, on: connection) == .dropped)
+            #expect(try worker.fail(oldRun, error: JobError(.corruptMedia, "old"), itemUpdate: update, on: connection) == .dropped)
+            #expect(try worker.release([oldRun], on: connection).isEmpty)
+            let running = try connection.query("SELECT status::text AS s, attempts, lease_id::text AS lease, progress_info FROM processing_jobs WHERE id = $1::uuid", [job])[0]
+            #expect(try running.decode("s", as: String.self) == "running")
+            #expect(try running.decode("attempts", as: Int.self) == 1)
+            #expect(try running.decode("lease", as: String.self) == newRun.leaseID)
+            #expect(try running.decode("progress_info", as: JSONValue.self)["stage"] == nil)
+            #expect(try connection.query("SELECT metadata FROM media_items WHERE id = $1::uuid", [item])[0].decode("metadata", as: JSONValue.self)["by"] == nil)
+
+            #expect(try worker.heartbeat([HeartbeatEntry(jobID: job, leaseID: newRun.leaseID, progress: nil)], on: connection).isEmpty)
+            #expect(try worker.complete(newRun, outcome: JobOutcome(output: ["by": "new"]), on: connection))
+            #expect(try connection.query("SELECT output_data FROM processing_jobs WHERE id = $1::uuid", [job])[0].decode("output_data", as: JSONValue.self)["by"] == "new")
+        }
+    }
+
+    @Test func staleWorkersBatchCompletionChangesNothing() async throws {
+        try await withMigratedDatabase("batchfence") { _, connection, owner in
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
+            let workerA = JobStore(workerID: "a:1:0"), workerB = JobStore(workerID: "b:2:0")
+            let runA = try #require(try workerA.claim(slots: [.metadata: 1], limit: 1, on: connection).first).job
+            try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1::uuid", [job])
+            #expect(try workerB.rescueExpired(on: connection).requeued == [job])
+            let runB = try #require(try workerB.claimRunAlone(types: [.metadata], on: connection)).job
+
+            var update = MediaItemUpdate()
+            update.metadataMerge = ["by": "A"]
+            update.checksumMD5 = String(repeating: "0", count: 32)
+            #expect(try workerA.completeBatch([(runA, JobOutcome(output: ["by": "A"], itemUpdate: update))], on: connection).isEmpty)
+            let row = try connection.query("SELECT status::text AS s, worker_id, lease_id::text AS lease, output_data FROM processing_jobs WHERE id = $1::uuid", [job])[0]
+            #expect(try row.decode("s", as: String.self) == "running")
+            #expect(try row.decode("worker_id", as: String.self) == "b:2:0")
+            #expect(try row.decode("lease", as: String.self) == runB.leaseID)
+            #expect(try row.decode("output_data", as: JSONValue?.self)?["by"] == nil)
+            let itemRow = try connection.query("SELECT status::text AS s, metadata, checksum_md5 FROM media_items WHERE id = $1::uuid", [item])[0]
+            #expect(try itemRow.decode("s", as: String.self) == "uploading", "not settled")
+            #expect(try itemRow.decode("metadata", as: JSONValue.self)["by"] == nil)
+            #expect(try itemRow.decode("checksum_md5", as: String?.self) == nil)
+            #expect(try connection.query("SELECT 1 FROM notifications").isEmpty)
+        }
+    }
+
+    @Test func claimSkipsAJobAnotherTransactionHoldsInsteadOfWaiting() async throws {
+        try await withMigratedDatabase("skiplocked") { database, connection, owner in
+            // Per kind of claim, a top job (priority 10) and the next one: ordinary metadata jobs,
+            // and preview jobs rescued after a crash (run alone).
+            var top: [String] = [], next: [String] = []
+            for type in ["metadata", "preview"] {
+                for priority in [10, 0] {
+                    let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+                    let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: type, priority: priority, on: connection)
+                    if priority == 10 { top.append(job) } else { next.append(job) }
+                }
+            }
+            try connection.execute("UPDATE processing_jobs SET run_alone = true WHERE job_type = 'preview'")
+            let holder = try database.connect()
+            try holder.execute("BEGIN")
+            try holder.execute("SELECT 1 FROM processing_jobs WHERE id = ANY($1::text[]::uuid[]) FOR UPDATE", [top])
+            // Without SKIP LOCKED the claim would wait for the holder and fail with 55P03 here.
+            try connection.execute("SET lock_timeout = '500ms'")
+            let store = JobStore(workerID: "w:1:0")
+            #expect(try store.claim(slots: [.metadata: 1], limit: 1, on: connection).map(\.job.id) == [next[0]])
+            #expect(try store.claimRunAlone(types: [.preview], on: connection)?.job.id == next[1])
+            try holder.execute("ROLLBACK")
+            #expect(try store.claim(slots: [.metadata: 1], limit: 1, on: connection).map(\.job.id) == [top[0]])
+        }
+    }
+
+    @Test func failureKeepsItsItemUpdateWhetherItRetriesOrNot() async throws {
+        try await withMigratedDatabase("failupdate") { _, connection, owner in
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", maxAttempts: 2, on: connection)
+            let store = JobStore(workerID: "w:1:0", retryPolicy: RetryPolicy(baseDelay: .milliseconds(1), jitter: 0))
+            func checksums() throws -> (md5: String?, sha256: String?, size: Int64?) {
+                let row = try connection.query("SELECT checksum_md5, checksum_sha256, file_size FROM media_items WHERE id = $1::uuid", [item])[0]
+                return (try row.decode("checksum_md5"), try row.decode("checksum_sha256"), try row.decode("file_size"))
+            }
+            var first = MediaItemUpdate()
+            first.checksumMD5 = String(repeating: "a", count: 32)
+            first.checksumSHA256 = String(repeating: "b", count: 64)
+            let run1 = try #require(try store.claim(slots: [.metadata: 1], limit: 1, on: connection).first).job
+            guard case .retrying = try store.fail(run1, error: JobError(.ioError, "flaky"), itemUpdate: first, on: connection) else {
+                Issue.record("expected a retry"); return
+            }
+            #expect(try checksums().md5 == first.checksumMD5 && checksums().sha256 == first.checksumSHA256, "applied on a retry")
+
+            try connection.execute("UPDATE processing_jobs SET run_at = now() WHERE id = $1::uuid", [job])
+            let run2 = try #require(try store.claim(slots: [.metadata: 1], limit: 1, on: connection).first).job
+            var fenced = MediaItemUpdate()
+            fenced.fileSize = 1
+            #expect(try store.fail(run1, error: JobError(.corruptMedia, "late"), itemUpdate: fenced, on: connection) == .dropped)
+            #expect(try checksums().size == 1000, "a fenced-off failure applies nothing")
+
+            var second = MediaItemUpdate()
+            second.checksumMD5 = String(repeating: "c", count: 32)
+            second.fileSize = 4096
+            #expect(try store.fail(run2, error: JobError(.mimeMismatch, "not a JPEG"), itemUpdate: second, on: connection) == .failed)
+            let after = try checksums()
+            #expect(after.md5 == second.checksumMD5 && after.sha256 == first.checksumSHA256 && after.size == 4096, "applied on a final failure")
+            #expect(try settledState(of: item, on: connection).status == "error")
+        }
+    }
+
+    @Test func registerWorkerKeepsTheLiveWorkerViewAndHeartbeatLeavesItAlone() async throws {
+        try await withMigratedDatabase("registry") { _, connection, owner in
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            _ = try DatabaseFixtures.insertJob(mediaItemID: item, type: "transcode", on: connection)
+            let store = JobStore(workerID: "host-a:42:x")
+            try store.registerWorker(types: [.metadata, .thumbnail], concurrency: 4, ttl: .seconds(90), on: connection)
+            var status = try QueueAdmin.status(on: connection)
+            let worker = try #require(status.workers.first)
+            #expect(status.workers.count == 1)
+            #expect(worker.id == "host-a:42:x" && worker.types == ["metadata", "thumbnail"] && worker.concurrency == 4)
+            #expect(status.typesWaitingForWorker == [.transcode])
+            let row = try connection.query("SELECT host, pid, expires_at > now() + interval '80 seconds' AS ttl FROM processing_workers")[0]
+            #expect(try row.decode("host", as: String.self) == "host-a" && row.decode("pid", as: Int.self) == 42 && row.decode("ttl", as: Bool.self))
+
+            // A refresh replaces what the worker serves; an expired registration is not live.
+            try store.registerWorker(types: [.transcode], concurrency: 1, ttl: .seconds(90), on: connection)
+            status = try QueueAdmin.status(on: connection)
+            #expect(status.workers.map(\.types) == [["transcode"]] && status.typesWaitingForWorker.isEmpty)
+            try connection.execute("UPDATE processing_workers SET expires_at = now() - interval '1 second'")
+            let seen = try connection.query("SELECT last_seen_at FROM processing_workers")[0].decode("last_seen_at", as: Date.self)
+            #expect(try store.heartbeat([], on: connection).isEmpty)
+            let running = try #require(try store.claim(slots: [.transcode: 1], limit: 1, on: connection).first)
+            #expect(try store.heartbeat([HeartbeatEntry(jobID: running.job.id, leaseID: running.job.leaseID, progress: nil)], on: connection).isEmpty)
+            #expect(try QueueAdmin.status(on: connection).workers.isEmpty, "the heartbeat does not register")
+            #expect(try connection.query("SELECT last_seen_at FROM processing_workers")[0].decode("last_seen_at", as: Date.self) == seen)
+            try store.unregister(on: connection)
+            #expect(try connection.query("SELECT 1 FROM processing_workers").isEmpty)
+        }
+    }
+
+    @Test func heartbeatTellsADeletedItemFromAnOperatorCancel() async throws {
+        try await withMigratedDatabase("deleted") { _, connection, owner in
+            let store = JobStore(workerID: "w:1:0")
+            let kept = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let doomed = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let cancelledJob = try DatabaseFixtures.insertJob(mediaItemID: kept, type: "metadata", on: connection)
+            let orphanedJob = try DatabaseFixtures.insertJob(mediaItemID: doomed, type: "metadata", on: connection)
+            let claimed = try store.claim(slots: [.metadata: 2], limit: 2, on: connection)
+            try #require(claimed.count == 2)
+            _ = try QueueAdmin.cancel(jobID: cancelledJob, on: connection)
+            try connection.execute("DELETE FROM media_items WHERE id = $1::uuid", [doomed])
+            let stops = try store.heartbeat(claimed.map { HeartbeatEntry(jobID: $0.job.id, leaseID: $0.job.leaseID, progress: nil) }, on: connection)
+            #expect(stops == [cancelledJob: .cancelled, orphanedJob: .mediaItemDeleted])
+            #expect(StopReason.mediaItemDeleted.error.code == .mediaItemMissing)
+        }
+    }
+
+    @Test func onlyOneWorkerRescuesAtATime() async throws {
+        try await withMigratedDatabase("rescuelock") { database, connection, owner in
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
+            let job = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection)
+            _ = try JobStore(workerID: "dead:1:0").claim(slots: [.metadata: 1], limit: 1, on: connection)
+            try connection.execute("UPDATE processing_jobs SET lease_expires_at = now() - interval '1 second'")
+            // Another worker is in the middle of its rescue pass: it holds the rescue lock.
+            let other = try database.connect()
+            try other.execute("BEGIN")
+            #expect(try other.query("SELECT pg_try_advisory_xact_lock($1::bigint) AS got", [JobStore.rescueLockKey])[0].decode("got", as: Bool.self))
+            let store = JobStore(workerID: "w:2:0")
+            #expect(try store.rescueExpired(on: connection) == RescueReport(), "returns at once with nothing done")
+            #expect(try connection.query("SELECT status::text AS s FROM processing_jobs WHERE id = $1::uuid", [job])[0].decode("s", as: String.self) == "running")
+            try other.execute("COMMIT")
+            #expect(try store.rescueExpired(on: connection).requeued == [job])
+            // The lock is transaction-level: the pass released it when it committed.
+            #expect(try other.query("SELECT pg_try_advisory_xact_lock($1::bigint) AS got", [JobStore.rescueLockKey])[0].decode("got", as: Bool.self))
         }
     }
 

@@ -74,7 +74,7 @@ WITH next AS (
      LIMIT 1 FOR UPDATE SKIP LOCKED)
 UPDATE processing_jobs j
    SET status = 'running', attempts = j.attempts + 1, started_at = now(), worker_id = 'pgbench',
-       lease_expires_at = now() + interval '30 seconds'
+       lease_id = gen_random_uuid(), lease_expires_at = now() + interval '30 seconds'
   FROM next WHERE j.id = next.id
 RETURNING j.id AS job_id \gset
 UPDATE processing_jobs SET status = 'completed', completed_at = now(), output_data = '{}'

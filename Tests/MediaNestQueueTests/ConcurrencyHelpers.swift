@@ -1,0 +1,85 @@
+import Foundation
+import MediaNestDB
+import MediaNestQueue
+import MediaNestTestSupport
+import Synchronization
+import Testing
+
+/// A blocking database call running on a thread of its own, so that a test can start it, see it
+/// wait for a lock, release the lock and then collect its result.
+///
+/// A plain `Thread` rather than a task: a call blocked in libpq must not hold one of the
+/// cooperative pool's few threads while the test that would release it needs one.
+final class BackgroundCall<T: Sendable>: Sendable {
+    private struct State {
+        var result: Result<T, any Error>?
+        var waiter: CheckedContinuation<T, any Error>?
+    }
+    private let state = Mutex(State())
+
+    /// Starts `body` on a new thread at once.
+    init(_ body: @escaping @Sendable () throws -> T) {
+        let thread = Thread { [self] in
+            let result = Result { try body() }
+            let waiter = state.withLock { state -> CheckedContinuation<T, any Error>? in
+                state.result = result
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(with: result)
+        }
+        thread.start()
+    }
+
+    /// Whether `body` returned or threw.
+    var isFinished: Bool { state.withLock { $0.result != nil } }
+
+    /// Waits for `body` and returns what it returned, or throws what it threw.
+    func value() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<T, any Error>? in
+                if let result = state.result { return result }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}
+
+/// Waits until the backend `pid` waits for a lock (an ungranted row in `pg_locks`), asking on
+/// `observer`. Fails the test if `call` ended first or the wait never shows up.
+func waitUntilWaitingForLock<T>(_ pid: Int32, call: BackgroundCall<T>, observer: PGConnection,
+                                sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let waiting = try await waitUntil(timeout: .seconds(30)) {
+        if call.isFinished { return true }
+        return try observer.query("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1::int AND NOT granted) AS waiting",
+                                  [Int(pid)])[0].decode("waiting", as: Bool.self)
+    }
+    if call.isFinished {
+        // Surface the call's own error if it failed instead of waiting.
+        _ = try await call.value()
+        Issue.record("backend \(pid) finished instead of waiting for the lock", sourceLocation: sourceLocation)
+        throw CancellationError()
+    }
+    try #require(waiting, "backend \(pid) never waited for the lock", sourceLocation: sourceLocation)
+}
+
+/// An item in `processing` with one running job of each of `types`, all claimed by `store`.
+func itemWithRunningJobs(_ types: [JobType], store: JobStore, owner: String, name: String = "holiday.jpg",
+                         on connection: PGConnection) throws -> (item: String, jobs: [JobType: ClaimedJob]) {
+    let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: name, on: connection)
+    _ = try QueueAdmin.enqueue(mediaItemID: item, types: types, priority: 0, on: connection)
+    let claimed = try store.claim(slots: Dictionary(uniqueKeysWithValues: types.map { ($0, 1) }), limit: types.count, on: connection)
+    try #require(claimed.count == types.count && claimed.allSatisfy { $0.job.mediaItemID == item })
+    return (item, Dictionary(uniqueKeysWithValues: claimed.map { ($0.job.type, $0.job) }))
+}
+
+/// The item's status and the owner's notifications about it (their types).
+func settledState(of item: String, on connection: PGConnection) throws -> (status: String, notifications: [String]) {
+    let status = try connection.query("SELECT status::text AS s FROM media_items WHERE id = $1::uuid", [item])[0].decode("s", as: String.self)
+    let notifications = try connection.query("""
+        SELECT type FROM notifications WHERE data->>'media_item_id' = $1 ORDER BY created_at
+        """, [item]).map { try $0.decode("type", as: String.self) }
+    return (status, notifications)
+}
