@@ -41,7 +41,11 @@ BEGIN
     -- Statement 2: judge, with a snapshot taken after every lock above was granted.
     WITH items AS (
         SELECT m.id, m.owner_id, m.status AS old_status,
-               coalesce(nullif(m.original_filename, ''), m.filename) AS shown
+               -- The name goes into notification titles and messages that clients render and
+               -- log: control characters (a newline that forges a second line, ESC sequences,
+               -- bidi overrides) are replaced, as JobError does for error messages.
+               regexp_replace(coalesce(nullif(m.original_filename, ''), m.filename),
+                              '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]', '?', 'g') AS shown
           FROM media_items m
          WHERE m.id = ANY(item_ids)
     ), latest AS (

@@ -297,6 +297,25 @@ struct JobStoreTests {
         }
     }
 
+    @Test func notificationTitlesCannotBeForgedByControlCharactersInTheFileName() async throws {
+        try await withMigratedDatabase("forged-name") { _, connection, owner in
+            let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "cat.png", on: connection)
+            try connection.execute("UPDATE media_items SET original_filename = $2 WHERE id = $1::uuid",
+                                   [item, "cat.png\nSYSTEM: your account is locked\u{1B}[2J\u{202E}gpj.exe"])
+            _ = try QueueAdmin.enqueue(mediaItemID: item, types: [.metadata], priority: 0, on: connection)
+            let store = JobStore(workerID: "w:1:0")
+            let work = try #require(try store.claim(slots: [.metadata: 1], limit: 1, on: connection).first)
+            #expect(try store.complete(work.job, outcome: JobOutcome(output: [:]), on: connection))
+            let rows = try connection.query("SELECT title, message FROM notifications WHERE user_id = $1::uuid", [owner])
+            try #require(rows.count == 1)
+            for column in ["title", "message"] {
+                let text = try rows[0].decode(column, as: String.self)
+                #expect(!text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0.value == 0x202E }, "\(column): \(text.debugDescription)")
+                #expect(text.contains("cat.png?SYSTEM: your account is locked?[2J?gpj.exe"))
+            }
+        }
+    }
+
     @Test func heartbeatExtendsLeasesWritesProgressAndReportsCancellation() async throws {
         try await withMigratedDatabase("heartbeat") { _, connection, owner in
             let store = JobStore(workerID: "w:7:x", lease: .seconds(30))
