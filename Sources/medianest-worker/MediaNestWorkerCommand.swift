@@ -23,6 +23,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         MigrateCommand.self,
         ProbeCommand.self,
         ChecksumCommand.self,
+        ThumbnailCommand.self,
         VersionCommand.self,
     ]
 }
