@@ -144,7 +144,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MediaNestMediaTests",
-            dependencies: ["MediaNestMedia", "MediaNestCore", "MediaNestTestSupport"],
+            dependencies: ["MediaNestMedia", "MediaNestCore", "MediaNestTestSupport", "CFFmpeg"],
             swiftSettings: upcoming
         ),
         .testTarget(
