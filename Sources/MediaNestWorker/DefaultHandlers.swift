@@ -26,7 +26,7 @@ extension HandlerRegistry {
     /// Registers the thumbnail and preview handlers whose encoder this FFmpeg build has; a type
     /// whose encoder is missing is not served (its jobs wait for a worker that has it), and one
     /// log line says why.
-    static func registerStillHandlers(in registry: inout HandlerRegistry, configuration: WorkerConfiguration,
+    public static func registerStillHandlers(in registry: inout HandlerRegistry, configuration: WorkerConfiguration,
                                       encoderAvailable: (ImageFormat) -> Bool = ImageEncoder.isAvailable,
                                       logger: Logger = Logger(label: "medianest.worker")) {
         for kind in StillKind.allCases {

@@ -73,6 +73,7 @@ public enum StillImageDecoder {
     ///   `io_error`, or the stop's code.
     public static func decode(file: SafeFile, limits: MediaLimits = .default, maxLongEdge: Int, threads: Int = 1,
                               cancellation: JobCancellation? = nil) throws(JobError) -> DecodedStill {
+        FFmpegLog.install()
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         try stop.check()
         let header = try file.read(at: 0, count: Int(min(file.size, 256 << 10)))

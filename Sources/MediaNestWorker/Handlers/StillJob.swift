@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import MediaNestCore
 import MediaNestMedia
@@ -15,8 +16,10 @@ import MediaNestQueue
 ///   takes it: no decode at all; it clears the "ahead" mark.
 /// - Otherwise it decodes once, at the larger of the two sizes when the sibling's output is
 ///   missing or stale, and writes both (the sibling's marked "ahead").
-/// - Two jobs racing both decode and write the same files; every write is atomic, so a race
-///   costs double work, never a broken file.
+/// - In one process the two jobs of an item take turns (``ItemGate``): the engine usually claims
+///   them in the same batch, and without turns both would decode. Across processes two racing
+///   jobs both decode and write the same files; every write is atomic, so a race costs double
+///   work, never a broken file.
 /// - A re-run of a job always renders its own output again (its entry is not marked "ahead"),
 ///   replacing the old file atomically.
 struct StillJob: Sendable {
@@ -27,6 +30,12 @@ struct StillJob: Sendable {
     static let manifestName = "stills.json"
 
     func run(_ context: JobContext) throws(JobError) -> JobOutcome {
+        try ItemGate.withItem(context.mediaItem.id, cancellation: context.cancellation) { () throws(JobError) -> JobOutcome in
+            try runAlone(context)
+        }
+    }
+
+    private func runAlone(_ context: JobContext) throws(JobError) -> JobOutcome {
         let item = context.mediaItem
         try context.cancellation.check()
         guard context.storage.derivedRootRelativeToStorage != nil else {
@@ -214,5 +223,36 @@ struct StillManifest {
         var object: [String: JSONValue] = ["version": 1]
         for (kind, entry) in entries { object[kind.rawValue] = entry.json }
         return .object(object)
+    }
+}
+
+/// Lets the thumbnail and preview jobs of one item take turns within this process, so the second
+/// finds what the first decoded for it instead of decoding at the same time.
+enum ItemGate {
+    private static let gates = Mutex<[String: (semaphore: DispatchSemaphore, users: Int)]>([:])
+
+    /// Runs `body` while no other still job of `itemID` runs in this process.
+    /// - Throws: What `body` throws, or the stop's error while waiting.
+    static func withItem<T>(_ itemID: String, cancellation: JobCancellation, _ body: () throws(JobError) -> T) throws(JobError) -> T {
+        let semaphore = gates.withLock { gates -> DispatchSemaphore in
+            if let entry = gates[itemID] {
+                gates[itemID] = (entry.semaphore, entry.users + 1)
+                return entry.semaphore
+            }
+            let semaphore = DispatchSemaphore(value: 1)
+            gates[itemID] = (semaphore, 1)
+            return semaphore
+        }
+        defer {
+            gates.withLock { gates in
+                if let entry = gates[itemID] { gates[itemID] = entry.users > 1 ? (entry.semaphore, entry.users - 1) : nil }
+            }
+        }
+        // Poll the job's token while waiting: a stop must not wait for the sibling to finish.
+        while semaphore.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
+            try cancellation.check()
+        }
+        defer { semaphore.signal() }
+        return try body()
     }
 }
