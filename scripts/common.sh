@@ -13,7 +13,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APT_PACKAGES=(
     pkg-config libpq-dev libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev libmagic-dev libssl-dev
     postgresql-15 postgresql-contrib ffmpeg file openssl coreutils hyperfine
-    imagemagick libvips-tools
+    imagemagick libvips-tools time
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
