@@ -201,6 +201,22 @@ struct StillImageDecoderTests {
         }
     }
 
+    @Test(arguments: [MediaFixtures.Name.plainJPEG, MediaFixtures.Name.exifJPEG(orientation: 6), MediaFixtures.Name.pngWithExif,
+                      MediaFixtures.Name.png16Alpha, MediaFixtures.Name.gif, MediaFixtures.Name.webp])
+    func damagedImagesDecodeOrFailWithAnInputCode(source: String) throws {
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
+        var random = MutatedInputTests.SplitMix(state: source.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
+        for round in 0..<100 {
+            let name = try write(MutatedInputTests.mutate(original, using: &random), "damaged-\(round)-\(source)")
+            do {
+                let still = try decode(name)
+                #expect(still.image.width >= 1 && still.image.width <= 320)
+            } catch {
+                #expect(MutatedInputTests.inputCodes.contains(error.code), "\(name): \(error.code): \(error.message)")
+            }
+        }
+    }
+
     @Test func notAnImageIsUnsupported() {
         let error = jobError { () throws(JobError) in _ = try decode(MediaFixtures.Name.textAsJPEG, root: fixtures.root) }
         #expect(error?.code == .unsupportedFormat)

@@ -11,7 +11,7 @@ struct ThumbnailCommand: ParsableCommand {
         commandName: "thumbnail",
         abstract: "Render thumbnails of media files into a directory, without a database.",
         discussion: """
-            Uses the same decoders and dispatcher as the thumbnail job (each file's directory is its storage root), in one process, so it can be timed over many files. Writes <output-dir>/<file name>.<ext> atomically and prints one JSON line per file.
+            Uses the same decoders and dispatcher as the thumbnail job (each file's directory is its storage root), in one process, so it can be timed over many files. Writes <output-dir>/<file name>.<ext> atomically (temporary name and rename, no fsync) and prints one JSON line per file.
             """
     )
 
@@ -53,7 +53,6 @@ struct ThumbnailCommand: ParsableCommand {
             let (root, name) = LocalFile.split(path)
             var line: [String: JSONValue] = ["file": .string(path)]
             do throws(JobError) {
-                let directory = try DerivedDirectory.open(derivedRoot: outputParent + "/" + outputName, components: [])
                 let file = try SafeFile.open(relativePath: name, in: root, limits: limits)
                 let cancellation = JobCancellation(timeout: limits.timeout)
                 let still = try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> RenderedStill in
@@ -62,8 +61,15 @@ struct ThumbnailCommand: ParsableCommand {
                 }
                 let image = try still.image.fitted(maxLongEdge: size)
                 let bytes = try ImageEncoder.encode(image, as: outputFormat, quality: quality)
-                let written = try directory.writeAtomically(bytes, named: name + "." + outputFormat.fileExtension)
-                line["output"] = .string(absoluteOutput + "/" + written)
+                // A tool's output, not the library's: written atomically (temporary name, rename) like
+                // the daemon's, but without its fsyncs, as vipsthumbnail and ffmpeg write theirs.
+                let target = outputParent + "/" + outputName + "/" + name + "." + outputFormat.fileExtension
+                do {
+                    try Data(bytes).write(to: URL(fileURLWithPath: target), options: .atomic)
+                } catch {
+                    throw JobError(.ioError, "Writing \(target) failed: \(error.localizedDescription)")
+                }
+                line["output"] = .string(target)
                 line["width"] = .int(Int64(image.width))
                 line["height"] = .int(Int64(image.height))
                 line["bytes"] = .int(Int64(bytes.count))
