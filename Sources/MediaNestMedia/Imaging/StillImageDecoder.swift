@@ -118,13 +118,18 @@ public enum StillImageDecoder {
         }
         try stop.check()
 
-        var bytes = header.count == Int(file.size) ? header : try file.read(at: 0, count: Int(file.size))
-        if codec == .webp, let still = WebPAnimation.firstFrameAsStill(bytes) { bytes = still }
+        // The packet is filled straight from the file: no zeroed array, no second copy.
+        var payload: PacketPayload = .file(file)
+        if header.count == Int(file.size) { payload = .bytes(header) }
+        if codec == .webp {
+            let bytes = header.count == Int(file.size) ? header : try file.read(at: 0, count: Int(file.size))
+            payload = .bytes(WebPAnimation.firstFrameAsStill(bytes) ?? bytes)
+        }
         try stop.check()
 
         let orientationToApply = ImageOrientation(exifValue: orientation)
         let lowres: Int32 = codec == .jpeg ? (width.flatMap { w in height.map { h in PacketImageDecoder.jpegLowres(width: w, height: h, maxLongEdge: maxLongEdge) } } ?? 0) : 0
-        let decoded = try decodePacket(bytes, codec: codec, lowres: lowres, threads: threads, limits: limits, what: what)
+        let decoded = try decodePacket(payload, codec: codec, lowres: lowres, threads: threads, limits: limits, what: what)
         try stop.check()
         var image = try FrameConverter.convert(decoded.frame.pointer, fittingLongEdge: maxLongEdge)
         image.clearAlphaIfOpaque()
@@ -134,7 +139,13 @@ public enum StillImageDecoder {
     }
 
     /// Decodes one packet holding a whole image.
-    static func decodePacket(_ bytes: [UInt8], codec: PacketImageDecoder.Codec, lowres: Int32, threads: Int,
+    /// Where a packet's bytes come from.
+    enum PacketPayload {
+        case bytes([UInt8])
+        case file(SafeFile)
+    }
+
+    static func decodePacket(_ payload: PacketPayload, codec: PacketImageDecoder.Codec, lowres: Int32, threads: Int,
                              limits: MediaLimits, what: String) throws(JobError) -> (frame: OwnedFrame, width: Int, height: Int) {
         guard let decoderCodec = avcodec_find_decoder(codec.id) else {
             throw JobError(.unsupportedFormat, "This FFmpeg build cannot decode \(codec.rawValue) pictures.", retryable: false)
@@ -152,9 +163,25 @@ public enum StillImageDecoder {
         guard let packet = av_packet_alloc() else { throw JobError(.internalError, "FFmpeg could not allocate a packet.") }
         var packetRef: UnsafeMutablePointer<AVPacket>? = packet
         defer { av_packet_free(&packetRef) }
-        status = av_new_packet(packet, Int32(bytes.count))
+        let count: Int
+        switch payload {
+        case .bytes(let bytes): count = bytes.count
+        case .file(let file): count = Int(file.size)
+        }
+        status = av_new_packet(packet, Int32(count))
         guard status >= 0, let data = packet.pointee.data else { throw ffmpegError(status, code: .internalError, "FFmpeg could not allocate a packet") }
-        bytes.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: bytes.count) }
+        switch payload {
+        case .bytes(let bytes):
+            bytes.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: bytes.count) }
+        case .file(let file):
+            switch file.readFully(into: UnsafeMutableRawBufferPointer(start: data, count: count), at: 0) {
+            case .success(let n):
+                // A file that shrank since it was opened is decoded as far as it goes.
+                packet.pointee.size = Int32(n)
+            case .failure(let code):
+                throw JobError(.ioError, "Reading \(file.relativePath) failed: \(errnoText(code)).")
+            }
+        }
         packet.pointee.flags |= CFFmpeg_AV_PKT_FLAG_KEY
 
         let frame = try OwnedFrame()
