@@ -64,5 +64,5 @@ for run in 1 2 3; do
     best=$(python3 -c "print(max($best, $total / ($end - $start)))")
     rss=$(python3 -c "print(max($rss, int(open('$BENCH_DIR/thumb-rss').read().split()[-1])))")
 done
-printf 'Thumbnails/s end to end through the daemon (%d mixed images: 12 MP and 1080p JPEG, PNG+alpha, WebP), %d cores\t%.1f thumbnails/s, peak RSS %d MiB\t\t\t\t\n' \
+printf 'Thumbnail jobs/s end to end through the daemon (%d mixed images: 12 MP and 1080p JPEG, PNG+alpha, WebP; each job also writes the 1440 px preview from its decode), %d cores\t%.1f thumbnails/s, peak RSS %d MiB\t\t\t\t\n' \
     "$total" "$(nproc)" "$best" "$((rss / 1024))"
