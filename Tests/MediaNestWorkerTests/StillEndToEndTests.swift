@@ -64,3 +64,25 @@ struct StillEndToEndTests {
         }
     }
 }
+
+@Suite("the thumbnail command", .enabled(if: executablesAvailable, "needs the built executables"))
+struct ThumbnailCommandTests {
+    @Test func rendersUprightThumbnailsAndReportsBadFilesWithoutStopping() throws {
+        let fixtures = try MediaFixtures.load()
+        let output = try fixtures.makeScratchDirectory("thumbnail-cli")
+        let result = try runCLI(["thumbnail", "--size", "16", "--format", "png", "--output-dir", output,
+                                 fixtures.path(MediaFixtures.Name.exifJPEG(orientation: 6)), fixtures.path(MediaFixtures.Name.textAsJPEG),
+                                 fixtures.path(MediaFixtures.Name.webp)])
+        #expect(result.status == 1, "a failed file makes the exit status 1")
+        let lines = try result.output.split(separator: "\n").map { try JSONValue(parsing: String($0)) }
+        try #require(lines.count == 3, "\(result.output)")
+        #expect(lines[0]["width"] == 8 && lines[0]["height"] == 16, "orientation 6 turns the 64×32 photo upright")
+        #expect(lines[1]["error"]?["code"] == "unsupported_format")
+        #expect(lines[2]["width"] == 16)
+        let size = try #require(try cliImageSize(output + "/" + MediaFixtures.Name.exifJPEG(orientation: 6) + ".png"))
+        #expect(size.width == 8 && size.height == 16)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: output).sorted() == [
+            MediaFixtures.Name.exifJPEG(orientation: 6) + ".png", MediaFixtures.Name.webp + ".png",
+        ], "no temporary file is left behind")
+    }
+}
