@@ -163,7 +163,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MediaNestMediaTests",
-            dependencies: ["MediaNestMedia", "MediaNestCore", "MediaNestTestSupport"],
+            dependencies: ["MediaNestMedia", "MediaNestCore", "MediaNestTestSupport", "CFFmpeg"],
             // Small committed HEIF/AVIF/DNG fixtures (scripts/fixtures/make-*.py), read through #filePath.
             exclude: ["Fixtures"],
             swiftSettings: upcoming

@@ -15,6 +15,7 @@ APT_PACKAGES=(
     libheif-dev libraw-dev libheif-examples libavif-bin
     postgresql-15 postgresql-contrib ffmpeg file openssl coreutils hyperfine
     systemd make
+    imagemagick libvips-tools time
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

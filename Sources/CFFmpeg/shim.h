@@ -113,4 +113,12 @@ static inline int CFFmpeg_pix_fmt_is_rgb(int format) {
     return desc && (desc->flags & AV_PIX_FMT_FLAG_RGB) ? 1 : 0;
 }
 
+/* Images (thumbnails and previews): decoder threading and log context. */
+static const int CFFmpeg_FF_THREAD_SLICE = FF_THREAD_SLICE;
+
+/* Logs one preformatted line through av_log (for tests of the log routing). */
+static inline void CFFmpeg_av_log_text(void *avcl, int level, const char *text) {
+    av_log(avcl, level, "%s", text);
+}
+
 #endif

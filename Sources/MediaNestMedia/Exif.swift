@@ -335,3 +335,20 @@ extension Substring {
         String(map { $0 == ":" ? replacement : $0 })
     }
 }
+
+// MARK: TIFF dimensions (for the thumbnail decoder's header-first pixel limit)
+
+extension ImageHeaderParser {
+    /// The width and height in the first IFD of a TIFF file (tags 256 and 257), or `nil`.
+    /// - Parameter bytes: The file's first bytes; the first IFD must lie inside them.
+    static func tiffDimensions(_ bytes: [UInt8]) -> (width: Int, height: Int)? {
+        guard let reader = TIFFReader(bytes), let first = reader.u32(4), let ifd0 = reader.entries(at: Int(first)) else { return nil }
+        var width: Int?, height: Int?
+        for e in ifd0 {
+            if e.tag == 256 { width = reader.integer(e) }
+            if e.tag == 257 { height = reader.integer(e) }
+        }
+        guard let width, let height else { return nil }
+        return (width, height)
+    }
+}

@@ -52,6 +52,51 @@ public enum FFmpegLog {
         current.value?.logger ?? fallback.withLock { $0 }
     }
 
+    // MARK: Codec threads
+
+    /// Job loggers of open codec contexts, by the small number stored in their `opaque` field.
+    ///
+    /// FFmpeg's codec threads (frame and slice threads) are not the job's thread, so the
+    /// thread-local logger does not reach them. Every `AVCodecContext` they log with is the job's
+    /// context or a copy of it that keeps its `opaque`, so `opaque` names the job instead. It holds
+    /// a key into this table, never a pointer: a line logged after the context was closed finds
+    /// nothing and goes to the fallback logger.
+    private static let attached = Mutex<(next: UInt, loggers: [UInt: Logger])>((1, [:]))
+
+    /// Ties a codec context to the job logger of the calling thread, so lines its codec threads
+    /// log keep the job's metadata. Does nothing outside ``withJobLogger(_:_:)``.
+    /// - Parameter context: A codec context whose `opaque` nobody else uses.
+    /// - Returns: The key to pass to ``detach(_:)`` when the context is freed, or `nil`.
+    static func attach(_ context: UnsafeMutablePointer<AVCodecContext>) -> UInt? {
+        guard let logger = current.value?.logger else { return nil }
+        let key = attached.withLock { table -> UInt in
+            let key = table.next
+            table.next &+= 1
+            table.loggers[key] = logger
+            return key
+        }
+        context.pointee.opaque = UnsafeMutableRawPointer(bitPattern: key)
+        return key
+    }
+
+    /// Forgets a key returned by ``attach(_:)``.
+    static func detach(_ key: UInt) {
+        _ = attached.withLock { $0.loggers.removeValue(forKey: key) }
+    }
+
+    /// The logger for a line logged with `context` as its `AVClass` context: the thread's job
+    /// logger, else the job logger attached to the codec context, else the fallback.
+    static func logger(for context: UnsafeMutableRawPointer?) -> Logger {
+        if let box = current.value { return box.logger }
+        if let context, let codecClass = avcodec_get_class(),
+           context.assumingMemoryBound(to: UnsafePointer<AVClass>?.self).pointee == codecClass,
+           let opaque = context.assumingMemoryBound(to: AVCodecContext.self).pointee.opaque {
+            let key = UInt(bitPattern: opaque)
+            if let logger = attached.withLock({ $0.loggers[key] }) { return logger }
+        }
+        return fallback.withLock { $0 }
+    }
+
     static func level(for ffmpegLevel: Int32) -> Logger.Level? {
         switch ffmpegLevel {
         case ...AV_LOG_FATAL: .critical
@@ -66,7 +111,7 @@ public enum FFmpegLog {
 
 private func ffmpegLogCallback(_ context: UnsafeMutableRawPointer?, _ level: Int32, _ format: UnsafePointer<CChar>?, _ arguments: CVaListPointer?) {
     guard let format, let arguments, let swiftLevel = FFmpegLog.level(for: level) else { return }
-    let logger = FFmpegLog.logger
+    let logger = FFmpegLog.logger(for: context)
     guard swiftLevel >= logger.logLevel else { return }
     var line = [CChar](repeating: 0, count: 1024)
     _ = line.withUnsafeMutableBufferPointer { buffer in

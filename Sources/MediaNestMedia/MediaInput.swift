@@ -350,19 +350,26 @@ public final class MediaInput {
 }
 
 /// An `AVCodecContext`, freed in `deinit`.
+///
+/// Created inside ``FFmpegLog/withJobLogger(_:_:)``, it is tied to the job's logger, so lines
+/// its codec threads log keep the job's context (see ``FFmpegLog/attach(_:)``).
 final class DecoderContext {
     let pointer: UnsafeMutablePointer<AVCodecContext>
+    private let logKey: UInt?
 
     init(codec: UnsafePointer<AVCodec>) throws(JobError) {
         guard let pointer = avcodec_alloc_context3(codec) else {
             throw JobError(.internalError, "FFmpeg could not allocate a decoder context.")
         }
         self.pointer = pointer
+        self.logKey = FFmpegLog.attach(pointer)
     }
 
     deinit {
         var context: UnsafeMutablePointer<AVCodecContext>? = pointer
         avcodec_free_context(&context)
+        // After the free: no codec thread can log with this context any more.
+        if let logKey { FFmpegLog.detach(logKey) }
     }
 }
 

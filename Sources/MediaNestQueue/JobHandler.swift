@@ -196,9 +196,9 @@ public struct MediaItemUpdate: Sendable, Hashable {
     public var checksumSHA256: String?
     /// The size actually read, when it differs from what was recorded.
     public var fileSize: Int64?
-    /// Relative to the storage layout's derived root.
+    /// Relative to the storage root (for example `.derived/3f/<id>/thumbnail.webp`).
     public var thumbnailPath: String?
-    /// Relative to the storage layout's derived root.
+    /// Relative to the storage root (for example `.derived/3f/<id>/preview.jpg`).
     public var previewPath: String?
     /// Rows to upsert into `media_metadata` (one per provider).
     public var providerMetadata: [ProviderMetadata] = []

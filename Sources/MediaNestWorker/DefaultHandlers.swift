@@ -1,3 +1,4 @@
+import Logging
 import MediaNestMedia
 import MediaNestQueue
 
@@ -16,6 +17,34 @@ extension HandlerRegistry {
         var limits = MediaLimits.default
         if let jobTimeout = configuration.jobTimeout { limits.timeout = jobTimeout }
         registry.register(MetadataHandler(limits: limits))
+        registerStillHandlers(in: &registry, configuration: configuration)
         return registry
+    }
+}
+
+extension HandlerRegistry {
+    /// Registers the thumbnail and preview handlers whose encoder this FFmpeg build has; a type
+    /// whose encoder is missing is not served (its jobs wait for a worker that has it), and one
+    /// log line says why.
+    public static func registerStillHandlers(in registry: inout HandlerRegistry, configuration: WorkerConfiguration,
+                                      encoderAvailable: (ImageFormat) -> Bool = ImageEncoder.isAvailable,
+                                      logger: Logger = Logger(label: "medianest.worker")) {
+        for kind in StillKind.allCases {
+            let type: JobType = kind == .thumbnail ? .thumbnail : .preview
+            var limits = MediaLimits.default
+            if let timeout = configuration.timeout(for: type) { limits.timeout = timeout }
+            let format = configuration.stills.settings(for: kind).format
+            // With one decode a job may also write its sibling's output, so it needs both encoders.
+            let needed = Set([format] + (configuration.stills.oneDecode ? [configuration.stills.settings(for: kind.sibling).format] : []))
+            let missing = needed.filter { !encoderAvailable($0) }.sorted { $0.rawValue < $1.rawValue }
+            guard missing.isEmpty else {
+                logger.warning("not serving \(type) jobs: this FFmpeg build has no \(missing.map { "\($0.rawValue) encoder (\($0.encoderName))" }.joined(separator: " and "))")
+                continue
+            }
+            switch kind {
+            case .thumbnail: registry.register(ThumbnailHandler(settings: configuration.stills, limits: limits))
+            case .preview: registry.register(PreviewHandler(settings: configuration.stills, limits: limits))
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 public import Logging
 import MediaNestCore
 import MediaNestDB
+import MediaNestMedia
 import MediaNestQueue
 
 /// The options of `run`, parsed without ArgumentParser, for executables that share the runtime
@@ -15,6 +16,9 @@ public enum WorkerArguments {
         "--database-url", "--storage-root", "--types", "--concurrency", "--type-limits", "--instance", "--lease", "--heartbeat",
         "--poll-interval", "--grace-period", "--no-listen", "--drain", "--max-attempts", "--max-lost",
         "--retry-base", "--retry-max", "--job-timeout", "--log-level",
+        // Thumbnails and previews.
+        "--derived-root", "--type-timeouts", "--thumbnail-size", "--thumbnail-format", "--thumbnail-quality",
+        "--preview-size", "--preview-format", "--preview-quality", "--decoder-threads",
     ]
 
     /// Parses `run`'s options over the environment (`DATABASE_URL`, `MEDIANEST_STORAGE_ROOT`).
@@ -98,6 +102,7 @@ public enum WorkerArguments {
                 }
                 configuration.logLevel = level
             }
+            try applyStillOptions(to: &configuration, environment: environment)
             // Rescue runs at least twice per lease so a crashed worker's jobs are back within
             // about one lease.
             configuration.rescueInterval = min(.seconds(5), configuration.lease / 2)
@@ -105,6 +110,40 @@ public enum WorkerArguments {
             configuration.drain = drain
             try configuration.validate()
             return configuration
+        }
+
+        /// The thumbnail and preview options (`--derived-root`, `--type-timeouts`, sizes, formats).
+        private func applyStillOptions(to configuration: inout WorkerConfiguration, environment: [String: String]) throws(WorkerConfigurationError) {
+            if let derived = options["--derived-root"] ?? environment["MEDIANEST_DERIVED_ROOT"], !derived.isEmpty {
+                guard let storage = configuration.storage else {
+                    throw WorkerConfigurationError("--derived-root needs --storage-root: the derived root must lie inside the storage root.")
+                }
+                guard derived.hasPrefix("/") else { throw WorkerConfigurationError("--derived-root must be an absolute path (got \(derived)).") }
+                configuration.storage = StorageLayout(root: storage.root, derivedRoot: derived)
+            }
+            if let text = options["--type-timeouts"] {
+                for pair in text.split(separator: ",") {
+                    let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
+                    guard parts.count == 2, JobType.all.contains(JobType(parts[0])) else {
+                        throw WorkerConfigurationError("--type-timeouts takes type=seconds pairs such as thumbnail=60,preview=60 (got \(pair)).")
+                    }
+                    configuration.typeTimeouts[JobType(parts[0])] = try seconds(parts[1], "--type-timeouts \(parts[0])")
+                }
+            }
+            for kind in StillKind.allCases {
+                let prefix = "--\(kind.rawValue)"
+                var settings = configuration.stills.settings(for: kind)
+                if let text = options[prefix + "-size"] { settings.maxLongEdge = try integer(text, prefix + "-size") }
+                if let text = options[prefix + "-quality"] { settings.quality = try integer(text, prefix + "-quality") }
+                if let text = options[prefix + "-format"] {
+                    guard let format = ImageFormat(rawValue: text.lowercased() == "jpg" ? "jpeg" : text.lowercased()) else {
+                        throw WorkerConfigurationError("\(prefix)-format must be webp, jpeg or png (got \(text)).")
+                    }
+                    settings.format = format
+                }
+                if kind == .thumbnail { configuration.stills.thumbnail = settings } else { configuration.stills.preview = settings }
+            }
+            if let text = options["--decoder-threads"] { configuration.stills.decoderThreads = try integer(text, "--decoder-threads") }
         }
 
         private func integer(_ text: String, _ name: String) throws(WorkerConfigurationError) -> Int {

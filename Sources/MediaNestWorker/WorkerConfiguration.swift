@@ -39,6 +39,21 @@ public struct WorkerConfiguration: Sendable {
     public var jobTimeout: Duration?
     /// The log level of the worker's own messages.
     public var logLevel: Logger.Level
+    /// Thumbnail and preview outputs (sizes, formats, quality, decoder threads).
+    public var stills = StillImageSettings()
+    /// Wall-clock limits per job type (`--type-timeouts`); they win over ``jobTimeout``.
+    public var typeTimeouts: [JobType: Duration] = [:]
+
+    /// Built-in limits for types whose work is bounded whatever the input (a thumbnail or preview
+    /// decodes at most one reduced picture); used when neither ``typeTimeouts`` nor ``jobTimeout``
+    /// names the type. Transcode has none: its time depends on the duration.
+    public static let defaultTypeTimeouts: [JobType: Duration] = [.thumbnail: .seconds(60), .preview: .seconds(60)]
+
+    /// The wall-clock limit of one run of a job of `type`: `--type-timeouts`, else
+    /// `--job-timeout`, else ``defaultTypeTimeouts``, else none.
+    public func timeout(for type: JobType) -> Duration? {
+        typeTimeouts[type] ?? jobTimeout ?? WorkerConfiguration.defaultTypeTimeouts[type]
+    }
 
     /// The number of processors this process may use.
     public static var cores: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
@@ -80,6 +95,10 @@ public struct WorkerConfiguration: Sendable {
         guard pollInterval > .zero else { throw WorkerConfigurationError("--poll-interval must be positive.") }
         guard gracePeriod >= .zero else { throw WorkerConfigurationError("--grace-period must not be negative.") }
         guard maxLostAlone >= 1 else { throw WorkerConfigurationError("--max-lost must be at least 1.") }
+        try stills.validate()
+        if let storage, storage.derivedRootRelativeToStorage == nil {
+            throw WorkerConfigurationError("--derived-root (\(storage.derivedRoot)) must lie inside the storage root (\(storage.root)): thumbnail_path and preview_path are stored relative to the storage root.")
+        }
     }
 }
 

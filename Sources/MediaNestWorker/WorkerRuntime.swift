@@ -330,7 +330,7 @@ public final class WorkerRuntime: Sendable {
                 jobLogger[metadataKey: "job_type"] = "\(work.job.type)"
                 jobLogger[metadataKey: "media_id"] = "\(work.job.mediaItemID)"
                 jobLogger[metadataKey: "attempt"] = "\(work.job.attempt)"
-                let cancellation = JobCancellation(timeout: configuration.jobTimeout)
+                let cancellation = JobCancellation(timeout: configuration.timeout(for: work.job.type))
                 let progress = JobProgress()
                 let token = runtime.state.withLock { state -> UInt64 in
                     state.nextToken += 1

@@ -24,6 +24,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         MaintenanceCommand.self,
         ProbeCommand.self,
         ChecksumCommand.self,
+        ThumbnailCommand.self,
         VersionCommand.self,
     ]
 }

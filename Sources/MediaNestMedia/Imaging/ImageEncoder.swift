@@ -23,8 +23,8 @@ public enum ImageFormat: String, Sendable, Hashable, CaseIterable, Codable {
         }
     }
 
-    /// The libavcodec encoder that writes this format.
-    var encoderName: String {
+    /// The libavcodec encoder that writes this format (`libwebp`, `mjpeg`, `png`).
+    public var encoderName: String {
         switch self {
         case .webp: "libwebp"
         case .jpeg: "mjpeg"

@@ -49,6 +49,24 @@ struct RunCommand: AsyncParsableCommand {
     var jobTimeout: Double?
     @Option(help: "trace, debug, info, notice, warning, error or critical (default: info).")
     var logLevel: String?
+    @Option(help: "Where thumbnails, previews and renditions are written; must lie inside the storage root (default: $MEDIANEST_DERIVED_ROOT, else <storage root>/.derived).")
+    var derivedRoot: String?
+    @Option(help: "Wall-clock limits per job type as type=seconds pairs, such as thumbnail=60,preview=60 (default: thumbnail and preview 60; they win over --job-timeout).")
+    var typeTimeouts: String?
+    @Option(help: "Thumbnail long edge in pixels (default: 320; never upscaled).")
+    var thumbnailSize: Int?
+    @Option(help: "Thumbnail format: webp, jpeg or png (default: webp).")
+    var thumbnailFormat: String?
+    @Option(help: "Thumbnail quality, 1-100 (default: 80).")
+    var thumbnailQuality: Int?
+    @Option(help: "Preview long edge in pixels (default: 1440; never upscaled).")
+    var previewSize: Int?
+    @Option(help: "Preview format: webp, jpeg or png (default: jpeg).")
+    var previewFormat: String?
+    @Option(help: "Preview quality, 1-100 (default: 80).")
+    var previewQuality: Int?
+    @Option(help: "Most decoder threads per thumbnail or preview job (default: 1; keep concurrency × threads within the cores).")
+    var decoderThreads: Int?
 
     func run() async throws {
         var raw = WorkerArguments.RawOptions()
@@ -59,6 +77,11 @@ struct RunCommand: AsyncParsableCommand {
             ("--grace-period", gracePeriod.map { "\($0)" }), ("--max-attempts", maxAttempts.map(String.init)),
             ("--max-lost", maxLost.map(String.init)), ("--retry-base", retryBase.map { "\($0)" }),
             ("--retry-max", retryMax.map { "\($0)" }), ("--job-timeout", jobTimeout.map { "\($0)" }), ("--log-level", logLevel),
+            ("--derived-root", derivedRoot), ("--type-timeouts", typeTimeouts),
+            ("--thumbnail-size", thumbnailSize.map(String.init)), ("--thumbnail-format", thumbnailFormat),
+            ("--thumbnail-quality", thumbnailQuality.map(String.init)), ("--preview-size", previewSize.map(String.init)),
+            ("--preview-format", previewFormat), ("--preview-quality", previewQuality.map(String.init)),
+            ("--decoder-threads", decoderThreads.map(String.init)),
         ]
         for case let (name, value?) in given { raw.options[name] = value }
         raw.noListen = noListen

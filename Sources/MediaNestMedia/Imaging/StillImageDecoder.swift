@@ -1,0 +1,304 @@
+import CFFmpeg
+public import MediaNestCore
+
+/// A still picture decoded from a file, reduced and turned upright.
+public struct DecodedStill: Sendable, Hashable {
+    /// The picture, upright (EXIF orientation applied), at most the requested long edge.
+    public var image: RGBAImage
+    /// The stored width of the source, before orientation (from the header, else the decoder).
+    public var sourceWidth: Int
+    /// The stored height of the source, before orientation.
+    public var sourceHeight: Int
+    /// The source format: `jpeg`, `png`, `gif`, `webp`, `bmp` or `tiff`.
+    public var format: String
+    /// The EXIF orientation that was applied (1 when the file has none).
+    public var orientation: Int
+    /// The JPEG reduction used while decoding (0: none, 1–3: 1/2, 1/4, 1/8).
+    public var lowres: Int
+
+    public init(image: RGBAImage, sourceWidth: Int, sourceHeight: Int, format: String, orientation: Int, lowres: Int) {
+        self.image = image
+        self.sourceWidth = sourceWidth
+        self.sourceHeight = sourceHeight
+        self.format = format
+        self.orientation = orientation
+        self.lowres = lowres
+    }
+}
+
+/// Decodes image files from storage (JPEG, PNG, GIF, WebP, BMP, TIFF) with libavcodec, straight to
+/// an upright ``RGBAImage`` of at most a requested size.
+///
+/// What makes it fast and safe on hostile uploads:
+/// - **Header first.** The format is recognised from the file's magic bytes and its width and
+///   height are read from the header before anything is decoded; a picture over
+///   ``MediaLimits/maxPixels`` is refused with `pixel_limit` without allocating a frame (a 40000 ×
+///   40000 PNG "bomb" of a few MB costs a few kilobytes of memory). The decoder's own `max_pixels`
+///   guards formats whose header is not parsed here.
+/// - **One read, one packet.** A still image is one codec packet, so the file is read once and
+///   handed to the decoder whole. FFmpeg's image demuxers would only split it through a parser and
+///   `avformat_find_stream_info` would decode it a second time at full size to learn its size.
+///   The formats accepted are exactly the image demuxers on ``MediaInput/allowedDemuxers``.
+/// - **Shrink on load.** JPEGs are decoded at 1/2, 1/4 or 1/8 size (libavcodec's `lowres`), the
+///   largest reduction that still covers the requested long edge.
+/// - **Bounded threads.** The decoder uses at most the given number of threads.
+/// - **Damage.** A truncated file yields what decoded (JPEG fills the rest with grey) or
+///   `corrupt_media`; never a crash.
+/// - **Orientation.** The EXIF orientation (JPEG APP1, PNG eXIf, WebP EXIF, TIFF IFD0) is applied
+///   to the reduced picture.
+/// - **Colour.** CMYK and YCCK JPEGs (Adobe) are converted to RGB by libavcodec; YUV is expanded
+///   with the right range and matrix by ``FrameConverter``; output is 8-bit sRGB.
+/// - **Animation.** GIF and WebP give their first frame. FFmpeg 5.1 cannot decode animated WebP,
+///   so the first `ANMF` frame is rewritten as a still WebP first.
+public enum StillImageDecoder {
+    /// The largest image file read into memory (512 MiB); bigger ones fail with `too_large`.
+    public static let maxImageFileBytes: Int64 = 512 << 20
+
+    /// The image codec of a file, recognised from its first bytes, or `nil` when it is not a still
+    /// image format this decoder reads.
+    /// - Parameter header: The file's first bytes (16 are enough).
+    public static func recognise(_ header: [UInt8]) -> PacketImageDecoder.Codec? {
+        PacketImageDecoder.Codec.sniff(header)
+    }
+
+    /// Decodes the image file and reduces it to fit `maxLongEdge` (never upscaling), upright.
+    /// - Parameters:
+    ///   - file: The safely opened file.
+    ///   - limits: ``MediaLimits/maxPixels`` and ``MediaLimits/timeout`` apply.
+    ///   - maxLongEdge: Longest edge of the result, after orientation.
+    ///   - threads: Most decoder threads (at least 1).
+    ///   - cancellation: The job's token, checked before and after the decode.
+    /// - Returns: The picture and what was learnt about the source.
+    /// - Throws: ``JobError`` `unsupported_format`, `pixel_limit`, `corrupt_media`, `too_large`,
+    ///   `io_error`, or the stop's code.
+    public static func decode(file: SafeFile, limits: MediaLimits = .default, maxLongEdge: Int, threads: Int = 1,
+                              cancellation: JobCancellation? = nil) throws(JobError) -> DecodedStill {
+        FFmpegLog.install()
+        let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
+        try stop.check()
+        let header = try file.read(at: 0, count: Int(min(file.size, 256 << 10)))
+        guard let codec = recognise(header) else {
+            throw JobError(.unsupportedFormat, "The file \(file.relativePath) is not a JPEG, PNG, GIF, WebP, BMP or TIFF image.")
+        }
+        let what = "the \(codec.rawValue.uppercased()) image \(file.relativePath)"
+
+        // Header first: size and orientation before a single pixel is decoded.
+        var width: Int?, height: Int?, orientation = 1
+        switch codec {
+        case .jpeg, .png, .webp:
+            if let parsed = ImageHeaderParser.parse(header) {
+                (width, height) = (parsed.width, parsed.height)
+                orientation = parsed.exif?.orientation ?? 1
+            }
+        case .gif:
+            if header.count >= 10 {
+                width = Int(header[6]) | Int(header[7]) << 8
+                height = Int(header[8]) | Int(header[9]) << 8
+            }
+        case .bmp:
+            if header.count >= 26 {
+                let infoSize = Int(ImageHeaderParser.le32(header, 14))
+                if infoSize == 12 {
+                    width = Int(header[18]) | Int(header[19]) << 8
+                    height = Int(header[20]) | Int(header[21]) << 8
+                } else if infoSize >= 40 {
+                    width = abs(Int(Int32(bitPattern: ImageHeaderParser.le32(header, 18))))
+                    height = abs(Int(Int32(bitPattern: ImageHeaderParser.le32(header, 22))))
+                }
+            }
+        case .tiff:
+            if let size = ImageHeaderParser.tiffDimensions(header) { (width, height) = (size.width, size.height) }
+            orientation = ImageHeaderParser.parseExif(header[...])?.orientation ?? 1
+        }
+        if let width, let height, Int64(width) * Int64(height) > limits.maxPixels {
+            throw JobError(.pixelLimit, "\(capitalised(what)) is \(width)×\(height) pixels (\(Int64(width) * Int64(height)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded.")
+        }
+        guard file.size <= maxImageFileBytes else {
+            throw JobError(.tooLarge, "\(capitalised(what)) is \(file.size) bytes; image files over \(maxImageFileBytes) bytes are not decoded.")
+        }
+        try stop.check()
+
+        // The packet is filled straight from the file: no zeroed array, no second copy.
+        var payload: PacketPayload = .file(file)
+        if header.count == Int(file.size) { payload = .bytes(header) }
+        if codec == .webp {
+            let bytes = header.count == Int(file.size) ? header : try file.read(at: 0, count: Int(file.size))
+            payload = .bytes(WebPAnimation.firstFrameAsStill(bytes) ?? bytes)
+        }
+        try stop.check()
+
+        let orientationToApply = ImageOrientation(exifValue: orientation)
+        let lowres: Int32 = codec == .jpeg ? (width.flatMap { w in height.map { h in PacketImageDecoder.jpegLowres(width: w, height: h, maxLongEdge: maxLongEdge) } } ?? 0) : 0
+        let decoded = try decodePacket(payload, codec: codec, lowres: lowres, threads: threads, limits: limits, what: what)
+        try stop.check()
+        var image = try FrameConverter.convert(decoded.frame.pointer, fittingLongEdge: maxLongEdge)
+        image.clearAlphaIfOpaque()
+        image = orientationToApply.apply(to: image)
+        return DecodedStill(image: image, sourceWidth: width ?? decoded.width, sourceHeight: height ?? decoded.height,
+                            format: codec.rawValue, orientation: orientationToApply.rawValue, lowres: Int(lowres))
+    }
+
+    /// Decodes one packet holding a whole image.
+    /// Where a packet's bytes come from.
+    enum PacketPayload {
+        case bytes([UInt8])
+        case file(SafeFile)
+    }
+
+    static func decodePacket(_ payload: PacketPayload, codec: PacketImageDecoder.Codec, lowres: Int32, threads: Int,
+                             limits: MediaLimits, what: String) throws(JobError) -> (frame: OwnedFrame, width: Int, height: Int) {
+        guard let decoderCodec = avcodec_find_decoder(codec.id) else {
+            throw JobError(.unsupportedFormat, "This FFmpeg build cannot decode \(codec.rawValue) pictures.", retryable: false)
+        }
+        let decoder = try DecoderContext(codec: decoderCodec)
+        let context = decoder.pointer
+        context.pointee.max_pixels = limits.maxPixels
+        context.pointee.thread_count = Int32(max(1, threads))
+        // Frame threading copies the whole context per thread and gains nothing on one picture.
+        context.pointee.thread_type = CFFmpeg_FF_THREAD_SLICE
+        context.pointee.lowres = lowres
+        var status = avcodec_open2(context, decoderCodec, nil)
+        guard status >= 0 else { throw ffmpegError(status, code: .corruptMedia, "The decoder for \(what) cannot be opened") }
+
+        guard let packet = av_packet_alloc() else { throw JobError(.internalError, "FFmpeg could not allocate a packet.") }
+        var packetRef: UnsafeMutablePointer<AVPacket>? = packet
+        defer { av_packet_free(&packetRef) }
+        let count: Int
+        switch payload {
+        case .bytes(let bytes): count = bytes.count
+        case .file(let file): count = Int(file.size)
+        }
+        status = av_new_packet(packet, Int32(count))
+        guard status >= 0, let data = packet.pointee.data else { throw ffmpegError(status, code: .internalError, "FFmpeg could not allocate a packet") }
+        switch payload {
+        case .bytes(let bytes):
+            bytes.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: bytes.count) }
+        case .file(let file):
+            switch file.readFully(into: UnsafeMutableRawBufferPointer(start: data, count: count), at: 0) {
+            case .success(let n):
+                // A file that shrank since it was opened is decoded as far as it goes.
+                packet.pointee.size = Int32(n)
+            case .failure(let code):
+                throw JobError(.ioError, "Reading \(file.relativePath) failed: \(errnoText(code)).")
+            }
+        }
+        packet.pointee.flags |= CFFmpeg_AV_PKT_FLAG_KEY
+
+        let frame = try OwnedFrame()
+        status = avcodec_send_packet(context, packet)
+        if status >= 0 || status == CFFmpeg_AVERROR_EAGAIN { _ = avcodec_send_packet(context, nil) }
+        // A decoder that refuses the packet may still have produced a frame of what it read.
+        let received = avcodec_receive_frame(context, frame.pointer)
+        guard received >= 0 else {
+            if Int64(context.pointee.width) * Int64(context.pointee.height) > limits.maxPixels {
+                throw JobError(.pixelLimit, "\(capitalised(what)) is \(context.pointee.width)×\(context.pointee.height) pixels, over the limit of \(limits.maxPixels) pixels.")
+            }
+            throw ffmpegError(status < 0 ? status : received, code: .corruptMedia, "\(capitalised(what)) cannot be decoded")
+        }
+        guard frame.pointer.pointee.width > 0, frame.pointer.pointee.height > 0, frame.pointer.pointee.data.0 != nil else {
+            throw JobError(.corruptMedia, "\(capitalised(what)) decoded to an empty picture.")
+        }
+        let scale = 1 << Int(lowres)
+        return (frame, Int(frame.pointer.pointee.width) * scale, Int(frame.pointer.pointee.height) * scale)
+    }
+
+    private static func capitalised(_ text: String) -> String { text.prefix(1).uppercased() + text.dropFirst() }
+}
+
+/// An `AVFrame`, freed in `deinit`.
+final class OwnedFrame {
+    let pointer: UnsafeMutablePointer<AVFrame>
+
+    init() throws(JobError) {
+        guard let frame = av_frame_alloc() else { throw JobError(.internalError, "FFmpeg could not allocate a frame.") }
+        pointer = frame
+    }
+
+    deinit {
+        var frame: UnsafeMutablePointer<AVFrame>? = pointer
+        av_frame_free(&frame)
+    }
+}
+
+extension RGBAImage {
+    /// Marks the picture opaque when every alpha byte is 255 (decoders report alpha for CMYK JPEGs
+    /// and RGBA PNGs that never use it; an opaque picture encodes smaller and is never flattened).
+    mutating func clearAlphaIfOpaque() {
+        guard hasAlpha else { return }
+        let opaque = pixels.withUnsafeBufferPointer { p -> Bool in
+            var i = 3
+            while i < p.count {
+                if p[i] != 255 { return false }
+                i += 4
+            }
+            return true
+        }
+        if opaque { hasAlpha = false }
+    }
+
+    /// The picture reduced to fit `maxLongEdge` (never upscaled), with the same high-quality
+    /// filter the decoders use; used to make a thumbnail from an already decoded preview.
+    /// - Parameter maxLongEdge: Longest edge of the result.
+    /// - Returns: The reduced picture, or `self` when it already fits.
+    /// - Throws: ``JobError`` `internal_error` when libswscale fails.
+    public func fitted(maxLongEdge: Int) throws(JobError) -> RGBAImage {
+        let size = RGBAImage.fittedSize(width: width, height: height, maxLongEdge: maxLongEdge)
+        return try FrameConverter.resize(self, width: size.width, height: size.height)
+    }
+}
+
+/// Turns an animated WebP into a still WebP of its first frame, which FFmpeg 5.1's decoder reads.
+enum WebPAnimation {
+    /// The first `ANMF` frame as a complete still WebP file, or `nil` when `bytes` is not an
+    /// animated WebP (or is damaged; then the decoder reports it).
+    static func firstFrameAsStill(_ b: [UInt8]) -> [UInt8]? {
+        guard b.count >= 30, Array(b[12..<16]) == Array("VP8X".utf8), b[20] & 0x02 != 0 else { return nil }
+        var i = 12
+        var chunks = 0
+        while i + 8 <= b.count, chunks < 100_000 {
+            chunks += 1
+            let type = String(decoding: b[i..<(i + 4)], as: UTF8.self)
+            let length = Int(ImageHeaderParser.le32(b, i + 4))
+            let start = i + 8
+            guard length <= b.count - start else { return nil }
+            if type == "ANMF", length >= 16 {
+                let frameWidth = (Int(b[start + 6]) | Int(b[start + 7]) << 8 | Int(b[start + 8]) << 16) + 1
+                let frameHeight = (Int(b[start + 9]) | Int(b[start + 10]) << 8 | Int(b[start + 11]) << 16) + 1
+                let frameData = Array(b[(start + 16)..<(start + length)])
+                let hasAlpha = containsChunk("ALPH", in: frameData)
+                // VP8X: flags (alpha bit 0x10), 3 reserved bytes, canvas width - 1, height - 1.
+                var vp8x: [UInt8] = Array("VP8X".utf8) + le32(10) + [hasAlpha ? 0x10 : 0, 0, 0, 0]
+                vp8x += le24(frameWidth - 1) + le24(frameHeight - 1)
+                let body = Array("WEBP".utf8) + vp8x + frameData
+                return Array("RIFF".utf8) + le32(body.count) + body
+            }
+            i = start + length + (length & 1)
+        }
+        return nil
+    }
+
+    private static func containsChunk(_ name: String, in data: [UInt8]) -> Bool {
+        var i = 0
+        while i + 8 <= data.count {
+            if String(decoding: data[i..<(i + 4)], as: UTF8.self) == name { return true }
+            let length = Int(ImageHeaderParser.le32(data, i + 4))
+            guard length <= data.count - i - 8 else { return false }
+            i += 8 + length + (length & 1)
+        }
+        return false
+    }
+
+    private static func le32(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v >> 16 & 0xFF), UInt8(v >> 24 & 0xFF)] }
+    private static func le24(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v >> 16 & 0xFF)] }
+}
+
+extension MediaInput {
+    /// Whether the input has a moving video stream (not only a still cover picture, which audio
+    /// files carry as an `attached_pic` stream); the thumbnail dispatcher's video/audio test.
+    public var hasMovingPicture: Bool {
+        streams.contains { stream in
+            stream.pointee.codecpar.pointee.codec_type == AVMEDIA_TYPE_VIDEO
+                && stream.pointee.disposition & CFFmpeg_AV_DISPOSITION_ATTACHED_PIC == 0
+        }
+    }
+}

@@ -1,0 +1,103 @@
+public import Logging
+public import MediaNestCore
+public import MediaNestMedia
+
+/// What kind of source a still (thumbnail or preview) is made from.
+public enum StillSourceKind: String, Sendable, Hashable {
+    /// JPEG, PNG, GIF, WebP, BMP or TIFF, decoded with libavcodec.
+    case image
+    /// HEIC/HEIF/AVIF, decoded with libheif.
+    case heif
+    /// Camera RAW (CR2, NEF, ARW, DNG): its embedded JPEG preview.
+    case raw
+    /// A video: a representative frame.
+    case video
+    /// Audio: the cover art, else a waveform.
+    case audio
+}
+
+/// One picture decoded for the still outputs, upright and reduced, with what is known of its source.
+public struct RenderedStill: Sendable {
+    /// The picture, at most the requested long edge.
+    public var image: RGBAImage
+    /// The source's kind.
+    public var kind: StillSourceKind
+    /// Facts for the job output (`source_width`, `orientation`, `codec`, ...).
+    public var details: [String: JSONValue]
+}
+
+/// The dispatcher behind the thumbnail and preview jobs and the `thumbnail` command: recognises
+/// what a file is and has the right decoder turn it into one upright ``RGBAImage``.
+///
+/// The file is recognised from its content (magic bytes), with the declared MIME type and file
+/// name only to tell a camera RAW file from the TIFF it is built on.
+public enum StillRendering {
+    /// Decodes `file` into a picture of at most `maxLongEdge` on the long edge.
+    /// - Parameters:
+    ///   - file: The safely opened source.
+    ///   - declaredMimeType: The upload's MIME type, if known.
+    ///   - fileName: The original file name, if known (its extension helps recognise RAW files).
+    ///   - maxLongEdge: Longest edge of the picture.
+    ///   - limits: The job's limits.
+    ///   - decoderThreads: Most decoder threads.
+    ///   - cancellation: The job's token.
+    ///   - logger: The job's logger.
+    /// - Returns: The picture and its source facts.
+    /// - Throws: ``JobError``: `unsupported_format` (naming the format), `pixel_limit`,
+    ///   `corrupt_media`, `io_error`, or the stop's code.
+    public static func decode(file: SafeFile, declaredMimeType: String?, fileName: String?, maxLongEdge: Int,
+                              limits: MediaLimits, decoderThreads: Int, cancellation: JobCancellation?,
+                              logger: Logger) throws(JobError) -> RenderedStill {
+        let header = try file.read(at: 0, count: 64)
+        let kind = try classify(header: header, declaredMimeType: declaredMimeType, fileName: fileName ?? file.relativePath)
+        switch kind {
+        case .image:
+            let still = try StillImageDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge,
+                                                     threads: decoderThreads, cancellation: cancellation)
+            return RenderedStill(image: still.image, kind: .image, details: [
+                "source_format": .string(still.format),
+                "source_width": .int(Int64(still.sourceWidth)),
+                "source_height": .int(Int64(still.sourceHeight)),
+                "orientation": .int(Int64(still.orientation)),
+            ])
+        case .heif:
+            // LEAD: HEIFDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge)
+            throw JobError(.unsupportedFormat, "HEIC/HEIF/AVIF thumbnails are not yet supported (\(file.relativePath)).")
+        case .raw:
+            // LEAD: RawPreview.decode(file: file, limits: limits, maxLongEdge: maxLongEdge)
+            throw JobError(.unsupportedFormat, "Camera RAW thumbnails are not yet supported (\(file.relativePath)).")
+        case .video, .audio:
+            let input = try MediaInput.open(file, limits: limits, cancellation: cancellation)
+            if input.hasMovingPicture {
+                // LEAD: VideoStills.representativeFrame(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation, logger: logger)
+                throw JobError(.unsupportedFormat, "Video thumbnails are not yet supported (\(file.relativePath), \(input.formatLongName ?? input.formatName)).")
+            }
+            // LEAD: AudioArtwork.coverArt(file: file, limits: limits, maxLongEdge: maxLongEdge)
+            //       ?? Waveform.render(file: file, limits: limits, width: maxLongEdge, height: maxLongEdge / 4, cancellation: cancellation)
+            throw JobError(.unsupportedFormat, "Audio thumbnails are not yet supported (\(file.relativePath), \(input.formatLongName ?? input.formatName)).")
+        }
+    }
+
+    /// Recognises the kind of source from its first bytes (and, for RAW, its MIME type or name).
+    /// - Throws: ``JobError`` `unsupported_format` naming what the file is, when it is none of them.
+    static func classify(header: [UInt8], declaredMimeType: String?, fileName: String) throws(JobError) -> StillSourceKind {
+        let lowerName = fileName.lowercased()
+        let rawExtensions = ["cr2", "nef", "arw", "dng", "nrw", "srf", "sr2"]
+        let isRawByName = rawExtensions.contains { lowerName.hasSuffix("." + $0) }
+        let mime = declaredMimeType?.lowercased() ?? ""
+        let isRawByMime = ["image/x-canon-cr2", "image/x-nikon-nef", "image/x-sony-arw", "image/x-adobe-dng", "image/dng"].contains(mime)
+        // CR2 says so at byte 8; NEF, ARW and DNG are plain TIFF structures, told apart by name.
+        let isCR2 = header.count >= 10 && header[8] == 0x43 && header[9] == 0x52 && header.starts(with: [0x49, 0x49, 0x2A, 0x00])
+        if let codec = StillImageDecoder.recognise(header) {
+            if codec == .tiff && (isCR2 || isRawByName || isRawByMime) { return .raw }
+            return .image
+        }
+        if header.count >= 12, Array(header[4..<8]) == Array("ftyp".utf8) {
+            let brand = String(decoding: header[8..<12], as: UTF8.self)
+            if ["heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1", "avif", "avis"].contains(brand) { return .heif }
+        }
+        if isRawByName || isRawByMime { return .raw }
+        // Everything else is for the demuxer allowlist to judge: video or audio.
+        return .video
+    }
+}

@@ -1,0 +1,84 @@
+public import MediaNestMedia
+
+/// Size, format and quality of one kind of still output (the thumbnail or the preview).
+public struct StillOutputSettings: Sendable, Hashable {
+    /// Longest edge in pixels; smaller sources are never upscaled.
+    public var maxLongEdge: Int
+    /// WebP, JPEG or PNG.
+    public var format: ImageFormat
+    /// 1–100; ignored for PNG.
+    public var quality: Int
+
+    /// Creates settings.
+    /// - Parameters:
+    ///   - maxLongEdge: Longest edge in pixels.
+    ///   - format: The output format.
+    ///   - quality: 1–100.
+    public init(maxLongEdge: Int, format: ImageFormat, quality: Int) {
+        self.maxLongEdge = maxLongEdge
+        self.format = format
+        self.quality = quality
+    }
+
+    /// A short text naming these settings (`webp-320-q80`), recorded next to the outputs so a
+    /// change of settings makes them stale.
+    public var key: String { "\(format.rawValue)-\(maxLongEdge)-q\(quality)" }
+
+    /// Checks the values.
+    /// - Parameter option: The option prefix to name in the message (`--thumbnail`).
+    /// - Throws: ``WorkerConfigurationError``.
+    func validate(_ option: String) throws(WorkerConfigurationError) {
+        guard (16...8192).contains(maxLongEdge) else { throw WorkerConfigurationError("\(option)-size must be between 16 and 8192 pixels (got \(maxLongEdge)).") }
+        guard (1...100).contains(quality) else { throw WorkerConfigurationError("\(option)-quality must be between 1 and 100 (got \(quality)).") }
+    }
+}
+
+/// The thumbnail job's output: WebP, quality 80, 320 px on the long edge by default.
+public typealias ThumbnailSettings = StillOutputSettings
+/// The preview job's output: JPEG, quality 80, 1440 px on the long edge by default.
+public typealias PreviewSettings = StillOutputSettings
+
+extension StillOutputSettings {
+    /// WebP, quality 80, 320 px.
+    public static let thumbnailDefault = StillOutputSettings(maxLongEdge: 320, format: .webp, quality: 80)
+    /// JPEG, quality 80, 1440 px.
+    public static let previewDefault = StillOutputSettings(maxLongEdge: 1440, format: .jpeg, quality: 80)
+}
+
+/// Everything the thumbnail and preview jobs are configured with.
+public struct StillImageSettings: Sendable, Hashable {
+    /// The thumbnail output.
+    public var thumbnail: ThumbnailSettings = .thumbnailDefault
+    /// The preview output.
+    public var preview: PreviewSettings = .previewDefault
+    /// Most decoder threads one job may use. With the default per-type limits (one thumbnail or
+    /// preview job per core) 1 keeps `concurrency × threads` within the cores.
+    public var decoderThreads: Int = 1
+    /// Whether a job also writes its sibling's output from the same decode when that output is
+    /// missing or stale (see docs/THUMBNAILS.md, "One decode").
+    public var oneDecode: Bool = true
+
+    /// The defaults.
+    public init() {}
+
+    /// Settings of one output kind.
+    public func settings(for kind: StillKind) -> StillOutputSettings {
+        kind == .thumbnail ? thumbnail : preview
+    }
+
+    /// Checks the values.
+    /// - Throws: ``WorkerConfigurationError`` naming the option.
+    public func validate() throws(WorkerConfigurationError) {
+        try thumbnail.validate("--thumbnail")
+        try preview.validate("--preview")
+        guard (1...64).contains(decoderThreads) else { throw WorkerConfigurationError("--decoder-threads must be between 1 and 64 (got \(decoderThreads)).") }
+    }
+}
+
+/// The two still outputs of an item.
+public enum StillKind: String, Sendable, Hashable, CaseIterable {
+    case thumbnail, preview
+
+    /// The other one.
+    public var sibling: StillKind { self == .thumbnail ? .preview : .thumbnail }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import Logging
+import MediaNestCore
+import MediaNestMedia
+import MediaNestQueue
+import MediaNestTestSupport
+import MediaNestWorker
+import Testing
+
+/// Decodes an image file with the ffmpeg CLI (an independent decoder): its size, or `nil`.
+func cliImageSize(_ path: String) throws -> (width: Int, height: Int)? {
+    let result = try ProcessRunner.run("/usr/bin/ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                                                           "-of", "csv=p=0", path])
+    let parts = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").compactMap { Int($0) }
+    guard result.status == 0, parts.count == 2 else { return nil }
+    // ffprobe reads headers; make sure the pixels decode too.
+    let decode = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-i", path, "-f", "null", "-"])
+    guard decode.status == 0, decode.stderr.isEmpty else { return nil }
+    return (parts[0], parts[1])
+}
+
+@Suite("Thumbnail and preview handlers write upright outputs atomically, from one decode")
+struct StillHandlerTests {
+    let fixtures: MediaFixtures
+    let storage: String
+    let itemID = UUID().uuidString.lowercased()
+
+    init() throws {
+        fixtures = try MediaFixtures.load()
+        storage = try fixtures.makeScratchDirectory("stills-handler")
+        // A 4000×3000 photo stored landscape with Orientation 6 (a portrait phone photo).
+        let big = storage + "/big.jpg"
+        let result = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=2000x1500", "-frames:v", "1",
+                                                              "-q:v", "4", big])
+        try #require(result.status == 0, "\(result.stderr)")
+        let tagged = try ExifBuilder.insert(app1: ExifBuilder.app1(orientation: 6, littleEndian: true), into: Data(contentsOf: URL(fileURLWithPath: big)))
+        try tagged.write(to: URL(fileURLWithPath: storage + "/photo.jpg"))
+        try FileManager.default.copyItem(atPath: fixtures.path(MediaFixtures.Name.plainJPEG), toPath: storage + "/small.jpg")
+        try FileManager.default.copyItem(atPath: fixtures.path(MediaFixtures.Name.truncatedMP4), toPath: storage + "/broken.mp4")
+        try Data(repeating: 0x41, count: 4000).write(to: URL(fileURLWithPath: storage + "/text.jpg"))
+    }
+
+    var itemDirectory: String { storage + "/.derived/" + String(itemID.prefix(2)) + "/" + itemID }
+
+    func context(_ type: JobType, path: String = "photo.jpg", cancellation: JobCancellation = JobCancellation()) -> JobContext {
+        let job = ClaimedJob(id: UUID().uuidString, mediaItemID: itemID, type: type, attempt: 1, maxAttempts: 3, priority: 0, input: [:])
+        let item = MediaItemRecord(id: itemID, ownerID: "owner", filename: path, originalFilename: nil, mimeType: "image/jpeg",
+                                   fileSize: nil, storagePath: path, metadata: [:])
+        return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: storage), progress: JobProgress(),
+                          cancellation: cancellation, logger: Logger(label: "test"))
+    }
+
+    func inode(_ name: String) throws -> UInt64 {
+        try #require(FileManager.default.attributesOfItem(atPath: itemDirectory + "/" + name)[.systemFileNumber] as? UInt64)
+    }
+
+    func files() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: itemDirectory)) ?? []).sorted()
+    }
+
+    @Test func thumbnailJobWritesBothOutputsAndThePreviewJobTakesItsOwnWithoutDecoding() throws {
+        let thumb = try ThumbnailHandler().run(context(.thumbnail))
+        let relative = ".derived/\(itemID.prefix(2))/\(itemID)/thumbnail.webp"
+        #expect(thumb.itemUpdate.thumbnailPath == relative)
+        #expect(thumb.output["path"] == .string(relative))
+        #expect(thumb.output["format"] == "webp")
+        #expect(thumb.output["source_kind"] == "image")
+        #expect(thumb.output["reused"] == false)
+        #expect(thumb.output["orientation"] == 6)
+        // Orientation 6: the 2000×1500 stored picture is shown 1500×2000, so 240×320.
+        #expect(thumb.output["width"] == 240 && thumb.output["height"] == 320)
+        let size = try #require(try cliImageSize(storage + "/" + relative))
+        #expect(size.width == 240 && size.height == 320)
+        #expect(thumb.output["bytes"]?.intValue == Int64(try Data(contentsOf: URL(fileURLWithPath: storage + "/" + relative)).count))
+        let also = try #require(thumb.output["also_wrote"]?.arrayValue?.first)
+        #expect(also["format"] == "jpeg" && also["width"] == 1080 && also["height"] == 1440)
+        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
+        let previewInode = try inode("preview.jpg")
+
+        let preview = try PreviewHandler().run(context(.preview))
+        #expect(preview.output["reused"] == true)
+        #expect(preview.itemUpdate.previewPath == ".derived/\(itemID.prefix(2))/\(itemID)/preview.jpg")
+        #expect(preview.output["width"] == 1080 && preview.output["height"] == 1440)
+        #expect(try inode("preview.jpg") == previewInode, "taken as made, not rewritten")
+        let previewSize = try #require(try cliImageSize(itemDirectory + "/preview.jpg"))
+        #expect(previewSize.width == 1080 && previewSize.height == 1440)
+    }
+
+    @Test func rerunReplacesTheOutputAtomicallyAndLeavesNoTemporaries() throws {
+        _ = try ThumbnailHandler().run(context(.thumbnail))
+        let first = try inode("thumbnail.webp")
+        let again = try ThumbnailHandler().run(context(.thumbnail))
+        #expect(again.output["reused"] == false, "a re-run renders its own output again")
+        #expect(again.output["also_wrote"] == nil, "the preview is current, so only the thumbnail is decoded")
+        #expect(try inode("thumbnail.webp") != first, "replaced by rename, not rewritten in place")
+        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
+    }
+
+    @Test func changedSourceMakesTheSiblingOutputStale() throws {
+        _ = try ThumbnailHandler().run(context(.thumbnail))
+        // Replace the photo with a smaller one: a new inode, size and mtime.
+        try FileManager.default.removeItem(atPath: storage + "/photo.jpg")
+        try FileManager.default.copyItem(atPath: storage + "/small.jpg", toPath: storage + "/photo.jpg")
+        let preview = try PreviewHandler().run(context(.preview))
+        #expect(preview.output["reused"] == false)
+        #expect(preview.output["width"] == 64 && preview.output["height"] == 32, "never upscaled")
+    }
+
+    @Test func settingsChooseSizeFormatAndQualityAndOldFormatsGo() throws {
+        _ = try ThumbnailHandler().run(context(.thumbnail))
+        var settings = StillImageSettings()
+        settings.thumbnail = StillOutputSettings(maxLongEdge: 100, format: .png, quality: 50)
+        let outcome = try ThumbnailHandler(settings: settings).run(context(.thumbnail))
+        #expect(outcome.output["format"] == "png")
+        #expect(outcome.output["width"] == 75 && outcome.output["height"] == 100)
+        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.png"])
+    }
+
+    @Test func cancelledJobLeavesNoFile() throws {
+        let cancellation = JobCancellation()
+        cancellation.stop(.cancelled)
+        #expect(throws: JobError.self) { try ThumbnailHandler().run(context(.thumbnail, cancellation: cancellation)) }
+        #expect(files().isEmpty)
+        // A deadline that passes while the job runs stops it before anything is committed.
+        let expired = JobCancellation(timeout: .zero)
+        do {
+            _ = try PreviewHandler().run(context(.preview, cancellation: expired))
+            Issue.record("an expired job must not complete")
+        } catch {
+            #expect(error.code == .timeout)
+        }
+        #expect(files().filter { $0.hasPrefix(".") || $0.contains("preview") || $0.contains("thumbnail") }.isEmpty)
+    }
+
+    @Test func badInputFailsWithAStableCodeAndLeavesNoFile() throws {
+        for (path, code) in [("text.jpg", JobError.Code.unsupportedFormat), ("broken.mp4", .corruptMedia)] {
+            do {
+                _ = try ThumbnailHandler().run(context(.thumbnail, path: path))
+                Issue.record("\(path) must fail")
+            } catch {
+                #expect(error.code == code, "\(path): \(error)")
+            }
+        }
+        #expect(files().filter { $0 != "stills.json" }.isEmpty)
+    }
+
+    @Test func typesWhoseEncoderIsMissingAreNotServed() {
+        var configuration = WorkerConfiguration(storage: StorageLayout(root: storage))
+        var registry = HandlerRegistry()
+        HandlerRegistry.registerStillHandlers(in: &registry, configuration: configuration, encoderAvailable: { $0 != .webp })
+        #expect(registry.types.isEmpty, "both jobs may write the WebP thumbnail")
+        configuration.stills.oneDecode = false
+        registry = HandlerRegistry()
+        HandlerRegistry.registerStillHandlers(in: &registry, configuration: configuration, encoderAvailable: { $0 != .webp })
+        #expect(registry.types == [.preview])
+        #expect(HandlerRegistry.production(for: configuration).types == [.metadata, .preview, .thumbnail])
+    }
+
+    @Test func runOptionsConfigureOutputsTimeoutsAndTheDerivedRoot() throws {
+        let configuration = try WorkerArguments.parse([
+            "--storage-root", "/srv/media", "--derived-root", "/srv/media/cache/derived", "--type-timeouts", "thumbnail=5,transcode=7200",
+            "--thumbnail-size", "256", "--thumbnail-format", "jpg", "--preview-quality", "90", "--decoder-threads", "2", "--job-timeout", "30",
+        ], environment: [:])
+        #expect(configuration.storage?.derivedRootRelativeToStorage == "cache/derived")
+        #expect(configuration.stills.thumbnail == StillOutputSettings(maxLongEdge: 256, format: .jpeg, quality: 80))
+        #expect(configuration.stills.preview.quality == 90)
+        #expect(configuration.stills.decoderThreads == 2)
+        #expect(configuration.timeout(for: .thumbnail) == .seconds(5))
+        #expect(configuration.timeout(for: .transcode) == .seconds(7200))
+        #expect(configuration.timeout(for: .preview) == .seconds(30), "--job-timeout beats the built-in default")
+        #expect(try WorkerArguments.parse(["--storage-root", "/srv/media"], environment: [:]).timeout(for: .preview) == .seconds(60))
+
+        for bad in [["--derived-root", "/elsewhere"], ["--derived-root", "/srv/media/../x"], ["--thumbnail-format", "gif"], ["--preview-quality", "300"]] {
+            #expect(throws: WorkerConfigurationError.self, "\(bad)") { try WorkerArguments.parse(["--storage-root", "/srv/media"] + bad, environment: [:]) }
+        }
+        do {
+            _ = try WorkerArguments.parse(["--storage-root", "/srv/media", "--derived-root", "/var/cache/x"], environment: [:])
+        } catch {
+            #expect(error.message.contains("must lie inside the storage root"))
+        }
+    }
+}
