@@ -180,3 +180,52 @@ struct StillHandlerTests {
         }
     }
 }
+
+/// The thumbnail job over the decoders that are not FFmpeg's: libheif (an iPhone-like grid HEIC
+/// with irot) and libraw (a DNG's embedded preview with orientation 6), and the ThumbHash placeholder.
+@Suite("Thumbnails of HEIC and camera RAW files, with a ThumbHash")
+struct NonFFmpegStillTests {
+    let storage: String
+    let itemID = UUID().uuidString.lowercased()
+
+    init() throws {
+        let fixtures = try MediaFixtures.load()
+        storage = try fixtures.makeScratchDirectory("stills-heif-raw")
+        let committed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("MediaNestMediaTests/Fixtures")
+        try FileManager.default.copyItem(atPath: committed.path + "/HEIF/iphone-grid-irot.heic", toPath: storage + "/photo.heic")
+        try FileManager.default.copyItem(atPath: committed.path + "/RAW/preview-orient6.dng", toPath: storage + "/photo.dng")
+    }
+
+    func context(path: String, mime: String) -> JobContext {
+        let job = ClaimedJob(id: UUID().uuidString, mediaItemID: itemID, type: .thumbnail, attempt: 1, maxAttempts: 3, priority: 0, input: [:])
+        let item = MediaItemRecord(id: itemID, ownerID: "owner", filename: path, originalFilename: nil, mimeType: mime,
+                                   fileSize: nil, storagePath: path, metadata: [:])
+        return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: storage), progress: JobProgress(),
+                          cancellation: JobCancellation(), logger: Logger(label: "test"))
+    }
+
+    @Test func aGridHEICWithIrotGetsAnUprightThumbnailAndAThumbHash() throws {
+        let outcome = try ThumbnailHandler().run(context(path: "photo.heic", mime: "image/heic"))
+        #expect(outcome.output["source_kind"] == "heif")
+        // Stored 192×128 in tiles, irot makes it a 128×192 portrait; never upscaled.
+        #expect(outcome.output["width"] == 128 && outcome.output["height"] == 192)
+        let path = try #require(outcome.itemUpdate.thumbnailPath)
+        let size = try #require(try cliImageSize(storage + "/" + path))
+        #expect(size.width == 128 && size.height == 192)
+        let hash = try #require(outcome.itemUpdate.metadataMerge["thumbhash"]?.stringValue)
+        let bytes = try #require(Data(base64Encoded: hash))
+        #expect(bytes.count >= 5 && bytes.count <= 25)
+        // The placeholder keeps the portrait shape of the upright picture.
+        #expect(ThumbHash.approximateAspectRatio(Array(bytes)) < 1)
+    }
+
+    @Test func aDNGUsesItsEmbeddedPreviewTurnedUpright() throws {
+        let outcome = try ThumbnailHandler().run(context(path: "photo.dng", mime: "image/x-adobe-dng"))
+        #expect(outcome.output["source_kind"] == "raw")
+        #expect(outcome.output["orientation"] == 6)
+        let width = try #require(outcome.output["width"]?.intValue)
+        let height = try #require(outcome.output["height"]?.intValue)
+        #expect(height > width, "orientation 6 turns the landscape preview into a portrait thumbnail")
+    }
+}

@@ -89,8 +89,8 @@ struct StillJob: Sendable {
                                             format: targetSettings.format, bytes: Int64(bytes.count), sourceKind: decoded.kind,
                                             aheadFor: target == kind ? nil : target, details: decoded.details)
             if target == .thumbnail {
-                // LEAD: ThumbHash.encode(try image.fitted(maxLongEdge: 100)) → base64 into entry.thumbhash
-                entry.thumbhash = nil
+                // A placeholder clients paint before the thumbnail loads (ThumbHash, base64).
+                entry.thumbhash = Data(try ThumbHash.encode(fitting: image)).base64EncodedString()
             }
             pending.append((target, output, entry))
             try context.cancellation.check()

@@ -61,11 +61,21 @@ public enum StillRendering {
                 "orientation": .int(Int64(still.orientation)),
             ])
         case .heif:
-            // LEAD: HEIFDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge)
-            throw JobError(.unsupportedFormat, "HEIC/HEIF/AVIF thumbnails are not yet supported (\(file.relativePath)).")
+            // libheif applies irot/imir itself: the picture is upright, and the EXIF orientation
+            // (which iPhones also write) must not be applied a second time.
+            let image = try HEIFDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation)
+            return RenderedStill(image: image, kind: .heif, details: ["decoder": "libheif"])
         case .raw:
-            // LEAD: RawPreview.decode(file: file, limits: limits, maxLongEdge: maxLongEdge)
-            throw JobError(.unsupportedFormat, "Camera RAW thumbnails are not yet supported (\(file.relativePath)).")
+            // The embedded JPEG preview, turned upright by the RAW file's own orientation.
+            let preview = try RawPreview.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation)
+            var details: [String: JSONValue] = [
+                "decoder": "libraw embedded preview",
+                "source_width": .int(Int64(preview.rawWidth)),
+                "source_height": .int(Int64(preview.rawHeight)),
+                "orientation": .int(Int64(preview.orientation)),
+            ]
+            if let camera = preview.camera { details["camera"] = .string(camera) }
+            return RenderedStill(image: preview.image.oriented(exifOrientation: preview.orientation), kind: .raw, details: details)
         case .video, .audio:
             let input = try MediaInput.open(file, limits: limits, cancellation: cancellation)
             if input.hasMovingPicture {
