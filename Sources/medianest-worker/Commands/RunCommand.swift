@@ -29,8 +29,10 @@ struct RunCommand: AsyncParsableCommand {
     var lease: Double?
     @Option(help: "Heartbeat interval in seconds (default: 5).")
     var heartbeat: Double?
-    @Option(help: "Fallback poll interval in seconds, jittered ±20 % (default: 5).")
+    @Option(help: "Poll interval in seconds with --no-listen or while LISTEN is down, jittered ±20 % (default: 5).")
     var pollInterval: Double?
+    @Option(help: "Safety-net poll interval in seconds while LISTEN works, jittered ±20 % (default: 30).")
+    var listenPollInterval: Double?
     @Option(help: "Seconds running jobs may finish after SIGTERM before they are stopped and released (default: 30).")
     var gracePeriod: Double?
     @Flag(help: "Do not LISTEN; poll only (for PgBouncer transaction pooling).")
@@ -56,6 +58,7 @@ struct RunCommand: AsyncParsableCommand {
             ("--database-url", databaseURL), ("--storage-root", storageRoot), ("--types", types),
             ("--concurrency", concurrency.map(String.init)), ("--type-limits", typeLimits), ("--instance", instance), ("--lease", lease.map { "\($0)" }),
             ("--heartbeat", heartbeat.map { "\($0)" }), ("--poll-interval", pollInterval.map { "\($0)" }),
+            ("--listen-poll-interval", listenPollInterval.map { "\($0)" }),
             ("--grace-period", gracePeriod.map { "\($0)" }), ("--max-attempts", maxAttempts.map(String.init)),
             ("--max-lost", maxLost.map(String.init)), ("--retry-base", retryBase.map { "\($0)" }),
             ("--retry-max", retryMax.map { "\($0)" }), ("--job-timeout", jobTimeout.map { "\($0)" }), ("--log-level", logLevel),
@@ -69,6 +72,11 @@ struct RunCommand: AsyncParsableCommand {
             _ = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration))
         } catch let error as WorkerConfigurationError {
             throw ValidationError(error.message)
+        } catch let error as WorkerStartupError {
+            // One line, and EX_CONFIG so that systemd (RestartPreventExitStatus=78) and
+            // operators can tell it from a crash.
+            FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
+            throw ExitCode(error.exitCode)
         }
     }
 }
