@@ -217,6 +217,7 @@ public final class WorkerRuntime: Sendable {
         /// When a retry this worker scheduled comes due (no NOTIFY announces that moment).
         var retryWakeups: [ContinuousClock.Instant] = []
         var pollIntervalInUse: Duration = .zero
+        var storageWasAvailable = true
         var nextRescue: ContinuousClock.Instant = .now
         var drainingForRunAlone = false
         var stoppedForShutdown = false
@@ -281,7 +282,10 @@ public final class WorkerRuntime: Sendable {
                     // Nothing is claimed while the storage root is gone (checked with a stat each
                     // cycle); what is pending stays pending, uncharged, until it is back.
                     let storageAvailable = runtime.storageMonitor?.isAvailable() ?? true
-                    let claimNow = storageAvailable && (snapshot.claimWanted || !snapshot.finished.isEmpty || retryDue || now >= nextPoll)
+                    // Wake-ups that came while the root was gone were spent: claim once it is back.
+                    let storageCameBack = storageAvailable && !storageWasAvailable
+                    storageWasAvailable = storageAvailable
+                    let claimNow = storageAvailable && (snapshot.claimWanted || !snapshot.finished.isEmpty || retryDue || storageCameBack || now >= nextPoll)
                     let pollTick = !snapshot.claimWanted && snapshot.finished.isEmpty
                     let pollInterval = currentPollInterval
                     if now >= nextPoll {
