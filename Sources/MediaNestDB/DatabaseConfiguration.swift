@@ -61,8 +61,9 @@ public struct DatabaseConfiguration: Sendable, Hashable, CustomStringConvertible
     /// `invalid integer value "S3cret" for connection option "port"`. So the password is taken
     /// from wherever it was given (a URI's user info up to its last `@`, a `password=` keyword or
     /// query parameter, ``overrides``, `PGPASSWORD`), percent-decoded as well as raw, split into
-    /// the fragments a URI parser would cut it into, and every run of four or more characters of
-    /// the text that also occurs in a password is masked, as is every fragment of two or more.
+    /// the fragments a URI parser would cut it into. Every fragment of two or more characters is
+    /// masked, and so is every run of four or more characters inside the double quotes libpq puts
+    /// around the values it repeats that also occurs in a password.
     /// - Parameter text: A message that may contain the password or pieces of it.
     /// - Returns: The message with `***` in their place.
     public func redactingSecrets(in text: String) -> String {
@@ -142,16 +143,24 @@ public struct DatabaseConfiguration: Sendable, Hashable, CustomStringConvertible
                 }
             }
         }
-        // Any run of four or more characters that also occurs in a secret (a cut that libpq made
-        // at a delimiter this code did not foresee).
+        // Inside the quotes libpq puts around the values it repeats, any run of four or more
+        // characters that also occurs in a secret (a cut made at a delimiter this code did not
+        // foresee). Outside quotes only whole fragments count, so that a password containing
+        // "password" does not mask "password authentication failed".
+        var quoted = Array(repeating: false, count: characters.count)
+        var inside = false
+        for (offset, character) in characters.enumerated() {
+            if character == "\"" { inside.toggle() } else { quoted[offset] = inside }
+        }
         let secretArrays = secrets.map(Array.init)
         var start = 0
         while start < characters.count {
+            guard quoted[start] else { start += 1; continue }
             var longest = 0
             for secret in secretArrays {
                 for offset in secret.indices {
                     var length = 0
-                    while start + length < characters.count, offset + length < secret.count,
+                    while start + length < characters.count, offset + length < secret.count, quoted[start + length],
                           characters[start + length] == secret[offset + length] { length += 1 }
                     longest = max(longest, length)
                 }
