@@ -11,6 +11,10 @@ public enum WorkerExit: Sendable, Hashable {
     case drained
     /// A signal (or ``WorkerRuntime/requestShutdown(immediately:)``) stopped the worker.
     case shutdown
+    /// A fault no retry can fix appeared while running (the schema was reverted or dropped, the
+    /// role lost its privileges): the worker released what it could and stopped. The message
+    /// says what to do; exit with ``WorkerStartupError/configurationExitCode``.
+    case fatal(String)
 }
 
 /// The worker daemon: claims jobs, runs them on a bounded Dispatch pool, keeps their leases
@@ -272,6 +276,12 @@ public final class WorkerRuntime: Sendable {
                     let idle = runtime.state.withLock { $0.inFlight.isEmpty }
                     if idle && pendingWrites.isEmpty { return finish(.shutdown) }
                 } else {
+                    if let fatal = claimLane.fatal {
+                        runtime.state.withLock { $0.fatal = $0.fatal ?? fatal }
+                        logger.critical("stopping: \(fatal)")
+                        runtime.requestShutdown(immediately: true)
+                        continue
+                    }
                     if now >= nextRescue {
                         rescue()
                         nextRescue = now + configuration.rescueInterval
@@ -347,6 +357,11 @@ public final class WorkerRuntime: Sendable {
         }
 
         private func finish(_ exit: WorkerExit) -> WorkerExit {
+            if let fatal = runtime.state.withLock({ $0.fatal }) {
+                claimLane.runner.close()
+                writeLane.runner.close()
+                return .fatal(fatal)
+            }
             _ = withDatabase("unregister") { try store.unregister(on: $0) }
             claimLane.runner.close()
             writeLane.runner.close()
@@ -842,13 +857,14 @@ private final class InFlightRun: @unchecked Sendable {
     }
 }
 
-/// A run whose handler returned, waiting for its result to be written.
 /// One of the scheduler's connections with its own reconnect backoff: while the database is
 /// down, calls are skipped until ``retryAt`` instead of blocking the loop.
 private final class DatabaseLane {
     let runner: PGConnectionRunner
     var retryAt: ContinuousClock.Instant = .now
     var backoff: Duration = .milliseconds(100)
+    /// Set when a call failed in a way no retry can fix.
+    var fatal: String?
 
     init(_ runner: PGConnectionRunner) { self.runner = runner }
 
@@ -861,6 +877,11 @@ private final class DatabaseLane {
             return value
         } catch let error as DatabaseError where error.isConnectionProblem {
             noteUnavailable(what, error: error, logger: logger)
+            return nil
+        } catch let error as DatabaseError where error.isSchemaProblem {
+            // Retrying cannot bring back a table or a privilege: only connection-level errors
+            // are worth retrying once the worker runs.
+            fatal = "the database no longer matches this worker during \(what) (\(error)): run `medianest-worker migrate up`, and check the role's privileges."
             return nil
         } catch {
             logger.error("database call failed", metadata: ["during": "\(what)", "error": "\(error)"])
@@ -923,6 +944,8 @@ private final class RuntimeState: @unchecked Sendable {
         var claimWanted = true
         /// The listener holds a working LISTEN connection, so the fallback poll may be slow.
         var listenHealthy = false
+        /// Why the worker must stop for good (see ``WorkerExit/fatal(_:)``).
+        var fatal: String?
         var shutdownRequestedAt: ContinuousClock.Instant?
         var immediate = false
         var finished = false
@@ -979,5 +1002,14 @@ private final class SignalSources: @unchecked Sendable {
         lock.lock()
         sources.append(source)
         lock.unlock()
+    }
+}
+
+extension DatabaseError {
+    /// An object the worker needs is missing or forbidden (SQLSTATE class `42`: undefined table,
+    /// column or function, insufficient privilege; `3F000` invalid schema name).
+    fileprivate var isSchemaProblem: Bool {
+        guard kind == .serverError, let state = sqlState else { return false }
+        return state.hasPrefix("42") || state == "3F000"
     }
 }

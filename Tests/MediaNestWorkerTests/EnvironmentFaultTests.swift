@@ -84,6 +84,22 @@ struct EnvironmentFaultTests {
         }
     }
 
+    @Test func schemaRevertedUnderARunningWorkerEndsItInsteadOfRetryingForever() async throws {
+        try await withMigratedDatabase("schemagone") { database, connection, _ in
+            let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
+                                           arguments: ["--no-listen", "--poll-interval", "0.2", "--log-level", "info"])
+            defer { worker.stop() }
+            #expect(try await waitUntil(timeout: .seconds(30)) {
+                try connection.query("SELECT count(*) AS n FROM processing_workers")[0].decode("n", as: Int.self) == 1
+            })
+            try connection.execute("DROP TABLE processing_jobs CASCADE")
+            let status = try await worker.waitForExit(timeout: .seconds(30))
+            #expect(status == 78, "log:\n\(worker.log)")
+            #expect(worker.log.contains("run `medianest-worker migrate up`"), "log:\n\(worker.log)")
+            #expect(!worker.log.contains("database call failed"), "not retried:\n\(worker.log)")
+        }
+    }
+
     @Test func storageRootThatGoesAwayStopsClaimingReleasesUnchargedAndResumesWhenBack() async throws {
         try await withMigratedDatabase("rootgone") { database, connection, owner in
             let base = try scratchDirectory("storage")

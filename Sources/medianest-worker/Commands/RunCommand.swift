@@ -69,7 +69,9 @@ struct RunCommand: AsyncParsableCommand {
         do {
             let configuration = try raw.configuration(environment: ProcessInfo.processInfo.environment)
             WorkerMain.bootstrapLogging(level: configuration.logLevel)
-            _ = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration))
+            if case .fatal(let message) = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration)) {
+                throw WorkerStartupError(message)
+            }
         } catch let error as WorkerConfigurationError {
             throw ValidationError(error.message)
         } catch let error as WorkerStartupError {
