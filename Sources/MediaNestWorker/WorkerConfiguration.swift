@@ -82,7 +82,7 @@ public struct WorkerConfiguration: Sendable {
         self.rescueInterval = .seconds(15)
         self.registryInterval = .seconds(30)
         self.resultWriteRetryWindow = .seconds(10)
-        self.resultLockTimeout = .seconds(5)
+        self.resultLockTimeout = .seconds(2)
         self.gracePeriod = .seconds(30)
         self.listen = true
         self.drain = false

@@ -771,6 +771,8 @@ public final class WorkerRuntime: Sendable {
             for (id, reason) in stops {
                 guard let run = state.inFlight[id] else { continue }
                 run.cancellation.stop(reason)
+                // LEAD: give the engine's StopReason for a deleted media item its own line here
+                // ("the job's media item was deleted; stopping it").
                 logger.notice(reason == .cancelled ? "job was cancelled; stopping it" : "lost the lease on a job; stopping it",
                               metadata: ["job_id": "\(id)", "job_type": "\(run.work.job.type)"])
             }
