@@ -17,6 +17,38 @@ swift test --skip-build "$@" 2>&1 | tee "$output" || status=$?
 passed=$(grep -E '^✔ Test .* passed after' "$output" | grep -vc 'Test run with' || true)
 failed=$(grep -E '^✘ Test .* failed after' "$output" | grep -vc 'Test run with' || true)
 skipped=$(grep -cE '^➜ Test .* skipped' "$output" || true)
+# A test that crashes the test binary (a trap, a fatalError, a signal) takes every result after it
+# with it, and the runner's own summary never comes. Say so plainly, and name the tests that
+# started but never finished: the crash happened in one of them.
+if [[ $status -ne 0 ]]; then
+    python3 - "$output" "$status" <<'PY'
+import re, sys
+text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+status = int(sys.argv[2])
+started, ended = [], set()
+for line in text.splitlines():
+    m = re.match(r"^◇ Test (.+?) started\.$", line)
+    if m and m.group(1) != "run":
+        started.append(m.group(1))
+        continue
+    m = re.match(r"^(?:✔|✘|➜) Test (.+?) (?:passed|failed|skipped)\b", line)
+    if m:
+        ended.add(m.group(1))
+summary = re.search(r"^(?:✔|✘) Test run with \d+ tests?", text, re.M)
+signal = re.search(r"(Fatal error[^\n]*|[Ee]xited with (?:unexpected )?signal[^\n]*|Segmentation fault[^\n]*|Illegal instruction[^\n]*|Trace/breakpoint trap[^\n]*)", text)
+if summary and not signal:
+    sys.exit(0)
+running = [name for name in started if name not in ended]
+print()
+print("THE TEST BINARY CRASHED" + (f": {signal.group(1).strip()}" if signal else f" (exit status {status}, no summary from the test runner)"))
+if running:
+    print(("It was running: " if len(running) == 1 else "One of these tests, running at the time, crashed it: ") + "; ".join(dict.fromkeys(running)))
+else:
+    print("No test was running at the time (it crashed before, between or after the tests).")
+print("Results after the crash are missing; the totals below count only what finished.")
+PY
+fi
 echo
 echo "$passed passed, $failed failed, $skipped skipped"
+if [[ $status -eq 0 && $failed -ne 0 ]]; then status=1; fi
 exit "$status"

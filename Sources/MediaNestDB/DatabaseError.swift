@@ -20,6 +20,8 @@ public struct DatabaseError: Error, Sendable, CustomStringConvertible {
         public static let decoding = Kind("decoding failed")
         /// A libpq call failed without a server error (out of memory, protocol problem).
         public static let clientError = Kind("client error")
+        /// libpq rejected the connection string or an option in it before connecting.
+        public static let invalidConfiguration = Kind("invalid connection settings")
     }
 
     public var kind: Kind
@@ -51,6 +53,24 @@ public struct DatabaseError: Error, Sendable, CustomStringConvertible {
         if kind == .connectionLost || kind == .connectionFailed { return true }
         guard let state = sqlState else { return false }
         return state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state)
+    }
+
+    /// Whether retrying the same transaction soon may succeed: a serialization failure or
+    /// deadlock (SQLSTATE class `40`) or a lock wait that ran past `lock_timeout` (`55P03`).
+    /// Nothing about the statement was wrong; another transaction was in the way.
+    public var isTransientConflict: Bool {
+        guard kind == .serverError, let state = sqlState else { return false }
+        return state.hasPrefix("40") || state == "55P03"
+    }
+
+    /// Whether the connection settings themselves are wrong, so that trying again cannot help:
+    /// the database or the role does not exist, the password is wrong or missing, `pg_hba.conf`
+    /// rejects the client (SQLSTATE class `28`, `3D000`), or libpq cannot parse the connection
+    /// string (``Kind/invalidConfiguration``).
+    public var isConfigurationProblem: Bool {
+        if kind == .invalidConfiguration { return true }
+        guard kind == .connectionFailed, let state = sqlState else { return false }
+        return state.hasPrefix("28") || state == "3D000"
     }
 
     public var description: String {

@@ -45,16 +45,42 @@ public final class PGConnection: @unchecked Sendable {
             throw DatabaseError(kind: .connectionFailed, message: "libpq could not allocate a connection")
         }
         guard PQstatus(handle) == CONNECTION_OK else {
-            let reason = lastErrorMessage(handle)
+            let reason = configuration.redactingSecrets(in: lastErrorMessage(handle))
             PQfinish(handle)
-            throw DatabaseError(kind: .connectionFailed,
-                                message: "could not connect to PostgreSQL (\(configuration)): \(reason)",
-                                sqlState: reason.contains("password authentication failed") ? "28P01" : nil)
+            throw connectFailure(reason, configuration: configuration, verb: "connect")
         }
         let connection = PGConnection(handle: handle, configuration: configuration, logger: logger)
         try connection.configureSession()
         logger.debug("connected to PostgreSQL", metadata: connection.endpointMetadata)
         return connection
+    }
+
+    /// A failed connection attempt as a ``DatabaseError``, classified from libpq's message.
+    ///
+    /// libpq reports no SQLSTATE for a refused connection, only text (in the server's
+    /// `lc_messages`, English by default), so the faults that never fix themselves are
+    /// recognised by their wording and given the SQLSTATE the server logs for them; see
+    /// ``DatabaseError/isConfigurationProblem``.
+    private static func connectFailure(_ reason: String, configuration: DatabaseConfiguration, verb: String) -> DatabaseError {
+        let text = reason.lowercased()
+        var kind = DatabaseError.Kind.connectionFailed
+        var sqlState: String?
+        if text.contains("password authentication failed") || text.contains("no password supplied") {
+            sqlState = "28P01"
+        } else if text.contains("role \"") && text.contains("does not exist") {
+            sqlState = "28000"
+        } else if text.contains("no pg_hba.conf entry") {
+            sqlState = "28000"
+        } else if text.contains("database \"") && text.contains("does not exist") {
+            sqlState = "3D000"
+        } else if text.contains("permission denied for database") {
+            sqlState = "42501"
+            kind = .invalidConfiguration
+        } else if text.hasPrefix("invalid ") || text.contains("connection option") || text.contains("connection info string")
+                    || text.contains("in uri") || text.contains("uri query parameter") || text.contains("percent-encoded") {
+            kind = .invalidConfiguration
+        }
+        return DatabaseError(kind: kind, message: "could not \(verb) to PostgreSQL (\(configuration)): \(reason)", sqlState: sqlState)
     }
 
     private static func openHandle(_ configuration: DatabaseConfiguration) -> OpaquePointer? {
@@ -113,8 +139,8 @@ public final class PGConnection: @unchecked Sendable {
         if let handle { PQfinish(handle) }
         handle = PGConnection.openHandle(configuration)
         guard let handle, PQstatus(handle) == CONNECTION_OK else {
-            let reason = PGConnection.lastErrorMessage(handle)
-            throw DatabaseError(kind: .connectionFailed, message: "could not reconnect to PostgreSQL (\(configuration)): \(reason)")
+            let reason = configuration.redactingSecrets(in: PGConnection.lastErrorMessage(handle))
+            throw PGConnection.connectFailure(reason, configuration: configuration, verb: "reconnect")
         }
         try configureSession()
         let channels = listening
@@ -175,7 +201,7 @@ public final class PGConnection: @unchecked Sendable {
 
     private func connectionOrClientError(_ message: String, sql: String?) -> DatabaseError {
         let lost = handle.map { PQstatus($0) != CONNECTION_OK } ?? true
-        return DatabaseError(kind: lost ? .connectionLost : .clientError, message: message, query: sql)
+        return DatabaseError(kind: lost ? .connectionLost : .clientError, message: configuration.redactingSecrets(in: message), query: sql)
     }
 
     /// Turns a `PGresult` into a ``PGResult`` or an error, and frees it.

@@ -14,7 +14,7 @@ public enum WorkerArguments {
     /// Every option `run` accepts.
     public static let optionNames: [String] = [
         "--database-url", "--storage-root", "--types", "--concurrency", "--type-limits", "--instance", "--lease", "--heartbeat",
-        "--poll-interval", "--grace-period", "--no-listen", "--drain", "--max-attempts", "--max-lost",
+        "--poll-interval", "--listen-poll-interval", "--grace-period", "--no-listen", "--drain", "--max-attempts", "--max-lost",
         "--retry-base", "--retry-max", "--job-timeout", "--log-level",
         // Thumbnails and previews.
         "--derived-root", "--type-timeouts", "--thumbnail-size", "--thumbnail-format", "--thumbnail-quality",
@@ -90,6 +90,7 @@ public enum WorkerArguments {
             if let text = options["--lease"] { configuration.lease = try seconds(text, "--lease") }
             if let text = options["--heartbeat"] { configuration.heartbeatInterval = try seconds(text, "--heartbeat") }
             if let text = options["--poll-interval"] { configuration.pollInterval = try seconds(text, "--poll-interval") }
+            if let text = options["--listen-poll-interval"] { configuration.listenPollInterval = try seconds(text, "--listen-poll-interval") }
             if let text = options["--grace-period"] { configuration.gracePeriod = try seconds(text, "--grace-period") }
             if let text = options["--max-attempts"] { configuration.retryPolicy.maxAttemptsOverride = try integer(text, "--max-attempts") }
             if let text = options["--max-lost"] { configuration.maxLostAlone = try integer(text, "--max-lost") }
@@ -103,9 +104,9 @@ public enum WorkerArguments {
                 configuration.logLevel = level
             }
             try applyStillOptions(to: &configuration, environment: environment)
-            // Rescue runs at least twice per lease so a crashed worker's jobs are back within
-            // about one lease.
-            configuration.rescueInterval = min(.seconds(5), configuration.lease / 2)
+            // Rescue runs twice per lease so a crashed worker's jobs are back within about one
+            // lease of their last heartbeat; one worker at a time does it (an advisory try-lock).
+            configuration.rescueInterval = configuration.lease / 2
             configuration.listen = !noListen
             configuration.drain = drain
             try configuration.validate()
@@ -172,15 +173,21 @@ public enum WorkerMain {
     }
 
     /// Starts the runtime with signal handling and waits for it to stop.
+    ///
+    /// Before anything is claimed, ``WorkerRuntime/checkEnvironment()`` refuses what no retry
+    /// would fix (storage root, database, role, password, schema).
     /// - Parameters:
     ///   - configuration: The options.
     ///   - registry: The handlers.
     /// - Returns: How the worker stopped.
-    /// - Throws: ``WorkerConfigurationError`` when the configuration cannot work.
+    /// - Throws: ``WorkerConfigurationError`` when the configuration cannot work;
+    ///   ``WorkerStartupError`` (exit with its ``WorkerStartupError/exitCode``, 78) when the
+    ///   environment cannot.
     public static func run(configuration: WorkerConfiguration, registry: HandlerRegistry) async throws -> WorkerExit {
         let logger = Logger(label: "medianest.worker")
         let runtime = try WorkerRuntime(configuration: configuration, registry: registry, logger: logger)
         runtime.installSignalHandlers()
+        guard try await runtime.checkEnvironment() else { return .shutdown }
         return await runtime.run()
     }
 }

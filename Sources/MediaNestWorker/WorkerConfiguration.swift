@@ -21,10 +21,28 @@ public struct WorkerConfiguration: Sendable {
     public var lease: Duration
     /// How often in-flight leases are extended and progress written.
     public var heartbeatInterval: Duration
-    /// The fallback poll when no notification arrives (jittered ±20 %).
+    /// The poll when the worker does not LISTEN (`--no-listen`) or while its LISTEN connection
+    /// is down (jittered ±20 %).
     public var pollInterval: Duration
-    /// How often expired leases are looked for.
+    /// The safety-net poll while LISTEN is healthy (jittered ±20 %). Notifications wake the
+    /// worker for every enqueue, retry, release and rescue, and the worker wakes itself when a
+    /// retry it scheduled comes due, so this poll only catches what no one announced.
+    public var listenPollInterval: Duration
+    /// How often expired leases are looked for (lease/2, so a crashed worker's jobs are back
+    /// within about one lease after their last heartbeat).
     public var rescueInterval: Duration
+    /// How often the worker refreshes its `processing_workers` row (also when idle).
+    public var registryInterval: Duration
+    /// How long a transient conflict on a result write (SQLSTATE class 40, `55P03`) is retried
+    /// before the write is given up; the job's lease then expires and it is rescued.
+    public var resultWriteRetryWindow: Duration
+    /// The writer connection's `lock_timeout`: a result write waiting this long for a row lock
+    /// fails with `55P03` and is retried later, so that it does not hold up the writes behind it.
+    /// `nil` leaves the server's setting.
+    public var resultLockTimeout: Duration?
+    /// The time-to-live of the worker's `processing_workers` row: a few refreshes, so that a live
+    /// worker never looks dead between two of them, and never shorter than a lease.
+    public var registryTTL: Duration { max(lease, registryInterval * 3) }
     /// How long in-flight jobs may finish after SIGTERM before they are stopped and released.
     public var gracePeriod: Duration
     /// LISTEN for enqueues; off for PgBouncer transaction pooling (then only polling).
@@ -75,7 +93,11 @@ public struct WorkerConfiguration: Sendable {
         self.lease = .seconds(30)
         self.heartbeatInterval = .seconds(5)
         self.pollInterval = .seconds(5)
-        self.rescueInterval = .seconds(5)
+        self.listenPollInterval = .seconds(30)
+        self.rescueInterval = .seconds(15)
+        self.registryInterval = .seconds(30)
+        self.resultWriteRetryWindow = .seconds(10)
+        self.resultLockTimeout = .seconds(2)
         self.gracePeriod = .seconds(30)
         self.listen = true
         self.drain = false
@@ -93,6 +115,7 @@ public struct WorkerConfiguration: Sendable {
             throw WorkerConfigurationError("--lease (\(lease.seconds) s) must be longer than --heartbeat (\(heartbeatInterval.seconds) s), or every lease would expire between two heartbeats.")
         }
         guard pollInterval > .zero else { throw WorkerConfigurationError("--poll-interval must be positive.") }
+        guard listenPollInterval > .zero else { throw WorkerConfigurationError("--listen-poll-interval must be positive.") }
         guard gracePeriod >= .zero else { throw WorkerConfigurationError("--grace-period must not be negative.") }
         guard maxLostAlone >= 1 else { throw WorkerConfigurationError("--max-lost must be at least 1.") }
         try stills.validate()

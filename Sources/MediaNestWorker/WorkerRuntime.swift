@@ -11,6 +11,10 @@ public enum WorkerExit: Sendable, Hashable {
     case drained
     /// A signal (or ``WorkerRuntime/requestShutdown(immediately:)``) stopped the worker.
     case shutdown
+    /// A fault no retry can fix appeared while running (the schema was reverted or dropped, the
+    /// role lost its privileges): the worker released what it could and stopped. The message
+    /// says what to do; exit with ``WorkerStartupError/configurationExitCode``.
+    case fatal(String)
 }
 
 /// The worker daemon: claims jobs, runs them on a bounded Dispatch pool, keeps their leases
@@ -39,6 +43,9 @@ public final class WorkerRuntime: Sendable {
     private let servedTypes: [JobType]
     private let logger: Logger
     private let state: RuntimeState
+    /// Watches the storage root (when one is configured) so that an unmounted volume stops
+    /// claiming instead of failing every job.
+    private let storageMonitor: StorageRootMonitor?
     private let pool = DispatchQueue(label: "medianest.jobs", attributes: .concurrent)
     private let signalQueue = DispatchQueue(label: "medianest.signals")
     private let signalSources = SignalSources()
@@ -77,6 +84,7 @@ public final class WorkerRuntime: Sendable {
         logger[metadataKey: "worker_id"] = "\(identity.id)"
         self.logger = logger
         self.state = RuntimeState()
+        self.storageMonitor = configuration.storage.map { StorageRootMonitor(root: $0.root, logger: logger) }
     }
 
     /// The job types this worker claims.
@@ -115,6 +123,41 @@ public final class WorkerRuntime: Sendable {
             }
             source.resume()
             signalSources.keep(source)
+        }
+    }
+
+    // MARK: Start-up checks
+
+    /// Checks, before anything runs, what no retry would fix: the storage root (absolute, present,
+    /// a directory) and the database (it exists, the role and password work, the schema is
+    /// migrated). While the server merely cannot be reached (down, starting up) it waits, with a
+    /// warning per try, until it can or a shutdown is requested.
+    /// - Returns: `false` when a shutdown was requested while waiting.
+    /// - Throws: ``WorkerStartupError`` (exit code 78) naming the fault and what to do.
+    public func checkEnvironment() async throws(WorkerStartupError) -> Bool {
+        if let storage = configuration.storage { try StorageRootMonitor.validateAtStart(storage.root) }
+        var backoff: Duration = .milliseconds(250)
+        while true {
+            let database = configuration.database
+            let logger = self.logger
+            // libpq blocks; keep it off the cooperative pool.
+            let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<DatabasePreflight.Outcome, WorkerStartupError>, Never>) in
+                Thread.detachNewThread {
+                    continuation.resume(returning: Result { () throws(WorkerStartupError) in try DatabasePreflight.check(database, logger: logger) })
+                }
+            }
+            switch outcome {
+            case .success(.ready):
+                return true
+            case .success(.unreachable(let error)):
+                logger.warning("database unreachable at start; waiting for it", metadata: ["error": "\(error)", "retry_in_ms": "\(Int(backoff.seconds * 1000))"])
+            case .failure(let error):
+                throw error
+            }
+            if state.withLock({ $0.shutdownRequestedAt != nil }) { return false }
+            try? await Task.sleep(for: backoff)
+            if state.withLock({ $0.shutdownRequestedAt != nil }) { return false }
+            backoff = min(backoff * 2, .seconds(5))
         }
     }
 
@@ -162,7 +205,8 @@ public final class WorkerRuntime: Sendable {
     /// Result writes and claims overlap: each iteration writes the finished runs on ``writeLane``
     /// while it claims new jobs on ``claimLane``, two connections and two backends, so a batch
     /// of completions and the next claim do not wait for each other. The write lane touches
-    /// only ``pendingWrites`` and ``writeLane``; everything else belongs to the claim lane.
+    /// only ``pendingWrites``, ``writeLane``, ``preparedWriterBackend`` and ``retryWakeups``
+    /// (and the shared state, under its lock); everything else belongs to the claim lane.
     /// That split is why the class may be shared with the second lane (`@unchecked Sendable`).
     private final class Scheduler: @unchecked Sendable {
         let runtime: WorkerRuntime
@@ -170,8 +214,14 @@ public final class WorkerRuntime: Sendable {
         let claimLane: DatabaseLane
         /// Result writes.
         let writeLane: DatabaseLane
-        var pendingWrites: [FinishedRun] = []
+        var pendingWrites: [PendingWrite] = []
+        /// The writer connection's backend that ``WorkerConfiguration/resultLockTimeout`` was set on.
+        var preparedWriterBackend: Int32 = 0
         var nextPoll: ContinuousClock.Instant = .now
+        /// When a retry this worker scheduled comes due (no NOTIFY announces that moment).
+        var retryWakeups: [ContinuousClock.Instant] = []
+        var pollIntervalInUse: Duration = .zero
+        var storageWasAvailable = true
         var nextRescue: ContinuousClock.Instant = .now
         var drainingForRunAlone = false
         var stoppedForShutdown = false
@@ -205,7 +255,7 @@ public final class WorkerRuntime: Sendable {
                                         immediate: state.immediate, runningHandlers: state.runningHandlers,
                                         runAloneActive: state.inFlight.values.contains { $0.work.runAlone && !$0.handlerDone })
                 }
-                pendingWrites.append(contentsOf: snapshot.finished)
+                pendingWrites.append(contentsOf: snapshot.finished.map { PendingWrite(run: $0) })
 
                 let now = ContinuousClock.now
                 if let shutdownAt = snapshot.shutdownAt {
@@ -226,14 +276,35 @@ public final class WorkerRuntime: Sendable {
                     let idle = runtime.state.withLock { $0.inFlight.isEmpty }
                     if idle && pendingWrites.isEmpty { return finish(.shutdown) }
                 } else {
+                    if let fatal = claimLane.fatal {
+                        runtime.state.withLock { $0.fatal = $0.fatal ?? fatal }
+                        logger.critical("stopping: \(fatal)")
+                        runtime.requestShutdown(immediately: true)
+                        continue
+                    }
                     if now >= nextRescue {
                         rescue()
                         nextRescue = now + configuration.rescueInterval
                     }
+                    let retryDue = retryWakeups.contains { $0 <= now }
+                    if retryDue { retryWakeups.removeAll { $0 <= now } }
                     // A finished handler freed a slot: claim for it while its result is written.
-                    let claimNow = snapshot.claimWanted || !snapshot.finished.isEmpty || now >= nextPoll
+                    // Nothing is claimed while the storage root is gone (checked with a stat each
+                    // cycle); what is pending stays pending, uncharged, until it is back.
+                    let storageAvailable = runtime.storageMonitor?.isAvailable() ?? true
+                    // Wake-ups that came while the root was gone were spent: claim once it is back.
+                    let storageCameBack = storageAvailable && !storageWasAvailable
+                    storageWasAvailable = storageAvailable
+                    let claimNow = storageAvailable && (snapshot.claimWanted || !snapshot.finished.isEmpty || retryDue || storageCameBack || now >= nextPoll)
                     let pollTick = !snapshot.claimWanted && snapshot.finished.isEmpty
-                    if claimNow && now >= nextPoll { nextPoll = now + jittered(configuration.pollInterval) }
+                    let pollInterval = currentPollInterval
+                    if now >= nextPoll {
+                        nextPoll = now + jittered(pollInterval)
+                    } else if pollInterval < pollIntervalInUse {
+                        // LISTEN just went down: do not sit out the slow poll.
+                        nextPoll = min(nextPoll, now + jittered(pollInterval))
+                    }
+                    pollIntervalInUse = pollInterval
                     if claimNow && !pendingWrites.isEmpty {
                         DispatchQueue.concurrentPerform(iterations: 2) { lane in
                             if lane == 0 {
@@ -260,11 +331,21 @@ public final class WorkerRuntime: Sendable {
             return !runnable
         }
 
+        /// The fallback poll: slow while LISTEN delivers wake-ups, fast without it.
+        private var currentPollInterval: Duration {
+            configuration.listen && runtime.state.withLock({ $0.listenHealthy }) ? configuration.listenPollInterval : configuration.pollInterval
+        }
+
         private func wait(seenWakeCount: UInt64) {
             var deadline = nextPoll
             if runtimeIsShuttingDown { deadline = .now + .milliseconds(100) }
             deadline = min(deadline, nextRescue)
-            if !pendingWrites.isEmpty { deadline = min(deadline, max(writeLane.retryAt, .now + .milliseconds(50))) }
+            if let due = retryWakeups.min() { deadline = min(deadline, due) }
+            // While the storage root is gone, look again every second so claiming resumes soon.
+            if let monitor = runtime.storageMonitor, !monitor.isAvailableCached { deadline = min(deadline, .now + .seconds(1)) }
+            if let due = pendingWrites.map(\.notBefore).min() {
+                deadline = min(deadline, max(writeLane.retryAt, due, .now + .milliseconds(10)))
+            }
             if configuration.drain { deadline = min(deadline, .now + .milliseconds(250)) }
             runtime.state.wait(until: deadline, seenWakeCount: seenWakeCount)
         }
@@ -276,6 +357,11 @@ public final class WorkerRuntime: Sendable {
         }
 
         private func finish(_ exit: WorkerExit) -> WorkerExit {
+            if let fatal = runtime.state.withLock({ $0.fatal }) {
+                claimLane.runner.close()
+                writeLane.runner.close()
+                return .fatal(fatal)
+            }
             _ = withDatabase("unregister") { try store.unregister(on: $0) }
             claimLane.runner.close()
             writeLane.runner.close()
@@ -324,6 +410,8 @@ public final class WorkerRuntime: Sendable {
         }
 
         private func start(_ works: [ClaimedWork]) {
+            // The root may have gone between the check and the claim: hand the jobs straight back.
+            let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
             for work in works {
                 var jobLogger = logger
                 jobLogger[metadataKey: "job_id"] = "\(work.job.id)"
@@ -332,6 +420,7 @@ public final class WorkerRuntime: Sendable {
                 jobLogger[metadataKey: "attempt"] = "\(work.job.attempt)"
                 let cancellation = JobCancellation(timeout: configuration.timeout(for: work.job.type))
                 let progress = JobProgress()
+                let salvage = JobSalvage()
                 let token = runtime.state.withLock { state -> UInt64 in
                     state.nextToken += 1
                     if let previous = state.inFlight[work.job.id] {
@@ -340,9 +429,14 @@ public final class WorkerRuntime: Sendable {
                         previous.cancellation.stop(.leaseLost)
                         if !previous.handlerDone { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
                     }
-                    state.inFlight[work.job.id] = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation, progress: progress)
+                    state.inFlight[work.job.id] = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation, progress: progress, salvage: salvage)
                     state.runningHandlers[work.job.type, default: 0] += 1
                     return state.nextToken
+                }
+                if storageGone {
+                    runtime.finishRun(jobID: work.job.id, token: token,
+                                      result: .failure(JobError(.ioError, "The storage root is unavailable.")), environmentFault: true)
+                    continue
                 }
                 guard let item = work.mediaItem else {
                     runtime.finishRun(jobID: work.job.id, token: token, result: .failure(JobError(.mediaItemMissing, "The media item \(work.job.mediaItemID) of this job no longer exists.")))
@@ -353,7 +447,7 @@ public final class WorkerRuntime: Sendable {
                     continue
                 }
                 let context = JobContext(job: work.job, mediaItem: item, storage: configuration.storage ?? StorageLayout(root: "/nonexistent"),
-                                         progress: progress, cancellation: cancellation, logger: jobLogger)
+                                         progress: progress, cancellation: cancellation, logger: jobLogger, salvage: salvage)
                 jobLogger.info("job started")
                 runtime.pool.async { [runtime] in
                     let result: Result<JobOutcome, JobError>
@@ -362,113 +456,215 @@ public final class WorkerRuntime: Sendable {
                     } catch {
                         result = .failure(JobError.wrapping(error))
                     }
-                    runtime.finishRun(jobID: work.job.id, token: token, result: result)
+                    // A read that failed because the whole volume went away is not the job's
+                    // fault: judge that now, while the failure is fresh.
+                    var environmentFault = false
+                    if case .failure(let error) = result, [.ioError, .fileMissing].contains(error.code), let monitor = runtime.storageMonitor {
+                        environmentFault = !monitor.isAvailable()
+                    }
+                    runtime.finishRun(jobID: work.job.id, token: token, result: result, environmentFault: environmentFault)
                 }
             }
         }
 
         // MARK: Results
 
+        /// Writes what is due of ``pendingWrites``.
+        ///
+        /// Plain successes go in one batch transaction. A batch the database refuses for any
+        /// reason but the connection is split: its runs are written one by one from then on, so
+        /// that one result that cannot be stored does not hold back the others. A write that hits
+        /// a transient conflict (SQLSTATE class 40, `55P03` after ``WorkerConfiguration/resultLockTimeout``)
+        /// is retried, as a whole transaction, after a short jittered backoff, while the writes
+        /// behind it go on; the job's attempts are never touched for it. One that still fails
+        /// after ``WorkerConfiguration/resultWriteRetryWindow`` is given up on its own and logged
+        /// with the job id: the run leaves the heartbeat, its lease expires, and the job is
+        /// rescued. Only the final outcome of each write is logged.
         private func writePendingResults() {
+            guard !pendingWrites.isEmpty, ContinuousClock.now >= writeLane.retryAt else { return }
             writeSuccessfulResultsInOneBatch()
-            while let run = pendingWrites.first {
-                guard let written = writeLane.call("write result", logger: logger, { try write(run, on: $0) }) else { return }
-                pendingWrites.removeFirst()
-                runtime.state.withLock { state in
-                    if state.inFlight[run.work.job.id]?.token == run.token { state.inFlight[run.work.job.id] = nil }
-                    // A finished job frees a slot and hints that more work may be waiting.
-                    if state.shutdownRequestedAt == nil { state.claimWanted = true }
+            var index = 0
+            while index < pendingWrites.count, ContinuousClock.now >= writeLane.retryAt {
+                let pending = pendingWrites[index]
+                guard pending.notBefore <= .now else { index += 1; continue }
+                do {
+                    try writeLane.runner.runBlocking { connection in
+                        try prepareWriter(connection)
+                        try write(pending, on: connection)
+                    }
+                    writeLane.backoff = .milliseconds(100)
+                    pendingWrites.remove(at: index)
+                    forget([pending.run])
+                } catch let error as DatabaseError where error.isConnectionProblem {
+                    // Nothing was written; everything waits for the connection, in order.
+                    writeLane.noteUnavailable("write result", error: error, logger: logger)
+                    return
+                } catch let error as DatabaseError where error.isTransientConflict {
+                    if scheduleRetry(of: index, after: error) { index += 1 }
+                } catch {
+                    giveUp(pendingWrites.remove(at: index), error: error)
                 }
-                _ = written
             }
         }
 
-        /// Completes every plainly successful pending run in one transaction. Anything the batch
-        /// cannot take (failures, stops, or a batch the database refused for a reason other than
-        /// the connection) is left for the one-by-one path.
+        /// Completes the due plain successes that have not been split off, in one transaction.
         private func writeSuccessfulResultsInOneBatch() {
-            let batch = pendingWrites.compactMap { run -> (run: FinishedRun, outcome: JobOutcome)? in
-                guard run.stopReason == nil, case .success(let outcome) = run.result else { return nil }
-                return (run, outcome)
+            let now = ContinuousClock.now
+            let batch = pendingWrites.filter { pending in
+                guard !pending.alone, pending.notBefore <= now, pending.run.stopReason == nil, case .success = pending.run.result else { return false }
+                return true
             }
-            guard batch.count > 1, ContinuousClock.now >= writeLane.retryAt else { return }
+            guard batch.count > 1 else { return }
             let owned: Set<String>
             do {
                 owned = try writeLane.runner.runBlocking { connection in
-                    try store.completeBatch(batch.map { ($0.run.work.job, $0.outcome) }, on: connection)
+                    try prepareWriter(connection)
+                    return try store.completeBatch(batch.map { pending in
+                        guard case .success(let outcome) = pending.run.result else { preconditionFailure("the batch holds successes only") }
+                        return (pending.run.work.job, outcome)
+                    }, on: connection)
                 }
                 writeLane.backoff = .milliseconds(100)
             } catch let error as DatabaseError where error.isConnectionProblem {
                 writeLane.noteUnavailable("write results", error: error, logger: logger)
                 return
             } catch {
-                logger.warning("writing results as a batch failed; writing them one by one", metadata: ["error": "\(error)"])
+                // Which run the database choked on is unknown: write each one on its own.
+                logger.debug("a batch of results could not be written together; writing them one by one", metadata: ["count": "\(batch.count)", "error": "\(error)"])
+                let tokens = Set(batch.map(\.run.token))
+                for index in pendingWrites.indices where tokens.contains(pendingWrites[index].run.token) { pendingWrites[index].alone = true }
                 return
             }
-            let written = Set(batch.map { $0.run.token })
-            for entry in batch {
-                let job = entry.run.work.job
+            for pending in batch {
+                let job = pending.run.work.job
                 if owned.contains(job.id) {
                     logger.info("job completed", metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)",
-                                                          "duration_ms": "\(entry.run.durationMilliseconds)"])
+                                                          "duration_ms": "\(pending.run.durationMilliseconds)"])
                 } else {
                     logger.warning("job result dropped: this run no longer owns the job (lease lost or cancelled)",
                                    metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)"])
                 }
             }
-            pendingWrites.removeAll { written.contains($0.token) }
+            let written = Set(batch.map(\.run.token))
+            pendingWrites.removeAll { written.contains($0.run.token) }
+            forget(batch.map(\.run))
+        }
+
+        /// Sets the writer session's `lock_timeout` once per backend, so a write stuck behind a
+        /// row lock turns into a `55P03` to retry instead of stalling every write behind it.
+        private func prepareWriter(_ connection: PGConnection) throws(DatabaseError) {
+            guard let timeout = configuration.resultLockTimeout, connection.backendPID != preparedWriterBackend else { return }
+            try connection.execute("SELECT set_config('lock_timeout', $1, false)", ["\(max(1, Int(timeout.seconds * 1000)))ms"])
+            preparedWriterBackend = connection.backendPID
+        }
+
+        /// Backs the write at `index` off after a transient conflict, or gives it up when its
+        /// retry window is spent.
+        /// - Returns: Whether it stays in the queue.
+        private func scheduleRetry(of index: Int, after error: DatabaseError) -> Bool {
+            let now = ContinuousClock.now
+            var pending = pendingWrites[index]
+            pending.conflicts += 1
+            let firstConflict = pending.firstConflictAt ?? now
+            pending.firstConflictAt = firstConflict
+            pending.lastError = error
+            guard now - firstConflict < configuration.resultWriteRetryWindow else {
+                pendingWrites.remove(at: index)
+                giveUp(pending, error: error)
+                return false
+            }
+            let base = min(Duration.milliseconds(50) * (1 << min(pending.conflicts - 1, 5)), .seconds(2))
+            pending.notBefore = now + base * Double.random(in: 0.5...1.5)
+            pendingWrites[index] = pending
+            logger.debug("result write hit a conflict; retrying it", metadata: [
+                "job_id": "\(pending.run.work.job.id)", "try": "\(pending.conflicts)", "sqlstate": "\(error.sqlState ?? "")"])
+            return true
+        }
+
+        /// Drops a write that cannot be done. The run leaves the in-flight set, so the heartbeat
+        /// stops extending its lease; the lease expires and a rescue pass (of any worker) puts
+        /// the job back to pending. Nothing is lost and nothing is charged for it here.
+        private func giveUp(_ pending: PendingWrite, error: any Error) {
+            let job = pending.run.work.job
+            logger.error("job result could not be stored; giving up on this write: the job's lease will expire and the job will be rescued",
+                         metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)",
+                                    "tries": "\(pending.conflicts + 1)", "error": "\(error)"])
+            forget([pending.run])
+        }
+
+        /// Removes written (or given-up) runs from the in-flight set.
+        private func forget(_ runs: [FinishedRun]) {
             runtime.state.withLock { state in
-                for entry in batch where state.inFlight[entry.run.work.job.id]?.token == entry.run.token {
-                    state.inFlight[entry.run.work.job.id] = nil
+                for run in runs where state.inFlight[run.work.job.id]?.token == run.token {
+                    state.inFlight[run.work.job.id] = nil
                 }
+                // A finished job frees a slot and hints that more work may be waiting.
                 if state.shutdownRequestedAt == nil { state.claimWanted = true }
             }
         }
 
-        private func write(_ run: FinishedRun, on connection: PGConnection) throws -> Bool {
+        /// Writes one run's outcome in its own transaction(s) and logs it.
+        /// - Throws: ``DatabaseError`` for the caller to retry (connection, transient conflict)
+        ///   or give up on.
+        private func write(_ pending: PendingWrite, on connection: PGConnection) throws {
+            let run = pending.run
             var jobLogger = logger
             jobLogger[metadataKey: "job_id"] = "\(run.work.job.id)"
             jobLogger[metadataKey: "job_type"] = "\(run.work.job.type)"
             jobLogger[metadataKey: "media_id"] = "\(run.work.job.mediaItemID)"
+            if pending.conflicts > 0 { jobLogger[metadataKey: "write_retries"] = "\(pending.conflicts)" }
             let job = run.work.job
-            if run.stopReason == .cancelled {
+            switch run.stopReason {
+            case .cancelled:
                 jobLogger.notice("job cancelled by an operator; stopped")
-                return false
-            }
-            if run.stopReason == .leaseLost {
+                return
+            case .mediaItemDeleted:
+                // Its row went with the item (ON DELETE CASCADE): there is nothing to write.
+                jobLogger.notice("the job's media item was deleted; stopped")
+                return
+            case .leaseLost:
                 jobLogger.warning("job stopped: this worker lost its lease; another worker owns it now")
-                return false
+                return
+            default:
+                break
             }
             switch run.result {
             case .success(let outcome):
+                let stored: Bool
                 do {
-                    if try store.complete(job, outcome: outcome, on: connection) {
-                        jobLogger.info("job completed", metadata: ["duration_ms": "\(run.durationMilliseconds)"])
-                    } else {
-                        jobLogger.warning("job result dropped: this run no longer owns the job (lease lost or cancelled)")
-                    }
-                } catch let error as DatabaseError where !error.isConnectionProblem {
+                    stored = try store.complete(job, outcome: outcome, on: connection)
+                } catch let error as DatabaseError where !error.isConnectionProblem && !error.isTransientConflict {
                     // The result itself cannot be stored (for example an item update breaks a
-                    // constraint): record that as the run's failure instead of retrying forever.
+                    // constraint): retrying it would fail the same way, so it is the run's failure.
                     let failure = JobError(.internalError, "The job's result could not be stored: \(error.message)", retryable: true)
-                    jobLogger.error("job result could not be stored", metadata: ["error": "\(error)"])
+                    jobLogger.error("job result could not be stored; recording that as the run's failure", metadata: ["error": "\(error)"])
                     _ = try store.fail(job, error: failure, on: connection)
+                    return
                 }
-                return true
+                if stored {
+                    jobLogger.info("job completed", metadata: ["duration_ms": "\(run.durationMilliseconds)"])
+                } else {
+                    jobLogger.warning("job result dropped: this run no longer owns the job (lease lost or cancelled)")
+                }
             case .failure(let error) where run.stopReason == .shutdown || error.code == .shutdown:
                 let released = try store.release([job], on: connection)
                 jobLogger.notice(released.isEmpty ? "job stopped for shutdown; it was no longer ours" : "job released for shutdown; it goes back to pending without charging an attempt")
-                return true
+            case .failure(let error) where run.environmentFault:
+                let released = try store.release([job], on: connection)
+                jobLogger.notice(released.isEmpty ? "job failed while the storage root was unavailable; it was no longer ours"
+                                                  : "job released without charging an attempt: the storage root was unavailable",
+                                 metadata: ["code": "\(error.code)"])
             case .failure(let error):
-                switch try store.fail(job, error: error, on: connection) {
+                switch try store.fail(job, error: error, itemUpdate: run.salvaged, on: connection) {
                 case .retrying(let runAt):
                     jobLogger.warning("job failed; will retry", metadata: ["code": "\(error.code)", "error": "\(error.message)", "run_at": "\(runAt)"])
+                    // No NOTIFY marks the moment run_at passes: wake up for it ourselves.
+                    retryWakeups.append(.now + .seconds(max(0, runAt.timeIntervalSinceNow)) + .milliseconds(50))
                 case .failed:
                     jobLogger.error("job failed", metadata: ["code": "\(error.code)", "error": "\(error.message)", "retryable": "\(error.isRetryable)"])
                 case .dropped:
                     jobLogger.warning("job failure dropped: this run no longer owns the job")
                 }
-                return true
             }
         }
 
@@ -503,56 +699,84 @@ public final class WorkerRuntime: Sendable {
     }
 
     /// Called on a pool thread when a handler returned.
-    fileprivate func finishRun(jobID: String, token: UInt64, result: Result<JobOutcome, JobError>) {
+    fileprivate func finishRun(jobID: String, token: UInt64, result: Result<JobOutcome, JobError>, environmentFault: Bool = false) {
         state.withLock { state in
             guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return }
             entry.handlerDone = true
             state.runningHandlers[entry.work.job.type, default: 1] -= 1
             state.finishedRuns.append(FinishedRun(work: entry.work, token: token, result: result,
-                                                  stopReason: entry.cancellation.stopReason, startedAt: entry.startedAt))
+                                                  stopReason: entry.cancellation.stopReason, startedAt: entry.startedAt,
+                                                  environmentFault: environmentFault, salvaged: entry.salvage.current))
         }
         state.signal()
     }
 
     // MARK: Heartbeat
 
+    /// Extends in-flight leases every heartbeat interval (only while jobs are in flight: an
+    /// idle worker touches no job row) and refreshes the worker's `processing_workers` row every
+    /// ``WorkerConfiguration/registryInterval``, busy or idle.
     private func heartbeatLoop() {
         let database = PGConnectionRunner(configuration: configuration.database.with("application_name", "medianest-worker heartbeat"),
                                           label: "heartbeat", logger: logger)
         defer { database.close() }
-        var next = ContinuousClock.now
+        var nextBeat = ContinuousClock.now
+        var nextRegistration = ContinuousClock.now
+        var failing = false
         while true {
-            if !state.wait(until: next, unless: { $0.finished }) { return }
-            let entries = state.withLock { state in
-                state.inFlight.values.map { run -> HeartbeatEntry in
-                    let current = run.progress.current
-                    let changed = current.version != run.sentProgressVersion
-                    run.sentProgressVersion = current.version
-                    return HeartbeatEntry(jobID: run.work.job.id, leaseID: run.work.job.leaseID,
-                                          progress: changed ? current.snapshot?.json : nil)
-                }
-            }
+            if !state.wait(until: min(nextBeat, nextRegistration), unless: { $0.finished }) { return }
             do {
-                let stops = try database.runBlocking { connection in
-                    try store.registerWorker(types: servedTypes, concurrency: configuration.concurrency, ttl: configuration.lease, on: connection)
-                    return try store.heartbeat(entries, on: connection)
-                }
-                if !stops.isEmpty {
-                    state.withLock { state in
-                        for (id, reason) in stops {
-                            guard let run = state.inFlight[id] else { continue }
-                            run.cancellation.stop(reason)
-                            logger.notice(reason == .cancelled ? "job was cancelled; stopping it" : reason == .mediaItemDeleted ? "the job's media item was deleted; stopping it" : "lost the lease on a job; stopping it",
-                                          metadata: ["job_id": "\(id)", "job_type": "\(run.work.job.type)"])
-                        }
+                if ContinuousClock.now >= nextRegistration {
+                    _ = try database.runBlocking { connection in
+                        try store.registerWorker(types: servedTypes, concurrency: configuration.concurrency, ttl: configuration.registryTTL, on: connection)
                     }
+                    nextRegistration = .now + configuration.registryInterval * Double.random(in: 0.9...1.1)
                 }
-                next = .now + configuration.heartbeatInterval
+                if ContinuousClock.now >= nextBeat {
+                    try beat(on: database)
+                    nextBeat = .now + configuration.heartbeatInterval
+                }
+                if failing { logger.notice("heartbeat works again") }
+                failing = false
             } catch {
-                // Progress not written is written next time; the version check above is only
+                // Progress not written is written next time; the version check in beat(on:) is only
                 // an optimisation, so a lost snapshot costs one stale progress_info.
-                logger.warning("heartbeat failed; retrying", metadata: ["error": "\(error)"])
-                next = .now + min(configuration.heartbeatInterval, .seconds(1))
+                if !failing { logger.warning("heartbeat failed; retrying", metadata: ["error": "\(error)"]) }
+                failing = true
+                let retry = ContinuousClock.now + min(configuration.heartbeatInterval, .seconds(1))
+                nextBeat = min(nextBeat, retry)
+                nextRegistration = min(nextRegistration, retry)
+            }
+        }
+    }
+
+    /// One heartbeat statement for every in-flight job; nothing at all when none is in flight.
+    private func beat(on database: PGConnectionRunner) throws {
+        let entries = state.withLock { state in
+            state.inFlight.values.map { run -> HeartbeatEntry in
+                let current = run.progress.current
+                let changed = current.version != run.sentProgressVersion
+                run.sentProgressVersion = current.version
+                return HeartbeatEntry(jobID: run.work.job.id, leaseID: run.work.job.leaseID,
+                                      progress: changed ? current.snapshot?.json : nil)
+            }
+        }
+        guard !entries.isEmpty else { return }
+        let stops = try database.runBlocking { connection in
+            try store.heartbeat(entries, on: connection)
+        }
+        guard !stops.isEmpty else { return }
+        state.withLock { state in
+            for (id, reason) in stops {
+                guard let run = state.inFlight[id] else { continue }
+                run.cancellation.stop(reason)
+                let what = switch reason {
+                case .cancelled: "job was cancelled; stopping it"
+                case .mediaItemDeleted: "the job's media item was deleted; stopping it"
+                default: "lost the lease on a job; stopping it"
+                }
+                logger.notice("\(what)",
+                              metadata: ["job_id": "\(id)", "job_type": "\(run.work.job.type)"])
             }
         }
     }
@@ -572,7 +796,9 @@ public final class WorkerRuntime: Sendable {
                     if !listening {
                         try connection.listen(JobStore.channel)
                         listening = true
-                        // Anything enqueued while we were not listening is claimed now, not at the next poll.
+                        // Anything enqueued while we were not listening is claimed now, not at the
+                        // next poll; from now on the fallback poll may be slow.
+                        self.state.withLock { $0.listenHealthy = true }
                         self.requestClaim()
                     }
                     return try connection.waitForNotifications(timeout: .seconds(1))
@@ -590,6 +816,9 @@ public final class WorkerRuntime: Sendable {
                 }
             } catch {
                 listening = false
+                // Back to the fast poll until LISTEN works again.
+                state.withLock { $0.listenHealthy = false }
+                state.signal()
                 logger.warning("listener connection failed; reconnecting", metadata: ["error": "\(error)", "retry_in_ms": "\(Int(backoff.seconds * 1000))"])
                 Thread.sleep(forTimeInterval: backoff.seconds)
                 backoff = min(backoff * 2, .seconds(5))
@@ -620,11 +849,14 @@ private final class InFlightRun: @unchecked Sendable {
     let token: UInt64
     let cancellation: JobCancellation
     let progress: JobProgress
+    /// What the handler salvaged for a failure (checksums of a file it could read but not use).
+    let salvage: JobSalvage
     let startedAt = ContinuousClock.now
     var handlerDone = false
     var sentProgressVersion: UInt64 = 0
 
-    init(work: ClaimedWork, token: UInt64, cancellation: JobCancellation, progress: JobProgress) {
+    init(work: ClaimedWork, token: UInt64, cancellation: JobCancellation, progress: JobProgress, salvage: JobSalvage) {
+        self.salvage = salvage
         self.work = work
         self.token = token
         self.cancellation = cancellation
@@ -632,13 +864,14 @@ private final class InFlightRun: @unchecked Sendable {
     }
 }
 
-/// A run whose handler returned, waiting for its result to be written.
 /// One of the scheduler's connections with its own reconnect backoff: while the database is
 /// down, calls are skipped until ``retryAt`` instead of blocking the loop.
 private final class DatabaseLane {
     let runner: PGConnectionRunner
     var retryAt: ContinuousClock.Instant = .now
     var backoff: Duration = .milliseconds(100)
+    /// Set when a call failed in a way no retry can fix.
+    var fatal: String?
 
     init(_ runner: PGConnectionRunner) { self.runner = runner }
 
@@ -651,6 +884,11 @@ private final class DatabaseLane {
             return value
         } catch let error as DatabaseError where error.isConnectionProblem {
             noteUnavailable(what, error: error, logger: logger)
+            return nil
+        } catch let error as DatabaseError where error.isSchemaProblem {
+            // Retrying cannot bring back a table or a privilege: only connection-level errors
+            // are worth retrying once the worker runs.
+            fatal = "the database no longer matches this worker during \(what) (\(error)): run `medianest-worker migrate up`, and check the role's privileges."
             return nil
         } catch {
             logger.error("database call failed", metadata: ["during": "\(what)", "error": "\(error)"])
@@ -667,12 +905,31 @@ private final class DatabaseLane {
     }
 }
 
+/// A finished run waiting for its result to be written, with its retry state.
+private struct PendingWrite {
+    var run: FinishedRun
+    /// Transient conflicts (class 40, `55P03`) this write has hit.
+    var conflicts = 0
+    var firstConflictAt: ContinuousClock.Instant?
+    var lastError: DatabaseError?
+    /// Not to be tried again before this.
+    var notBefore: ContinuousClock.Instant = .now
+    /// Split off a batch the database refused: written on its own from now on.
+    var alone = false
+
+    init(run: FinishedRun) { self.run = run }
+}
+
 private struct FinishedRun: Sendable {
     var work: ClaimedWork
     var token: UInt64
     var result: Result<JobOutcome, JobError>
     var stopReason: StopReason?
     var startedAt: ContinuousClock.Instant
+    /// The run failed because the storage root was gone: release it, do not charge it.
+    var environmentFault = false
+    /// Item changes a failed run still records (checksums of a file it could read but not parse).
+    var salvaged = MediaItemUpdate()
     var durationMilliseconds: Int { Int((ContinuousClock.now - startedAt).seconds * 1000) }
 }
 
@@ -694,6 +951,10 @@ private final class RuntimeState: @unchecked Sendable {
         var runningHandlers: [JobType: Int] = [:]
         var finishedRuns: [FinishedRun] = []
         var claimWanted = true
+        /// The listener holds a working LISTEN connection, so the fallback poll may be slow.
+        var listenHealthy = false
+        /// Why the worker must stop for good (see ``WorkerExit/fatal(_:)``).
+        var fatal: String?
         var shutdownRequestedAt: ContinuousClock.Instant?
         var immediate = false
         var finished = false
@@ -750,5 +1011,14 @@ private final class SignalSources: @unchecked Sendable {
         lock.lock()
         sources.append(source)
         lock.unlock()
+    }
+}
+
+extension DatabaseError {
+    /// An object the worker needs is missing or forbidden (SQLSTATE class `42`: undefined table,
+    /// column or function, insufficient privilege; `3F000` invalid schema name).
+    fileprivate var isSchemaProblem: Bool {
+        guard kind == .serverError, let state = sqlState else { return false }
+        return state.hasPrefix("42") || state == "3F000"
     }
 }

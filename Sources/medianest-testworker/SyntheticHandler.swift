@@ -11,6 +11,8 @@ import MediaNestQueue
 /// - `crash`: kill the whole process with SIGKILL (after `sleep_ms`), as a poison file would;
 /// - `fail`: `{"code": "...", "message": "...", "retryable": true, "until_attempt": N}` throws that
 ///   error (on attempts up to N when given, on every attempt otherwise);
+/// - `read_file`: after sleeping, open the item's `storage_path` under the storage root, as a media
+///   handler would, and fail with `file_missing` (or `io_error`) when that does not work;
 /// - `item_metadata`: an object merged into `media_items.metadata`;
 /// - `provider_metadata`: an object written as the item's `local` media_metadata row.
 ///
@@ -38,6 +40,16 @@ struct SyntheticHandler: JobHandler {
         if input["crash"]?.boolValue == true {
             context.logger.critical("synthetic crash requested: SIGKILL")
             kill(getpid(), SIGKILL)
+        }
+        if input["read_file"]?.boolValue == true {
+            let path = context.storage.root + "/" + context.mediaItem.storagePath
+            let descriptor = open(path, O_RDONLY)
+            guard descriptor >= 0 else {
+                let reason = String(cString: strerror(errno))
+                throw JobError(errno == ENOENT ? .fileMissing : .ioError, "Cannot open \(context.mediaItem.storagePath): \(reason).",
+                               retryable: errno != ENOENT)
+            }
+            close(descriptor)
         }
         if let fail = input["fail"], fail.objectValue != nil {
             let until = fail["until_attempt"]?.intValue.map(Int.init) ?? Int.max

@@ -23,7 +23,13 @@ do {
 WorkerMain.bootstrapLogging(level: configuration.logLevel)
 let registry = HandlerRegistry(JobType.all.map { SyntheticHandler(jobType: $0) })
 do {
-    _ = try await WorkerMain.run(configuration: configuration, registry: registry)
+    if case .fatal(let message) = try await WorkerMain.run(configuration: configuration, registry: registry) {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        exit(WorkerStartupError.configurationExitCode)
+    }
+} catch let error as WorkerStartupError {
+    FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+    exit(error.exitCode)
 } catch {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
     exit(64)

@@ -49,6 +49,57 @@ struct WorkerProcessTests {
         }
     }
 
+    /// Issue 7 §1: jobs of one item finishing on several workers at once must settle the item.
+    /// Each worker serves one job type, so the jobs of an item are necessarily completed by
+    /// different processes in different transactions, through the real batched write path.
+    @Test func itemsWithJobsOnSeveralWorkersAllSettleWithOneNotificationEach() async throws {
+        try await withMigratedDatabase("settle") { database, connection, owner in
+            var items: [String] = []
+            for index in 0..<120 {
+                let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, mimeType: index % 2 == 0 ? "video/mp4" : "image/jpeg",
+                                                                name: "s\(index).\(index % 2 == 0 ? "mp4" : "jpg")", on: connection)
+                _ = try QueueAdmin.enqueue(mediaItemID: item, types: nil, priority: 0, on: connection)
+                items.append(item)
+            }
+            // Small random durations so that jobs of one item finish close together; one item
+            // in ten has a thumbnail that fails for good (its item must end `error`, notified once).
+            try connection.execute("UPDATE processing_jobs SET input_data = jsonb_build_object('sleep_ms', (random() * 15)::int)")
+            let failing = Array(items.enumerated().filter { $0.offset % 10 == 3 }.map(\.element))
+            try connection.execute("""
+                UPDATE processing_jobs SET input_data = input_data || '{"fail": {"code": "corrupt_media", "message": "broken"}}'
+                 WHERE job_type = 'thumbnail' AND media_item_id = ANY($1::text[]::uuid[])
+                """, [failing])
+            let jobCount = try connection.query("SELECT count(*) AS n FROM processing_jobs")[0].decode("n", as: Int.self)
+            #expect(jobCount == 60 * 4 + 60 * 3)
+
+            let runLog = makeRunLog()
+            let workers = try ["metadata", "thumbnail", "preview", "transcode", "metadata,thumbnail,preview,transcode"].enumerated().map { index, types in
+                try WorkerProcess(connectionString: database.connectionString, runLog: runLog,
+                                  arguments: ["--drain", "--instance", "s\(index)", "--types", types, "--concurrency", "8",
+                                              "--type-limits", "metadata=8,thumbnail=8,preview=8,transcode=8"] + fastTimings)
+            }
+            for worker in workers {
+                let status = try await worker.waitForExit(timeout: .seconds(90))
+                #expect(status == 0, "worker log:\n\(worker.log)")
+            }
+            let open = try connection.query("SELECT count(*) AS n FROM processing_jobs WHERE status IN ('pending', 'running')")[0].decode("n", as: Int.self)
+            #expect(open == 0)
+            let stuck = try connection.query("SELECT id::text AS id FROM media_items WHERE status = 'processing'").map { try $0.decode("id", as: String.self) }
+            #expect(stuck.isEmpty, "\(stuck.count) of \(items.count) items left processing with no job pending or running: \(stuck.prefix(5))")
+            let wrongStatus = try connection.query("""
+                SELECT count(*) AS n FROM media_items
+                 WHERE status::text <> CASE WHEN id = ANY($1::text[]::uuid[]) THEN 'error' ELSE 'ready' END
+                """, [failing])[0].decode("n", as: Int.self)
+            #expect(wrongStatus == 0)
+            let badNotifications = try connection.query("""
+                SELECT m.id::text AS id, count(n.id) AS notified FROM media_items m
+                  LEFT JOIN notifications n ON n.data ->> 'media_item_id' = m.id::text
+                 GROUP BY m.id HAVING count(n.id) <> 1
+                """).map { "\(try $0.decode("id", as: String.self)): \(try $0.decode("notified", as: Int.self))" }
+            #expect(badNotifications.isEmpty, "items without exactly one ready/error notification: \(badNotifications.prefix(5))")
+        }
+    }
+
     @Test func killedWorkersJobIsFinishedByAnotherWorkerAfterTheLease() async throws {
         try await withMigratedDatabase("kill") { database, connection, owner in
             // Long enough to be seen running even when parallel tests keep the polling thread busy.

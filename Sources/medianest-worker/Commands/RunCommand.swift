@@ -29,8 +29,10 @@ struct RunCommand: AsyncParsableCommand {
     var lease: Double?
     @Option(help: "Heartbeat interval in seconds (default: 5).")
     var heartbeat: Double?
-    @Option(help: "Fallback poll interval in seconds, jittered ±20 % (default: 5).")
+    @Option(help: "Poll interval in seconds with --no-listen or while LISTEN is down, jittered ±20 % (default: 5).")
     var pollInterval: Double?
+    @Option(help: "Safety-net poll interval in seconds while LISTEN works, jittered ±20 % (default: 30).")
+    var listenPollInterval: Double?
     @Option(help: "Seconds running jobs may finish after SIGTERM before they are stopped and released (default: 30).")
     var gracePeriod: Double?
     @Flag(help: "Do not LISTEN; poll only (for PgBouncer transaction pooling).")
@@ -74,6 +76,7 @@ struct RunCommand: AsyncParsableCommand {
             ("--database-url", databaseURL), ("--storage-root", storageRoot), ("--types", types),
             ("--concurrency", concurrency.map(String.init)), ("--type-limits", typeLimits), ("--instance", instance), ("--lease", lease.map { "\($0)" }),
             ("--heartbeat", heartbeat.map { "\($0)" }), ("--poll-interval", pollInterval.map { "\($0)" }),
+            ("--listen-poll-interval", listenPollInterval.map { "\($0)" }),
             ("--grace-period", gracePeriod.map { "\($0)" }), ("--max-attempts", maxAttempts.map(String.init)),
             ("--max-lost", maxLost.map(String.init)), ("--retry-base", retryBase.map { "\($0)" }),
             ("--retry-max", retryMax.map { "\($0)" }), ("--job-timeout", jobTimeout.map { "\($0)" }), ("--log-level", logLevel),
@@ -92,9 +95,16 @@ struct RunCommand: AsyncParsableCommand {
             // systemd Type=notify: READY=1 / STOPPING=1 until the runtime sends them itself (issue 10).
             let systemd = InterimSystemdNotify.start(database: configuration.database)
             defer { systemd?.stopping() }
-            _ = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration))
+            if case .fatal(let message) = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration)) {
+                throw WorkerStartupError(message)
+            }
         } catch let error as WorkerConfigurationError {
             throw ValidationError(error.message)
+        } catch let error as WorkerStartupError {
+            // One line, and EX_CONFIG so that systemd (RestartPreventExitStatus=78) and
+            // operators can tell it from a crash.
+            FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
+            throw ExitCode(error.exitCode)
         }
     }
 }
