@@ -14,6 +14,7 @@ APT_PACKAGES=(
     pkg-config libpq-dev libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev libmagic-dev libssl-dev
     postgresql-15 postgresql-contrib ffmpeg file openssl coreutils hyperfine
     systemd make
+    chromium libheif-examples   # the gallery's browser test; HEIC sample in the demo (heif-enc)
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
