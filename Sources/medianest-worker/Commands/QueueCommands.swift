@@ -72,10 +72,9 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Flag(help: "Live view: refresh until Ctrl-C (in place on a terminal; snapshots otherwise). See docs/FIRST-RUN.md.") var watch = false
     @Option(help: "With --watch: seconds between refreshes.") var interval: Double = 2
-    @Flag(help: "With --watch: stop once nothing is pending or running.") var untilIdle = false
 
     func run() throws {
-        if watch { return try StatusWatch.run(connection: connection, interval: max(0.1, interval), untilIdle: untilIdle) }
+        if watch { return try StatusWatch.run(connection: connection, interval: max(0.1, interval)) }
         try operatorAction {
             let status = try QueueAdmin.status(on: try connection.connect())
             print("Jobs by type and status:")

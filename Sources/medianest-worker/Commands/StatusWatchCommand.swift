@@ -11,7 +11,7 @@ import MediaNestWorker
 /// terminal and exit 0. Otherwise each refresh is printed as a plain snapshot after a separator line,
 /// so a pipe or a log file gets a readable history.
 enum StatusWatch {
-    static func run(connection options: ConnectionOptions, interval: Double, untilIdle: Bool) throws {
+    static func run(connection options: ConnectionOptions, interval: Double) throws {
         let interactive = isatty(STDOUT_FILENO) == 1
         let stop = DispatchSemaphore(value: 0)
         var sources: [any DispatchSourceSignal] = []
@@ -33,12 +33,10 @@ enum StatusWatch {
         var lastError = ""
         while true {
             var lines: [String]
-            var idle = false
             do {
                 if connection == nil || connection?.isConnected == false { connection = try options.connect() }
                 let snapshot = try WatchSnapshot.load(on: connection!)
                 lines = StatusView.render(snapshot, width: interactive ? terminalWidth() : 0, interval: interval, color: interactive)
-                idle = snapshot.isIdle
                 lastError = ""
             } catch {
                 // A database restart must not end the view: say so and try again next time.
@@ -51,7 +49,6 @@ enum StatusWatch {
             } else {
                 out.write(Data((lines.joined(separator: "\n") + "\n\n").utf8))
             }
-            if untilIdle && idle { break }
             if stop.wait(timeout: .now() + interval) == .success { break }
         }
     }
