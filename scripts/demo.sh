@@ -119,7 +119,7 @@ SELECT m.original_filename AS item,
   FROM media_items m
   LEFT JOIN processing_jobs j ON j.media_item_id = m.id AND j.status = 'failed'
  GROUP BY m.id
- ORDER BY m.storage_path;
+ ORDER BY 2, 1;
 SQL
 psql -q -At -P pager=off <<'SQL'
 SELECT 'Waiting for a handler this build does not have: ' || string_agg(job_type || ' ' || n, ', ' ORDER BY job_type)

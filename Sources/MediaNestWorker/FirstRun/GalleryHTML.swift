@@ -203,7 +203,7 @@ public enum GalleryHTML {
         if let v = m["video_codec"]?.stringValue { codecs.append(v + (m["bit_depth"]?.intValue.map { " \($0)-bit" } ?? "") + (m["hdr"]?.boolValue == true ? " HDR" : "")) }
         if let a = m["audio_codec"]?.stringValue {
             var audio = a
-            if let rate = m["audio"]?["sample_rate"]?.intValue { audio += " \(Double(rate) / 1000) kHz" }
+            if let rate = m["audio"]?["sample_rate"]?.intValue { audio += rate % 1000 == 0 ? " \(rate / 1000) kHz" : " \(Double(rate) / 1000) kHz" }
             if let layout = m["audio"]?["layout"]?.stringValue { audio += " \(layout)" }
             codecs.append(audio)
         }
