@@ -23,7 +23,7 @@ for i in range(10000):
 PY
 createdb "$db"
 url="host=$PGHOST port=$PGPORT user=medianest dbname=$db"
-MEDIANEST_MIGRATIONS_DIR="$REPO_ROOT/migrations" "$WORKER" migrate up --database-url "$url" >/dev/null 2>&1
+MEDIANEST_MIGRATIONS_DIR="$(cd "$(dirname "$0")/../.." && pwd)/migrations" "$WORKER" migrate up --database-url "$url" >/dev/null 2>&1
 psql -q -d "$db" -c "INSERT INTO users (email) VALUES ('bench@example.org')"
 reset="rm -rf $store && mkdir -p $store && psql -q -d $db -c 'TRUNCATE media_items CASCADE'"
 
