@@ -51,7 +51,7 @@ public struct ImportError: Error, Sendable, CustomStringConvertible {
 ///    ``MimeSniffer``, so the recorded checksums and MIME type describe exactly the stored bytes
 ///    (the metadata job later computes the same SHA-256);
 /// 3. content the owner already has (same SHA-256) is dropped; otherwise the staged file is
-///    linked to its final place, `imports/<owner id>/<sha256[0..2]>/<sha256[0..16]>/<name>`, and
+///    linked to its final place, `imports/<owner id>/<sha256[0..2]>/<sha256[0..16]>-<name>`, and
 ///    the staging name removed;
 /// 4. every ``batchSize`` files, the file system is synced and one transaction inserts the batch's
 ///    `media_items` rows and calls `enqueue_media_processing` for each.
@@ -116,6 +116,7 @@ public struct LibraryImporter: Sendable {
         let counter = ProgressCounter(total: walker.files.count, totalBytes: totalBytes, progress: progress)
         let context = PlacementContext(storageRoot: storageRoot, staging: staging, ownerID: ownerID, mode: mode,
                                        storageDevice: storageDevice, token: "\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        var createdDirectories = Set<String>()
         var start = 0
         while start < walker.files.count {
             let batchStart = start
@@ -141,7 +142,7 @@ public struct LibraryImporter: Sendable {
                         report.alreadyInLibrary += 1
                         continue
                     }
-                    switch context.place(staged) {
+                    switch context.place(staged, created: &createdDirectories) {
                     case .success(let placed):
                         known.insert(placed.sha256)
                         rows.append(placed)
@@ -292,17 +293,20 @@ struct PlacementContext: Sendable {
     }
 
     /// Moves a staged file to its final, content-addressed place.
-    func place(_ staged: StagedFile) -> Result<StagedFile, PlacementFailure> {
+    /// - Parameter created: Shard directories known to exist (a `mkdir` costs more than the
+    ///   rest of a small file's import).
+    func place(_ staged: StagedFile, created: inout Set<String>) -> Result<StagedFile, PlacementFailure> {
         var placed = staged
-        let shard = String(staged.sha256.prefix(2))
-        let directory = "imports/\(ownerID)/\(shard)/\(staged.sha256.prefix(16))"
-        placed.storagePath = directory + "/" + staged.filename
-        let absoluteDirectory = storageRoot + "/" + directory
-        do {
-            try FileManager.default.createDirectory(atPath: absoluteDirectory, withIntermediateDirectories: true)
-        } catch {
-            discard(staged)
-            return .failure(PlacementFailure(reason: "its directory \(directory) cannot be created under the storage root"))
+        let directory = "imports/\(ownerID)/\(staged.sha256.prefix(2))"
+        placed.storagePath = "\(directory)/\(staged.sha256.prefix(16))-\(staged.filename)"
+        if !created.contains(directory) {
+            do {
+                try FileManager.default.createDirectory(atPath: storageRoot + "/" + directory, withIntermediateDirectories: true)
+                created.insert(directory)
+            } catch {
+                discard(staged)
+                return .failure(PlacementFailure(reason: "its directory \(directory) cannot be created under the storage root"))
+            }
         }
         let stagedAbsolute = storageRoot + "/" + staged.stagedPath
         let finalAbsolute = storageRoot + "/" + placed.storagePath

@@ -10,7 +10,7 @@ struct ImportCommand: ParsableCommand {
         commandName: "import",
         abstract: "Bring existing photos, videos and songs into the library and queue their processing.",
         discussion: """
-            Walks the given files and directories, hard-links (or copies) each file into the storage root under imports/<owner id>/<sha256[0..2]>/<sha256[0..16]>/<name>, creates its media item with the sniffed MIME type, size and checksums, and enqueues its jobs. Content the owner already has (same SHA-256) is not added again, so importing a folder twice adds nothing. Hidden files are skipped; what cannot be imported is listed at the end with the reason. See docs/FIRST-RUN.md.
+            Walks the given files and directories, hard-links (or copies) each file into the storage root under imports/<owner id>/<sha256[0..2]>/<sha256[0..16]>-<name>, creates its media item with the sniffed MIME type, size and checksums, and enqueues its jobs. Content the owner already has (same SHA-256) is not added again, so importing a folder twice adds nothing. Hidden files are skipped; what cannot be imported is listed at the end with the reason. See docs/FIRST-RUN.md.
             """)
 
     @Argument(help: "Files and directories to import.") var paths: [String]
