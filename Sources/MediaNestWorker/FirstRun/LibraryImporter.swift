@@ -117,6 +117,9 @@ public struct LibraryImporter: Sendable {
         let context = PlacementContext(storageRoot: storageRoot, staging: staging, ownerID: ownerID, mode: mode,
                                        storageDevice: storageDevice, token: "\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         var createdDirectories = Set<String>()
+        let inserter = DispatchQueue(label: "medianest.import.insert")
+        let inserting = DispatchGroup()
+        let inserts = InsertResults()
         var start = 0
         while start < walker.files.count {
             let batchStart = start
@@ -153,10 +156,21 @@ public struct LibraryImporter: Sendable {
                     report.skipped.append(ImportSkip(path: batch[index].displayPath, reason: "internal error: no result"))
                 }
             }
+            if let error = inserts.error { throw error }
             if !rows.isEmpty {
-                // The rows must never point at bytes a power cut could still take away.
-                context.syncStorage()
-                report.jobs += try insert(rows, ownerID: ownerID, on: connection)
+                // The batch is written while the next one is hashed: one serial queue keeps the
+                // batches in order and the connection on one thread at a time.
+                let batchRows = rows
+                inserter.async(group: inserting) {
+                    guard inserts.error == nil else { return }
+                    do {
+                        // The rows must never point at bytes a power cut could still take away.
+                        context.syncStorage()
+                        inserts.add(try insert(batchRows, ownerID: ownerID, on: connection))
+                    } catch {
+                        inserts.fail(error)
+                    }
+                }
                 report.imported += rows.count
                 report.linked += rows.filter(\.linked).count
                 report.copied += rows.filter { !$0.linked }.count
@@ -164,6 +178,9 @@ public struct LibraryImporter: Sendable {
             }
             start += batch.count
         }
+        inserting.wait()
+        if let error = inserts.error { throw error }
+        report.jobs = inserts.jobs
         return report
     }
 
@@ -188,8 +205,10 @@ public struct LibraryImporter: Sendable {
             let ids = try connection.query("""
                 WITH inserted AS (
                     INSERT INTO media_items (owner_id, filename, original_filename, mime_type, file_size, storage_path,
-                                             checksum_md5, checksum_sha256)
-                    SELECT $1::uuid, u.filename, u.original, u.mime, u.size::bigint, u.path, u.md5, u.sha256
+                                             checksum_md5, checksum_sha256, status)
+                    -- 'processing' at once: the jobs are enqueued in this transaction, and
+                    -- enqueue_media_processing then has no row to update (half the write work).
+                    SELECT $1::uuid, u.filename, u.original, u.mime, u.size::bigint, u.path, u.md5, u.sha256, 'processing'
                       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
                            WITH ORDINALITY AS u(filename, original, mime, size, path, md5, sha256, n)
                      ORDER BY u.n
@@ -418,6 +437,17 @@ public enum ImportNaming {
         while stem.utf8.count + ext.utf8.count > maxNameBytes { stem.removeLast() }
         return stem + ext
     }
+}
+
+/// What the insert queue did: jobs created, or the first error.
+private final class InsertResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var jobCount = 0
+    private var firstError: (any Error)?
+    var jobs: Int { lock.withLock { jobCount } }
+    var error: (any Error)? { lock.withLock { firstError } }
+    func add(_ jobs: Int) { lock.withLock { jobCount += jobs } }
+    func fail(_ error: any Error) { lock.withLock { if firstError == nil { firstError = error } } }
 }
 
 /// Serialises progress callbacks from the hashing threads.
