@@ -7,9 +7,13 @@ import MediaNestMedia
 public struct GalleryItem: Sendable, Hashable {
     /// The latest job of one type for the item.
     public struct Job: Sendable, Hashable {
+        /// The job type.
         public var type: String
+        /// `pending`, `running`, `completed`, `failed` or `cancelled`.
         public var status: String
+        /// `output_data.error.code` of a failed job.
         public var errorCode: String?
+        /// `output_data.error.message`, else `error_message`.
         public var errorMessage: String?
         public init(type: String, status: String, errorCode: String? = nil, errorMessage: String? = nil) {
             self.type = type
@@ -19,17 +23,29 @@ public struct GalleryItem: Sendable, Hashable {
         }
     }
 
+    /// `media_items.id`.
     public var id: String
+    /// `original_filename`.
     public var name: String
+    /// `mime_type`.
     public var mimeType: String
+    /// `file_size`.
     public var size: Int64?
+    /// `status`: `uploading`, `processing`, `ready` or `error`.
     public var status: String
+    /// `storage_path`, relative to the storage root.
     public var storagePath: String
+    /// `thumbnail_path`, relative to the storage root.
     public var thumbnailPath: String?
+    /// `preview_path`, relative to the storage root.
     public var previewPath: String?
+    /// The metadata job's summary (docs/METADATA.md).
     public var metadata: JSONValue
+    /// `processing_info`: trickplay, renditions, errors.
     public var processingInfo: JSONValue
+    /// `checksum_sha256`.
     public var sha256: String?
+    /// The latest job of each type.
     public var jobs: [Job]
 
     public init(id: String, name: String, mimeType: String, size: Int64?, status: String, storagePath: String,
@@ -86,11 +102,15 @@ public struct GalleryItem: Sendable, Hashable {
 
 /// The trickplay sheet description in `processing_info.trickplay`, read tolerantly.
 public struct TrickplayInfo: Sendable, Hashable {
+    /// Seconds between frames (0 when unknown).
     public var interval: Double
+    /// One tile's size in pixels.
     public var tileWidth: Int
     public var tileHeight: Int
+    /// Tiles per row and rows per sheet.
     public var columns: Int
     public var rows: Int
+    /// Frames in all sheets.
     public var count: Int
     /// Sheet paths as stored (relative to the derived root or to the storage root).
     public var sheets: [String]
@@ -122,7 +142,9 @@ public struct TrickplayInfo: Sendable, Hashable {
 /// or a demo's throwaway directory is gone, and every path from the database is opened through
 /// ``SafeFile``: a row cannot make the gallery copy a file from outside the storage root.
 public struct GalleryWriter: Sendable {
+    /// Absolute storage root; every copied file is opened under it with ``SafeFile``.
     public var storageRoot: String
+    /// Absolute derived root, to resolve trickplay sheet paths given relative to it.
     public var derivedRoot: String
     /// Originals larger than this are not copied for playback (renditions always are).
     public var maxOriginalBytes: Int64 = 512 << 20

@@ -8,9 +8,12 @@ import MediaNestCore
 public enum GalleryHTML {
     /// One item and the files the writer copied for it.
     public struct Card: Sendable {
+        /// The item.
         public var item: GalleryItem
+        /// Gallery-relative URLs of the copied thumbnail and preview.
         public var thumbnail: String?
         public var preview: String?
+        /// The sheet description and the copied sheets' URLs.
         public var trickplay: (info: TrickplayInfo, sheets: [String])?
         /// Source URL, MIME type, and whether it is a rendition (else the original).
         public var playable: (url: String, mime: String, isRendition: Bool)?

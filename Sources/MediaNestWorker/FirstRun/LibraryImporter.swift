@@ -23,8 +23,9 @@ public struct ImportReport: Sendable {
     public var imported = 0
     /// Files whose content the owner's library already holds (same SHA-256): nothing added.
     public var alreadyInLibrary = 0
-    /// Of the imported files, how many were hard-linked and how many copied.
+    /// Of the imported files, how many were hard-linked.
     public var linked = 0
+    /// Of the imported files, how many were copied.
     public var copied = 0
     /// Bytes of the imported files.
     public var bytes: Int64 = 0
@@ -38,7 +39,9 @@ public struct ImportReport: Sendable {
 
 /// An import that could not start at all (the storage root or the database is unusable).
 public struct ImportError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong, for a person.
     public var message: String
+    /// The message.
     public var description: String { message }
     init(_ message: String) { self.message = message }
 }
@@ -59,8 +62,11 @@ public struct ImportError: Error, Sendable, CustomStringConvertible {
 /// A crash between 3 and 4 leaves a file in place with no row; the next import finds the same
 /// path, checks it holds the same bytes and uses it.
 public struct LibraryImporter: Sendable {
+    /// Absolute storage root.
     public var storageRoot: String
+    /// The owner's e-mail.
     public var ownerEmail: String
+    /// Link or copy.
     public var mode: ImportMode
     /// Files per transaction.
     public var batchSize = 500

@@ -6,12 +6,17 @@ public import MediaNestDB
 public struct WatchSnapshot: Sendable, Hashable {
     /// Counts of one job type.
     public struct TypeRow: Sendable, Hashable {
+        /// The job type.
         public var type: String
+        /// Pending jobs, including ``delayed``.
         public var pending: Int
         /// Pending but waiting for a retry's backoff (`run_at` in the future).
         public var delayed: Int
+        /// Running jobs.
         public var running: Int
+        /// Completed jobs, ever.
         public var completed: Int
+        /// Jobs that failed for good in the last hour.
         public var failedLastHour: Int
         public init(type: String, pending: Int, delayed: Int = 0, running: Int, completed: Int, failedLastHour: Int) {
             self.type = type
@@ -24,10 +29,15 @@ public struct WatchSnapshot: Sendable, Hashable {
     }
     /// A running job with its progress.
     public struct RunningJob: Sendable, Hashable {
+        /// The job type.
         public var type: String
+        /// The item's original file name.
         public var item: String
+        /// The worker running it.
         public var workerID: String
+        /// Seconds since it started.
         public var runningFor: Double
+        /// `progress_info`.
         public var progress: JSONValue
         public init(type: String, item: String, workerID: String, runningFor: Double, progress: JSONValue) {
             self.type = type
@@ -39,10 +49,15 @@ public struct WatchSnapshot: Sendable, Hashable {
     }
     /// A job that failed in the last hour.
     public struct Failure: Sendable, Hashable {
+        /// The job type.
         public var type: String
+        /// The item's original file name.
         public var item: String
+        /// The stable error code.
         public var code: String
+        /// The error message.
         public var message: String
+        /// Seconds since it failed.
         public var ago: Double
         public init(type: String, item: String, code: String, message: String, ago: Double) {
             self.type = type
@@ -54,10 +69,15 @@ public struct WatchSnapshot: Sendable, Hashable {
     }
     /// A live worker.
     public struct Worker: Sendable, Hashable {
+        /// The worker id.
         public var id: String
+        /// The job types it serves.
         public var types: [String]
+        /// Its job slots.
         public var concurrency: Int
+        /// Seconds since it started.
         public var up: Double
+        /// Seconds since its last heartbeat.
         public var seenAgo: Double
         public init(id: String, types: [String], concurrency: Int, up: Double, seenAgo: Double) {
             self.id = id
@@ -68,11 +88,17 @@ public struct WatchSnapshot: Sendable, Hashable {
         }
     }
 
+    /// The database's `now()` when the snapshot was read.
     public var takenAt: Date
+    /// Counts per job type.
     public var types: [TypeRow]
+    /// The oldest running jobs.
     public var running: [RunningJob]
+    /// The latest failures of the last hour.
     public var failures: [Failure]
+    /// All failures of the last hour.
     public var failuresLastHour: Int
+    /// Live workers.
     public var workers: [Worker]
 
     public init(takenAt: Date, types: [TypeRow], running: [RunningJob], failures: [Failure], failuresLastHour: Int, workers: [Worker]) {
