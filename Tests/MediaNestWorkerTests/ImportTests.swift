@@ -162,6 +162,31 @@ struct ImportTests {
         }
     }
 
+    /// /dev/shm is a tmpfs, so a source there is on another file system than the scratch storage.
+    @Test(.enabled(if: ImportTests.shmIsAnotherFileSystem, "needs /dev/shm on another file system than the temporary directory"))
+    func anotherFileSystemIsCopiedByDefaultAndRefusedWithLink() async throws {
+        let fixtures = try MediaFixtures.load()
+        let scratch = try ImportScratch()
+        let source = "/dev/shm/medianest-import-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: source) }
+        try FileManager.default.copyItem(atPath: fixtures.path(MediaFixtures.Name.plainJPEG), toPath: source + "/photo.jpg")
+        try await withMigratedDatabase("importxdev") { database, connection, _ in
+            let linkOnly = try runImport(["--link", "--owner", "erin@example.org", source], database: database, storage: scratch.storage)
+            #expect(linkOnly.status == 0, "\(linkOnly.error)")
+            #expect(linkOnly.output.contains("photo.jpg: on another file system than the storage root"), "\(linkOnly.output)")
+            #expect(try importedRows(on: connection).isEmpty)
+            let auto = try runImport(["--owner", "erin@example.org", source], database: database, storage: scratch.storage)
+            #expect(auto.output.contains("Imported 1 file (") && auto.output.contains("1 copied"), "\(auto.output)")
+            #expect(try importedRows(on: connection).count == 1)
+        }
+    }
+
+    static var shmIsAnotherFileSystem: Bool {
+        var shm = stat(), temporary = stat()
+        return stat("/dev/shm", &shm) == 0 && stat(FileManager.default.temporaryDirectory.path, &temporary) == 0 && shm.st_dev != temporary.st_dev
+    }
+
     @Test func hostileNamesAreImportedUnderSafeStorageNames() async throws {
         let fixtures = try MediaFixtures.load()
         let scratch = try ImportScratch()
