@@ -170,8 +170,13 @@ public struct GalleryWriter: Sendable {
                 guard let storagePath, !storagePath.isEmpty else { return nil }
                 return copy(storagePath, to: output, relative: "\(directory)/\(role)\(Self.extensionOf(storagePath))")
             }
-            card.thumbnail = bring(item.thumbnailPath, as: "thumbnail")
-            card.preview = bring(item.previewPath, as: "preview")
+            // Derived files are stored relative to the storage root; a path relative to the
+            // derived root is accepted too.
+            func bringDerived(_ path: String?, as role: String) -> String? {
+                bring(path.flatMap { resolveDerived($0) }, as: role)
+            }
+            card.thumbnail = bringDerived(item.thumbnailPath, as: "thumbnail")
+            card.preview = bringDerived(item.previewPath, as: "preview")
             if let trickplay = TrickplayInfo(item.processingInfo["trickplay"]) {
                 var sheets: [String] = []
                 for (index, sheet) in trickplay.sheets.prefix(200).enumerated() {
@@ -185,7 +190,7 @@ public struct GalleryWriter: Sendable {
                 if !sheets.isEmpty { card.trickplay = (trickplay, sheets) }
             }
             if let (path, mime) = playableRendition(item) {
-                card.playable = bring(path, as: "rendition").map { ($0, mime, true) }
+                card.playable = bringDerived(path, as: "rendition").map { ($0, mime, true) }
             }
             if card.playable == nil, let mime = Self.playableOriginalMIME(item), (item.size ?? 0) <= maxOriginalBytes {
                 card.playable = bring(item.storagePath, as: "original").map { ($0, mime, false) }
@@ -204,6 +209,7 @@ public struct GalleryWriter: Sendable {
     /// A sheet path relative to the derived root (`3f/<uuid>/trickplay/sheet-000.jpg`) or to the
     /// storage root (`.derived/3f/...`), as a storage-relative path that exists.
     func resolveDerived(_ path: String) -> String? {
+        guard !path.isEmpty else { return nil }
         let layoutPrefix: String? = {
             let base = storageRoot.hasSuffix("/") ? String(storageRoot.dropLast()) : storageRoot
             return derivedRoot.hasPrefix(base + "/") ? String(derivedRoot.dropFirst(base.count + 1)) : nil
