@@ -16,6 +16,7 @@ APT_PACKAGES=(
     postgresql-15 postgresql-contrib ffmpeg file openssl coreutils hyperfine
     systemd make
     imagemagick libvips-tools time
+    chromium libheif-examples   # the gallery's browser test; HEIC sample in the demo (heif-enc)
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# The README's "run the main job" command.
+# The README's "run the main job" command: a new user's first run.
 #
-# Starts a throwaway PostgreSQL, migrates the MediaNest schema into it, creates a few sample media
-# files (and one deliberately broken one) under a temporary storage root, registers them as
-# media items, enqueues their processing, runs the worker until the queue is drained, and prints
-# what it found. Everything is deleted afterwards.
+#   1. start a throwaway PostgreSQL and migrate the MediaNest schema into it;
+#   2. create a small sample library (a photo with EXIF rotation, a HEIC photo, a rotated phone
+#      video, an HEVC 10-bit clip, a song with cover art, a FLAC without, and one broken file);
+#   3. `medianest-worker import` it (and once more, to show that nothing is added twice);
+#   4. run the daemon (`run --drain`) with the live view (`status --watch`) in the foreground
+#      until the daemon has nothing left that it can run;
+#   5. print the summary table and write the static HTML gallery, whose path is printed last.
+#
+# Job types this build has no handler for stay pending; --drain stops when nothing *it* can run
+# is left, so the demo always ends by itself. The database and the storage root are deleted
+# afterwards; the gallery (with copies of its files) stays in $MEDIANEST_DEMO_GALLERY
+# (default .build/demo-gallery).
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 ensure_packages
 log "building"
 swift build -c release --product medianest-worker
 WORKER="$(swift_bin_path release)/medianest-worker"
+GALLERY="${MEDIANEST_DEMO_GALLERY:-$REPO_ROOT/.build/demo-gallery}"
 pg_start
 createdb medianest
 export PGDATABASE=medianest
@@ -19,67 +28,109 @@ export MEDIANEST_MIGRATIONS_DIR="$REPO_ROOT/migrations"
 
 log "migrate up"
 "$WORKER" migrate up
-log "migrate status"
-"$WORKER" migrate status
-
-if ! "$WORKER" --help | grep -qE "^  run "; then
-    log "the worker has no 'run' command yet; stopping after the schema"
-    exit 0
-fi
 
 STORAGE="$PG_DIR/storage"
-mkdir -p "$STORAGE/uploads"
+LIBRARY="$PG_DIR/My Pictures"
+mkdir -p "$STORAGE" "$LIBRARY/2024 Holiday" "$LIBRARY/Music"
 export MEDIANEST_STORAGE_ROOT="$STORAGE"
-log "creating sample media in $STORAGE"
+log "creating a sample library in $LIBRARY"
 ff() { ffmpeg -hide_banner -loglevel error -y "$@"; }
-ff -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 -t 2 \
-    -c:v libx264 -pix_fmt yuv420p -c:a aac -shortest -metadata title="Test pattern" "$STORAGE/uploads/clip.mp4"
-ff -f lavfi -i testsrc2=size=320x240:rate=25 -t 1 -c:v libvpx-vp9 -b:v 200k "$STORAGE/uploads/clip.webm"
-ff -f lavfi -i sine=frequency=220:sample_rate=44100 -t 2 -c:a libmp3lame -b:a 128k \
-    -metadata title="A Sine" -metadata artist="MediaNest" -metadata album="Demo" "$STORAGE/uploads/song.mp3"
-ff -f lavfi -i sine=frequency=330:sample_rate=44100 -t 2 -c:a flac "$STORAGE/uploads/tone.flac"
-ff -f lavfi -i testsrc2=size=800x600 -frames:v 1 "$STORAGE/uploads/photo.jpg"
-ff -f lavfi -i testsrc2=size=256x256 -frames:v 1 "$STORAGE/uploads/graphic.png"
-head -c 20000 "$STORAGE/uploads/clip.mp4" >"$STORAGE/uploads/broken.mp4"   # truncated: no moov atom
-printf 'just some text, not a picture\n' >"$STORAGE/uploads/notes.jpg"       # mislabelled
+# A portrait photo as phones store it: landscape pixels plus EXIF Orientation 6 (rotate 90° CW).
+ff -f lavfi -i testsrc2=size=1600x1200 -frames:v 1 -q:v 3 "$PG_DIR/landscape.jpg"
+python3 - "$PG_DIR/landscape.jpg" "$LIBRARY/2024 Holiday/IMG_0001.jpg" <<'PY'
+import struct, sys
+# Big-endian TIFF: IFD0 {Make, Model, Orientation=6, ExifIFD -> {DateTimeOriginal}}.
+def ifd(entries, offset):
+    data, extra = struct.pack(">H", len(entries)), b""
+    start = offset + 2 + 12 * len(entries) + 4
+    for tag, typ, value in sorted(entries):
+        if typ == 2:
+            raw, count = value.encode() + b"\0", len(value) + 1
+        elif typ == 3:
+            raw, count = struct.pack(">H", value), 1
+        else:
+            raw, count = struct.pack(">I", value), 1
+        if len(raw) <= 4:
+            data += struct.pack(">HHI", tag, typ, count) + raw.ljust(4, b"\0")
+        else:
+            data += struct.pack(">HHII", tag, typ, count, start + len(extra))
+            extra += raw + (b"\0" if len(raw) % 2 else b"")
+    return data + b"\0\0\0\0" + extra
+ifd0 = [(0x010F, 2, "MediaNest"), (0x0110, 2, "Demo Phone"), (0x0112, 3, 6), (0x8769, 4, 0)]
+size0 = len(ifd(ifd0, 8))
+ifd0[3] = (0x8769, 4, 8 + size0)
+tiff = b"MM\0\x2a" + struct.pack(">I", 8) + ifd(ifd0, 8) + ifd([(0x9003, 2, "2024:07:14 18:30:00")], 8 + size0)
+app1 = b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\0\0" + tiff
+jpeg = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write(jpeg[:2] + app1 + jpeg[2:])
+PY
+if command -v heif-enc >/dev/null; then
+    ff -f lavfi -i "mandelbrot=size=1024x768" -frames:v 1 "$PG_DIR/mandelbrot.png"
+    heif-enc -q 60 -o "$LIBRARY/2024 Holiday/IMG_0002.heic" "$PG_DIR/mandelbrot.png" >/dev/null
+else
+    log "heif-enc not found (apt-get install libheif-examples): no HEIC photo in the sample"
+fi
+# A phone video: H.264/AAC in QuickTime, recorded sideways (display matrix: 90° clockwise;
+# FFmpeg 5.1's mov muxer writes "rotate" counter-clockwise, hence 270).
+ff -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=523:sample_rate=48000 -t 4 \
+    -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -shortest "$PG_DIR/phone.mov"
+ff -i "$PG_DIR/phone.mov" -c copy -metadata:s:v:0 rotate=270 "$LIBRARY/2024 Holiday/IMG_0003.MOV"
+ff -f lavfi -i smptehdbars=size=1280x720:rate=25 -t 3 -c:v libx265 -preset ultrafast -pix_fmt yuv420p10le \
+    -x265-params log-level=error "$LIBRARY/2024 Holiday/drone 10-bit HEVC.mkv"
+ff -f lavfi -i testsrc2=size=600x600 -frames:v 1 "$PG_DIR/cover.png"
+ff -f lavfi -i "sine=frequency=330:sample_rate=44100" -i "$PG_DIR/cover.png" -t 5 -map 0 -map 1 \
+    -c:a libmp3lame -b:a 128k -c:v mjpeg -disposition:v attached_pic -id3v2_version 3 \
+    -metadata title="Sine of the Times" -metadata artist="The MediaNest Band" -metadata album="First Run" \
+    "$LIBRARY/Music/01 Sine of the Times.mp3"
+ff -f lavfi -i "sine=frequency=440:sample_rate=48000" -t 5 -c:a flac -metadata title="A440" "$LIBRARY/Music/02 A440.flac"
+head -c 60000 "$LIBRARY/2024 Holiday/IMG_0003.MOV" >"$LIBRARY/2024 Holiday/IMG_0004 (broken).MOV"   # no moov atom
+ls -l "$LIBRARY"/*
 
-log "registering media items"
-psql -q -v ON_ERROR_STOP=1 <<'SQL'
-INSERT INTO users (id, email, password_hash, first_name, role)
-VALUES ('00000000-0000-4000-8000-000000000001', 'demo@medianest.local', 'x', 'Demo', 'user');
-SQL
-register() { # filename mime
-    local size
-    size=$(stat -c %s "$STORAGE/uploads/$1")
-    psql -q -At -v ON_ERROR_STOP=1 -v name="$1" -v mime="$2" -v size="$size" <<'SQL'
-INSERT INTO media_items (owner_id, filename, original_filename, mime_type, file_size, storage_path, status)
-VALUES ('00000000-0000-4000-8000-000000000001', :'name', :'name', :'mime', :'size', 'uploads/' || :'name', 'uploading')
-RETURNING id;
-SQL
-}
-for entry in "clip.mp4 video/mp4" "clip.webm video/webm" "song.mp3 audio/mpeg" "tone.flac audio/flac" \
-    "photo.jpg image/jpeg" "graphic.png image/png" "broken.mp4 video/mp4" "notes.jpg image/jpeg"; do
-    set -- $entry
-    id=$(register "$1" "$2")
-    "$WORKER" enqueue "$id" --types metadata >/dev/null
-done
+log "medianest-worker import"
+"$WORKER" import --owner demo@medianest.local "$LIBRARY"
+log "importing the same folder again adds nothing"
+"$WORKER" import --owner demo@medianest.local "$LIBRARY"
 
-log "medianest-worker run --drain"
-"$WORKER" run --drain --log-level warning
+log "medianest-worker run --drain, with status --watch in the foreground"
+"$WORKER" run --drain --log-level warning 2>"$PG_DIR/worker.log" &
+worker_pid=$!
+"$WORKER" status --watch --interval 1 &
+watch_pid=$!
+worker_status=0
+wait "$worker_pid" || worker_status=$?
+sleep 1   # one more refresh, so the view shows the final state
+kill -INT "$watch_pid" 2>/dev/null || true
+wait "$watch_pid" || true
+if ((worker_status != 0)); then
+    cat "$PG_DIR/worker.log" >&2
+    echo "the worker exited with status $worker_status" >&2
+    exit 1
+fi
 
 log "results"
-psql -P pager=off <<'SQL'
-SELECT m.original_filename AS file,
+psql -q -P pager=off <<'SQL'
+SELECT m.original_filename AS item,
+       coalesce(m.metadata->>'kind', split_part(m.mime_type, '/', 1)) AS kind,
        m.status,
-       m.metadata->>'mime_sniffed' AS sniffed_mime,
-       round((m.metadata->>'duration')::numeric, 2) AS duration_s,
-       (m.metadata->>'width') || 'x' || (m.metadata->>'height') AS display,
-       left(m.checksum_md5, 12) || '…' AS md5,
-       left(m.checksum_sha256, 12) || '…' AS sha256,
-       coalesce(j.output_data->'error'->>'code', '') AS error
-FROM media_items m
-JOIN processing_jobs j ON j.media_item_id = m.id AND j.job_type = 'metadata'
-ORDER BY m.original_filename;
+       CASE WHEN m.thumbnail_path IS NULL THEN '-' ELSE 'yes' END AS thumbnail,
+       coalesce(round((m.metadata->>'duration')::numeric, 1) || ' s', '') AS duration,
+       left(m.checksum_sha256, 12) AS sha256,
+       coalesce(string_agg(j.job_type || ': ' || coalesce(j.output_data #>> '{error,code}', 'failed'), '; '), '') AS error
+  FROM media_items m
+  LEFT JOIN processing_jobs j ON j.media_item_id = m.id AND j.status = 'failed'
+ GROUP BY m.id
+ ORDER BY 2, 1;
 SQL
-psql -P pager=off -c "SELECT m.original_filename AS file, j.error_message FROM media_items m JOIN processing_jobs j ON j.media_item_id = m.id WHERE j.status = 'failed' ORDER BY 1"
-"$WORKER" status
+psql -q -At -P pager=off <<'SQL'
+SELECT 'Waiting for a handler this build does not have: ' || string_agg(job_type || ' ' || n, ', ' ORDER BY job_type)
+  FROM (SELECT job_type, count(*) AS n FROM processing_jobs WHERE status = 'pending' GROUP BY 1) p
+HAVING count(*) > 0;
+SELECT m.original_filename || ': ' || coalesce(j.output_data #>> '{error,message}', j.error_message)
+  FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id WHERE j.status = 'failed' ORDER BY 1;
+SQL
+
+log "gallery"
+rm -rf "$GALLERY"
+"$WORKER" gallery --output "$GALLERY"
+echo
+echo "Open file://$GALLERY/index.html in a browser."

@@ -16,8 +16,10 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
     /// Every subcommand, in the order `--help` lists them.
     static let allSubcommands: [any ParsableCommand.Type] = [
         RunCommand.self,
+        ImportCommand.self,
         EnqueueCommand.self,
         StatusCommand.self,
+        GalleryCommand.self,
         RetryCommand.self,
         CancelCommand.self,
         MigrateCommand.self,

@@ -142,7 +142,8 @@ struct MaintenanceTests {
                 try connection.execute("""
                     UPDATE processing_jobs SET status = $2::job_status, completed_at = now() - make_interval(days => $3::int),
                            worker_id = CASE WHEN $2 = 'running' THEN 'h:1:0' END,
-                           lease_expires_at = CASE WHEN $2 = 'running' THEN now() + interval '30 seconds' END
+                           lease_expires_at = CASE WHEN $2 = 'running' THEN now() + interval '30 seconds' END,
+                           lease_id = CASE WHEN $2 = 'running' THEN gen_random_uuid() END
                      WHERE id = $1::uuid
                     """, [id, status, finishedDaysAgo])
                 return id

@@ -70,8 +70,11 @@ struct EnqueueCommand: ParsableCommand {
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the queue: counts, oldest pending job, running jobs, workers.")
     @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Live view: refresh until Ctrl-C (in place on a terminal; snapshots otherwise). See docs/FIRST-RUN.md.") var watch = false
+    @Option(help: "With --watch: seconds between refreshes.") var interval: Double = 2
 
     func run() throws {
+        if watch { return try StatusWatch.run(connection: connection, interval: max(0.1, interval)) }
         try operatorAction {
             let status = try QueueAdmin.status(on: try connection.connect())
             print("Jobs by type and status:")

@@ -1,0 +1,185 @@
+import Foundation
+import MediaNestCore
+import MediaNestDB
+import MediaNestTestSupport
+import MediaNestWorker
+import Testing
+
+@Suite("gallery page")
+struct GalleryHTMLTests {
+    @Test func everythingFromTheDatabaseIsEscaped() {
+        let hostile = GalleryItem(id: "8c1d2e3f-0000-4000-8000-000000000001", name: "<script>alert(1)</script>\"'&.jpg", mimeType: "image/jpeg",
+                                  size: 10, status: "error", storagePath: "x.jpg",
+                                  metadata: ["kind": "image", "tags": ["title": "<img src=x onerror=alert(2)>"]],
+                                  jobs: [.init(type: "metadata", status: "failed", errorCode: "corrupt_media", errorMessage: "bad <b>bytes</b>")])
+        let html = GalleryHTML.render([GalleryHTML.Card(item: hostile)], generatedAt: Date(timeIntervalSince1970: 0))
+        #expect(!html.contains("<script"))
+        #expect(!html.contains("<img src=x"))
+        #expect(!html.contains("<b>bytes"))
+        #expect(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;.jpg"))
+        #expect(html.contains("The file is damaged or incomplete"))
+        #expect(html.contains("bad &lt;b&gt;bytes&lt;/b&gt;"))
+        #expect(GalleryHTML.escape("a\nb") == "a\\nb")
+    }
+
+    @Test func trickplayStripPicksTilesAcrossSheets() throws {
+        let info = try #require(TrickplayInfo(["interval": 2, "tileWidth": 160, "tile_height": 90, "columns": 5, "rows": 2, "count": 14,
+                                               "sheets": ["3f/x/trickplay/sheet-000.jpg", "3f/x/trickplay/sheet-001.jpg"]]))
+        #expect(info.tileWidth == 160 && info.tileHeight == 90 && info.count == 14)
+        var card = GalleryHTML.Card(item: GalleryItem(id: "i", name: "v.mp4", mimeType: "video/mp4", size: 1, status: "ready", storagePath: "v.mp4"))
+        card.trickplay = (info, ["media/i/trickplay-0.jpg", "media/i/trickplay-1.jpg"])
+        let html = GalleryHTML.render([card], generatedAt: Date())
+        #expect(html.components(separatedBy: "class=\"tile\"").count - 1 == 12)
+        // The last tile (frame 14, at 26 s) is the fourth of the second sheet: column 3, row 0.
+        #expect(html.contains("url('media/i/trickplay-1.jpg');background-size:480px 108px;background-position:-288px -0px"))
+        #expect(html.contains("0:26.0"))
+        #expect(TrickplayInfo(["columns": 0, "rows": 1, "tile_width": 1, "tile_height": 1, "sheets": ["a"]]) == nil)
+        #expect(TrickplayInfo(nil) == nil)
+    }
+}
+
+/// Files a gallery test needs: derived pictures, a trickplay sheet and an H.264/AAC rendition,
+/// made with the ffmpeg CLI (a fixture generator; the product never runs it).
+struct GalleryFixture {
+    let storage: String
+    let itemIDs: [String]
+
+    static func ffmpeg(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+        process.arguments = ["-hide_banner", "-loglevel", "error", "-y"] + arguments
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw FixtureError("ffmpeg \(arguments.joined(separator: " ")) failed") }
+    }
+
+    /// A photo (thumbnail + preview), a video (thumbnail, preview, trickplay, rendition) and a
+    /// broken file with its error, as the handlers would leave them.
+    static func make(in storage: String, owner: String, on connection: PGConnection) throws -> GalleryFixture {
+        func insert(_ name: String, mime: String, path: String, status: String) throws -> String {
+            try connection.query("""
+                INSERT INTO media_items (owner_id, filename, original_filename, mime_type, file_size, storage_path, status, checksum_sha256)
+                VALUES ($1::uuid, $2, $2, $3, 1000, $4, $5::media_status, repeat('ab', 32)) RETURNING id::text AS id
+                """, [owner, name, mime, path, status])[0].decode("id", as: String.self)
+        }
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: storage + "/uploads", withIntermediateDirectories: true)
+        try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=1280x720", "-frames:v", "1", storage + "/uploads/photo.jpg"])
+        let photo = try insert("Sunset <beach> & friends.jpg", mime: "image/jpeg", path: "uploads/photo.jpg", status: "ready")
+        let video = try insert("holiday.mov", mime: "video/quicktime", path: "uploads/holiday.mov", status: "ready")
+        let broken = try insert("broken.mp4", mime: "video/mp4", path: "uploads/broken.mp4", status: "error")
+        try Data(repeating: 7, count: 1000).write(to: URL(fileURLWithPath: storage + "/uploads/broken.mp4"))
+
+        for (id, source) in [(photo, "testsrc2=size=1280x720"), (video, "smptebars=size=1280x720")] {
+            let dir = "\(storage)/.derived/\(id.prefix(2))/\(id)"
+            try fm.createDirectory(atPath: dir + "/trickplay", withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: dir + "/renditions", withIntermediateDirectories: true)
+            try ffmpeg(["-f", "lavfi", "-i", source, "-frames:v", "1", "-vf", "scale=320:-2", "-c:v", "libwebp", dir + "/thumbnail.webp"])
+            try ffmpeg(["-f", "lavfi", "-i", source, "-frames:v", "1", dir + "/preview.jpg"])
+            try connection.execute("UPDATE media_items SET thumbnail_path = $2, preview_path = $3 WHERE id = $1::uuid",
+                                   [id, ".derived/\(id.prefix(2))/\(id)/thumbnail.webp", ".derived/\(id.prefix(2))/\(id)/preview.jpg"])
+        }
+        let videoDir = "\(storage)/.derived/\(video.prefix(2))/\(video)"
+        try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=1", "-frames:v", "1", "-vf", "tile=5x2", videoDir + "/trickplay/sheet-000.jpg"])
+        try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                    "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", "-movflags", "+faststart",
+                    videoDir + "/renditions/720p.mp4"])
+        try connection.execute("""
+            UPDATE media_items SET metadata = '{"kind":"video","duration":2.0,"width":1280,"height":720,"video_codec":"hevc","container":"mov","bit_depth":10}',
+                   processing_info = jsonb_build_object(
+                       'trickplay', jsonb_build_object('interval', 0.2, 'tile_width', 160, 'tile_height', 90, 'columns', 5, 'rows', 2, 'count', 10,
+                                                       'sheets', jsonb_build_array($2 || '/trickplay/sheet-000.jpg')),
+                       'renditions', jsonb_build_array(jsonb_build_object('path', '.derived/' || $2 || '/renditions/720p.mp4', 'container', 'mp4',
+                                                       'video_codec', 'h264', 'audio_codec', 'aac', 'width', 640, 'height', 360, 'bitrate', 400000)))
+             WHERE id = $1::uuid
+            """, [video, "\(video.prefix(2))/\(video)"])
+        try connection.execute("""
+            UPDATE media_items SET metadata = '{"kind":"image","width":1280,"height":720,"camera":{"make":"MediaNest","model":"Cam"},"thumbhash":"AAAA"}'
+             WHERE id = $1::uuid
+            """, [photo])
+        try connection.execute("""
+            INSERT INTO processing_jobs (media_item_id, job_type, status, output_data, error_message, completed_at)
+            VALUES ($1::uuid, 'metadata', 'failed',
+                    '{"error":{"code":"corrupt_media","message":"broken.mp4 is a truncated MP4: the moov atom is missing."}}',
+                    'corrupt_media', now())
+            """, [broken])
+        return GalleryFixture(storage: storage, itemIDs: [photo, video, broken])
+    }
+}
+
+struct FixtureError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+private let chromiumAvailable = FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium")
+
+@Suite("gallery in a browser", .serialized, .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
+       .timeLimit(.minutes(3)))
+struct GalleryBrowserTests {
+    @Test func galleryCopiesTheFilesAndRefusesPathsOutsideTheStorageRoot() async throws {
+        let scratch = try ImportScratch()
+        try await withMigratedDatabase("gallerycopy") { database, connection, owner in
+            let fixture = try GalleryFixture.make(in: scratch.storage, owner: owner, on: connection)
+            // A row pointing outside the storage root must not pull that file into the page.
+            try connection.execute("UPDATE media_items SET thumbnail_path = '../../../../etc/passwd' WHERE id = $1::uuid", [fixture.itemIDs[2]])
+            // A handler that wrote the path relative to the derived root is understood too.
+            try connection.execute("UPDATE media_items SET thumbnail_path = substr(thumbnail_path, 10) WHERE id = $1::uuid", [fixture.itemIDs[0]])
+            let output = scratch.base + "/gallery"
+            let result = try runCLI(["gallery", "--output", output, "--storage-root", scratch.storage, "--database-url", database.connectionString])
+            #expect(result.status == 0, "\(result.error)")
+            #expect(result.output.contains("Gallery of 3 items: \(output)/index.html"))
+            let files = try FileManager.default.subpathsOfDirectory(atPath: output).sorted()
+            let video = fixture.itemIDs[1]
+            #expect(files.contains("media/\(video)/rendition.mp4"))
+            #expect(files.contains("media/\(video)/trickplay-0.jpg"))
+            #expect(files.contains("media/\(video)/thumbnail.webp"))
+            #expect(files.contains("media/\(fixture.itemIDs[0])/preview.jpg"))
+            #expect(files.contains("media/\(fixture.itemIDs[0])/thumbnail.webp"))
+            #expect(!files.contains { $0.hasPrefix("media/\(fixture.itemIDs[2])") })
+            let html = try String(contentsOfFile: output + "/index.html", encoding: .utf8)
+            #expect(html.contains("Sunset &lt;beach&gt; &amp; friends.jpg"))
+            #expect(html.contains("hevc 10-bit"))
+            #expect(!html.contains("/etc/passwd"))
+        }
+    }
+
+    @Test(.enabled(if: chromiumAvailable, "needs Debian's chromium (scripts/common.sh installs it)"))
+    func chromiumShowsEveryPictureAndPlaysTheVideo() async throws {
+        let scratch = try ImportScratch()
+        try await withMigratedDatabase("gallerybrowser") { database, connection, owner in
+            _ = try GalleryFixture.make(in: scratch.storage, owner: owner, on: connection)
+            let output = scratch.base + "/gallery"
+            let result = try runCLI(["gallery", "--output", output, "--storage-root", scratch.storage, "--database-url", database.connectionString])
+            #expect(result.status == 0, "\(result.error)")
+
+            let screenshot = ProcessInfo.processInfo.environment["MEDIANEST_GALLERY_SCREENSHOT"] ?? scratch.base + "/gallery.png"
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = [repositoryRoot.appendingPathComponent("Tests/browser/check_gallery.py").path, output + "/index.html", screenshot]
+            let out = Pipe(), err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(errors)")
+            let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(String(decoding: data, as: UTF8.self)) \(errors)")
+            #expect(report["loaded"] as? Bool == true)
+            let images = try #require(report["images"] as? [[String: Any]])
+            // Photo preview + thumbnail, video thumbnail: three pictures, all decoded, all described.
+            #expect(images.count == 3)
+            for image in images {
+                #expect((image["naturalWidth"] as? Int ?? 0) > 0, "\(image)")
+                #expect(!((image["alt"] as? String) ?? "").isEmpty, "\(image)")
+            }
+            let videos = try #require(report["videos"] as? [[String: Any]])
+            #expect(videos.count == 1)
+            #expect((videos.first?["readyState"] as? Int ?? 0) >= 2, "\(videos)")
+            #expect((report["console_errors"] as? [String]) == [], "\(report["console_errors"] ?? "")")
+            #expect(FileManager.default.fileExists(atPath: screenshot))
+        }
+    }
+}
