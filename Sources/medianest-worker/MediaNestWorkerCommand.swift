@@ -23,6 +23,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         MigrateCommand.self,
         ProbeCommand.self,
         ChecksumCommand.self,
+        TranscodeCommand.self,
         VersionCommand.self,
     ]
 }
