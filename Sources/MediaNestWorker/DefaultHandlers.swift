@@ -1,3 +1,4 @@
+import Logging
 import MediaNestMedia
 import MediaNestQueue
 
@@ -16,6 +17,14 @@ extension HandlerRegistry {
         var limits = MediaLimits.default
         if let jobTimeout = configuration.jobTimeout { limits.timeout = jobTimeout }
         registry.register(MetadataHandler(limits: limits))
+        // Transcode jobs need the target video encoder and AAC; without them the type is not
+        // served (its jobs wait for a worker that has them) and one line says why.
+        let encoders = Transcoder.encodersAvailable(configuration.transcode)
+        if encoders.available {
+            registry.register(TranscodeHandler(settings: configuration.transcode, limits: limits))
+        } else {
+            Logger(label: "medianest.worker").warning("transcode jobs are not served: this FFmpeg has no \(encoders.missing.joined(separator: " or ")) encoder")
+        }
         return registry
     }
 }

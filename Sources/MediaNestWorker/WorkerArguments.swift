@@ -14,7 +14,7 @@ public enum WorkerArguments {
         "--database-url", "--storage-root", "--types", "--concurrency", "--type-limits", "--instance", "--lease", "--heartbeat",
         "--poll-interval", "--grace-period", "--no-listen", "--drain", "--max-attempts", "--max-lost",
         "--retry-base", "--retry-max", "--job-timeout", "--log-level",
-    ]
+    ] + TranscodeOptions.valueOptionNames + [TranscodeOptions.keepLocationFlag]
 
     /// Parses `run`'s options over the environment (`DATABASE_URL`, `MEDIANEST_STORAGE_ROOT`).
     /// - Parameters:
@@ -35,6 +35,7 @@ public enum WorkerArguments {
             switch name {
             case "--no-listen": values.noListen = true
             case "--drain": values.drain = true
+            case TranscodeOptions.keepLocationFlag: values.transcodeKeepLocation = true
             default:
                 guard optionNames.contains(name) else { throw WorkerConfigurationError("Unknown option \(name).") }
                 if value == nil {
@@ -54,6 +55,7 @@ public enum WorkerArguments {
         public var options: [String: String] = [:]
         public var noListen = false
         public var drain = false
+        public var transcodeKeepLocation = false
         public init() {}
 
         /// Builds the configuration.
@@ -100,6 +102,7 @@ public enum WorkerArguments {
             // Rescue runs at least twice per lease so a crashed worker's jobs are back within
             // about one lease.
             configuration.rescueInterval = min(.seconds(5), configuration.lease / 2)
+            configuration.transcode = try TranscodeOptions.settings(options, keepLocation: transcodeKeepLocation)
             configuration.listen = !noListen
             configuration.drain = drain
             try configuration.validate()

@@ -2,6 +2,7 @@ import Foundation
 public import Logging
 public import MediaNestDB
 public import MediaNestQueue
+public import MediaNestMedia
 
 /// Everything `medianest-worker run` can be told, with the defaults it uses.
 public struct WorkerConfiguration: Sendable {
@@ -39,6 +40,8 @@ public struct WorkerConfiguration: Sendable {
     public var jobTimeout: Duration?
     /// The log level of the worker's own messages.
     public var logLevel: Logger.Level
+    /// The transcode policy and encoder settings (`--transcode-*`).
+    public var transcode = TranscodeSettings()
 
     /// The number of processors this process may use.
     public static var cores: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }

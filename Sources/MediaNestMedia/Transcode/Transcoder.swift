@@ -690,6 +690,7 @@ final class TranscodeSession {
 
     private func demuxLoop() throws(JobError) {
         guard let context = input.context, let packet else { return }
+        var failures = 0
         while true {
             try input.stop.check()
             let status = av_read_frame(context, packet)
@@ -697,9 +698,18 @@ final class TranscodeSession {
             if status < 0 {
                 try input.stop.check()
                 if status == CFFmpeg_AVERROR_EAGAIN { continue }
-                logger.warning("reading \(name) stopped early: \(ffmpegErrorText(status)); the rendition ends there")
-                return
+                // A damaged stretch: demuxers resynchronise on the next cluster or sync word, so
+                // keep reading unless the file ended or nothing valid follows.
+                failures += 1
+                let atEnd = context.pointee.pb.map { avio_feof($0) != 0 } ?? true
+                if atEnd || failures > 1000 {
+                    logger.warning("reading \(name) stopped early: \(ffmpegErrorText(status)); the rendition ends there")
+                    return
+                }
+                logSkip("a damaged stretch of \(name) was skipped: \(ffmpegErrorText(status))")
+                continue
             }
+            failures = 0
             defer { av_packet_unref(packet) }
             guard let track = tracks[Int(packet.pointee.stream_index)] else { continue }
             if track.decoder == nil {
