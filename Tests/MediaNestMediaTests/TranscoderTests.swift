@@ -309,6 +309,27 @@ struct TranscoderTests {
         #expect(directory.fileNames().isEmpty, "\(directory.fileNames())")
     }
 
+    @Test func theTimeLimitScalesWithDurationAndStopsTheEncodeWithNoFileLeft() throws {
+        let clips = try TranscodeClips.load()
+        var settings = TranscodeSettings()
+        settings.mode = .always
+        // 60 s of media × 1 ms per second: a 60 ms budget no encode of the clip fits in.
+        settings.timeoutBase = .zero
+        settings.timeoutPerSecond = 0.001
+        let outputRoot = try MediaFixtures.load().makeScratchDirectory("transcode-timeout")
+        let directory = try DerivedDirectory.open(derivedRoot: outputRoot, components: [])
+        let cancellation = JobCancellation()
+        let error = jobError { () throws(JobError) in
+            let job = try TranscodeJob(try SafeFile.open(relativePath: TranscodeClips.long, in: clips.root), settings: settings, cancellation: cancellation)
+            let output = try directory.createOutput(named: "web.mp4")
+            _ = try job.run(output: output, logger: logger)
+            try output.commit()
+        }
+        #expect(error?.code == .timeout)
+        #expect(cancellation.stopReason == .timeout, "the job's token carries the reason to the engine")
+        #expect(directory.fileNames().isEmpty)
+    }
+
     @Test func audioAndVideoStayInSyncAtTheEndOfASixtySecondClip() throws {
         let clips = try TranscodeClips.load()
         var settings = TranscodeSettings()

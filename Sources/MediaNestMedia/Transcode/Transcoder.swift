@@ -1,4 +1,5 @@
 import CFFmpeg
+import Dispatch
 import Foundation
 public import Logging
 #if canImport(Glibc)
@@ -61,13 +62,13 @@ public struct TranscodeResult: Sendable, Hashable {
 /// carried, HDR is tone-mapped, subtitles and data are dropped (logged), location tags are
 /// stripped unless configured otherwise, undecodable packets are skipped (logged).
 public enum Transcoder {
-    /// Opens and probes `file` and decides what to do with it.
+    /// Opens and probes `file` and decides what to do with it (the input is closed again; use
+    /// ``TranscodeJob`` to decide and run on one open).
     /// - Throws: ``JobError`` from ``MediaInput/open(_:limits:cancellation:)``.
     public static func plan(_ file: SafeFile, settings: TranscodeSettings, limits: MediaLimits = .default,
                             cancellation: JobCancellation? = nil) throws(JobError) -> (probe: MediaProbe, decision: TranscodeDecision) {
-        let input = try MediaInput.open(file, limits: limits, cancellation: cancellation)
-        let probe = input.probe()
-        return (probe, TranscodePolicy.decide(probe, settings: settings))
+        let job = try TranscodeJob(file, settings: settings, limits: limits, cancellation: cancellation)
+        return (job.probe, job.decision)
     }
 
     /// Whether the encoders `settings` needs (its video encoder and AAC) exist in this FFmpeg.
@@ -82,26 +83,80 @@ public enum Transcoder {
     ///   - file: The source.
     ///   - decision: From ``plan(_:settings:limits:cancellation:)``; must not be ``TranscodeDecision/Action/none``.
     ///   - settings: Encoder settings.
-    ///   - limits: Input limits; their `timeout` is replaced by the settings' duration-scaled one.
+    ///   - limits: Input limits.
     ///   - output: Where the muxer writes (seekable; read back for `+faststart`).
     ///   - progress: Receives frames, fps, speed, out_time and ETA about twice a second.
     ///   - cancellation: Polled per packet and from FFmpeg's interrupt callback.
     ///   - logger: Skipped packets and dropped streams are logged here.
     /// - Returns: What was written.
-    /// - Throws: ``JobError``: `corrupt_media` when nothing decodes, `unsupported_format` when a
-    ///   decoder or encoder is missing, `io_error`/`disk_full` from the output, or the stop's code.
+    /// - Throws: ``JobError``, as ``TranscodeJob/run(output:progress:logger:)``.
     public static func run(_ file: SafeFile, decision: TranscodeDecision, settings: TranscodeSettings,
                            limits: MediaLimits = .default, output: PendingOutput, progress: JobProgress? = nil,
                            cancellation: JobCancellation? = nil, logger: Logger) throws(JobError) -> TranscodeResult {
+        let job = try TranscodeJob(file, settings: settings, limits: limits, cancellation: cancellation)
+        job.decision = decision
+        return try job.run(output: output, progress: progress, logger: logger)
+    }
+}
+
+/// One source opened once: probed, decided, then (when a rendition is needed) transcoded or
+/// remuxed from the same open input.
+///
+/// The time limit scales with the duration (``TranscodeSettings/timeout(forDuration:)``): once
+/// the probe knows the duration, a watchdog stops the job's token at the deadline, which FFmpeg's
+/// interrupt and read callbacks see even inside a long C call.
+public final class TranscodeJob {
+    /// The source's probe.
+    public let probe: MediaProbe
+    /// What the policy decided.
+    public internal(set) var decision: TranscodeDecision
+    /// The settings in force.
+    public let settings: TranscodeSettings
+    let input: MediaInput
+    let cancellation: JobCancellation
+
+    /// Opens, probes and decides.
+    /// - Parameters:
+    ///   - file: The source.
+    ///   - settings: The policy and encoder settings.
+    ///   - limits: Input limits; their `timeout` bounds the open and probe, the encode gets the
+    ///     duration-scaled one.
+    ///   - cancellation: The job's token (a private one when `nil`).
+    /// - Throws: ``JobError`` from ``MediaInput/open(_:limits:cancellation:)``.
+    public init(_ file: SafeFile, settings: TranscodeSettings, limits: MediaLimits = .default,
+                cancellation: JobCancellation? = nil) throws(JobError) {
+        let token = cancellation ?? JobCancellation()
+        // The open gets the largest limit the settings allow; the watchdog below narrows it.
+        var openLimits = limits
+        openLimits.timeout = settings.timeout(forDuration: limits.maxDuration.seconds)
+        let input = try MediaInput.open(file, limits: openLimits, stop: StopGuard(cancellation: token, timeout: openLimits.timeout))
+        self.input = input
+        self.cancellation = token
+        self.settings = settings
+        self.probe = input.probe()
+        self.decision = TranscodePolicy.decide(probe, settings: settings)
+    }
+
+    /// Transcodes or remuxes into `output` (not committed: the caller commits).
+    /// - Parameters:
+    ///   - output: Where the muxer writes (seekable; read back for `+faststart`).
+    ///   - progress: Receives frames, fps, speed, out_time and ETA about twice a second.
+    ///   - logger: Skipped packets and dropped streams are logged here.
+    /// - Returns: What was written.
+    /// - Throws: ``JobError``: `corrupt_media` when nothing decodes, `unsupported_format` when a
+    ///   decoder or encoder is missing, `io_error`/`disk_full` from the output, or the stop's code
+    ///   (`timeout` after the duration-scaled limit).
+    public func run(output: PendingOutput, progress: JobProgress? = nil, logger: Logger) throws(JobError) -> TranscodeResult {
         precondition(decision.action != .none, "nothing to do")
-        let probeInput = try MediaInput.open(file, limits: limits, cancellation: cancellation)
-        let duration = probeInput.probe().duration
-        var scaled = limits
-        scaled.timeout = settings.timeout(forDuration: duration)
-        let stop = StopGuard(cancellation: cancellation, timeout: scaled.timeout)
-        let input = try MediaInput.open(file, limits: scaled, stop: stop)
+        let limit = settings.timeout(forDuration: probe.duration)
+        let token = cancellation
+        let watchdog = DispatchSource.makeTimerSource(queue: DispatchQueue.global())
+        watchdog.schedule(deadline: .now() + .milliseconds(Int(min(limit.seconds, 365 * 86400) * 1000)))
+        watchdog.setEventHandler { token.stop(.timeout) }
+        watchdog.resume()
+        defer { watchdog.cancel() }
         let session = try TranscodeSession(input: input, decision: decision, settings: settings, output: output,
-                                           progress: progress, logger: logger, sourceDuration: duration)
+                                           progress: progress, logger: logger, sourceDuration: probe.duration)
         return try FFmpegLog.withJobLogger(logger) { () throws(JobError) in try session.run() }
     }
 }
@@ -242,7 +297,7 @@ final class FilterChain {
     init(audio: Bool, sourceArguments: String, chain: String, threads: Int, frameSize: Int32 = 0) throws(JobError) {
         guard let graph = avfilter_graph_alloc() else { throw JobError(.internalError, "FFmpeg could not allocate a filter graph.") }
         self.graph = graph
-        graph.pointee.nb_threads = Int32(threads)
+        graph.pointee.nb_threads = Int32(max(threads, 0))
         var source: UnsafeMutablePointer<AVFilterContext>?
         var sink: UnsafeMutablePointer<AVFilterContext>?
         var status = avfilter_graph_create_filter(&source, avfilter_get_by_name(audio ? "abuffer" : "buffer"), "in", sourceArguments, nil, graph)
@@ -357,7 +412,9 @@ final class TranscodeSession {
         self.progress = progress
         self.logger = logger
         self.sourceDuration = sourceDuration
-        self.threads = max(1, settings.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        // 0 lets libavcodec and the encoder pick from the core count (x264: 1.5 × cores, frame
+        // threads for decoding: cores + 1), as the ffmpeg CLI does.
+        self.threads = max(0, settings.threads ?? 0)
         self.sink = MuxSink(output: output)
         packet = av_packet_alloc()
         outPacket = av_packet_alloc()

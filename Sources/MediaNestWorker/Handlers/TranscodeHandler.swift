@@ -7,7 +7,7 @@ import Logging
 /// records why none is needed.
 ///
 /// The decision is ``TranscodePolicy/decide(_:settings:)`` over the probe; the work is
-/// ``Transcoder/run(_:decision:settings:limits:output:progress:cancellation:logger:)`` into
+/// ``TranscodeJob/run(output:progress:logger:)`` on the same open input, into
 /// `renditions/<name>.mp4|m4a` of the item's derived directory (temporary file, fsync, rename).
 /// The rendition is described in `media_items.processing_info.renditions[]` (path relative to
 /// the storage root, container, codecs, width, height, bitrate, size, duration) and in the job's
@@ -34,9 +34,10 @@ public struct TranscodeHandler: JobHandler {
         let item = context.mediaItem
         let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits)
         context.progress.report(stage: "probing")
-        let (probe, decision) = try FFmpegLog.withJobLogger(context.logger) { () throws(JobError) in
-            try Transcoder.plan(file, settings: settings, limits: limits, cancellation: context.cancellation)
+        let job = try FFmpegLog.withJobLogger(context.logger) { () throws(JobError) in
+            try TranscodeJob(file, settings: settings, limits: limits, cancellation: context.cancellation)
         }
+        let (probe, decision) = (job.probe, job.decision)
         var output: [String: JSONValue] = [
             "action": .string(decision.action.rawValue),
             "reason": .string(decision.reason),
@@ -58,8 +59,7 @@ public struct TranscodeHandler: JobHandler {
         let name = "\(settings.renditionName).\(decision.container.fileExtension)"
         let pending = try directory.createOutput(named: name)
         context.logger.info("\(decision.action.rawValue): \(decision.reason)", metadata: ["duration": "\(probe.duration ?? 0)"])
-        let result = try Transcoder.run(file, decision: decision, settings: settings, limits: limits, output: pending,
-                                        progress: context.progress, cancellation: context.cancellation, logger: context.logger)
+        let result = try job.run(output: pending, progress: context.progress, logger: context.logger)
         try context.cancellation.check()
         try pending.commit()
         // The other container's file (an audio-only source that became a video, or the reverse) is stale.

@@ -62,14 +62,14 @@ struct TranscodeCommand: ParsableCommand {
         do {
             let file = try SafeFile.open(relativePath: name, in: root)
             let cancellation = JobCancellation()
-            let (_, decision) = try Transcoder.plan(file, settings: settings, cancellation: cancellation)
+            let job = try TranscodeJob(file, settings: settings, cancellation: cancellation)
+            let decision = job.decision
             line["action"] = .string(decision.action.rawValue)
             line["reason"] = .string(decision.reason)
             if decision.action != .none {
                 let directory = try DerivedDirectory.open(derivedRoot: outputDirectory, components: [])
                 let pending = try directory.createOutput(named: outputName)
-                let result = try Transcoder.run(file, decision: decision, settings: settings, output: pending,
-                                                cancellation: cancellation, logger: logger)
+                let result = try job.run(output: pending, logger: logger)
                 try pending.commit()
                 var rendition = result.json
                 rendition["path"] = .string(output)
