@@ -72,6 +72,7 @@ struct TranscodeEndToEndTests {
             #expect(noneOutput["rendition_needed"] == false)
             #expect(noneOutput["reason"]?.stringValue?.hasPrefix("Already playable") == true)
             #expect(try none.decode("processing_info", as: JSONValue.self)["renditions"] == .array([]))
+            #expect(!FileManager.default.fileExists(atPath: root + "/.derived/\(plain.prefix(2))/\(plain)"), "no empty directories for an item without a rendition")
         }
     }
 

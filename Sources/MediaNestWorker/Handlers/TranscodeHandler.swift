@@ -1,6 +1,7 @@
 public import MediaNestCore
 public import MediaNestMedia
 public import MediaNestQueue
+import Foundation
 import Logging
 
 /// Runs the `transcode` job: makes a web-playable rendition of the item's video or audio, or
@@ -42,12 +43,16 @@ public struct TranscodeHandler: JobHandler {
             "action": .string(decision.action.rawValue),
             "reason": .string(decision.reason),
         ]
-        let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: context.storage.derivedRoot, subdirectory: "renditions")
         var update = MediaItemUpdate()
+        let components = try DerivedLayout.itemComponents(mediaItemID: item.id) + ["renditions"]
         guard decision.action != .none else {
             context.logger.info("no rendition needed: \(decision.reason)")
-            // A rendition an earlier policy made is stale now.
-            for ext in ["mp4", "m4a"] { directory.remove(named: "\(settings.renditionName).\(ext)") }
+            // A rendition an earlier policy made is stale now; an item that never had one gets no
+            // empty directories.
+            if FileManager.default.fileExists(atPath: context.storage.derivedRoot + "/" + components.joined(separator: "/")) {
+                let directory = try DerivedDirectory.open(derivedRoot: context.storage.derivedRoot, components: components)
+                for ext in ["mp4", "m4a"] { directory.remove(named: "\(settings.renditionName).\(ext)") }
+            }
             output["rendition_needed"] = false
             update.processingInfoMerge = ["renditions": .array([])]
             return JobOutcome(output: .object(output), itemUpdate: update)
@@ -55,6 +60,7 @@ public struct TranscodeHandler: JobHandler {
         guard decision.action == .remux || Transcoder.encodersAvailable(settings).available else {
             throw JobError(.unsupportedFormat, "The encoders \(Transcoder.encodersAvailable(settings).missing.joined(separator: ", ")) are missing from this FFmpeg build.", retryable: false)
         }
+        let directory = try DerivedDirectory.open(derivedRoot: context.storage.derivedRoot, components: components)
         _ = directory.removeStaleTemporaries(olderThan: .seconds(24 * 3600))
         let name = "\(settings.renditionName).\(decision.container.fileExtension)"
         let pending = try directory.createOutput(named: name)
