@@ -348,6 +348,45 @@ struct TranscoderTests {
         #expect(video["nb_read_frames"] as? String == source["nb_read_frames"] as? String)
     }
 
+    @Test func variableFrameRateKeepsEveryFrameAtItsTime() throws {
+        let scratch = try MediaFixtures.load().makeScratchDirectory("vfr")
+        // 10 fps for two seconds, then 50 fps for two seconds, with B-frames.
+        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                                                            "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=50:duration=4",
+                                                            "-vf", "select='if(lt(t,2),not(mod(n,5)),1)'", "-fps_mode", "vfr",
+                                                            "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", scratch + "/vfr.mkv"])
+        #expect(made.status == 0, "\(made.stderr)")
+        var settings = TranscodeSettings()
+        settings.mode = .always
+        let (_, result, path, _) = try transcode(scratch, "vfr.mkv", settings: settings)
+        let output = try #require(path)
+        let frames = try FFprobe.json(output, ["-select_streams", "v", "-show_entries", "frame=best_effort_timestamp_time"])["frames"] as? [[String: Any]] ?? []
+        let times = frames.compactMap { FFprobe.number($0["best_effort_timestamp_time"]) }
+        #expect(times.count == 120)
+        #expect(zip(times, times.dropFirst()).allSatisfy { $0 < $1 }, "monotonic")
+        try #require(times.count == 120)
+        #expect(abs(times[19] - 1.9) < 0.002 && abs(times[20] - 2.0) < 0.002 && abs(times[119] - 3.98) < 0.002, "\(times[19]) \(times[20]) \(times[119])")
+        #expect(abs((result?.duration ?? 0) - 4.0) <= 0.02)
+    }
+
+    @Test func anEditListCutKeepsOnlyThePresentedFrames() throws {
+        let fixtures = try MediaFixtures.load()
+        let scratch = try fixtures.makeScratchDirectory("editlist")
+        // A copy cut off a non-keyframe: the MP4 gets an edit list that hides the leading frames.
+        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-ss", "0.53",
+                                                            "-i", fixtures.path(MediaFixtures.Name.plainMP4), "-c", "copy", scratch + "/cut.mp4"])
+        #expect(made.status == 0, "\(made.stderr)")
+        var settings = TranscodeSettings()
+        settings.mode = .always
+        let (_, _, path, _) = try transcode(scratch, "cut.mp4", settings: settings)
+        let source = try stream(try FFprobe.streams(scratch + "/cut.mp4"), "video")
+        let video = try stream(try FFprobe.streams(try #require(path)), "video")
+        #expect(video["nb_read_frames"] as? String == source["nb_read_frames"] as? String)
+        let sourceDuration = try #require(FFprobe.number(source["duration"]))
+        let outputDuration = try #require(FFprobe.number(video["duration"]))
+        #expect(abs(sourceDuration - outputDuration) <= 1.0 / 25 + 0.001, "\(sourceDuration) vs \(outputDuration)")
+    }
+
     @Test func progressReportsFramesSpeedOutTimeAndFraction() throws {
         let clips = try TranscodeClips.load()
         var settings = TranscodeSettings()
