@@ -202,6 +202,8 @@ public struct MediaItemUpdate: Sendable, Hashable {
     public var previewPath: String?
     /// Rows to upsert into `media_metadata` (one per provider).
     public var providerMetadata: [ProviderMetadata] = []
+    /// Merged into `media_items.processing_info` (top-level keys replace), e.g. `renditions`.
+    public var processingInfoMerge: [String: JSONValue] = [:]
 
     public init() {}
 

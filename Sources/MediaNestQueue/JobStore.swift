@@ -379,6 +379,10 @@ public struct JobStore: Sendable {
              WHERE id = $1
             """, [itemID, JSONValue.object(update.metadataMerge), update.checksumMD5, update.checksumSHA256,
                   update.fileSize, update.thumbnailPath, update.previewPath])
+        if !update.processingInfoMerge.isEmpty {
+            try connection.execute("UPDATE media_items SET processing_info = processing_info || $2 WHERE id = $1",
+                                   [itemID, JSONValue.object(update.processingInfoMerge)])
+        }
         // media_metadata has no unique key on (item, provider); the item row lock taken above
         // serialises writers of one item, so update-then-insert cannot create duplicates.
         for provided in update.providerMetadata {

@@ -18,6 +18,14 @@ extension HandlerRegistry {
         if let jobTimeout = configuration.jobTimeout { limits.timeout = jobTimeout }
         registry.register(MetadataHandler(limits: limits))
         registerStillHandlers(in: &registry, configuration: configuration)
+        // Transcode jobs need the target video encoder and AAC; without them the type is not
+        // served (its jobs wait for a worker that has them) and one line says why.
+        let encoders = Transcoder.encodersAvailable(configuration.transcode)
+        if encoders.available {
+            registry.register(TranscodeHandler(settings: configuration.transcode, limits: limits))
+        } else {
+            Logger(label: "medianest.worker").warning("transcode jobs are not served: this FFmpeg has no \(encoders.missing.joined(separator: " or ")) encoder")
+        }
         return registry
     }
 }

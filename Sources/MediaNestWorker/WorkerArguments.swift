@@ -19,7 +19,7 @@ public enum WorkerArguments {
         // Thumbnails and previews.
         "--derived-root", "--type-timeouts", "--thumbnail-size", "--thumbnail-format", "--thumbnail-quality",
         "--preview-size", "--preview-format", "--preview-quality", "--decoder-threads",
-    ]
+    ] + TranscodeOptions.valueOptionNames + [TranscodeOptions.keepLocationFlag]
 
     /// Parses `run`'s options over the environment (`DATABASE_URL`, `MEDIANEST_STORAGE_ROOT`).
     /// - Parameters:
@@ -40,6 +40,7 @@ public enum WorkerArguments {
             switch name {
             case "--no-listen": values.noListen = true
             case "--drain": values.drain = true
+            case TranscodeOptions.keepLocationFlag: values.transcodeKeepLocation = true
             default:
                 guard optionNames.contains(name) else { throw WorkerConfigurationError("Unknown option \(name).") }
                 if value == nil {
@@ -59,6 +60,7 @@ public enum WorkerArguments {
         public var options: [String: String] = [:]
         public var noListen = false
         public var drain = false
+        public var transcodeKeepLocation = false
         public init() {}
 
         /// Builds the configuration.
@@ -107,6 +109,7 @@ public enum WorkerArguments {
             // Rescue runs twice per lease so a crashed worker's jobs are back within about one
             // lease of their last heartbeat; one worker at a time does it (an advisory try-lock).
             configuration.rescueInterval = configuration.lease / 2
+            configuration.transcode = try TranscodeOptions.settings(options, keepLocation: transcodeKeepLocation)
             configuration.listen = !noListen
             configuration.drain = drain
             try configuration.validate()

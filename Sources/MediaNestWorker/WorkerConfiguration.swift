@@ -2,6 +2,7 @@ import Foundation
 public import Logging
 public import MediaNestDB
 public import MediaNestQueue
+public import MediaNestMedia
 
 /// Everything `medianest-worker run` can be told, with the defaults it uses.
 public struct WorkerConfiguration: Sendable {
@@ -69,9 +70,16 @@ public struct WorkerConfiguration: Sendable {
 
     /// The wall-clock limit of one run of a job of `type`: `--type-timeouts`, else
     /// `--job-timeout`, else ``defaultTypeTimeouts``, else none.
+    ///
+    /// Transcode is the exception: its handler scales its own limit with the media's duration
+    /// (`--transcode-timeout-base` + factor × duration), so a global `--job-timeout` sized for
+    /// photos does not kill a two-hour film; only `--type-timeouts transcode=…` caps it here.
     public func timeout(for type: JobType) -> Duration? {
-        typeTimeouts[type] ?? jobTimeout ?? WorkerConfiguration.defaultTypeTimeouts[type]
+        if type == .transcode { return typeTimeouts[type] }
+        return typeTimeouts[type] ?? jobTimeout ?? WorkerConfiguration.defaultTypeTimeouts[type]
     }
+    /// The transcode policy and encoder settings (`--transcode-*`).
+    public var transcode = TranscodeSettings()
 
     /// The number of processors this process may use.
     public static var cores: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }

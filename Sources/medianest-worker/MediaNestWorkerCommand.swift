@@ -27,6 +27,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         ProbeCommand.self,
         ChecksumCommand.self,
         ThumbnailCommand.self,
+        TranscodeCommand.self,
         VersionCommand.self,
     ]
 }

@@ -169,6 +169,8 @@ struct StillHandlerTests {
         #expect(configuration.timeout(for: .transcode) == .seconds(7200))
         #expect(configuration.timeout(for: .preview) == .seconds(30), "--job-timeout beats the built-in default")
         #expect(try WorkerArguments.parse(["--storage-root", "/srv/media"], environment: [:]).timeout(for: .preview) == .seconds(60))
+        let global = try WorkerArguments.parse(["--storage-root", "/srv/media", "--job-timeout", "30"], environment: [:])
+        #expect(global.timeout(for: .transcode) == nil, "a global --job-timeout does not cap transcodes, which scale their own limit with duration")
 
         for bad in [["--derived-root", "/elsewhere"], ["--derived-root", "/srv/media/../x"], ["--thumbnail-format", "gif"], ["--preview-quality", "300"]] {
             #expect(throws: WorkerConfigurationError.self, "\(bad)") { try WorkerArguments.parse(["--storage-root", "/srv/media"] + bad, environment: [:]) }

@@ -111,7 +111,8 @@ public final class DerivedDirectory: Sendable {
         var generator = SystemRandomNumberGenerator()
         let token = (0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) }
         let temporaryName = ".\(name).\(token.map { hex($0) }.joined()).tmp"
-        let fd = openat(descriptor, temporaryName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        // Read-write: the MP4 muxer reads its own output back for `+faststart` (``PendingOutput/read(into:at:)``).
+        let fd = openat(descriptor, temporaryName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DerivedDirectory.writeError(errno, "A temporary file for \(relativePath)/\(name) cannot be created") }
         return PendingOutput(directory: self, name: name, temporaryName: temporaryName, descriptor: fd)
     }

@@ -93,7 +93,15 @@ struct StatusCommand: ParsableCommand {
                 let stage = job.progress["stage"]?.stringValue.map { " \($0)" } ?? ""
                 let fraction = job.progress["fraction"]?.doubleValue.map { " \(Int($0 * 100))%" } ?? ""
                 let elapsed = job.startedAt.map { " for \(formatSeconds(Date().timeIntervalSince($0)))" } ?? ""
-                print("  \(job.id)  \(job.type)  media \(job.mediaItemID)  on \(job.workerID)  attempt \(job.attempt)\(elapsed)\(stage)\(fraction)")
+                // Transcode progress: frames, fps, speed (× realtime), out_time and ETA.
+                var details: [String] = []
+                if let frames = job.progress["frames"]?.doubleValue { details.append("frame \(Int(frames))") }
+                if let fps = job.progress["fps"]?.doubleValue { details.append("\(fps) fps") }
+                if let speed = job.progress["speed"]?.doubleValue { details.append("\(speed)x") }
+                if let outTime = job.progress["out_time"]?.stringValue { details.append("out_time \(outTime)") }
+                if let eta = job.progress["eta_seconds"]?.doubleValue { details.append("eta \(formatSeconds(eta))") }
+                let extra = details.isEmpty ? "" : "  (" + details.joined(separator: ", ") + ")"
+                print("  \(job.id)  \(job.type)  media \(job.mediaItemID)  on \(job.workerID)  attempt \(job.attempt)\(elapsed)\(stage)\(fraction)\(extra)")
             }
             if !status.typesWaitingForWorker.isEmpty {
                 print("Waiting for a worker (pending, but no live worker serves the type): \(status.typesWaitingForWorker.map(\.rawValue).joined(separator: ", "))")

@@ -69,6 +69,28 @@ struct RunCommand: AsyncParsableCommand {
     var previewQuality: Int?
     @Option(help: "Most decoder threads per thumbnail or preview job (default: 1; keep concurrency × threads within the cores).")
     var decoderThreads: Int?
+    @Option(help: "When transcode jobs make a rendition: required (only when the source does not play in browsers), optimal (also when larger than the target), always or never (default: required).")
+    var transcodeMode: String?
+    @Option(help: "Rendition video codec: h264 (libx264), hevc (libx265) or av1 (libsvtav1) (default: h264).")
+    var transcodeCodec: String?
+    @Option(help: "Rendition constant rate factor (default: 23).")
+    var transcodeCrf: String?
+    @Option(help: "Encoder preset (default: veryfast).")
+    var transcodePreset: String?
+    @Option(help: "Largest short edge of a rendition in pixels; never upscaled (default: 1080).")
+    var transcodeMaxResolution: String?
+    @Option(help: "Peak rendition video bit rate in bits per second (default: none, pure CRF).")
+    var transcodeMaxBitrate: String?
+    @Option(help: "Frames between keyframes (default: the encoder's).")
+    var transcodeKeyframeInterval: String?
+    @Option(help: "Encoder and decoder threads per transcode (default: the cores).")
+    var transcodeThreads: String?
+    @Option(help: "Time limit of a transcode: this many seconds plus --transcode-timeout-factor × the media duration (default: 120).")
+    var transcodeTimeoutBase: String?
+    @Option(help: "Seconds of time limit per second of media (default: 4).")
+    var transcodeTimeoutFactor: String?
+    @Flag(help: "Keep location tags in renditions (stripped by default).")
+    var transcodeKeepLocation = false
 
     func run() async throws {
         var raw = WorkerArguments.RawOptions()
@@ -86,7 +108,15 @@ struct RunCommand: AsyncParsableCommand {
             ("--preview-format", previewFormat), ("--preview-quality", previewQuality.map(String.init)),
             ("--decoder-threads", decoderThreads.map(String.init)),
         ]
-        for case let (name, value?) in given { raw.options[name] = value }
+        let transcode: [(String, String?)] = [
+            ("--transcode-mode", transcodeMode), ("--transcode-codec", transcodeCodec), ("--transcode-crf", transcodeCrf),
+            ("--transcode-preset", transcodePreset), ("--transcode-max-resolution", transcodeMaxResolution),
+            ("--transcode-max-bitrate", transcodeMaxBitrate), ("--transcode-keyframe-interval", transcodeKeyframeInterval),
+            ("--transcode-threads", transcodeThreads), ("--transcode-timeout-base", transcodeTimeoutBase),
+            ("--transcode-timeout-factor", transcodeTimeoutFactor),
+        ]
+        for case let (name, value?) in given + transcode { raw.options[name] = value }
+        raw.transcodeKeepLocation = transcodeKeepLocation
         raw.noListen = noListen
         raw.drain = drain
         do {
