@@ -77,3 +77,32 @@ struct MutatedInputTests {
         #expect(outcomes.values.reduce(0, +) == 100)
     }
 }
+
+// Video stills over the same damaged copies: a representative frame, or an input code, never a crash.
+extension MutatedInputTests {
+    static let videoSources = [MediaFixtures.Name.rotatedMP4, MediaFixtures.Name.hevc10MKV, MediaFixtures.Name.vp9WebM, MediaFixtures.Name.anamorphicMP4]
+
+    @Test(arguments: videoSources)
+    func damagedVideosGiveAStillOrAnInputCode(source: String) throws {
+        let fixtures = try MediaFixtures.load()
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
+        let scratch = try fixtures.makeScratchDirectory("mutated-stills")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var random = SplitMix(state: source.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
+        var outcomes: [String: Int] = [:]
+        for round in 0..<100 {
+            let name = "still-\(round)-\(source)"
+            try Data(MutatedInputTests.mutate(original, using: &random)).write(to: URL(fileURLWithPath: scratch + "/" + name))
+            let limits = MediaLimits(timeout: .seconds(20))
+            do {
+                let image = try still(root: scratch, name, limits: limits, maxLongEdge: 64)
+                #expect(image.width > 0 && image.width <= 64 && image.height <= 64)
+                outcomes["ok", default: 0] += 1
+            } catch {
+                #expect(MutatedInputTests.inputCodes.contains(error.code), "\(name): \(error.code): \(error.message)")
+                outcomes[error.code.rawValue, default: 0] += 1
+            }
+        }
+        #expect(outcomes.values.reduce(0, +) == 100)
+    }
+}
