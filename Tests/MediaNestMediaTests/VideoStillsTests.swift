@@ -45,6 +45,12 @@ func still(root: String, _ name: String, limits: MediaLimits, maxLongEdge: Int) 
     return try VideoStills.representativeFrame(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: nil, logger: Logger(label: "test"))
 }
 
+/// Builds trickplay sheets of `file` (one tile per second, 4×4) into `directory`.
+func trickplay(_ file: SafeFile, into directory: DerivedDirectory) throws(JobError) -> TrickplayManifest {
+    try Trickplay.build(file: file, limits: MediaLimits(timeout: .seconds(20)), into: directory, interval: .seconds(1), columns: 4, rows: 4,
+                        progress: nil, cancellation: nil, logger: Logger(label: "test"))
+}
+
 func still(_ fixtures: MediaFixtures, _ name: String, maxLongEdge: Int = 320) throws(JobError) -> RGBAImage {
     var statistics = VideoDecodeStatistics()
     return try still(fixtures, name, maxLongEdge: maxLongEdge, statistics: &statistics)
