@@ -169,7 +169,7 @@ struct FrameScore: CustomStringConvertible {
     var isBlank: Bool { deviation < 8 || entropy < 1.0 || mean < 12 }
 
     /// Clearly a real picture: no need to look further.
-    var isClearlyAPicture: Bool { entropy >= 3.5 && deviation >= 20 && mean >= 32 && mean <= 224 }
+    var isClearlyAPicture: Bool { entropy >= 3.0 && deviation >= 20 && mean >= 32 && mean <= 224 }
 
     var description: String { String(format: "entropy %.2f, mean %.1f, deviation %.1f", entropy, mean, deviation) }
 
