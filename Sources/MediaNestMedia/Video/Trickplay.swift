@@ -111,7 +111,7 @@ public enum Trickplay {
             throw JobError(.invalidInput, "The trickplay layout is invalid: interval \(seconds) s (at least 0.1 s), tile width \(tileWidth) (1–4096), \(columns)×\(rows) tiles (1–100 each).", retryable: false)
         }
         return try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> TrickplayManifest in
-            let source = try VideoSource(file: file, limits: limits, cancellation: cancellation, threads: threads)
+            let source = try VideoSource(file: file, limits: limits, cancellation: cancellation, threads: threads, outputLongEdge: tileWidth)
             defer { statistics = source.statistics }
             guard let duration = source.duration, duration > 0 else {
                 throw JobError(.corruptMedia, "The video \(file.relativePath) has no known duration, so trickplay frames cannot be placed.")

@@ -66,9 +66,12 @@ final class VideoSource {
     ///   - limits: The job's limits (pixels, duration, time).
     ///   - cancellation: Polled by FFmpeg's interrupt callback and between frames.
     ///   - threads: Decoder threads (at least 1).
+    ///   - outputLongEdge: The long edge the frames will be shrunk to; when it is at most a third
+    ///     of the video's, the decoder skips its loop (deblocking) filter, about a quarter of an
+    ///     H.264 decode, whose effect vanishes in a 3× reduction.
     /// - Throws: ``JobError`` `unsupported_format` when there is no video stream or no decoder,
     ///   `corrupt_media`, `pixel_limit`, `duration_limit`, or a stop's code.
-    init(file: SafeFile, limits: MediaLimits, cancellation: JobCancellation?, threads: Int) throws(JobError) {
+    init(file: SafeFile, limits: MediaLimits, cancellation: JobCancellation?, threads: Int, outputLongEdge: Int? = nil) throws(JobError) {
         input = try MediaInput.open(file, limits: limits, cancellation: cancellation)
         guard let context = input.context else {
             throw JobError(.internalError, "The demuxer of \(file.relativePath) is not open.")
@@ -103,6 +106,9 @@ final class VideoSource {
             codecContext.pointee.thread_count = Int32(clamping: max(1, threads))
             codecContext.pointee.pkt_timebase = chosen.pointee.time_base
             codecContext.pointee.skip_frame = AVDISCARD_NONKEY
+            if let outputLongEdge, outputLongEdge * 3 <= Int(max(parameters.pointee.width, parameters.pointee.height)) {
+                codecContext.pointee.skip_loop_filter = AVDISCARD_ALL
+            }
             status = avcodec_open2(codecContext, codec, nil)
         }
         if status < 0 {

@@ -51,7 +51,7 @@ public enum VideoStills {
                                            logger: Logger, threads: Int = 1,
                                            statistics: inout VideoDecodeStatistics) throws(JobError) -> RGBAImage {
         try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> RGBAImage in
-            let source = try VideoSource(file: file, limits: limits, cancellation: cancellation, threads: threads)
+            let source = try VideoSource(file: file, limits: limits, cancellation: cancellation, threads: threads, outputLongEdge: maxLongEdge)
             defer { statistics = source.statistics }
             return try choose(from: source, maxLongEdge: maxLongEdge, logger: logger)
         }
