@@ -439,3 +439,115 @@ enum ZipBuilder {
         return ~crc
     }
 }
+
+// MARK: - Video and audio stills (representative frames, HDR, trickplay, cover art)
+
+extension MediaFixtures {
+    /// Files for the video-stills tests, under ``root``/`video-stills/`; generated on first use by
+    /// ``loadStills()``, separately from the base corpus so that other suites do not pay for them.
+    public enum StillsName {
+        /// 160x90 H.264, 25 fps, keyframe every second: 5 s of black, then 3 s of testsrc2.
+        public static let blackStart = "video-stills/blackstart.mp4"
+        /// Like ``blackStart`` (4 s black, 4 s testsrc2) but with a single keyframe at 0 (no
+        /// scene-cut keyframes): only decoding in order can find a real frame.
+        public static let blackStartOneKeyframe = "video-stills/blackstart-onekey.mp4"
+        /// 64x36 testsrc2, 2 fps, keyframe every 2 s, 20 s long.
+        public static let shortClip = "video-stills/short.mp4"
+        /// The same as ``shortClip`` but 30 minutes long.
+        public static let longClip = "video-stills/long.mp4"
+        /// 160x90 testsrc2, 10 fps, 2 s, 8-bit BT.709 H.264: the SDR reference of the HDR clips.
+        public static let sdrReference = "video-stills/sdr.mp4"
+        /// ``sdrReference`` converted to PQ (SMPTE 2084, BT.2020, SDR white at 203 cd/m²), 10-bit HEVC.
+        public static let pq = "video-stills/pq.mkv"
+        /// ``sdrReference`` converted to HLG (ARIB STD-B67, BT.2020), 10-bit HEVC.
+        public static let hlg = "video-stills/hlg.mkv"
+        /// 64x36 H.264, 10 fps, keyframe every second, 9.5 s; luma grows with time (Y = 25·t).
+        public static let lumaRamp = "video-stills/ramp.mp4"
+        /// The cover picture: 64x64, red top half, blue bottom half.
+        public static let coverPNG = "video-stills/cover.png"
+        /// MP3 with ``coverPNG`` as an ID3 APIC (PNG).
+        public static let coverMP3 = "video-stills/cover.mp3"
+        /// M4A (AAC) with ``coverPNG`` as `covr` (JPEG).
+        public static let coverM4A = "video-stills/cover.m4a"
+        /// FLAC with ``coverPNG`` as a PICTURE block (PNG).
+        public static let coverFLAC = "video-stills/cover.flac"
+        /// Ogg Opus with ``coverPNG`` in a METADATA_BLOCK_PICTURE comment.
+        public static let coverOpus = "video-stills/cover.opus"
+    }
+
+    /// The base corpus plus the video-stills files.
+    /// - Throws: ``FixtureError`` when ffmpeg is missing or a command fails.
+    public static func loadStills() throws -> MediaFixtures {
+        let fixtures = try load()
+        try stillsGenerated.get()
+        return fixtures
+    }
+
+    private static let stillsGenerated: Result<Void, FixtureError> = Result { () throws(FixtureError) in
+        let fixtures: MediaFixtures
+        do { fixtures = try load() } catch let error as FixtureError { throw error } catch { throw FixtureError("\(error)") }
+        try generateStills(fixtures)
+    }
+
+    private static func generateStills(_ fixtures: MediaFixtures) throws(FixtureError) {
+        let ffmpeg = try findTool("ffmpeg")
+        do {
+            try FileManager.default.createDirectory(atPath: fixtures.path("video-stills"), withIntermediateDirectories: true)
+        } catch {
+            throw FixtureError("cannot create \(fixtures.path("video-stills")): \(error)")
+        }
+        let q = ["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-threads", "1"]
+        let x264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        let x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p10le",
+                    "-color_primaries", "bt2020", "-colorspace", "bt2020nc"]
+        // testsrc2 draws BT.601 YUV; going through RGB makes every clip an exact conversion of the same pictures.
+        let fromSDR = "format=gbrpf32le,zscale=tin=bt709:pin=bt709:p=bt2020:m=bt2020nc:r=tv:npl=203"
+        let sine = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=1"]
+        let blackThen = { (black: Int, content: Int) in
+            ["-filter_complex", "color=c=black:s=160x90:r=25:d=\(black)[a];testsrc2=s=160x90:r=25:d=\(content)[b];[a][b]concat=n=2:v=1:a=0"]
+        }
+        let jobs: [[String]] = [
+            q + blackThen(5, 3) + x264 + ["-g", "25", fixtures.path(StillsName.blackStart)],
+            q + blackThen(4, 4) + x264 + ["-x264-params", "keyint=1000:min-keyint=1000:scenecut=0", fixtures.path(StillsName.blackStartOneKeyframe)],
+            q + ["-f", "lavfi", "-i", "testsrc2=size=64x36:rate=2:duration=20"] + x264 + ["-g", "4", fixtures.path(StillsName.shortClip)],
+            q + ["-f", "lavfi", "-i", "testsrc2=size=64x36:rate=2:duration=1800"] + x264 + ["-g", "4", fixtures.path(StillsName.longClip)],
+            q + ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=10:duration=2", "-vf", "format=gbrpf32le,zscale=tin=bt709:pin=bt709:t=bt709:p=bt709:m=bt709:r=tv,format=yuv420p"]
+                + x264 + ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", fixtures.path(StillsName.sdrReference)],
+            q + ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=10:duration=2", "-vf", fromSDR + ":t=smpte2084,format=yuv420p10le"] + x265
+                + ["-color_trc", "smpte2084", fixtures.path(StillsName.pq)],
+            q + ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=10:duration=2", "-vf", fromSDR + ":t=arib-std-b67,format=yuv420p10le"] + x265
+                + ["-color_trc", "arib-std-b67", fixtures.path(StillsName.hlg)],
+            q + ["-f", "lavfi", "-i", "color=c=black:s=64x36:r=10:d=9.5", "-vf", "geq=lum='clip(T*25,0,255)':cb=128:cr=128"] + x264
+                + ["-g", "10", fixtures.path(StillsName.lumaRamp)],
+            q + ["-filter_complex", "color=c=red:s=64x32:d=1[a];color=c=blue:s=64x32:d=1[b];[a][b]vstack,format=rgb24", "-frames:v", "1",
+                 fixtures.path(StillsName.coverPNG)],
+        ]
+        let failures = FailureBox()
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { index in
+            do throws(FixtureError) { try run(ffmpeg, jobs[index]) } catch { failures.add(error) }
+        }
+        if let first = failures.first { throw first }
+
+        let cover = fixtures.path(StillsName.coverPNG)
+        let withCover = ["-i", cover, "-map", "0", "-map", "1", "-disposition:v", "attached_pic"]
+        try run(ffmpeg, q + sine + withCover + ["-c:a", "libmp3lame", "-c:v", "png", "-id3v2_version", "3", fixtures.path(StillsName.coverMP3)])
+        try run(ffmpeg, q + sine + withCover + ["-c:a", "aac", "-c:v", "mjpeg", fixtures.path(StillsName.coverM4A)])
+        try run(ffmpeg, q + sine + withCover + ["-c:a", "flac", "-c:v", "png", fixtures.path(StillsName.coverFLAC)])
+        // The ogg muxer of 5.1 cannot write attached pictures; the Vorbis-comment picture block can
+        // be written as plain metadata, and the demuxer turns it back into an attached picture.
+        let png: [UInt8]
+        do { png = try [UInt8](Data(contentsOf: URL(fileURLWithPath: cover))) } catch { throw FixtureError("cannot read \(cover): \(error)") }
+        try run(ffmpeg, q + ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=1", "-c:a", "libopus",
+                             "-metadata", "METADATA_BLOCK_PICTURE=" + flacPictureBlock(png: png, width: 64, height: 64).base64EncodedString(),
+                             fixtures.path(StillsName.coverOpus)])
+    }
+
+    /// A FLAC PICTURE block (type 3, front cover) around a PNG, as METADATA_BLOCK_PICTURE carries it.
+    static func flacPictureBlock(png: [UInt8], width: UInt32, height: UInt32) -> Data {
+        func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+        let mime = Array("image/png".utf8)
+        let description = Array("Cover (front)".utf8)
+        return Data(be(3) + be(UInt32(mime.count)) + mime + be(UInt32(description.count)) + description
+            + be(width) + be(height) + be(24) + be(0) + be(UInt32(png.count)) + png)
+    }
+}

@@ -78,3 +78,77 @@ struct MutatedInputTests {
         #expect(outcomes.values.reduce(0, +) == 100)
     }
 }
+
+// Video stills over the same damaged copies: a representative frame, or an input code, never a crash.
+extension MutatedInputTests {
+    static let videoSources = [MediaFixtures.Name.rotatedMP4, MediaFixtures.Name.hevc10MKV, MediaFixtures.Name.vp9WebM, MediaFixtures.Name.anamorphicMP4]
+
+    @Test(arguments: videoSources)
+    func damagedVideosGiveAStillOrAnInputCode(source: String) throws {
+        let fixtures = try MediaFixtures.load()
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
+        let scratch = try fixtures.makeScratchDirectory("mutated-stills")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var random = SplitMix(state: source.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
+        var outcomes: [String: Int] = [:]
+        for round in 0..<100 {
+            let name = "still-\(round)-\(source)"
+            try Data(MutatedInputTests.mutate(original, using: &random)).write(to: URL(fileURLWithPath: scratch + "/" + name))
+            let limits = MediaLimits(timeout: .seconds(20))
+            do {
+                let image = try still(root: scratch, name, limits: limits, maxLongEdge: 64)
+                #expect(image.width > 0 && image.width <= 64 && image.height <= 64)
+                outcomes["ok", default: 0] += 1
+            } catch {
+                #expect(MutatedInputTests.inputCodes.contains(error.code), "\(name): \(error.code): \(error.message)")
+                outcomes[error.code.rawValue, default: 0] += 1
+            }
+        }
+        #expect(outcomes.values.reduce(0, +) == 100)
+    }
+}
+
+// Cover art and trickplay over damaged copies: a result or an input code, and never a stray file.
+extension MutatedInputTests {
+    @Test(arguments: [MediaFixtures.Name.taggedMP3, MediaFixtures.StillsName.coverM4A, MediaFixtures.StillsName.coverFLAC])
+    func damagedSongsGiveCoverArtNilOrAnInputCode(source: String) throws {
+        let fixtures = try MediaFixtures.loadStills()
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
+        let scratch = try fixtures.makeScratchDirectory("mutated-art")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var random = SplitMix(state: source.utf8.reduce(UInt64(11)) { $0 &* 31 &+ UInt64($1) })
+        for round in 0..<100 {
+            let name = "art-\(round).bin"
+            try Data(MutatedInputTests.mutate(original, using: &random)).write(to: URL(fileURLWithPath: scratch + "/" + name))
+            do {
+                let file = try SafeFile.open(relativePath: name, in: scratch)
+                if let image = try AudioArtwork.coverArt(file: file, limits: MediaLimits(timeout: .seconds(20)), maxLongEdge: 64) {
+                    #expect(image.width <= 64 && image.height <= 64)
+                }
+            } catch {
+                #expect(MutatedInputTests.inputCodes.contains(error.code), "\(source) round \(round): \(error.code): \(error.message)")
+            }
+        }
+    }
+
+    @Test func damagedVideosGiveTrickplaySheetsOrAnInputCodeAndNoTemporaryFile() throws {
+        let fixtures = try MediaFixtures.loadStills()
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(MediaFixtures.StillsName.lumaRamp))))
+        let scratch = try fixtures.makeScratchDirectory("mutated-trickplay")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let directory = try DerivedDirectory.open(derivedRoot: scratch + "/derived", components: ["trickplay"])
+        var random = SplitMix(state: 0x7472_6963_6B70_6C61)
+        for round in 0..<40 {
+            let name = "ramp-\(round).mp4"
+            try Data(MutatedInputTests.mutate(original, using: &random)).write(to: URL(fileURLWithPath: scratch + "/" + name))
+            do {
+                let file = try SafeFile.open(relativePath: name, in: scratch)
+                let manifest = try trickplay(file, into: directory)
+                #expect(manifest.sheets.count >= 1 && directory.fileNames().allSatisfy { !$0.hasSuffix(".tmp") })
+            } catch {
+                #expect(MutatedInputTests.inputCodes.contains(error.code), "round \(round): \(error.code): \(error.message)")
+                #expect(directory.fileNames().allSatisfy { !$0.hasSuffix(".tmp") }, "round \(round) left \(directory.fileNames())")
+            }
+        }
+    }
+}
