@@ -373,6 +373,21 @@ final class DecoderContext {
     }
 }
 
+/// An `AVFrame`, freed in `deinit` (shared by the image, video and audio decoders).
+final class OwnedFrame {
+    let pointer: UnsafeMutablePointer<AVFrame>
+
+    init() throws(JobError) {
+        guard let frame = av_frame_alloc() else { throw JobError(.internalError, "FFmpeg could not allocate a frame.") }
+        pointer = frame
+    }
+
+    deinit {
+        var frame: UnsafeMutablePointer<AVFrame>? = pointer
+        av_frame_free(&frame)
+    }
+}
+
 /// The state the AVIO callbacks read through; kept alive by its ``MediaInput``.
 private final class IOSource {
     let file: SafeFile

@@ -153,7 +153,7 @@ struct StillHandlerTests {
         registry = HandlerRegistry()
         HandlerRegistry.registerStillHandlers(in: &registry, configuration: configuration, encoderAvailable: { $0 != .webp })
         #expect(registry.types == [.preview])
-        #expect(HandlerRegistry.production(for: configuration).types == [.metadata, .preview, .thumbnail])
+        #expect(HandlerRegistry.production(for: configuration).types == [.metadata, .preview, .thumbnail, .transcode])
     }
 
     @Test func runOptionsConfigureOutputsTimeoutsAndTheDerivedRoot() throws {

@@ -35,7 +35,9 @@ public enum ImageFormat: String, Sendable, Hashable, CaseIterable, Codable {
 
 /// Encodes ``RGBAImage``s as WebP, JPEG or PNG with libavcodec, in memory.
 ///
-/// - WebP keeps alpha (libwebp imports the RGBA itself, with its own careful RGB→YUV).
+/// - WebP keeps alpha: BT.601 limited-range YUV 4:2:0 (with an alpha plane when the picture has
+///   alpha), which is what lossy WebP stores; converting here with libswscale's accurate
+///   rounding also keeps libwebp from warning about doing the conversion itself on every image.
 /// - JPEG has no alpha: the picture is flattened onto a neutral background, converted to
 ///   full-range BT.601 YUV 4:2:0 (what JFIF means) and written with optimal Huffman tables.
 /// - PNG is lossless; RGBA when the picture has alpha, RGB otherwise.
@@ -69,7 +71,9 @@ public enum ImageEncoder {
         switch format {
         case .webp:
             picture = image
-            pixelFormat = AV_PIX_FMT_BGRA // libwebp's "RGB32" on little-endian machines
+            pixelFormat = image.hasAlpha ? AV_PIX_FMT_YUVA420P : AV_PIX_FMT_YUV420P
+            context.pointee.color_range = AVCOL_RANGE_MPEG
+            context.pointee.colorspace = AVCOL_SPC_BT470BG
             _ = av_opt_set(context.pointee.priv_data, "quality", String(q), 0)
             _ = av_opt_set_int(context.pointee.priv_data, "compression_level", 4, 0)
         case .jpeg:
@@ -153,14 +157,15 @@ public enum ImageEncoder {
                 }
             }
         default:
-            // RGBA → full-range BT.601 YUV (JFIF) through libswscale.
+            // RGBA → BT.601 YUV through libswscale: full range for JPEG (JFIF), limited for WebP.
             guard let context = sws_getContext(Int32(width), Int32(height), AV_PIX_FMT_RGBA, Int32(width), Int32(height), format,
                                                FrameConverter.qualityFlags, nil, nil, nil) else {
                 throw JobError(.internalError, "The picture could not be converted for the encoder.")
             }
             defer { sws_freeContext(context) }
             let table = sws_getCoefficients(CFFmpeg_SWS_CS_ITU601)
-            _ = sws_setColorspaceDetails(context, table, 1, table, 1, 0, 1 << 16, 1 << 16)
+            let fullRange: Int32 = frame.pointee.color_range == AVCOL_RANGE_JPEG ? 1 : 0
+            _ = sws_setColorspaceDetails(context, table, 1, table, fullRange, 0, 1 << 16, 1 << 16)
             picture.pixels.withUnsafeBufferPointer { src in
                 var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
                 var srcStride: [Int32] = [Int32(width * 4), 0, 0, 0]

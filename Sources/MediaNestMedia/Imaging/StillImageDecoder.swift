@@ -205,21 +205,6 @@ public enum StillImageDecoder {
     private static func capitalised(_ text: String) -> String { text.prefix(1).uppercased() + text.dropFirst() }
 }
 
-/// An `AVFrame`, freed in `deinit`.
-final class OwnedFrame {
-    let pointer: UnsafeMutablePointer<AVFrame>
-
-    init() throws(JobError) {
-        guard let frame = av_frame_alloc() else { throw JobError(.internalError, "FFmpeg could not allocate a frame.") }
-        pointer = frame
-    }
-
-    deinit {
-        var frame: UnsafeMutablePointer<AVFrame>? = pointer
-        av_frame_free(&frame)
-    }
-}
-
 extension RGBAImage {
     /// Marks the picture opaque when every alpha byte is 255 (decoders report alpha for CMYK JPEGs
     /// and RGBA PNGs that never use it; an opaque picture encodes smaller and is never flattened).

@@ -22,20 +22,6 @@ public struct VideoDecodeStatistics: Sendable, Hashable {
 }
 
 /// An owned `AVFrame`, freed in `deinit`.
-final class OwnedFrame {
-    let pointer: UnsafeMutablePointer<AVFrame>
-
-    init() throws(JobError) {
-        guard let frame = av_frame_alloc() else { throw JobError(.internalError, "FFmpeg could not allocate a frame.") }
-        pointer = frame
-    }
-
-    deinit {
-        var frame: UnsafeMutablePointer<AVFrame>? = pointer
-        av_frame_free(&frame)
-    }
-}
-
 /// The video stream of one file, opened for reading single keyframes at chosen times (stills,
 /// trickplay) rather than for playing it from the start.
 ///
