@@ -57,6 +57,8 @@ public struct StillImageSettings: Sendable, Hashable {
     /// Whether a job also writes its sibling's output from the same decode when that output is
     /// missing or stale (see docs/THUMBNAILS.md, "One decode").
     public var oneDecode: Bool = true
+    /// The trickplay sprite sheets the preview job makes for videos.
+    public var trickplay = TrickplaySettings()
 
     /// The defaults.
     public init() {}
@@ -81,4 +83,24 @@ public enum StillKind: String, Sendable, Hashable, CaseIterable {
 
     /// The other one.
     public var sibling: StillKind { self == .thumbnail ? .preview : .thumbnail }
+}
+
+/// The trickplay sprite sheets of a video (scrub previews for players, as Plex and Jellyfin show):
+/// a keyframe every ``interval``, ``tileWidth`` wide, tiled ``columns`` × ``rows`` per JPEG sheet.
+public struct TrickplaySettings: Sendable, Hashable {
+    /// Whether the preview job makes them for videos.
+    public var enabled = true
+    /// Media time between two tiles.
+    public var interval: Duration = .seconds(10)
+    /// Tile width in pixels (the height follows the video's display aspect).
+    public var tileWidth = 320
+    /// Tiles per row.
+    public var columns = 10
+    /// Rows per sheet.
+    public var rows = 10
+    /// JPEG quality of the sheets.
+    public var quality = 80
+
+    /// The defaults.
+    public init() {}
 }

@@ -66,7 +66,7 @@ public struct WorkerConfiguration: Sendable {
     /// Built-in limits for types whose work is bounded whatever the input (a thumbnail or preview
     /// decodes at most one reduced picture); used when neither ``typeTimeouts`` nor ``jobTimeout``
     /// names the type. Transcode has none: its time depends on the duration.
-    public static let defaultTypeTimeouts: [JobType: Duration] = [.thumbnail: .seconds(60), .preview: .seconds(60)]
+    public static let defaultTypeTimeouts: [JobType: Duration] = [.thumbnail: .seconds(60), .preview: .seconds(300)]
 
     /// The wall-clock limit of one run of a job of `type`: `--type-timeouts`, else
     /// `--job-timeout`, else ``defaultTypeTimeouts``, else none.

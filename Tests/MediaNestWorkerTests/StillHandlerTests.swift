@@ -168,7 +168,7 @@ struct StillHandlerTests {
         #expect(configuration.timeout(for: .thumbnail) == .seconds(5))
         #expect(configuration.timeout(for: .transcode) == .seconds(7200))
         #expect(configuration.timeout(for: .preview) == .seconds(30), "--job-timeout beats the built-in default")
-        #expect(try WorkerArguments.parse(["--storage-root", "/srv/media"], environment: [:]).timeout(for: .preview) == .seconds(60))
+        #expect(try WorkerArguments.parse(["--storage-root", "/srv/media"], environment: [:]).timeout(for: .preview) == .seconds(300))
         let global = try WorkerArguments.parse(["--storage-root", "/srv/media", "--job-timeout", "30"], environment: [:])
         #expect(global.timeout(for: .transcode) == nil, "a global --job-timeout does not cap transcodes, which scale their own limit with duration")
 
@@ -229,5 +229,67 @@ struct NonFFmpegStillTests {
         let width = try #require(outcome.output["width"]?.intValue)
         let height = try #require(outcome.output["height"]?.intValue)
         #expect(height > width, "orientation 6 turns the landscape preview into a portrait thumbnail")
+    }
+}
+
+/// The thumbnail and preview jobs over videos and songs: a representative frame (never the black
+/// fade-in), the video's trickplay sheets, cover art, and a waveform when a song has none.
+@Suite("Thumbnails and previews of videos and songs")
+struct AVStillHandlerTests {
+    let fixtures: MediaFixtures
+    let itemID = UUID().uuidString.lowercased()
+
+    init() throws {
+        fixtures = try MediaFixtures.loadStills()
+    }
+
+    func context(_ type: JobType, path: String, mime: String) -> JobContext {
+        let job = ClaimedJob(id: UUID().uuidString, mediaItemID: itemID, type: type, attempt: 1, maxAttempts: 3, priority: 0, input: [:])
+        let item = MediaItemRecord(id: itemID, ownerID: "owner", filename: path, originalFilename: nil, mimeType: mime,
+                                   fileSize: nil, storagePath: path, metadata: [:])
+        return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: fixtures.root), progress: JobProgress(),
+                          cancellation: JobCancellation(), logger: Logger(label: "test"))
+    }
+
+    /// Decodes an output with the ffmpeg CLI to RGBA and returns its mean luma (0–255).
+    func meanLuma(_ relative: String) throws -> Double {
+        let result = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-i", fixtures.root + "/" + relative, "-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        try #require(result.status == 0, "\(result.stderr)")
+        let bytes = Array(result.stdout.utf8)
+        try #require(!bytes.isEmpty)
+        return Double(bytes.reduce(0) { $0 + Int($1) }) / Double(bytes.count)
+    }
+
+    @Test func aVideoThatStartsBlackGetsARealFrameAndItsPreviewComesWithTrickplaySheets() throws {
+        let preview = try PreviewHandler().run(context(.preview, path: MediaFixtures.StillsName.blackStart, mime: "video/mp4"))
+        #expect(preview.output["source_kind"] == "video")
+        let previewPath = try #require(preview.itemUpdate.previewPath)
+        #expect(try meanLuma(previewPath) > 40, "the fade-in is black; the chosen frame must not be")
+        let trickplay = try #require(preview.itemUpdate.processingInfoMerge["trickplay"])
+        #expect(trickplay == preview.output["trickplay"])
+        // 8 s at one tile per 10 s: one tile on one sheet, at a path relative to the storage root.
+        #expect(trickplay["count"] == 1)
+        let sheets = try #require(trickplay["sheets"]?.arrayValue)
+        try #require(sheets.count == 1)
+        let sheet = try #require(sheets[0].stringValue)
+        #expect(sheet.hasPrefix(".derived/") && sheet.hasSuffix("trickplay/sheet-000.jpg"))
+        #expect(try cliImageSize(fixtures.root + "/" + sheet) != nil)
+        // The thumbnail was made from the same decode and is taken without decoding again.
+        let thumbnail = try ThumbnailHandler().run(context(.thumbnail, path: MediaFixtures.StillsName.blackStart, mime: "video/mp4"))
+        #expect(thumbnail.output["reused"] == true)
+        #expect(try meanLuma(try #require(thumbnail.itemUpdate.thumbnailPath)) > 40)
+    }
+
+    @Test func aSongWithCoverArtUsesTheArtAndOneWithoutGetsAWaveform() throws {
+        let cover = try ThumbnailHandler().run(context(.thumbnail, path: MediaFixtures.StillsName.coverMP3, mime: "audio/mpeg"))
+        #expect(cover.output["source_kind"] == "audio")
+        #expect(cover.output["picture"] == "cover art")
+        // The art is red over blue, 64×64: never upscaled.
+        #expect(cover.output["width"] == 64 && cover.output["height"] == 64)
+
+        let noArt = try ThumbnailHandler().run(context(.thumbnail, path: MediaFixtures.Name.flac, mime: "audio/flac"))
+        #expect(noArt.output["picture"] == "waveform")
+        #expect(noArt.output["width"] == 320 && noArt.output["height"] == 80)
+        #expect(try cliImageSize(fixtures.root + "/" + (try #require(noArt.itemUpdate.thumbnailPath))) != nil)
     }
 }

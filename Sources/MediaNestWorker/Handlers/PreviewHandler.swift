@@ -29,7 +29,34 @@ public struct PreviewHandler: JobHandler {
     /// - Returns: `output_data` describing the file written and the item's new `preview_path`.
     /// - Throws: ``JobError`` from the decoders, the encoder or the writer.
     public func run(_ context: JobContext) throws(JobError) -> JobOutcome {
-        // LEAD: for video sources, Trickplay.build(...) here, its manifest into output_data["trickplay"].
-        try StillJob(kind: .preview, settings: settings, limits: limits).run(context)
+        var outcome = try StillJob(kind: .preview, settings: settings, limits: limits).run(context)
+        guard outcome.output["source_kind"] == "video", settings.trickplay.enabled else { return outcome }
+        // Scrub previews for players: a keyframe every interval, tiled into JPEG sheets, described
+        // in processing_info.trickplay with paths relative to the storage root like every other
+        // derived file.
+        let item = context.mediaItem
+        let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits)
+        let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: context.storage.derivedRoot, subdirectory: "trickplay")
+        _ = directory.removeStaleTemporaries(olderThan: .seconds(3600))
+        let trickplay = settings.trickplay
+        let logger = context.logger
+        let manifest = try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> TrickplayManifest in
+            try Trickplay.build(file: file, limits: limits, into: directory, interval: trickplay.interval, tileWidth: trickplay.tileWidth,
+                                columns: trickplay.columns, rows: trickplay.rows, quality: trickplay.quality,
+                                progress: context.progress, cancellation: context.cancellation, logger: logger,
+                                threads: settings.decoderThreads)
+        }
+        var json = manifest.json.objectValue ?? [:]
+        var sheets: [JSONValue] = []
+        for sheet in manifest.sheets {
+            guard let path = context.storage.storageRelativePath(ofDerived: sheet) else {
+                throw JobError(.internalError, "The derived root is not inside the storage root.", retryable: false)
+            }
+            sheets.append(.string(path))
+        }
+        json["sheets"] = .array(sheets)
+        outcome.output["trickplay"] = .object(json)
+        outcome.itemUpdate.processingInfoMerge["trickplay"] = .object(json)
+        return outcome
     }
 }

@@ -78,13 +78,26 @@ public enum StillRendering {
             return RenderedStill(image: preview.image.oriented(exifOrientation: preview.orientation), kind: .raw, details: details)
         case .video, .audio:
             let input = try MediaInput.open(file, limits: limits, cancellation: cancellation)
+            let format = input.formatLongName ?? input.formatName
             if input.hasMovingPicture {
-                // LEAD: VideoStills.representativeFrame(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation, logger: logger)
-                throw JobError(.unsupportedFormat, "Video thumbnails are not yet supported (\(file.relativePath), \(input.formatLongName ?? input.formatName)).")
+                // A representative frame: seeks near 10 % and scores a few keyframes, so it is
+                // never a black fade-in; upright (display matrix), at its display aspect, tone-mapped.
+                let image = try VideoStills.representativeFrame(file: file, limits: limits, maxLongEdge: maxLongEdge,
+                                                                cancellation: cancellation, logger: logger, threads: decoderThreads)
+                return RenderedStill(image: image, kind: .video, details: ["container": .string(format)])
             }
-            // LEAD: AudioArtwork.coverArt(file: file, limits: limits, maxLongEdge: maxLongEdge)
-            //       ?? Waveform.render(file: file, limits: limits, width: maxLongEdge, height: maxLongEdge / 4, cancellation: cancellation)
-            throw JobError(.unsupportedFormat, "Audio thumbnails are not yet supported (\(file.relativePath), \(input.formatLongName ?? input.formatName)).")
+            // A song: its embedded cover art when it has one that decodes, else its waveform.
+            do {
+                if let art = try AudioArtwork.coverArt(file: file, limits: limits, maxLongEdge: maxLongEdge) {
+                    return RenderedStill(image: art, kind: .audio, details: ["container": .string(format), "picture": "cover art"])
+                }
+            } catch where error.code == .corruptMedia || error.code == .unsupportedFormat || error.code == .pixelLimit {
+                logger.notice("the embedded cover art cannot be used; drawing the waveform instead", metadata: ["error": "\(error.message)"])
+            }
+            let width = maxLongEdge
+            let height = max(1, maxLongEdge / 4)
+            let waveform = try Waveform.render(file: file, limits: limits, width: width, height: height, cancellation: cancellation)
+            return RenderedStill(image: waveform, kind: .audio, details: ["container": .string(format), "picture": "waveform"])
         }
     }
 
