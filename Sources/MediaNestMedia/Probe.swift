@@ -185,15 +185,20 @@ extension MediaInput {
         return info
     }
 
-    /// Clockwise display rotation from the display matrix, normalised to 0/90/180/270.
-    private func rotation(of stream: UnsafeMutablePointer<AVStream>) -> Int {
-        var size = 0
-        guard let data = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, &size), size >= 9 * 4 else { return 0 }
-        let matrix = UnsafeRawPointer(data).bindMemory(to: Int32.self, capacity: 9)
-        let counterClockwise = av_display_rotation_get(matrix)
-        guard counterClockwise.isFinite else { return 0 }
-        return normalizedRotation(-counterClockwise)
-    }
+    private func rotation(of stream: UnsafeMutablePointer<AVStream>) -> Int { displayRotation(of: stream) }
+}
+
+/// Clockwise display rotation from a stream's display matrix, normalised to 0/90/180/270.
+///
+/// FFmpeg's `av_display_rotation_get` answers counter-clockwise degrees (and 5.1's mov muxer
+/// writes `-metadata:s:v rotate=N` as a counter-clockwise matrix), hence the minus.
+func displayRotation(of stream: UnsafeMutablePointer<AVStream>) -> Int {
+    var size = 0
+    guard let data = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, &size), size >= 9 * 4 else { return 0 }
+    let matrix = UnsafeRawPointer(data).bindMemory(to: Int32.self, capacity: 9)
+    let counterClockwise = av_display_rotation_get(matrix)
+    guard counterClockwise.isFinite else { return 0 }
+    return normalizedRotation(-counterClockwise)
 }
 
 /// Rounds an angle to the nearest quarter turn in 0..<360.

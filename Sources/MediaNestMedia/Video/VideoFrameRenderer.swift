@@ -35,35 +35,14 @@ enum VideoFrameRenderer {
 
 /// Quarter-turn rotations of pictures (display matrices of phone videos).
 enum VideoGeometry {
-    /// `image` turned clockwise by `degrees` (0, 90, 180 or 270; anything else is returned as is).
+    /// `image` turned clockwise by `degrees` (0, 90, 180 or 270; anything else is returned as is):
+    /// the same quarter turns as EXIF orientations 6, 3 and 8.
     static func rotate(_ image: RGBAImage, clockwise degrees: Int) -> RGBAImage {
-        let w = image.width, h = image.height
         switch degrees {
-        case 90, 180, 270:
-            break
-        default:
-            return image
+        case 90: ImageOrientation.right.apply(to: image)
+        case 180: ImageOrientation.down.apply(to: image)
+        case 270: ImageOrientation.left.apply(to: image)
+        default: image
         }
-        let outWidth = degrees == 180 ? w : h
-        let outHeight = degrees == 180 ? h : w
-        var out = [UInt8](repeating: 0, count: image.pixels.count)
-        image.pixels.withUnsafeBytes { srcRaw in
-            out.withUnsafeMutableBytes { dstRaw in
-                let src = srcRaw.bindMemory(to: UInt32.self)
-                let dst = dstRaw.bindMemory(to: UInt32.self)
-                for y in 0..<outHeight {
-                    for x in 0..<outWidth {
-                        // The source pixel that lands on (x, y).
-                        let (sx, sy): (Int, Int) = switch degrees {
-                        case 90: (y, h - 1 - x)
-                        case 180: (w - 1 - x, h - 1 - y)
-                        default: (w - 1 - y, x)
-                        }
-                        dst[y * outWidth + x] = src[sy * w + sx]
-                    }
-                }
-            }
-        }
-        return RGBAImage(width: outWidth, height: outHeight, pixels: out, hasAlpha: image.hasAlpha)
     }
 }

@@ -256,16 +256,8 @@ final class VideoSource {
         }
     }
 
-    /// Clockwise display rotation from the stream's display matrix, normalised to 0/90/180/270.
-    ///
-    /// FFmpeg's `av_display_rotation_get` answers counter-clockwise degrees (and 5.1's mov muxer
-    /// writes `-metadata:s:v rotate=N` as a counter-clockwise matrix), hence the minus.
+    /// Clockwise display rotation from the stream's display matrix (see ``displayRotation(of:)``).
     static func rotation(of stream: UnsafeMutablePointer<AVStream>) -> Int {
-        var size = 0
-        guard let data = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, &size), size >= 9 * 4 else { return 0 }
-        let matrix = UnsafeRawPointer(data).bindMemory(to: Int32.self, capacity: 9)
-        let counterClockwise = av_display_rotation_get(matrix)
-        guard counterClockwise.isFinite else { return 0 }
-        return normalizedRotation(-counterClockwise)
+        displayRotation(of: stream)
     }
 }
