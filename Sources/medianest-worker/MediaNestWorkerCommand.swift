@@ -22,6 +22,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         CancelCommand.self,
         MigrateCommand.self,
         MaintenanceCommand.self,
+        ConfigCommand.self,
         ProbeCommand.self,
         ChecksumCommand.self,
         ThumbnailCommand.self,
