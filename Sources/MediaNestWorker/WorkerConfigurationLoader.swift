@@ -40,6 +40,25 @@ public enum WorkerConfigurationLoader {
         public var defaultText: String
     }
 
+    /// One documented setting: its file key, flag, environment variables and default.
+    public struct SettingReference: Sendable, Hashable {
+        /// The file key; per-type settings take `key.<type>`.
+        public var key: String
+        /// The command-line flag, if any.
+        public var flag: String?
+        /// The environment variables read, first found wins.
+        public var environment: [String]
+        /// Whether the file takes one value per job type under the key.
+        public var perJobType: Bool
+        /// The documented default.
+        public var defaultText: String
+    }
+
+    /// Every setting `run` takes, in the example file's order (the README table follows it).
+    public static var settings: [SettingReference] {
+        WorkerSettings.all.map { SettingReference(key: $0.key, flag: $0.flag, environment: $0.environment, perJobType: $0.perJobType, defaultText: $0.defaultText) }
+    }
+
     /// The result of loading.
     public struct Loaded: Sendable {
         /// The configuration.
@@ -76,8 +95,10 @@ public enum WorkerConfigurationLoader {
         }
         if let filePath {
             names.file = filePath
-            providers.append(try await fileProvider(filePath, keys: keys))
-            try checkKeys(keys.all, file: filePath)
+            if let file = try await fileProvider(filePath, keys: keys) {
+                providers.append(file)
+                try checkKeys(keys.all, file: filePath, provider: file)
+            }
         }
 
         let sources = SourceRecorder()
@@ -181,11 +202,15 @@ public enum WorkerConfigurationLoader {
     }
 
     /// The YAML file, recording every key it holds.
-    private static func fileProvider(_ path: String, keys: KeyRecorder) async throws(WorkerConfigurationError) -> any ConfigProvider {
-        guard FileManager.default.isReadableFile(atPath: path) else {
+    /// - Returns: The provider, or `nil` for a file with nothing but comments (YAML has no
+    ///   mapping at all there, which swift-configuration refuses).
+    private static func fileProvider(_ path: String, keys: KeyRecorder) async throws(WorkerConfigurationError) -> (any ConfigProvider)? {
+        guard FileManager.default.isReadableFile(atPath: path), let data = FileManager.default.contents(atPath: path) else {
             let reason = FileManager.default.fileExists(atPath: path) ? "it is not readable by this user" : "it does not exist"
             throw WorkerConfigurationError("configuration file \(path) cannot be read: \(reason) (--config, MEDIANEST_CONFIG).")
         }
+        let content = String(decoding: data, as: UTF8.self).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard content.contains(where: { !$0.isEmpty && !$0.hasPrefix("#") && $0 != "---" }) else { return nil }
         do {
             // The dynamic secrets specifier sees every leaf key once while the file is parsed:
             // the only public way to learn which keys a file holds.
@@ -201,13 +226,27 @@ public enum WorkerConfigurationLoader {
     }
 
     /// Refuses keys that no setting declares: a typo must not silently leave a default in place.
-    private static func checkKeys(_ keys: [String], file: String) throws(WorkerConfigurationError) {
+    private static func checkKeys(_ keys: [String], file: String, provider: any ConfigProvider) throws(WorkerConfigurationError) {
         let known = Set(WorkerSettings.all.flatMap(\.concreteKeys))
+        // Sections (`metrics:`, `worker.type_limits:`) whose entries are all commented out parse
+        // as empty leaves; they are fine as long as they hold nothing.
+        var sections = Set(WorkerSettings.reservedSections.keys)
+        for key in known {
+            var parts = key.split(separator: ".").dropLast()
+            while !parts.isEmpty { sections.insert(parts.joined(separator: ".")); parts = parts.dropLast() }
+        }
+        // The password row exists for the environment and the credential; the file must not hold it.
+        if keys.contains("database.password") {
+            throw WorkerConfigurationError("database.password in \(file): the password is never read from the configuration file; use database.password_file, the systemd credential \(passwordCredential) or MEDIANEST_DATABASE_PASSWORD.")
+        }
         for key in keys.sorted() where !known.contains(key) {
-            let section = String(key.prefix { $0 != "." })
-            if key == "database.password" {
-                throw WorkerConfigurationError("database.password in \(file): the password is never read from the configuration file; use database.password_file, the systemd credential \(passwordCredential) or MEDIANEST_DATABASE_PASSWORD.")
+            if sections.contains(key) {
+                var text = ""
+                if case .string(let value)? = try? provider.value(forKey: AbsoluteConfigKey(ConfigKey(key)), type: .string).value?.content { text = value }
+                if ["", "~", "null"].contains(text) { continue }
+                throw WorkerConfigurationError("\(key) in \(file) must be a section of keys, not a value (got \(text)).")
             }
+            let section = String(key.prefix { $0 != "." })
             if let reason = WorkerSettings.reservedSections[section] {
                 throw WorkerConfigurationError("\(key) in \(file): \(reason).")
             }
@@ -244,8 +283,7 @@ public enum WorkerConfigurationLoader {
             do {
                 try StorageRootMonitor.validateAtStart(root)
             } catch {
-                let source = configuration.storageRootSource.map { " (set by \($0))" } ?? ""
-                throw WorkerConfigurationError(error.message + source)
+                throw WorkerConfigurationError((configuration.storageRootSource.map { "\($0): " } ?? "") + error.message)
             }
         }
     }
