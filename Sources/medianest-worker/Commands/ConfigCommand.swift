@@ -13,9 +13,9 @@ struct ConfigCommand: AsyncParsableCommand {
 }
 
 /// Loads the configuration the way `run` does; one line and exit 78 when it cannot work.
-private func loadOrExit(_ options: WorkerOptions) async throws -> WorkerConfigurationLoader.Loaded {
+private func loadOrExit(_ options: WorkerOptions, checkStorageRoot: Bool) async throws -> WorkerConfigurationLoader.Loaded {
     do {
-        return try await WorkerConfigurationLoader.load(options: options, checkStorageRoot: true)
+        return try await WorkerConfigurationLoader.load(options: options, checkStorageRoot: checkStorageRoot)
     } catch {
         FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
         throw ExitCode(WorkerStartupError.configurationExitCode)
@@ -30,7 +30,7 @@ struct ConfigCheckCommand: AsyncParsableCommand {
     @OptionGroup var options: WorkerOptions
 
     func run() async throws {
-        let loaded = try await loadOrExit(options)
+        let loaded = try await loadOrExit(options, checkStorageRoot: true)
         guard loaded.configuration.storage != nil else {
             FileHandle.standardError.write(Data("Error: the storage root is not set; run needs it (storage.root, --storage-root or MEDIANEST_STORAGE_ROOT).\n".utf8))
             throw ExitCode(WorkerStartupError.configurationExitCode)
@@ -48,7 +48,8 @@ struct ConfigShowCommand: AsyncParsableCommand {
     @OptionGroup var options: WorkerOptions
 
     func run() async throws {
-        let loaded = try await loadOrExit(options)
+        // Shown even when the storage root is not mounted here (config check says so).
+        let loaded = try await loadOrExit(options, checkStorageRoot: false)
         print("# configuration file: \(loaded.configuration.configurationFile ?? "none")")
         let width = loaded.entries.map(\.key.count).max() ?? 0
         for entry in loaded.entries {
