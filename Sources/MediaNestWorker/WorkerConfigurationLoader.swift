@@ -134,6 +134,8 @@ public enum WorkerConfigurationLoader {
                 }
             }
         }
+        // A run mode rather than a setting: the flag only.
+        configuration.drain = options.drain
         try finish(&configuration, entries: entries.map { ($0.key, $0.source) }, names: names, checkStorageRoot: checkStorageRoot)
         let shown = entries.map { entry in
             Entry(key: entry.key, value: entry.setting.current(configuration, entry.type),

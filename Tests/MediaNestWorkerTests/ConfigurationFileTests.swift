@@ -204,6 +204,16 @@ struct ConfigurationFileTests {
         #expect(text.contains("transcode:"), "a placeholder section for the transcode policy")
     }
 
+    @Test func flagsWithoutValuesApply() async throws {
+        let flags = try await load(["--drain", "--no-listen"]).configuration
+        #expect(flags.drain)
+        #expect(!flags.listen)
+        let none = try await load([]).configuration
+        #expect(!none.drain)
+        #expect(none.listen)
+        #expect(try await load([], environment: ["MEDIANEST_LISTEN": "false"]).configuration.listen == false)
+    }
+
     @Test func everySettingWithAFlagIsAnOptionOfTheSharedParser() throws {
         let samples = ["--no-listen": nil, "--types": "metadata", "--metrics-address": "off", "--log-level": "info", "--log-format": "text",
                        "--thumbnail-format": "png", "--preview-format": "png", "--type-limits": "metadata=1", "--type-timeouts": "preview=1"]
