@@ -11,6 +11,7 @@
 //   MediaNestMedia       safe open, probe, MIME sniffing, checksums; no database code
 //   MediaNestWorker      glue: job handlers, runtime, configuration
 //   MediaNestSystemd     sd_notify by hand, journald/text/JSON log lines; no database, no media
+//   MediaNestMetrics     Prometheus /metrics, /healthz, /readyz (swift-prometheus, NIO HTTP/1)
 //   medianest-worker     thin ArgumentParser executable
 import PackageDescription
 
