@@ -202,6 +202,17 @@ struct ConfigurationFileTests {
             #expect(text.contains("\(leaf):"), "the example documents \(setting.key)")
         }
         #expect(text.contains("transcode:"), "a placeholder section for the transcode policy")
+
+        // The README's reference table has a row for every setting, with its flag and variables.
+        let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        for setting in WorkerConfigurationLoader.settings {
+            let key = setting.perJobType ? "`\(setting.key).<type>`" : "`\(setting.key)`"
+            let row = readme.split(separator: "\n").first { $0.hasPrefix("| \(key) |") }
+            #expect(row != nil, "README lacks a row for \(setting.key)")
+            for name in [setting.flag].compactMap({ $0 }) + setting.environment {
+                #expect(row?.contains("`\(name)`") == true, "README's row for \(setting.key) lacks \(name)")
+            }
+        }
     }
 
     @Test func flagsWithoutValuesApply() async throws {
