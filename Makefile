@@ -31,7 +31,7 @@ clean:
 install: build install-files ## Build in release mode and install under $(DESTDIR)$(PREFIX).
 
 # Installs without building (BINARY= names the executable). The units are rewritten so their
-# paths point into $(PREFIX) and $(SYSCONFDIR); an existing worker.env is never overwritten.
+# paths point into $(PREFIX) and $(SYSCONFDIR); an existing worker.env or worker.yaml is never overwritten.
 install-files:
 	@test -x "$(BINARY)" || { echo "$(BINARY) does not exist; run 'make install' or pass BINARY=" >&2; exit 1; }
 	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(LIBEXECDIR)" "$(DESTDIR)$(DATADIR)/migrations" "$(DESTDIR)$(DOCDIR)" \
@@ -46,6 +46,14 @@ install-files:
 		    "$$unit" >"$(DESTDIR)$(UNITDIR)/$$(basename "$$unit")" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$$(basename "$$unit")" || exit 1; \
 	done
 	install -m 0644 config/worker.env.example "$(DESTDIR)$(SYSCONFDIR)/medianest/worker.env.example"
+	install -m 0644 config/medianest-worker.yaml "$(DESTDIR)$(SYSCONFDIR)/medianest/worker.yaml.example"
+	install -m 0644 config/grafana-dashboard.json "$(DESTDIR)$(DOCDIR)/grafana-dashboard.json"
+	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/medianest/worker.yaml" ]; then \
+		echo "kept the existing $(DESTDIR)$(SYSCONFDIR)/medianest/worker.yaml (the new example is worker.yaml.example)"; \
+	else \
+		install -m 0640 config/medianest-worker.yaml "$(DESTDIR)$(SYSCONFDIR)/medianest/worker.yaml"; \
+		echo "installed $(DESTDIR)$(SYSCONFDIR)/medianest/worker.yaml: edit it, check it with 'medianest-worker config check', then: chgrp medianest $(SYSCONFDIR)/medianest/worker.yaml"; \
+	fi
 	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/medianest/worker.env" ]; then \
 		echo "kept the existing $(DESTDIR)$(SYSCONFDIR)/medianest/worker.env (the new example is worker.env.example)"; \
 	else \

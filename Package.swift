@@ -11,6 +11,7 @@
 //   MediaNestMedia       safe open, probe, MIME sniffing, checksums; no database code
 //   MediaNestWorker      glue: job handlers, runtime, configuration
 //   MediaNestSystemd     sd_notify by hand, journald/text/JSON log lines; no database, no media
+//   MediaNestMetrics     Prometheus /metrics, /healthz, /readyz (swift-prometheus, NIO HTTP/1)
 //   medianest-worker     thin ArgumentParser executable
 import PackageDescription
 
@@ -30,6 +31,13 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // The configuration file (YAML through Yams), environment and flags in one reader.
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: [.defaults, "YAML"]),
+        // /metrics, /healthz, /readyz.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // MARK: C libraries, found through pkg-config
@@ -110,11 +118,29 @@ let package = Package(
             dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
+        // Prometheus exposition, /healthz and /readyz over a small NIO HTTP/1 server run as a
+        // swift-service-lifecycle Service. Kept apart so that Queue and Media stay free of NIO.
+        .target(
+            name: "MediaNestMetrics",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: upcoming
+        ),
         .target(
             name: "MediaNestWorker",
             dependencies: [
-                "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia",
+                "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia", "MediaNestMetrics", "MediaNestSystemd",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: upcoming
         ),
@@ -134,6 +160,7 @@ let package = Package(
             name: "medianest-testworker",
             dependencies: [
                 "MediaNestWorker", "MediaNestCore", "MediaNestQueue",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming
@@ -170,7 +197,14 @@ let package = Package(
         ),
         .testTarget(
             name: "MediaNestWorkerTests",
-            dependencies: ["MediaNestWorker", "MediaNestQueue", "MediaNestMigrations", "MediaNestDB", "MediaNestMedia", "MediaNestTestSupport"],
+            dependencies: ["MediaNestWorker", "MediaNestQueue", "MediaNestMigrations", "MediaNestDB", "MediaNestMedia", "MediaNestTestSupport",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: upcoming
+        ),
+        .testTarget(
+            name: "MediaNestMetricsTests",
+            dependencies: ["MediaNestMetrics", .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: upcoming
         ),
         // The operator's side: sd_notify, log formats, maintenance and backup commands, the units

@@ -14,7 +14,7 @@ extension HandlerRegistry {
     public static func production(for configuration: WorkerConfiguration) -> HandlerRegistry {
         var registry = HandlerRegistry()
         guard configuration.storage != nil else { return registry }
-        var limits = MediaLimits.default
+        var limits = configuration.mediaLimits
         if let jobTimeout = configuration.jobTimeout { limits.timeout = jobTimeout }
         registry.register(MetadataHandler(limits: limits))
         registerStillHandlers(in: &registry, configuration: configuration)
@@ -39,7 +39,7 @@ extension HandlerRegistry {
                                       logger: Logger = Logger(label: "medianest.worker")) {
         for kind in StillKind.allCases {
             let type: JobType = kind == .thumbnail ? .thumbnail : .preview
-            var limits = MediaLimits.default
+            var limits = configuration.mediaLimits
             if let timeout = configuration.timeout(for: type) { limits.timeout = timeout }
             let format = configuration.stills.settings(for: kind).format
             // With one decode a job may also write its sibling's output, so it needs both encoders.

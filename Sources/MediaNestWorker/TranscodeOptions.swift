@@ -1,56 +1,80 @@
 import Foundation
 public import MediaNestMedia
 
-/// The `run` options that configure transcode jobs (``TranscodeSettings``), parsed in one place
-/// for `medianest-worker run` and the test worker.
+/// Parses the values of the transcode settings (`--transcode-*`, `MEDIANEST_TRANSCODE_*` and the
+/// configuration file's `transcode.*` keys) into ``TranscodeSettings``, one value at a time, for
+/// the rows of the settings table (`WorkerSettings`).
 public enum TranscodeOptions {
-    /// Options taking a value.
-    public static let valueOptionNames: [String] = [
-        "--transcode-mode", "--transcode-codec", "--transcode-crf", "--transcode-preset", "--transcode-max-resolution",
-        "--transcode-max-bitrate", "--transcode-keyframe-interval", "--transcode-threads",
-        "--transcode-timeout-base", "--transcode-timeout-factor",
-    ]
-    /// The flag that keeps location tags in renditions.
-    public static let keepLocationFlag = "--transcode-keep-location"
+    /// The settings' keys under `transcode.` in the file; each is also a `--transcode-<key>` flag
+    /// (underscores become dashes).
+    public static let keys = ["mode", "codec", "crf", "preset", "max_resolution", "max_bitrate", "keyframe_interval", "threads",
+                              "timeout_base", "timeout_factor", "keep_location"]
 
-    /// Builds the settings from `options` (name → text) over the defaults.
-    /// - Throws: ``WorkerConfigurationError`` naming the bad option.
-    public static func settings(_ options: [String: String], keepLocation: Bool) throws(WorkerConfigurationError) -> TranscodeSettings {
-        var settings = TranscodeSettings()
-        if let text = options["--transcode-mode"] {
+    /// Applies one value.
+    /// - Parameters:
+    ///   - key: One of ``keys``.
+    ///   - text: The value as given.
+    ///   - name: How to name the value in a message (`--transcode-crf`, `transcode.crf in worker.yaml`).
+    ///   - settings: The settings to change.
+    /// - Throws: ``WorkerConfigurationError`` naming the bad value.
+    public static func apply(key: String, text: String, name: String, to settings: inout TranscodeSettings) throws(WorkerConfigurationError) {
+        let text = text.trimmingCharacters(in: .whitespaces)
+        switch key {
+        case "mode":
             guard let mode = TranscodeSettings.Mode(rawValue: text) else {
-                throw WorkerConfigurationError("--transcode-mode must be one of \(TranscodeSettings.Mode.allCases.map(\.rawValue).joined(separator: ", ")) (got \(text)).")
+                throw WorkerConfigurationError("\(name) must be one of \(TranscodeSettings.Mode.allCases.map(\.rawValue).joined(separator: ", ")) (got \(text)).")
             }
             settings.mode = mode
-        }
-        if let text = options["--transcode-codec"] {
+        case "codec":
             guard let codec = TranscodeSettings.VideoCodec(rawValue: text) else {
-                throw WorkerConfigurationError("--transcode-codec must be one of \(TranscodeSettings.VideoCodec.allCases.map(\.rawValue).joined(separator: ", ")) (got \(text)).")
+                throw WorkerConfigurationError("\(name) must be one of \(TranscodeSettings.VideoCodec.allCases.map(\.rawValue).joined(separator: ", ")) (got \(text)).")
             }
             settings.videoCodec = codec
-        }
-        if let text = options["--transcode-crf"] {
-            guard let value = Int(text), (0...63).contains(value) else { throw WorkerConfigurationError("--transcode-crf must be 0 to 63 (got \(text)).") }
+        case "crf":
+            guard let value = Int(text), (0...63).contains(value) else { throw WorkerConfigurationError("\(name) must be 0 to 63 (got \(text)).") }
             settings.crf = value
-        }
-        if let text = options["--transcode-preset"] {
-            guard !text.isEmpty, text.allSatisfy({ $0.isLetter || $0.isNumber }) else { throw WorkerConfigurationError("--transcode-preset must be a preset name such as veryfast (got \(text)).") }
+        case "preset":
+            guard !text.isEmpty, text.allSatisfy({ $0.isLetter || $0.isNumber }) else {
+                throw WorkerConfigurationError("\(name) must be a preset name such as veryfast (got \(text)).")
+            }
             settings.preset = text
-        }
-        if let text = options["--transcode-max-resolution"] { settings.maxResolution = try positive(text, "--transcode-max-resolution") }
-        if let text = options["--transcode-max-bitrate"] { settings.maxBitrate = Int64(try positive(text, "--transcode-max-bitrate")) }
-        if let text = options["--transcode-keyframe-interval"] { settings.keyframeInterval = try positive(text, "--transcode-keyframe-interval") }
-        if let text = options["--transcode-threads"] { settings.threads = try positive(text, "--transcode-threads") }
-        if let text = options["--transcode-timeout-base"] {
-            guard let value = Double(text), value.isFinite, value >= 0 else { throw WorkerConfigurationError("--transcode-timeout-base must be seconds (got \(text)).") }
+        case "max_resolution": settings.maxResolution = try positive(text, name)
+        case "max_bitrate": settings.maxBitrate = Int64(try positive(text, name))
+        case "keyframe_interval": settings.keyframeInterval = try positive(text, name)
+        case "threads": settings.threads = try positive(text, name)
+        case "timeout_base":
+            guard let value = Double(text), value.isFinite, value >= 0 else { throw WorkerConfigurationError("\(name) must be seconds (got \(text)).") }
             settings.timeoutBase = .milliseconds(Int64(value * 1000))
-        }
-        if let text = options["--transcode-timeout-factor"] {
-            guard let value = Double(text), value.isFinite, value > 0 else { throw WorkerConfigurationError("--transcode-timeout-factor must be a positive number (got \(text)).") }
+        case "timeout_factor":
+            guard let value = Double(text), value.isFinite, value > 0 else { throw WorkerConfigurationError("\(name) must be a positive number (got \(text)).") }
             settings.timeoutPerSecond = value
+        case "keep_location":
+            switch text.lowercased() {
+            case "true", "yes", "on", "1": settings.stripLocation = false
+            case "false", "no", "off", "0": settings.stripLocation = true
+            default: throw WorkerConfigurationError("\(name) must be true or false (got \(text)).")
+            }
+        default:
+            throw WorkerConfigurationError("\(name): unknown transcode setting; known: \(keys.joined(separator: ", ")).")
         }
-        settings.stripLocation = !keepLocation
-        return settings
+    }
+
+    /// The effective value of one setting, for `config show`.
+    public static func current(key: String, of settings: TranscodeSettings) -> String? {
+        switch key {
+        case "mode": settings.mode.rawValue
+        case "codec": settings.videoCodec.rawValue
+        case "crf": String(settings.crf)
+        case "preset": settings.preset
+        case "max_resolution": String(settings.maxResolution)
+        case "max_bitrate": settings.maxBitrate.map(String.init)
+        case "keyframe_interval": settings.keyframeInterval.map(String.init)
+        case "threads": settings.threads.map(String.init)
+        case "timeout_base": String(Double(settings.timeoutBase.components.seconds) + Double(settings.timeoutBase.components.attoseconds) / 1e18)
+        case "timeout_factor": String(settings.timeoutPerSecond)
+        case "keep_location": String(!settings.stripLocation)
+        default: nil
+        }
     }
 
     private static func positive(_ text: String, _ name: String) throws(WorkerConfigurationError) -> Int {

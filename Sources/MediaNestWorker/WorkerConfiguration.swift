@@ -1,8 +1,11 @@
 import Foundation
 public import Logging
 public import MediaNestDB
+public import MediaNestMedia
+public import MediaNestMetrics
 public import MediaNestQueue
 public import MediaNestMedia
+public import MediaNestSystemd
 
 /// Everything `medianest-worker run` can be told, with the defaults it uses.
 public struct WorkerConfiguration: Sendable {
@@ -62,6 +65,38 @@ public struct WorkerConfiguration: Sendable {
     public var stills = StillImageSettings()
     /// Wall-clock limits per job type (`--type-timeouts`); they win over ``jobTimeout``.
     public var typeTimeouts: [JobType: Duration] = [:]
+    /// Input limits of the media jobs (size, pixels, duration); the timeout comes from
+    /// ``timeout(for:)``.
+    public var mediaLimits = MediaLimits.default
+    /// How log lines are written (`--log-format`, `log.format`).
+    public var logFormat = LoggingFormat.auto
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`--metrics-address`, `metrics.listen`).
+    public var metricsListen = MetricsListen.automatic
+    /// The configuration file read, if any (for messages).
+    public var configurationFile: String?
+    /// The file holding the database password (`database.password_file`), read at load time.
+    public var passwordFile: String?
+
+    /// The address metrics are served on, or `nil` when they are off.
+    public var metricsAddress: MetricsListenAddress? {
+        switch metricsListen {
+        case .automatic: MetricsListenAddress.default(instance: instance)
+        case .configured(let address): address
+        }
+    }
+
+    /// Whether the metrics address was configured or follows the instance.
+    public enum MetricsListen: Sendable, Hashable {
+        /// `127.0.0.1:9464`, plus the instance number for a numeric instance.
+        case automatic
+        /// Configured; `nil` is `off`.
+        case configured(MetricsListenAddress?)
+    }
+
+    // Loader state: how the storage root was given (for messages), and the derived root with its
+    // name, applied once the storage root is known whatever the order of the sources.
+    var storageRootSource: String?
+    var derivedRoot: (path: String, name: String)?
 
     /// Built-in limits for types whose work is bounded whatever the input (a thumbnail or preview
     /// decodes at most one reduced picture); used when neither ``typeTimeouts`` nor ``jobTimeout``

@@ -1,5 +1,6 @@
 // medianest-testworker: `medianest-worker run` with synthetic handlers, for the engine's tests
 // and benchmarks. Usage: medianest-testworker run [the options of medianest-worker run]
+import ArgumentParser
 import Foundation
 import Logging
 import MediaNestCore
@@ -13,12 +14,19 @@ guard arguments.first == "run" else {
 }
 arguments.removeFirst()
 
+// The same ParsableArguments as `medianest-worker run`: a usage error exits 64 with its message.
+let options: WorkerOptions
+do {
+    options = try WorkerOptions.parse(arguments)
+} catch {
+    WorkerOptions.exit(withError: error)
+}
 let configuration: WorkerConfiguration
 do {
-    configuration = try WorkerArguments.parse(arguments)
+    configuration = try await WorkerConfigurationLoader.load(options: options, checkStorageRoot: true).configuration
 } catch {
     FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
-    exit(64)
+    exit(WorkerStartupError.configurationExitCode)
 }
 WorkerMain.bootstrapLogging(level: configuration.logLevel)
 let registry = HandlerRegistry(JobType.all.map { SyntheticHandler(jobType: $0) })

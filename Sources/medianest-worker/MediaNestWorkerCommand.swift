@@ -24,6 +24,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         CancelCommand.self,
         MigrateCommand.self,
         MaintenanceCommand.self,
+        ConfigCommand.self,
         ProbeCommand.self,
         ChecksumCommand.self,
         ThumbnailCommand.self,

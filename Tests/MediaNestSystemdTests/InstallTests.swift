@@ -45,6 +45,12 @@ struct InstallTests {
         #expect(fm.fileExists(atPath: env))
         #expect(fm.fileExists(atPath: env + ".example"))
         #expect((try fm.attributesOfItem(atPath: env)[.posixPermissions] as? Int) == 0o640, "it may hold a password")
+        // The configuration file the units point MEDIANEST_CONFIG at, and the binary reads it.
+        let yaml = destdir + "/etc/medianest/worker.yaml"
+        #expect(fm.fileExists(atPath: yaml + ".example"))
+        let shown = try runTool(destdir + "/usr/local/bin/medianest-worker", ["config", "show", "--config", yaml], removing: [], in: destdir)
+        #expect(shown.status == 0, "\(shown.stderr)")
+        #expect(shown.stdout.contains("storage.root"), "\(shown.stdout)")
 
         // The installed binary finds the installed migrations on its own (../share/...).
         let status = try runTool(destdir + "/usr/local/bin/medianest-worker", ["migrate", "status", "--database-url", "host=/nonexistent"],

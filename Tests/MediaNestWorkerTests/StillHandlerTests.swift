@@ -156,8 +156,8 @@ struct StillHandlerTests {
         #expect(HandlerRegistry.production(for: configuration).types == [.metadata, .preview, .thumbnail, .transcode])
     }
 
-    @Test func runOptionsConfigureOutputsTimeoutsAndTheDerivedRoot() throws {
-        let configuration = try WorkerArguments.parse([
+    @Test func runOptionsConfigureOutputsTimeoutsAndTheDerivedRoot() async throws {
+        let configuration = try await WorkerArguments.parse([
             "--storage-root", "/srv/media", "--derived-root", "/srv/media/cache/derived", "--type-timeouts", "thumbnail=5,transcode=7200",
             "--thumbnail-size", "256", "--thumbnail-format", "jpg", "--preview-quality", "90", "--decoder-threads", "2", "--job-timeout", "30",
         ], environment: [:])
@@ -168,15 +168,15 @@ struct StillHandlerTests {
         #expect(configuration.timeout(for: .thumbnail) == .seconds(5))
         #expect(configuration.timeout(for: .transcode) == .seconds(7200))
         #expect(configuration.timeout(for: .preview) == .seconds(30), "--job-timeout beats the built-in default")
-        #expect(try WorkerArguments.parse(["--storage-root", "/srv/media"], environment: [:]).timeout(for: .preview) == .seconds(300))
-        let global = try WorkerArguments.parse(["--storage-root", "/srv/media", "--job-timeout", "30"], environment: [:])
+        #expect(try await WorkerArguments.parse(["--storage-root", "/srv/media"], environment: [:]).timeout(for: .preview) == .seconds(300))
+        let global = try await WorkerArguments.parse(["--storage-root", "/srv/media", "--job-timeout", "30"], environment: [:])
         #expect(global.timeout(for: .transcode) == nil, "a global --job-timeout does not cap transcodes, which scale their own limit with duration")
 
         for bad in [["--derived-root", "/elsewhere"], ["--derived-root", "/srv/media/../x"], ["--thumbnail-format", "gif"], ["--preview-quality", "300"]] {
-            #expect(throws: WorkerConfigurationError.self, "\(bad)") { try WorkerArguments.parse(["--storage-root", "/srv/media"] + bad, environment: [:]) }
+            await #expect(throws: WorkerConfigurationError.self, "\(bad)") { try await WorkerArguments.parse(["--storage-root", "/srv/media"] + bad, environment: [:]) }
         }
         do {
-            _ = try WorkerArguments.parse(["--storage-root", "/srv/media", "--derived-root", "/var/cache/x"], environment: [:])
+            _ = try await WorkerArguments.parse(["--storage-root", "/srv/media", "--derived-root", "/var/cache/x"], environment: [:])
         } catch {
             #expect(error.message.contains("must lie inside the storage root"))
         }

@@ -309,11 +309,4 @@ struct WorkerProcessTests {
             #expect(try connection.query("SELECT attempts FROM processing_jobs WHERE id = $1::uuid", [job])[0].decode("attempts", as: Int.self) == 0)
         }
     }
-
-    @Test func runHelpListsEveryOptionTheSharedParserKnows() throws {
-        let help = try runCLI(["run", "--help"])
-        for option in WorkerArguments.optionNames {
-            #expect(help.output.contains(option), "medianest-worker run --help lacks \(option)")
-        }
-    }
 }

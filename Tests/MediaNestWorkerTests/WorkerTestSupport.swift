@@ -76,10 +76,11 @@ func runCounts(_ runLog: String) -> [String: Int] {
 }
 
 /// Runs `medianest-worker` (the production CLI) to completion.
-func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+func runCLI(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String, error: String) {
     let process = Process()
     process.executableURL = binDirectory.appendingPathComponent("medianest-worker")
     process.arguments = arguments
+    if let environment { process.environment = environment }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
