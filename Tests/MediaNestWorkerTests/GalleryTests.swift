@@ -31,7 +31,9 @@ struct GalleryHTMLTests {
         let html = GalleryHTML.render([card], generatedAt: Date())
         #expect(html.components(separatedBy: "class=\"tile\"").count - 1 == 12)
         // The last tile (frame 14, at 26 s) is the fourth of the second sheet: column 3, row 0.
-        #expect(html.contains("url('media/i/trickplay-1.jpg');background-size:480px 108px;background-position:-288px -0px"))
+        // The sheet's height is the image's own (`auto`): the last sheet holds one row of four
+        // tiles, not the full two rows, and a fixed height would stretch its tiles.
+        #expect(html.contains("url('media/i/trickplay-1.jpg');background-size:480px auto;background-position:-288px -0px"))
         #expect(html.contains("0:26.0"))
         #expect(TrickplayInfo(["columns": 0, "rows": 1, "tile_width": 1, "tile_height": 1, "sheets": ["a"]]) == nil)
         #expect(TrickplayInfo(nil) == nil)
@@ -181,5 +183,21 @@ struct GalleryBrowserTests {
             #expect((report["console_errors"] as? [String]) == [], "\(report["console_errors"] ?? "")")
             #expect(FileManager.default.fileExists(atPath: screenshot))
         }
+    }
+}
+
+@Suite("gallery error grouping")
+struct GalleryErrorGroupingTests {
+    @Test func aFileThatFailsEveryJobForOneReasonSaysItOnce() {
+        var item = GalleryItem(id: "b", name: "broken.mov", mimeType: "video/quicktime", size: 1, status: "error", storagePath: "broken.mov")
+        item.processingInfo = ["errors": [
+            "metadata": ["code": "corrupt_media", "message": "broken.mov cannot be opened."],
+            "thumbnail": ["code": "corrupt_media", "message": "broken.mov cannot be opened."],
+            "transcode": ["code": "timeout", "message": "The transcode took too long."],
+        ]]
+        let html = GalleryHTML.render([GalleryHTML.Card(item: item)], generatedAt: Date())
+        #expect(html.components(separatedBy: "broken.mov cannot be opened.").count - 1 == 1)
+        #expect(html.contains("(metadata, thumbnail jobs, <code>corrupt_media</code>)"))
+        #expect(html.contains("(transcode job, <code>timeout</code>)"))
     }
 }

@@ -123,17 +123,25 @@ public enum GalleryHTML {
         let failures = item.jobs.filter { $0.status == "failed" }
         if !failures.isEmpty || item.status == "error" {
             html += "<div class=\"error\" role=\"alert\">\n"
-            var shown = false
-            for job in failures {
-                let code = job.errorCode ?? "internal_error"
-                html += "<p><strong>\(escape(explain(code: code)))</strong> <span class=\"detail\">\(escape(job.errorMessage ?? "")) (\(escape(job.type)) job, <code>\(escape(code))</code>)</span></p>\n"
-                shown = true
-            }
-            if !shown, let errors = item.processingInfo["errors"]?.objectValue {
-                for (type, error) in errors.sorted(by: { $0.key < $1.key }) {
-                    let code = error["code"]?.stringValue ?? "internal_error"
-                    html += "<p><strong>\(escape(explain(code: code)))</strong> <span class=\"detail\">\(escape(error["message"]?.stringValue ?? "")) (\(escape(type)) job, <code>\(escape(code))</code>)</span></p>\n"
+            // (code, message, job types): one paragraph per distinct failure, so a broken file that
+            // fails all four of its jobs for the same reason says it once.
+            var reasons: [(code: String, message: String, types: [String])] = []
+            func add(_ code: String, _ message: String, _ type: String) {
+                if let i = reasons.firstIndex(where: { $0.code == code && $0.message == message }) {
+                    reasons[i].types.append(type)
+                } else {
+                    reasons.append((code, message, [type]))
                 }
+            }
+            for job in failures { add(job.errorCode ?? "internal_error", job.errorMessage ?? "", job.type) }
+            if reasons.isEmpty, let errors = item.processingInfo["errors"]?.objectValue {
+                for (type, error) in errors.sorted(by: { $0.key < $1.key }) {
+                    add(error["code"]?.stringValue ?? "internal_error", error["message"]?.stringValue ?? "", type)
+                }
+            }
+            for reason in reasons {
+                let jobs = reason.types.joined(separator: ", ") + (reason.types.count == 1 ? " job" : " jobs")
+                html += "<p><strong>\(escape(explain(code: reason.code)))</strong> <span class=\"detail\">\(escape(reason.message)) (\(escape(jobs)), <code>\(escape(reason.code))</code>)</span></p>\n"
             }
             html += "</div>\n"
         }
@@ -183,12 +191,13 @@ public enum GalleryHTML {
             let within = index % perSheet
             let x = Double((within % info.columns) * info.tileWidth) * scale
             let y = Double((within / info.columns) * info.tileHeight) * scale
+            // The width is always `columns` tiles; the last sheet is only as tall as the rows it
+            // uses, so its height is left to the image (`auto`), never assumed.
             let sheetWidth = Double(info.columns * info.tileWidth) * scale
-            let sheetHeight = Double(info.rows * info.tileHeight) * scale
             let time = info.interval > 0 ? clock(Double(index) * info.interval) : "#\(index + 1)"
             times.append(time)
             tiles += "<span class=\"tile\" title=\"\(time)\" style=\"width:\(width)px;height:\(height)px;background-image:url('\(escape(sheet))');"
-                + "background-size:\(Int(sheetWidth.rounded()))px \(Int(sheetHeight.rounded()))px;background-position:-\(Int(x.rounded()))px -\(Int(y.rounded()))px\"></span>"
+                + "background-size:\(Int(sheetWidth.rounded()))px auto;background-position:-\(Int(x.rounded()))px -\(Int(y.rounded()))px\"></span>"
         }
         return "<div class=\"trickplay\" role=\"img\" aria-label=\"Frames of \(name) at \(times.joined(separator: ", "))\">\(tiles)</div>\n"
             + "<p class=\"caption\">trickplay: \(info.count) frames\(info.interval > 0 ? ", one every \(trim(info.interval)) s" : ""), \(info.sheets.count) sheet\(info.sheets.count == 1 ? "" : "s")</p>\n"
