@@ -76,7 +76,7 @@ struct TranscodeEndToEndTests {
         }
     }
 
-    @Test func metadataJobsKeepFinishingWhileALongTranscodeRunsAndStatusShowsItsProgress() async throws {
+    @Test func thumbnailAndMetadataJobsKeepFinishingWhileALongTranscodeRunsAndStatusShowsItsProgress() async throws {
         let root = try storage("transcode-beside", copying: [MediaFixtures.Name.plainMP4, MediaFixtures.Name.flac, MediaFixtures.Name.plainJPEG])
         // Two minutes of video: long enough to still be encoding while the other jobs run.
         let long = "long.avi"
@@ -88,7 +88,7 @@ struct TranscodeEndToEndTests {
             let video = try register(long, mime: "video/x-msvideo", owner: owner, on: connection)
             let transcode = try DatabaseFixtures.insertJob(mediaItemID: video, type: "transcode", on: connection)
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
-                                           arguments: ["--storage-root", root, "--types", "transcode,metadata", "--transcode-threads", "1",
+                                           arguments: ["--storage-root", root, "--types", "transcode,metadata,thumbnail", "--transcode-threads", "1",
                                                        "--heartbeat", "0.5", "--lease", "10", "--log-level", "info"],
                                            executable: "medianest-worker")
             defer { worker.stop() }
@@ -107,6 +107,7 @@ struct TranscodeEndToEndTests {
             for (name, mime) in [(MediaFixtures.Name.plainMP4, "video/mp4"), (MediaFixtures.Name.flac, "audio/flac"), (MediaFixtures.Name.plainJPEG, "image/jpeg")] {
                 let item = try register(name, mime: mime, owner: owner, on: connection)
                 others.append(try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", on: connection))
+                others.append(try DatabaseFixtures.insertJob(mediaItemID: item, type: "thumbnail", on: connection))
             }
             #expect(try await waitUntil(timeout: .seconds(60)) {
                 try others.allSatisfy { try jobStatus($0, on: connection) == "completed" }
