@@ -4,6 +4,7 @@ import MediaNestCore
 import MediaNestDB
 import MediaNestMedia
 import MediaNestQueue
+public import ServiceLifecycle
 
 /// The options of `run`, parsed without ArgumentParser, for executables that share the runtime
 /// but not the production CLI (the test worker).
@@ -179,15 +180,17 @@ public enum WorkerMain {
     /// - Parameters:
     ///   - configuration: The options.
     ///   - registry: The handlers.
+    ///   - health: Where the runtime reports its health, for `/readyz`.
+    ///   - additionalServices: More services to run beside the worker (the metrics endpoint);
+    ///     they stop after it has drained.
     /// - Returns: How the worker stopped.
     /// - Throws: ``WorkerConfigurationError`` when the configuration cannot work;
     ///   ``WorkerStartupError`` (exit with its ``WorkerStartupError/exitCode``, 78) when the
     ///   environment cannot.
-    public static func run(configuration: WorkerConfiguration, registry: HandlerRegistry) async throws -> WorkerExit {
+    public static func run(configuration: WorkerConfiguration, registry: HandlerRegistry,
+                           health: WorkerHealth = WorkerHealth(), additionalServices: [any Service] = []) async throws -> WorkerExit {
         let logger = Logger(label: "medianest.worker")
-        let runtime = try WorkerRuntime(configuration: configuration, registry: registry, logger: logger)
-        runtime.installSignalHandlers()
-        guard try await runtime.checkEnvironment() else { return .shutdown }
-        return await runtime.run()
+        let runtime = try WorkerRuntime(configuration: configuration, registry: registry, logger: logger, health: health)
+        return try await runtime.serve(signals: true, additionalServices: additionalServices)
     }
 }
