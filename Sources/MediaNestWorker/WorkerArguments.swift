@@ -4,6 +4,7 @@ import MediaNestCore
 import MediaNestDB
 import MediaNestMedia
 import MediaNestQueue
+public import MediaNestSystemd
 public import ServiceLifecycle
 
 /// The options of `run`, parsed without ArgumentParser, for executables that share the runtime
@@ -16,7 +17,7 @@ public enum WorkerArguments {
     public static let optionNames: [String] = [
         "--database-url", "--storage-root", "--types", "--concurrency", "--type-limits", "--instance", "--lease", "--heartbeat",
         "--poll-interval", "--listen-poll-interval", "--grace-period", "--no-listen", "--drain", "--max-attempts", "--max-lost",
-        "--retry-base", "--retry-max", "--job-timeout", "--log-level",
+        "--retry-base", "--retry-max", "--job-timeout", "--log-level", "--log-format",
         // Thumbnails and previews.
         "--derived-root", "--type-timeouts", "--thumbnail-size", "--thumbnail-format", "--thumbnail-quality",
         "--preview-size", "--preview-format", "--preview-quality", "--decoder-threads",
@@ -104,6 +105,12 @@ public enum WorkerArguments {
                 }
                 configuration.logLevel = level
             }
+            if let text = options["--log-format"] {
+                guard let format = LoggingFormat(rawValue: text.lowercased()) else {
+                    throw WorkerConfigurationError("--log-format must be one of \(LoggingFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
+                }
+                configuration.logFormat = format
+            }
             try applyStillOptions(to: &configuration, environment: environment)
             // Rescue runs twice per lease so a crashed worker's jobs are back within about one
             // lease of their last heartbeat; one worker at a time does it (an advisory try-lock).
@@ -164,12 +171,17 @@ public enum WorkerArguments {
 
 /// Runs a worker from an executable's `run` command: logging, signals, the runtime.
 public enum WorkerMain {
-    /// Bootstraps swift-log to stderr at `configuration.logLevel` (once per process).
-    public static func bootstrapLogging(level: Logger.Level) {
+    /// Bootstraps swift-log to stderr (once per process): ``MediaNestLogHandler`` in `format`
+    /// (`auto`: journald `<N>` prefixes when `JOURNAL_STREAM` is stderr, text otherwise), wrapped
+    /// in ``SanitizingLogHandler`` so no control character or password reaches a line.
+    /// - Parameters:
+    ///   - level: The lowest level written.
+    ///   - format: `--log-format`.
+    public static func bootstrapLogging(level: Logger.Level, format: LoggingFormat = .auto) {
+        // Resolved once: every logger of the process writes the same format.
+        let resolved = LoggingFormat.detect(requested: format)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return SanitizingLogHandler(handler)
+            SanitizingLogHandler(MediaNestLogHandler(label: label, format: resolved, level: level))
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 public import Logging
 public import MediaNestDB
 public import MediaNestQueue
+public import MediaNestSystemd
 
 /// Everything `medianest-worker run` can be told, with the defaults it uses.
 public struct WorkerConfiguration: Sendable {
@@ -57,6 +58,9 @@ public struct WorkerConfiguration: Sendable {
     public var jobTimeout: Duration?
     /// The log level of the worker's own messages.
     public var logLevel: Logger.Level
+    /// How log lines are written (`--log-format`): journald prefixes under systemd, text on a
+    /// terminal, or JSON lines.
+    public var logFormat: LoggingFormat = .auto
     /// Thumbnail and preview outputs (sizes, formats, quality, decoder threads).
     public var stills = StillImageSettings()
     /// Wall-clock limits per job type (`--type-timeouts`); they win over ``jobTimeout``.

@@ -255,10 +255,8 @@ public final class WorkerRuntime: Sendable {
         if configuration.listen { own.append(Listener(runtime: self)) }
         own.append(claimLoop)
         services += own.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
-        var groupLogger = logger
-        groupLogger.logLevel = min(logger.logLevel, .info)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [], logger: groupLogger))
+            services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [], logger: logger))
         // The group turns the first signal into a graceful shutdown; this watcher logs each
         // signal and turns the second into an immediate stop.
         let watcher = signals ? Task { await watchSignals() } : nil

@@ -33,10 +33,24 @@ final class SystemdReporter: Sendable {
         self.logger = logger
     }
 
-    private func send(_ notifications: SystemdNotification...) {
-        guard notifier.isEnabled else { return }
-        do { _ = try notifier.notify(notifications) } catch { logger.warning("cannot notify systemd", metadata: ["error": "\(error)"]) }
+    private let warned = Mutex(false)
+
+    /// Sends without ever blocking (the notifier uses `MSG_DONTWAIT`); the first failure is a
+    /// warning, later ones are debug lines, so a full socket does not flood the log.
+    private func send(_ notifications: [SystemdNotification]) {
+        guard notifier.isEnabled, !notifications.isEmpty else { return }
+        do {
+            _ = try notifier.notify(notifications)
+        } catch {
+            let first = warned.withLock { warned in
+                defer { warned = true }
+                return !warned
+            }
+            logger.log(level: first ? .warning : .debug, "cannot notify systemd", metadata: ["error": "\(error)"])
+        }
     }
+
+    private func send(_ notifications: SystemdNotification...) { send(notifications) }
 
     func ready() { send(.ready, .status("ready: claiming jobs")) }
 
@@ -69,15 +83,15 @@ final class SystemdReporter: Sendable {
         let now = ContinuousClock.now
         var out: [SystemdNotification] = []
         state.withLock { state in
-            if let ping = notifier.watchdogPingInterval, now - (state.lastPing ?? .now - ping) >= ping {
+            if let ping = notifier.watchdogPingInterval, state.lastPing.map({ now - $0 >= ping }) ?? true {
                 out.append(.watchdog)
                 state.lastPing = now
             }
-            if now - (state.lastStatus ?? now - SystemdReporter.statusInterval) >= SystemdReporter.statusInterval {
+            if state.lastStatus.map({ now - $0 >= SystemdReporter.statusInterval }) ?? true {
                 out.append(.status(statusLine()))
                 state.lastStatus = now
             }
-            if let (since, grace) = draining, now - (state.lastExtend ?? now - .seconds(1)) >= .seconds(1) {
+            if let (since, grace) = draining, state.lastExtend.map({ now - $0 >= .seconds(1) }) ?? true {
                 // The drain ends at most grace + a few seconds (stopped handlers get 3 s to return,
                 // then they are released) after it began; ask for that plus a margin.
                 let left = max(.zero, since + grace - now) + .seconds(10)
@@ -85,8 +99,6 @@ final class SystemdReporter: Sendable {
                 state.lastExtend = now
             }
         }
-        if !out.isEmpty {
-            do { _ = try notifier.notify(out) } catch { logger.warning("cannot notify systemd", metadata: ["error": "\(error)"]) }
-        }
+        send(out)
     }
 }

@@ -51,6 +51,8 @@ struct RunCommand: AsyncParsableCommand {
     var jobTimeout: Double?
     @Option(help: "trace, debug, info, notice, warning, error or critical (default: info).")
     var logLevel: String?
+    @Option(help: "auto, journald, text or json (default: auto: journald's <N> prefixes when stderr is the journal, text otherwise).")
+    var logFormat: String?
     @Option(help: "Where thumbnails, previews and renditions are written; must lie inside the storage root (default: $MEDIANEST_DERIVED_ROOT, else <storage root>/.derived).")
     var derivedRoot: String?
     @Option(help: "Wall-clock limits per job type as type=seconds pairs, such as thumbnail=60,preview=60 (default: thumbnail and preview 60; they win over --job-timeout).")
@@ -79,7 +81,7 @@ struct RunCommand: AsyncParsableCommand {
             ("--listen-poll-interval", listenPollInterval.map { "\($0)" }),
             ("--grace-period", gracePeriod.map { "\($0)" }), ("--max-attempts", maxAttempts.map(String.init)),
             ("--max-lost", maxLost.map(String.init)), ("--retry-base", retryBase.map { "\($0)" }),
-            ("--retry-max", retryMax.map { "\($0)" }), ("--job-timeout", jobTimeout.map { "\($0)" }), ("--log-level", logLevel),
+            ("--retry-max", retryMax.map { "\($0)" }), ("--job-timeout", jobTimeout.map { "\($0)" }), ("--log-level", logLevel), ("--log-format", logFormat),
             ("--derived-root", derivedRoot), ("--type-timeouts", typeTimeouts),
             ("--thumbnail-size", thumbnailSize.map(String.init)), ("--thumbnail-format", thumbnailFormat),
             ("--thumbnail-quality", thumbnailQuality.map(String.init)), ("--preview-size", previewSize.map(String.init)),
@@ -91,10 +93,8 @@ struct RunCommand: AsyncParsableCommand {
         raw.drain = drain
         do {
             let configuration = try raw.configuration(environment: ProcessInfo.processInfo.environment)
-            WorkerMain.bootstrapLogging(level: configuration.logLevel)
-            // systemd Type=notify: READY=1 / STOPPING=1 until the runtime sends them itself (issue 10).
-            let systemd = InterimSystemdNotify.start(database: configuration.database)
-            defer { systemd?.stopping() }
+            WorkerMain.bootstrapLogging(level: configuration.logLevel, format: configuration.logFormat)
+            // systemd Type=notify (READY, STATUS, WATCHDOG, STOPPING, EXTEND_TIMEOUT) is sent by the runtime.
             if case .fatal(let message) = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration)) {
                 throw WorkerStartupError(message)
             }
