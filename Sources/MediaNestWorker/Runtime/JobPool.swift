@@ -19,12 +19,17 @@ final class JobPool: @unchecked Sendable {
     private var queue: [@Sendable () -> Void] = []
     private var head = 0
     private var closed = false
+    private var started = false
     /// The number of threads.
     let size: Int
 
-    /// Starts `threads` threads named `medianest-job-N`.
+    /// A pool of `threads` threads named `medianest-job-N`, started with the first ``submit(_:)``
+    /// (a runtime that is made but never run starts none).
     init(threads: Int) {
         size = max(1, threads)
+    }
+
+    private func startThreads() {
         for index in 0..<size {
             let thread = Thread { [self] in work() }
             thread.name = "medianest-job-\(index)"
@@ -37,6 +42,10 @@ final class JobPool: @unchecked Sendable {
     /// Queues `body` for the next free thread.
     func submit(_ body: @escaping @Sendable () -> Void) {
         condition.lock()
+        if !started && !closed {
+            started = true
+            startThreads()
+        }
         queue.append(body)
         condition.signal()
         condition.unlock()

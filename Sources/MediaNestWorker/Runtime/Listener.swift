@@ -39,6 +39,7 @@ final class Listener: Service, @unchecked Sendable {
                                           label: "listener", logger: logger)
         defer { database.close() }
         var listening = false
+        var failed = false
         var backoff: Duration = .milliseconds(100)
         let served = Set(runtime.types.map(\.rawValue))
         while !stopFlag.isStopped {
@@ -47,6 +48,8 @@ final class Listener: Service, @unchecked Sendable {
                     if !listening {
                         try connection.listen(JobStore.channel)
                         listening = true
+                        if failed { runtime.metrics.databaseReconnects.increment() }
+                        failed = false
                         // Anything enqueued while we were not listening is claimed now, not at the
                         // next poll; from now on the fallback poll may be slow.
                         state.withLock { $0.listenHealthy = true }
@@ -66,8 +69,8 @@ final class Listener: Service, @unchecked Sendable {
                     runtime.requestClaim()
                 }
             } catch {
-                if listening { runtime.metrics.databaseReconnects.increment() }
                 listening = false
+                failed = true
                 // Back to the fast poll until LISTEN works again.
                 state.withLock { $0.listenHealthy = false }
                 state.signal()
