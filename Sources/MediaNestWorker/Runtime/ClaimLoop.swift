@@ -241,9 +241,9 @@ final class ClaimLoop: Service, @unchecked Sendable {
         guard globalFree > 0 else { return }
         // Claims, result writes and heartbeats share one connection. With many slots, claiming
         // for each slot the moment it frees would spend that connection on one-row claims:
-        // while other jobs run, a claim for fewer than a quarter of the slots waits up to
+        // while other jobs run, a claim for fewer than an eighth of the slots waits up to
         // 20 ms for more slots to free, and then covers them all in one statement.
-        let floor = max(1, configuration.concurrency / 4)
+        let floor = max(1, configuration.concurrency / 8)
         if running > 0 && globalFree < floor {
             let now = ContinuousClock.now
             if let due = claimDeferredUntil {
