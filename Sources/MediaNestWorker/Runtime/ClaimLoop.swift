@@ -28,9 +28,6 @@ final class ClaimLoop: Service, @unchecked Sendable {
     private var drainingForRunAlone = false
     private var stoppedForShutdown = false
     private var hardDeadline: ContinuousClock.Instant?
-    /// A claim for a few freed slots, put off briefly so that it covers the slots freed next
-    /// (see ``claim(runningHandlers:runAloneActive:pollTick:)``).
-    private var claimDeferredUntil: ContinuousClock.Instant?
     /// What ``WorkerRuntime/run(additionalServices:)`` returns.
     private let exit = Mutex<WorkerExit?>(nil)
 
@@ -147,8 +144,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
                 // Wake-ups that came while the root was gone were spent: claim once it is back.
                 let storageCameBack = storageAvailable && !storageWasAvailable
                 storageWasAvailable = storageAvailable
-                let deferredDue = claimDeferredUntil.map { now >= $0 } ?? false
-                let claimNow = storageAvailable && (snapshot.claimWanted || retryDue || storageCameBack || deferredDue || now >= nextPoll)
+                let claimNow = storageAvailable && (snapshot.claimWanted || retryDue || storageCameBack || now >= nextPoll)
                 let pollTick = !snapshot.claimWanted
                 let pollInterval = currentPollInterval
                 if now >= nextPoll {
@@ -186,7 +182,6 @@ final class ClaimLoop: Service, @unchecked Sendable {
         deadline = min(deadline, nextRescue)
         if runtime.metrics.sampling { deadline = min(deadline, nextSample) }
         if let due = state.withLock({ $0.retryWakeups.min() }) { deadline = min(deadline, due) }
-        if let due = claimDeferredUntil { deadline = min(deadline, due) }
         // While the storage root is gone, look again every second so claiming resumes soon.
         if let monitor = runtime.storageMonitor, !monitor.isAvailableCached { deadline = min(deadline, .now + .seconds(1)) }
         if configuration.drain { deadline = min(deadline, .now + .milliseconds(250)) }
@@ -239,21 +234,6 @@ final class ClaimLoop: Service, @unchecked Sendable {
         }
         let globalFree = configuration.concurrency - running
         guard globalFree > 0 else { return }
-        // Claims, result writes and heartbeats share one connection. With many slots, claiming
-        // for each slot the moment it frees would spend that connection on one-row claims:
-        // while other jobs run, a claim for fewer than an eighth of the slots waits up to
-        // 20 ms for more slots to free, and then covers them all in one statement.
-        let floor = max(1, configuration.concurrency / 8)
-        if running > 0 && globalFree < floor {
-            let now = ContinuousClock.now
-            if let due = claimDeferredUntil {
-                if now < due { return }
-            } else {
-                claimDeferredUntil = now + .milliseconds(20)
-                return
-            }
-        }
-        claimDeferredUntil = nil
         var slots: [JobType: Int] = [:]
         for type in types {
             let limit = min(configuration.perTypeLimits[type] ?? configuration.concurrency, configuration.concurrency)

@@ -90,17 +90,6 @@ final class ResultWriter: Service, @unchecked Sendable {
             if remaining <= .zero { break }
             _ = mailbox.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
         }
-        // With many slots, results arrive in bursts: gather a few more for a moment (3 ms at most)
-        // so that they share one batch transaction on the shared connection.
-        let enough = max(1, configuration.concurrency / 8)
-        if !submitted.isEmpty && submitted.count + pendingWrites.count < enough {
-            let gatherUntil = ContinuousClock.now + .milliseconds(3)
-            while submitted.count + pendingWrites.count < enough && !stopRequested {
-                let remaining = gatherUntil - .now
-                if remaining <= .zero { break }
-                _ = mailbox.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
-            }
-        }
         let taken = submitted
         submitted = []
         return (taken, stopRequested)
