@@ -40,8 +40,10 @@ public struct DecodedStill: Sendable, Hashable {
 ///   handed to the decoder whole. FFmpeg's image demuxers would only split it through a parser and
 ///   `avformat_find_stream_info` would decode it a second time at full size to learn its size.
 ///   The formats accepted are exactly the image demuxers on ``MediaInput/allowedDemuxers``.
-/// - **Shrink on load.** JPEGs are decoded at 1/2, 1/4 or 1/8 size (libavcodec's `lowres`), the
-///   largest reduction that still covers the requested long edge.
+/// - **Shrink on load.** JPEGs are decoded with libjpeg-turbo (TurboJPEG, ``TurboJPEGDecoder``)
+///   scaled in the DCT domain in eighths (1/8 … 7/8), the largest reduction that still covers the
+///   requested long edge; CMYK/YCCK JPEGs and JPEGs TurboJPEG refuses go to libavcodec at 1/2,
+///   1/4 or 1/8 (`lowres`).
 /// - **Bounded threads.** The decoder uses at most the given number of threads.
 /// - **Damage.** A truncated file yields what decoded (JPEG fills the rest with grey) or
 ///   `corrupt_media`; never a crash.
