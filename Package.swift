@@ -74,6 +74,12 @@ let package = Package(
             name: "CLibRaw",
             providers: [.apt(["libraw-dev"])]
         ),
+        // JPEG stills: libjpeg-turbo's faster entropy decoder and DCT-domain scaling.
+        .systemLibrary(
+            name: "CTurboJPEG",
+            pkgConfig: "libturbojpeg",
+            providers: [.apt(["libturbojpeg0-dev"])]
+        ),
 
         // MARK: Libraries
         .target(
@@ -108,7 +114,7 @@ let package = Package(
         .target(
             name: "MediaNestMedia",
             dependencies: [
-                "CFFmpeg", "CMagic", "CLibCrypto", "CHeif", "CLibRaw", "MediaNestCore",
+                "CFFmpeg", "CMagic", "CLibCrypto", "CHeif", "CLibRaw", "CTurboJPEG", "MediaNestCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming

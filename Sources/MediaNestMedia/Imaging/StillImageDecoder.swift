@@ -13,7 +13,8 @@ public struct DecodedStill: Sendable, Hashable {
     public var format: String
     /// The EXIF orientation that was applied (1 when the file has none).
     public var orientation: Int
-    /// The JPEG reduction used while decoding (0: none, 1–3: 1/2, 1/4, 1/8).
+    /// The JPEG reduction used while decoding (0: none, 1–3: 1/2, 1/4, 1/8). JPEGs decoded with
+    /// TurboJPEG may use a finer factor (3/8, 3/4 …); this is then its power-of-two part.
     public var lowres: Int
 
     public init(image: RGBAImage, sourceWidth: Int, sourceHeight: Int, format: String, orientation: Int, lowres: Int) {
@@ -39,8 +40,10 @@ public struct DecodedStill: Sendable, Hashable {
 ///   handed to the decoder whole. FFmpeg's image demuxers would only split it through a parser and
 ///   `avformat_find_stream_info` would decode it a second time at full size to learn its size.
 ///   The formats accepted are exactly the image demuxers on ``MediaInput/allowedDemuxers``.
-/// - **Shrink on load.** JPEGs are decoded at 1/2, 1/4 or 1/8 size (libavcodec's `lowres`), the
-///   largest reduction that still covers the requested long edge.
+/// - **Shrink on load.** JPEGs are decoded with libjpeg-turbo (TurboJPEG, ``TurboJPEGDecoder``)
+///   scaled in the DCT domain in eighths (1/8 … 7/8), the largest reduction that still covers the
+///   requested long edge; CMYK/YCCK JPEGs and JPEGs TurboJPEG refuses go to libavcodec at 1/2,
+///   1/4 or 1/8 (`lowres`).
 /// - **Bounded threads.** The decoder uses at most the given number of threads.
 /// - **Damage.** A truncated file yields what decoded (JPEG fills the rest with grey) or
 ///   `corrupt_media`; never a crash.
@@ -128,6 +131,15 @@ public enum StillImageDecoder {
         try stop.check()
 
         let orientationToApply = ImageOrientation(exifValue: orientation)
+        if codec == .jpeg {
+            // TurboJPEG first; libavcodec for CMYK/YCCK and for what TurboJPEG refuses outright.
+            let bytes = header.count == Int(file.size) ? header : try readWhole(file)
+            if let still = try decodeWithTurboJPEG(bytes, maxLongEdge: maxLongEdge, limits: limits, what: what,
+                                                   orientation: orientationToApply, stop: stop) {
+                return still
+            }
+            payload = .bytes(bytes)
+        }
         let lowres: Int32 = codec == .jpeg ? (width.flatMap { w in height.map { h in PacketImageDecoder.jpegLowres(width: w, height: h, maxLongEdge: maxLongEdge) } } ?? 0) : 0
         let decoded = try decodePacket(payload, codec: codec, lowres: lowres, threads: threads, limits: limits, what: what)
         try stop.check()
@@ -136,6 +148,51 @@ public enum StillImageDecoder {
         image = orientationToApply.apply(to: image)
         return DecodedStill(image: image, sourceWidth: width ?? decoded.width, sourceHeight: height ?? decoded.height,
                             format: codec.rawValue, orientation: orientationToApply.rawValue, lowres: Int(lowres))
+    }
+
+    /// The whole file in memory, without zeroing the buffer first; a file that shrank since it
+    /// was opened gives what is left.
+    static func readWhole(_ file: SafeFile) throws(JobError) -> [UInt8] {
+        let size = Int(file.size)
+        var failure: Errno?
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            switch file.readFully(into: UnsafeMutableRawBufferPointer(buffer), at: 0) {
+            case .success(let n): count = n
+            case .failure(let code): failure = code; count = 0
+            }
+        }
+        if let failure { throw JobError(.ioError, "Reading \(file.relativePath) failed: \(errnoText(failure)).") }
+        return bytes
+    }
+
+    /// Decodes a JPEG with TurboJPEG (DCT-domain scaling, then the same Lanczos reduction and
+    /// orientation as the libavcodec path), or `nil` when libavcodec should decode it instead:
+    /// CMYK/YCCK (TurboJPEG 2.1 gives no RGB for them) or data TurboJPEG refuses with a hard error.
+    static func decodeWithTurboJPEG(_ bytes: [UInt8], maxLongEdge: Int, limits: MediaLimits, what: String,
+                                    orientation: ImageOrientation, stop: StopGuard) throws(JobError) -> DecodedStill? {
+        let result: Result<(TurboJPEGDecoder.Header, RGBAImage, (num: Int, denom: Int))?, JobError> = bytes.withUnsafeBytes { raw in
+            guard let handle = try? TurboJPEGDecoder.Handle(),
+                  let header = try? TurboJPEGDecoder.header(raw, handle: handle), header.decodesToRGB else { return .success(nil) }
+            // The pixel limit again from TurboJPEG's own reading of the header, before decoding.
+            guard Int64(header.width) * Int64(header.height) <= limits.maxPixels else {
+                return .failure(JobError(.pixelLimit, "\(capitalised(what)) is \(header.width)×\(header.height) pixels (\(Int64(header.width) * Int64(header.height)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded."))
+            }
+            let factor = TurboJPEGDecoder.scalingFactor(width: header.width, height: header.height, maxLongEdge: maxLongEdge)
+            // Accurate DCT: TJFLAG_FASTDCT only changes the full-size (8/8) IDCT, where it is less exact.
+            guard let decoded = try? TurboJPEGDecoder.decode(raw, header: header, factor: factor, fastDCT: false, handle: handle) else {
+                return .success(nil)
+            }
+            return .success((header, decoded.image, factor))
+        }
+        guard let (header, decoded, factor) = try result.get() else { return nil }
+        try stop.check()
+        var image = try decoded.fitted(maxLongEdge: maxLongEdge)
+        image = orientation.apply(to: image)
+        // The power-of-two part of the reduction, comparable with libavcodec's `lowres`.
+        var lowres = 0
+        while lowres < 3 && factor.num << (lowres + 1) <= factor.denom { lowres += 1 }
+        return DecodedStill(image: image, sourceWidth: header.width, sourceHeight: header.height,
+                            format: PacketImageDecoder.Codec.jpeg.rawValue, orientation: orientation.rawValue, lowres: lowres)
     }
 
     /// Decodes one packet holding a whole image.
