@@ -20,8 +20,10 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let configuration = try await WorkerConfigurationLoader.load(options: options, checkStorageRoot: true).configuration
-            WorkerMain.bootstrapLogging(level: configuration.logLevel, format: configuration.logFormat)
-            // systemd Type=notify (READY, STATUS, WATCHDOG, STOPPING, EXTEND_TIMEOUT) is sent by the runtime.
+            WorkerMain.bootstrapLogging(level: configuration.logLevel)
+            // systemd Type=notify: READY=1 / STOPPING=1 until the runtime sends them itself (issue 10).
+            let systemd = InterimSystemdNotify.start(database: configuration.database)
+            defer { systemd?.stopping() }
             if case .fatal(let message) = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration)) {
                 throw WorkerStartupError(message)
             }
