@@ -26,36 +26,36 @@ struct RunNotifyTests {
         return nil
     }
 
-    @Test func readyOnlyOnceTheSchemaIsThereThenWatchdogAndStopping() async throws {
+    /// Starts `run` against `database` under a fake systemd; returns the process, the socket and the log path.
+    func startWorker(_ database: TestDatabase, directory: String) throws -> (Process, NotifySocket, String) {
+        try FileManager.default.createDirectory(atPath: directory + "/storage", withIntermediateDirectories: true)
+        let socket = try NotifySocket(path: directory)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: workerBinary)
+        process.arguments = ["run", "--database-url", database.connectionString, "--storage-root", directory + "/storage", "--instance", "notify"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = socket.environmentValue
+        environment["WATCHDOG_USEC"] = "400000"
+        environment["WATCHDOG_PID"] = nil
+        process.environment = environment
+        let logPath = directory + "/worker.log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        return (process, socket, logPath)
+    }
+
+    @Test func readyOnceTheDatabaseAnswersWithTheSchemaThenWatchdogAndStopping() async throws {
         try await TestDatabase.with("notifyrun") { database in
+            try applyProjectMigrations(try database.connect())
             let directory = try makeTemporaryDirectory("notifyrun")
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            try FileManager.default.createDirectory(atPath: directory + "/storage", withIntermediateDirectories: true)
-            let socket = try NotifySocket(path: directory)
-
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: workerBinary)
-            process.arguments = ["run", "--database-url", database.connectionString, "--storage-root", directory + "/storage", "--instance", "notify"]
-            var environment = ProcessInfo.processInfo.environment
-            environment["NOTIFY_SOCKET"] = socket.environmentValue
-            environment["WATCHDOG_USEC"] = "400000"
-            environment["WATCHDOG_PID"] = nil
-            process.environment = environment
-            let logPath = directory + "/worker.log"
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
+            let (process, socket, logPath) = try startWorker(database, directory: directory)
             defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
             func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
             var seen: [String] = []
-            // The database has no schema yet: the worker says so and is not ready.
-            let waiting = receive(from: socket, until: { $0.hasPrefix("STATUS=waiting for migrations") }, seen: &seen)
-            #expect(waiting == "STATUS=waiting for migrations: the database is at schema version 0, this build needs \(expectedSchemaVersion)", "\(seen)\n\(log())")
-            #expect(!seen.contains { $0.contains("READY=1") })
-
-            try applyProjectMigrations(try database.connect())
             let ready = receive(from: socket, until: { $0.contains("READY=1") }, seen: &seen)
             #expect(ready == "READY=1\nSTATUS=ready: database answers, schema version \(expectedSchemaVersion)", "\(seen)\n\(log())")
             let ping = receive(from: socket, until: { $0 == "WATCHDOG=1" }, seen: &seen)
@@ -67,6 +67,25 @@ struct RunNotifyTests {
             let exited = try await waitUntil(timeout: .seconds(60)) { !process.isRunning }
             try #require(exited, "\(log())")
             #expect(process.terminationStatus == 0, "\(log())")
+        }
+    }
+
+    /// An unmigrated schema is a fault no retry fixes (issue 7): the worker exits 78 with one line
+    /// saying to migrate, and never tells systemd it is ready.
+    @Test func anUnmigratedDatabaseIsNeverReadyAndEndsTheWorkerWithExit78() async throws {
+        try await TestDatabase.with("notifyunmigrated") { database in
+            let directory = try makeTemporaryDirectory("notifyunmigrated")
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let (process, socket, logPath) = try startWorker(database, directory: directory)
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+            func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+            let exited = try await waitUntil(timeout: .seconds(60)) { !process.isRunning }
+            try #require(exited, "\(log())")
+            #expect(process.terminationStatus == 78, "\(log())")
+            #expect(log().contains("migrate up"), "\(log())")
+            var seen: [String] = []
+            while let message = socket.receive(timeoutMilliseconds: 200) { seen.append(message) }
+            #expect(!seen.contains { $0.contains("READY=1") }, "\(seen)")
         }
     }
 }
