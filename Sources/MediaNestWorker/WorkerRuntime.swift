@@ -47,6 +47,8 @@ public final class WorkerRuntime: Sendable {
     /// claiming instead of failing every job.
     private let storageMonitor: StorageRootMonitor?
     private let pool = DispatchQueue(label: "medianest.jobs", attributes: .concurrent)
+    /// Job counters, durations and in-flight gauges for `/metrics`.
+    let metrics = WorkerMetrics()
     private let signalQueue = DispatchQueue(label: "medianest.signals")
     private let signalSources = SignalSources()
 
@@ -405,6 +407,7 @@ public final class WorkerRuntime: Sendable {
             guard let claimed = withDatabase("claim", { try store.claim(slots: slots, limit: globalFree, on: $0) }) else { return }
             if !claimed.isEmpty {
                 logger.debug("claimed jobs", metadata: ["count": "\(claimed.count)"])
+                for work in claimed { runtime.metrics.claimed(work.job.type) }
                 start(claimed)
             }
         }
@@ -538,6 +541,7 @@ public final class WorkerRuntime: Sendable {
             for pending in batch {
                 let job = pending.run.work.job
                 if owned.contains(job.id) {
+                    runtime.metrics.completed(job.type)
                     logger.info("job completed", metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)",
                                                           "duration_ms": "\(pending.run.durationMilliseconds)"])
                 } else {
@@ -642,6 +646,7 @@ public final class WorkerRuntime: Sendable {
                     return
                 }
                 if stored {
+                    runtime.metrics.completed(job.type)
                     jobLogger.info("job completed", metadata: ["duration_ms": "\(run.durationMilliseconds)"])
                 } else {
                     jobLogger.warning("job result dropped: this run no longer owns the job (lease lost or cancelled)")
@@ -657,10 +662,12 @@ public final class WorkerRuntime: Sendable {
             case .failure(let error):
                 switch try store.fail(job, error: error, itemUpdate: run.salvaged, on: connection) {
                 case .retrying(let runAt):
+                    runtime.metrics.retried(job.type)
                     jobLogger.warning("job failed; will retry", metadata: ["code": "\(error.code)", "error": "\(error.message)", "run_at": "\(runAt)"])
                     // No NOTIFY marks the moment run_at passes: wake up for it ourselves.
                     retryWakeups.append(.now + .seconds(max(0, runAt.timeIntervalSinceNow)) + .milliseconds(50))
                 case .failed:
+                    runtime.metrics.failed(job.type)
                     jobLogger.error("job failed", metadata: ["code": "\(error.code)", "error": "\(error.message)", "retryable": "\(error.isRetryable)"])
                 case .dropped:
                     jobLogger.warning("job failure dropped: this run no longer owns the job")
@@ -688,6 +695,7 @@ public final class WorkerRuntime: Sendable {
         private func rescue() {
             let running = runtime.state.withLock { Array($0.inFlight.keys) }
             guard let report = withDatabase("rescue", { try store.rescueExpired(excluding: running, on: $0) }) else { return }
+            runtime.metrics.rescued(requeued: report.requeued.count, poisoned: report.poisoned.count)
             if !report.requeued.isEmpty {
                 logger.warning("rescued jobs whose worker stopped heartbeating; they will run alone", metadata: ["jobs": "\(report.requeued.joined(separator: ","))"])
                 runtime.state.withLock { $0.claimWanted = true }
@@ -703,6 +711,8 @@ public final class WorkerRuntime: Sendable {
         state.withLock { state in
             guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return }
             entry.handlerDone = true
+            let elapsed = (ContinuousClock.now - entry.startedAt).components
+            metrics.handlerFinished(entry.work.job.type, seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
             state.runningHandlers[entry.work.job.type, default: 1] -= 1
             state.finishedRuns.append(FinishedRun(work: entry.work, token: token, result: result,
                                                   stopReason: entry.cancellation.stopReason, startedAt: entry.startedAt,

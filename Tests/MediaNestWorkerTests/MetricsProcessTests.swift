@@ -49,8 +49,10 @@ struct MetricsProcessTests {
             #expect(try await get(base + "/readyz").status == 200)
             let metrics = try await get(base + "/metrics")
             #expect(metrics.status == 200)
-            // LEAD: with the runtime's instrumentation merged, also expect the counters to have moved:
-            // #expect(metrics.body.contains(#"medianest_jobs_completed_total{type="metadata"} 5"#))
+            // The runtime's counters moved with the jobs it ran.
+            #expect(metrics.body.contains(#"medianest_jobs_completed_total{type="metadata"} 5"#), "\(metrics.body)")
+            #expect(metrics.body.contains(#"medianest_jobs_claimed_total{type="metadata"} 5"#), "\(metrics.body)")
+            #expect(metrics.body.contains("medianest_job_duration_seconds"), "\(metrics.body)")
             worker.signal(SIGTERM)
             #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0, "log:\n\(worker.log)")
         }
