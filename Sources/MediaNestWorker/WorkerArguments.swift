@@ -6,6 +6,7 @@ public import MediaNestMetrics
 import MediaNestDB
 import MediaNestMedia
 import MediaNestQueue
+public import MediaNestSystemd
 
 /// Parses `run`'s options (``WorkerOptions``) and loads the configuration they lead to.
 public enum WorkerArguments {
@@ -26,11 +27,16 @@ public enum WorkerArguments {
 /// Runs a worker from an executable's `run` command: logging, signals, the runtime.
 public enum WorkerMain {
     /// Bootstraps swift-log to stderr at `configuration.logLevel` (once per process).
-    public static func bootstrapLogging(level: Logger.Level) {
+    ///
+    /// `--log-format` (`log.format`): journald's `<N>` priority prefixes when stderr is the
+    /// journal (`auto` checks `JOURNAL_STREAM` against stderr), readable text on a terminal, JSON
+    /// lines on request. Every handler is wrapped so that control characters in messages and
+    /// metadata cannot forge lines.
+    public static func bootstrapLogging(level: Logger.Level, format: LoggingFormat = .auto) {
+        // Resolved once: every logger of the process writes the same format.
+        let resolved = LoggingFormat.detect(requested: format)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return SanitizingLogHandler(handler)
+            SanitizingLogHandler(MediaNestLogHandler(label: label, format: resolved, level: level))
         }
     }
 

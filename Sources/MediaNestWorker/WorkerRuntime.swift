@@ -381,7 +381,8 @@ public final class WorkerRuntime: Sendable {
                 if let alone = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) }) {
                     if let alone {
                         logger.notice("running a job rescued after a crash alone, to find out whether it crashes the worker",
-                                      metadata: ["job_id": "\(alone.job.id)", "job_type": "\(alone.job.type)"])
+                                      metadata: ["job_id": "\(alone.job.id)", "job_type": "\(alone.job.type)", "media_id": "\(alone.job.mediaItemID)",
+                                                 "attempt": "\(alone.job.attempt)"])
                         start([alone])
                         return
                     }
@@ -543,10 +544,11 @@ public final class WorkerRuntime: Sendable {
                 if owned.contains(job.id) {
                     runtime.metrics.completed(job.type)
                     logger.info("job completed", metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)",
-                                                          "duration_ms": "\(pending.run.durationMilliseconds)"])
+                                                          "attempt": "\(job.attempt)", "duration_ms": "\(pending.run.durationMilliseconds)"])
                 } else {
                     logger.warning("job result dropped: this run no longer owns the job (lease lost or cancelled)",
-                                   metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)"])
+                                   metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)",
+                                              "attempt": "\(job.attempt)"])
                 }
             }
             let written = Set(batch.map(\.run.token))
@@ -592,7 +594,7 @@ public final class WorkerRuntime: Sendable {
             let job = pending.run.work.job
             logger.error("job result could not be stored; giving up on this write: the job's lease will expire and the job will be rescued",
                          metadata: ["job_id": "\(job.id)", "job_type": "\(job.type)", "media_id": "\(job.mediaItemID)",
-                                    "tries": "\(pending.conflicts + 1)", "error": "\(error)"])
+                                    "attempt": "\(job.attempt)", "tries": "\(pending.conflicts + 1)", "error": "\(error)"])
             forget([pending.run])
         }
 
@@ -616,6 +618,7 @@ public final class WorkerRuntime: Sendable {
             jobLogger[metadataKey: "job_id"] = "\(run.work.job.id)"
             jobLogger[metadataKey: "job_type"] = "\(run.work.job.type)"
             jobLogger[metadataKey: "media_id"] = "\(run.work.job.mediaItemID)"
+            jobLogger[metadataKey: "attempt"] = "\(run.work.job.attempt)"
             if pending.conflicts > 0 { jobLogger[metadataKey: "write_retries"] = "\(pending.conflicts)" }
             let job = run.work.job
             switch run.stopReason {
@@ -786,7 +789,8 @@ public final class WorkerRuntime: Sendable {
                 default: "lost the lease on a job; stopping it"
                 }
                 logger.notice("\(what)",
-                              metadata: ["job_id": "\(id)", "job_type": "\(run.work.job.type)"])
+                              metadata: ["job_id": "\(id)", "job_type": "\(run.work.job.type)", "media_id": "\(run.work.job.mediaItemID)",
+                                         "attempt": "\(run.work.job.attempt)"])
             }
         }
     }

@@ -28,7 +28,7 @@ do {
     FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
     exit(WorkerStartupError.configurationExitCode)
 }
-WorkerMain.bootstrapLogging(level: configuration.logLevel)
+WorkerMain.bootstrapLogging(level: configuration.logLevel, format: configuration.logFormat)
 let registry = HandlerRegistry(JobType.all.map { SyntheticHandler(jobType: $0) })
 do {
     if case .fatal(let message) = try await WorkerMain.run(configuration: configuration, registry: registry) {

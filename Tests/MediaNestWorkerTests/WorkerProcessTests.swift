@@ -310,3 +310,31 @@ struct WorkerProcessTests {
         }
     }
 }
+
+/// Issue 10, "Logs": `--log-format json` writes one JSON object per line, and every line about a
+/// job carries its id, media id, type and attempt.
+@Suite("worker log format", .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
+       .timeLimit(.minutes(2)))
+struct WorkerLogFormatTests {
+    @Test func jsonLinesCarryTheJobsContext() async throws {
+        try await withMigratedDatabase("logjson") { database, connection, owner in
+            let jobs = try insertJobs(3, input: #"{"sleep_ms": 10}"#, owner: owner, on: connection)
+            let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
+                                           arguments: ["--drain", "--log-format", "json", "--log-level", "info", "--metrics-address", "off"])
+            #expect(try await worker.waitForExit(timeout: .seconds(60)) == 0, "\(worker.log)")
+            let lines = worker.log.split(separator: "\n").filter { !$0.isEmpty }
+            try #require(!lines.isEmpty)
+            var completed: Set<String> = []
+            for line in lines {
+                let object = try #require(try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not a JSON object: \(line)")
+                guard let message = object["msg"] as? String, message.hasPrefix("job ") else { continue }
+                // Every line about a job says which job, item, type and attempt it is about.
+                let id = try #require(object["job_id"] as? String, "\(line)")
+                #expect(object["media_id"] as? String != nil && object["job_type"] as? String == "metadata" && object["attempt"] as? String == "1", "\(line)")
+                guard message == "job completed" else { continue }
+                completed.insert(id)
+            }
+            #expect(completed == Set(jobs), "\(worker.log)")
+        }
+    }
+}

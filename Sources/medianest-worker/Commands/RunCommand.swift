@@ -20,7 +20,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let configuration = try await WorkerConfigurationLoader.load(options: options, checkStorageRoot: true).configuration
-            WorkerMain.bootstrapLogging(level: configuration.logLevel)
+            WorkerMain.bootstrapLogging(level: configuration.logLevel, format: configuration.logFormat)
             // systemd Type=notify: READY=1 / STOPPING=1 until the runtime sends them itself (issue 10).
             let systemd = InterimSystemdNotify.start(database: configuration.database)
             defer { systemd?.stopping() }
