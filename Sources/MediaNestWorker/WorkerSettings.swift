@@ -211,40 +211,7 @@ enum WorkerSettings {
         WorkerSetting("preview.quality", flag: "--preview-quality", default: "80",
                       given: { text($0.previewQuality) }, apply: { c, v in c.stills.preview.quality = try v.integer() },
                       current: { c, _ in String(c.stills.preview.quality) }),
-        // MARK: transcode
-        WorkerSetting("transcode.mode", flag: "--transcode-mode", default: "required",
-                      given: { $0.transcodeMode }, apply: { c, v in try TranscodeOptions.apply(key: "mode", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "mode", of: c.transcode) }),
-        WorkerSetting("transcode.codec", flag: "--transcode-codec", default: "h264",
-                      given: { $0.transcodeCodec }, apply: { c, v in try TranscodeOptions.apply(key: "codec", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "codec", of: c.transcode) }),
-        WorkerSetting("transcode.crf", flag: "--transcode-crf", default: "23",
-                      given: { $0.transcodeCrf }, apply: { c, v in try TranscodeOptions.apply(key: "crf", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "crf", of: c.transcode) }),
-        WorkerSetting("transcode.preset", flag: "--transcode-preset", default: "veryfast",
-                      given: { $0.transcodePreset }, apply: { c, v in try TranscodeOptions.apply(key: "preset", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "preset", of: c.transcode) }),
-        WorkerSetting("transcode.max_resolution", flag: "--transcode-max-resolution", default: "1080",
-                      given: { $0.transcodeMaxResolution }, apply: { c, v in try TranscodeOptions.apply(key: "max_resolution", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "max_resolution", of: c.transcode) }),
-        WorkerSetting("transcode.max_bitrate", flag: "--transcode-max-bitrate", default: "none (pure CRF)",
-                      given: { $0.transcodeMaxBitrate }, apply: { c, v in try TranscodeOptions.apply(key: "max_bitrate", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "max_bitrate", of: c.transcode) }),
-        WorkerSetting("transcode.keyframe_interval", flag: "--transcode-keyframe-interval", default: "the encoder's",
-                      given: { $0.transcodeKeyframeInterval }, apply: { c, v in try TranscodeOptions.apply(key: "keyframe_interval", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "keyframe_interval", of: c.transcode) }),
-        WorkerSetting("transcode.threads", flag: "--transcode-threads", default: "the cores",
-                      given: { $0.transcodeThreads }, apply: { c, v in try TranscodeOptions.apply(key: "threads", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "threads", of: c.transcode) }),
-        WorkerSetting("transcode.timeout_base", flag: "--transcode-timeout-base", default: "120",
-                      given: { $0.transcodeTimeoutBase }, apply: { c, v in try TranscodeOptions.apply(key: "timeout_base", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "timeout_base", of: c.transcode) }),
-        WorkerSetting("transcode.timeout_factor", flag: "--transcode-timeout-factor", default: "4",
-                      given: { $0.transcodeTimeoutFactor }, apply: { c, v in try TranscodeOptions.apply(key: "timeout_factor", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "timeout_factor", of: c.transcode) }),
-        WorkerSetting("transcode.keep_location", flag: "--transcode-keep-location", default: "false",
-                      given: { $0.transcodeKeepLocation ? "true" : nil }, apply: { c, v in try TranscodeOptions.apply(key: "keep_location", text: v.text, name: v.name, to: &c.transcode) },
-                      current: { c, _ in TranscodeOptions.current(key: "keep_location", of: c.transcode) }),
+    ] + transcodeSettings + [
         // MARK: metrics and logs
         WorkerSetting("metrics.listen", flag: "--metrics-address", env: ["MEDIANEST_METRICS_LISTEN"], default: "127.0.0.1:9464 (+ N for a numeric --instance N)",
                       given: { $0.metricsAddress },
@@ -273,6 +240,28 @@ enum WorkerSettings {
                       },
                       current: { c, _ in c.logFormat.rawValue }),
     ]
+
+    /// The `transcode.*` settings, one row per ``TranscodeOptions/keys`` entry: the flag is
+    /// `--transcode-<key>` and the value goes through ``TranscodeOptions/apply(key:text:name:to:)``.
+    static let transcodeSettings: [WorkerSetting] = {
+        let given: [String: @Sendable (WorkerOptions) -> String?] = [
+            "mode": { $0.transcodeMode }, "codec": { $0.transcodeCodec }, "crf": { $0.transcodeCrf },
+            "preset": { $0.transcodePreset }, "max_resolution": { $0.transcodeMaxResolution },
+            "max_bitrate": { $0.transcodeMaxBitrate }, "keyframe_interval": { $0.transcodeKeyframeInterval },
+            "threads": { $0.transcodeThreads }, "timeout_base": { $0.transcodeTimeoutBase },
+            "timeout_factor": { $0.transcodeTimeoutFactor }, "keep_location": { $0.transcodeKeepLocation ? "true" : nil },
+        ]
+        let defaults = ["mode": "required", "codec": "h264", "crf": "23", "preset": "veryfast", "max_resolution": "1080",
+                        "max_bitrate": "none (pure CRF)", "keyframe_interval": "the encoder's", "threads": "the cores",
+                        "timeout_base": "120", "timeout_factor": "4", "keep_location": "false"]
+        return TranscodeOptions.keys.map { key in
+            WorkerSetting("transcode.\(key)", flag: "--transcode-" + key.replacingOccurrences(of: "_", with: "-"),
+                          default: defaults[key] ?? "",
+                          given: given[key] ?? { _ in nil },
+                          apply: { c, v in try TranscodeOptions.apply(key: key, text: v.text, name: v.name, to: &c.transcode) },
+                          current: { c, _ in TranscodeOptions.current(key: key, of: c.transcode) })
+        }
+    }()
 
     /// File sections reserved for settings this build does not have yet; any key in them is
     /// refused with a sentence saying so rather than as a typo.
