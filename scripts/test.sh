@@ -17,6 +17,11 @@ swift test --skip-build "$@" 2>&1 | tee "$output" || status=$?
 passed=$(grep -E '^✔ Test .* passed after' "$output" | grep -vc 'Test run with' || true)
 failed=$(grep -E '^✘ Test .* failed after' "$output" | grep -vc 'Test run with' || true)
 skipped=$(grep -cE '^➜ Test .* skipped' "$output" || true)
+# Lines of tests running in parallel can share a line with log output, so counting ✔ lines
+# undercounts; Swift Testing's own closing line ("Test run with N tests in M suites …") has the
+# total, and passed is what is left of it.
+total=$(grep -oE 'Test run with [0-9]+ tests? in' "$output" | tail -1 | grep -oE '[0-9]+' || true)
+if [[ -n "$total" ]]; then passed=$((total - failed - skipped)); fi
 # A test that crashes the test binary (a trap, a fatalError, a signal) takes every result after it
 # with it, and the runner's own summary never comes. Say so plainly, and name the tests that
 # started but never finished: the crash happened in one of them.
