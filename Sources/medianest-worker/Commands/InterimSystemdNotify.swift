@@ -17,6 +17,10 @@ import Synchronization
 final class InterimSystemdNotify: Sendable {
     private let notifier: SystemdNotifier
     private let stopped = Mutex(false)
+    /// Signalled by ``stopping()`` to cut the thread's sleeps short.
+    private let wake = DispatchSemaphore(value: 0)
+    /// Signalled by the thread when it has finished.
+    private let finished = DispatchSemaphore(value: 0)
 
     private init(notifier: SystemdNotifier) {
         self.notifier = notifier
@@ -27,16 +31,24 @@ final class InterimSystemdNotify: Sendable {
         let notifier = SystemdNotifier()
         guard notifier.isEnabled else { return nil }
         let interim = InterimSystemdNotify(notifier: notifier)
-        let thread = Thread { interim.announceReadiness(database: database) }
+        let thread = Thread {
+            interim.announceReadiness(database: database)
+            interim.finished.signal()
+        }
         thread.name = "medianest-sd-notify"
         thread.start()
         return interim
     }
 
-    /// Sends `STOPPING=1` and ends the watchdog pings.
+    /// Sends `STOPPING=1`, ends the watchdog pings, and waits (a few seconds at most) for the
+    /// thread to finish: the process must not exit while it is inside libpq or the notifier,
+    /// which crashed a worker that exited 78 at start-up (an unmigrated database) with SIGSEGV
+    /// instead, and systemd then restart-loops it.
     func stopping() {
         stopped.withLock { $0 = true }
         _ = try? notifier.notify(.stopping)
+        wake.signal()
+        _ = finished.wait(timeout: .now() + 10)
     }
 
     private var isStopped: Bool { stopped.withLock { $0 } }
@@ -58,13 +70,13 @@ final class InterimSystemdNotify: Sendable {
             } catch {
                 _ = try? notifier.notify(.status("waiting for the database: \(error)"))
             }
-            Thread.sleep(forTimeInterval: 2)
+            _ = wake.wait(timeout: .now() + 2)
         }
         guard let ping = notifier.watchdogPingInterval else { return }
         let seconds = Double(ping.components.seconds) + Double(ping.components.attoseconds) / 1e18
         while !isStopped {
             do { try notifier.notify(.watchdog) } catch { logger.warning("cannot ping the systemd watchdog", metadata: ["error": "\(error)"]) }
-            Thread.sleep(forTimeInterval: seconds)
+            _ = wake.wait(timeout: .now() + seconds)
         }
     }
 }
