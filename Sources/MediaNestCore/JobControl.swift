@@ -43,6 +43,13 @@ public final class JobCancellation: Sendable {
         state = Mutex(State(reason: nil, deadline: timeout.map { ContinuousClock.now + $0 }))
     }
 
+    /// Starts (or restarts) the wall-clock limit from now. The worker calls it when a thread
+    /// picks the job up, so that a job that waited for a thread is not charged for the wait.
+    /// - Parameter timeout: The limit, counted from now; `nil` for none.
+    public func startClock(timeout: Duration?) {
+        state.withLock { $0.deadline = timeout.map { ContinuousClock.now + $0 } }
+    }
+
     /// Asks the job to stop. Later calls do not replace the first reason.
     public func stop(_ reason: StopReason) {
         state.withLock { if $0.reason == nil { $0.reason = reason } }

@@ -177,7 +177,9 @@ public struct SystemdNotifier: Sendable {
         let sent = withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 bytes.withUnsafeBytes { buffer in
-                    sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL), address, socklen_t(length))
+                    // MSG_DONTWAIT: a manager that does not read (its queue is full) loses the message
+                    // instead of stalling the caller, which may be the loop the watchdog watches.
+                    sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT), address, socklen_t(length))
                 }
             }
         }

@@ -61,6 +61,13 @@ public struct WorkerConfiguration: Sendable {
     public var jobTimeout: Duration?
     /// The log level of the worker's own messages.
     public var logLevel: Logger.Level
+    /// Whether claims, heartbeats and result writes share one connection (`--shared-connection`):
+    /// 2 server connections per worker (1 with `--no-listen`) instead of 3 (2), at a lower queue
+    /// throughput.
+    public var sharedConnection = false
+    /// How log lines are written (`--log-format`): journald prefixes under systemd, text on a
+    /// terminal, or JSON lines.
+    public var logFormat: LoggingFormat = .auto
     /// Thumbnail and preview outputs (sizes, formats, quality, decoder threads).
     public var stills = StillImageSettings()
     /// Wall-clock limits per job type (`--type-timeouts`); they win over ``jobTimeout``.
@@ -68,8 +75,6 @@ public struct WorkerConfiguration: Sendable {
     /// Input limits of the media jobs (size, pixels, duration); the timeout comes from
     /// ``timeout(for:)``.
     public var mediaLimits = MediaLimits.default
-    /// How log lines are written (`--log-format`, `log.format`).
-    public var logFormat = LoggingFormat.auto
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`--metrics-address`, `metrics.listen`).
     public var metricsListen = MetricsListen.automatic
     /// The configuration file read, if any (for messages).

@@ -21,9 +21,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             let configuration = try await WorkerConfigurationLoader.load(options: options, checkStorageRoot: true).configuration
             WorkerMain.bootstrapLogging(level: configuration.logLevel, format: configuration.logFormat)
-            // systemd Type=notify: READY=1 / STOPPING=1 until the runtime sends them itself (issue 10).
-            let systemd = InterimSystemdNotify.start(database: configuration.database)
-            defer { systemd?.stopping() }
+            // systemd Type=notify (READY, STATUS, WATCHDOG, STOPPING, EXTEND_TIMEOUT) is sent by the runtime.
             if case .fatal(let message) = try await WorkerMain.run(configuration: configuration, registry: .production(for: configuration)) {
                 throw WorkerStartupError(message)
             }

@@ -1,0 +1,368 @@
+import CoreMetrics
+import Dispatch
+import Foundation
+import Logging
+import MediaNestCore
+import MediaNestDB
+import MediaNestQueue
+import ServiceLifecycle
+import Synchronization
+
+/// The claim loop (the scheduler): claims jobs for free slots, hands them to the ``JobPool``,
+/// rescues expired leases, and decides when to stop.
+///
+/// Runs on a thread of its own over the worker's shared connection. Graceful shutdown (the
+/// first SIGTERM/SIGINT, through the ``ServiceGroup``) stops claiming and lets in-flight jobs
+/// finish for the grace period; then they are stopped and released. Cancellation, or a second
+/// signal, stops them at once. It returns when nothing is in flight, and the group then stops
+/// the listener, the writer and the heartbeat, in that order.
+final class ClaimLoop: Service, @unchecked Sendable {
+    private let runtime: WorkerRuntime
+    /// Claims, rescues, the drain check, queue samples and shutdown releases.
+    private let lane: DatabaseLane
+    private var nextPoll: ContinuousClock.Instant = .now
+    private var pollIntervalInUse: Duration = .zero
+    private var storageWasAvailable = true
+    private var nextRescue: ContinuousClock.Instant = .now
+    private var nextSample: ContinuousClock.Instant = .now
+    private var drainingForRunAlone = false
+    private var stoppedForShutdown = false
+    private var hardDeadline: ContinuousClock.Instant?
+    /// What ``WorkerRuntime/run(additionalServices:)`` returns.
+    private let exit = Mutex<WorkerExit?>(nil)
+
+    private let checkEnvironmentFirst: Bool
+
+    init(runtime: WorkerRuntime, database: PGConnectionRunner, checkEnvironmentFirst: Bool) {
+        self.runtime = runtime
+        self.checkEnvironmentFirst = checkEnvironmentFirst
+        self.lane = DatabaseLane(database, metrics: runtime.metrics)
+    }
+
+    private var logger: Logger { runtime.logger }
+    private var store: JobStore { runtime.store }
+    private var configuration: WorkerConfiguration { runtime.configuration }
+    private var state: RuntimeState { runtime.state }
+
+    /// How the loop ended, once it has.
+    var outcome: WorkerExit? { exit.withLock { $0 } }
+
+    /// Checks the environment, then claims until shutdown (or, with `--drain`, until nothing is
+    /// left).
+    /// - Throws: ``WorkerStartupError`` when the environment cannot work.
+    func run() async throws {
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                if checkEnvironmentFirst, try await !runtime.checkEnvironment() {
+                    exit.withLock { $0 = .shutdown }
+                    return
+                }
+                runtime.markStarted()
+                let result = await onOwnThread(named: "medianest-scheduler") { [self] in loop() }
+                exit.withLock { $0 = result }
+            } onGracefulShutdown: { [runtime] in
+                runtime.requestShutdown()
+            }
+        } onCancel: { [runtime] in
+            runtime.requestShutdown(immediately: true)
+        }
+    }
+
+    private func withDatabase<T>(_ what: String, _ body: (PGConnection) throws -> T) -> T? {
+        lane.call(what, logger: logger, body)
+    }
+
+    private struct Snapshot {
+        var wakeCount: UInt64
+        var claimWanted: Bool
+        var shutdownAt: ContinuousClock.Instant?
+        var immediate: Bool
+        var runningHandlers: [JobType: Int]
+        var runAloneActive: Bool
+        var inFlight: Int
+    }
+
+    private func loop() -> WorkerExit {
+        logger.info("worker starting", metadata: [
+            "types": "\(runtime.types.map(\.rawValue).joined(separator: ","))",
+            "concurrency": "\(configuration.concurrency)",
+            "lease_s": "\(configuration.lease.seconds)", "heartbeat_s": "\(configuration.heartbeatInterval.seconds)",
+            "listen": "\(configuration.listen)", "database": "\(configuration.database)",
+        ])
+        runtime.systemd.ready()
+        while true {
+            let snapshot = state.withLock { state -> Snapshot in
+                let claimWanted = state.claimWanted
+                state.claimWanted = false
+                return Snapshot(wakeCount: state.wakeCount, claimWanted: claimWanted, shutdownAt: state.shutdownRequestedAt,
+                                immediate: state.immediate, runningHandlers: state.runningHandlers,
+                                runAloneActive: state.inFlight.values.contains { $0.work.runAlone && !$0.handlerDone },
+                                inFlight: state.inFlight.count)
+            }
+            runtime.loopProgressed(inFlight: snapshot.runningHandlers, draining: snapshot.shutdownAt.map { ($0, configuration.gracePeriod) },
+                                   databaseReachable: !lane.isUnavailable)
+
+            let now = ContinuousClock.now
+            if let shutdownAt = snapshot.shutdownAt {
+                if !stoppedForShutdown && (snapshot.immediate || now >= shutdownAt + configuration.gracePeriod) {
+                    stoppedForShutdown = true
+                    // Handlers get a moment to notice the stop and return; one stuck in C code is
+                    // released anyway when the moment is over.
+                    hardDeadline = now + (snapshot.immediate ? .seconds(1) : .seconds(3))
+                    state.withLock { state in
+                        for entry in state.inFlight.values where !entry.handlerDone { entry.cancellation.stop(.shutdown) }
+                    }
+                }
+                if let hardDeadline, now >= hardDeadline {
+                    releaseAbandonedRuns()
+                    return finish(.shutdown)
+                }
+                if snapshot.inFlight == 0 { return finish(.shutdown) }
+            } else {
+                if let fatal = lane.fatal {
+                    state.withLock { $0.fatal = $0.fatal ?? fatal }
+                    logger.critical("stopping: \(fatal)")
+                    runtime.requestShutdown(immediately: true)
+                    continue
+                }
+                if now >= nextRescue {
+                    rescue()
+                    nextRescue = now + configuration.rescueInterval
+                }
+                if now >= nextSample {
+                    sampleQueue()
+                    nextSample = now + WorkerRuntime.queueSampleInterval
+                }
+                let retryDue = state.withLock { state -> Bool in
+                    let due = state.retryWakeups.contains { $0 <= now }
+                    if due { state.retryWakeups.removeAll { $0 <= now } }
+                    return due
+                }
+                // Nothing is claimed while the storage root is gone (checked with a stat each
+                // cycle); what is pending stays pending, uncharged, until it is back.
+                let storageAvailable = runtime.storageMonitor?.isAvailable() ?? true
+                // Wake-ups that came while the root was gone were spent: claim once it is back.
+                let storageCameBack = storageAvailable && !storageWasAvailable
+                storageWasAvailable = storageAvailable
+                let claimNow = storageAvailable && (snapshot.claimWanted || retryDue || storageCameBack || now >= nextPoll)
+                let pollTick = !snapshot.claimWanted
+                let pollInterval = currentPollInterval
+                if now >= nextPoll {
+                    nextPoll = now + jittered(pollInterval)
+                } else if pollInterval < pollIntervalInUse {
+                    // LISTEN just went down: do not sit out the slow poll.
+                    nextPoll = min(nextPoll, now + jittered(pollInterval))
+                }
+                pollIntervalInUse = pollInterval
+                if claimNow {
+                    claim(runningHandlers: snapshot.runningHandlers, runAloneActive: snapshot.runAloneActive, pollTick: pollTick)
+                }
+                if configuration.drain, drainFinished() { return finish(.drained) }
+            }
+            wait(seenWakeCount: snapshot.wakeCount)
+        }
+    }
+
+    private func drainFinished() -> Bool {
+        let busy = state.withLock { !$0.inFlight.isEmpty || $0.claimWanted }
+        guard !busy else { return false }
+        guard let runnable = withDatabase("drain check", { try store.runnableJobExists(types: runtime.types, on: $0) }) else { return false }
+        return !runnable
+    }
+
+    /// The fallback poll: slow while LISTEN delivers wake-ups, fast without it.
+    private var currentPollInterval: Duration {
+        configuration.listen && state.withLock({ $0.listenHealthy }) ? configuration.listenPollInterval : configuration.pollInterval
+    }
+
+    private func wait(seenWakeCount: UInt64) {
+        var deadline = nextPoll
+        let shuttingDown = state.withLock { $0.shutdownRequestedAt != nil }
+        if shuttingDown { deadline = .now + .milliseconds(100) }
+        deadline = min(deadline, nextRescue)
+        if runtime.metrics.sampling { deadline = min(deadline, nextSample) }
+        if let due = state.withLock({ $0.retryWakeups.min() }) { deadline = min(deadline, due) }
+        // While the storage root is gone, look again every second so claiming resumes soon.
+        if let monitor = runtime.storageMonitor, !monitor.isAvailableCached { deadline = min(deadline, .now + .seconds(1)) }
+        if configuration.drain { deadline = min(deadline, .now + .milliseconds(250)) }
+        // The watchdog is pinged from here, never from a timer: wake up in time for it.
+        if let ping = runtime.systemd.nextDue { deadline = min(deadline, max(ping, .now + .milliseconds(10))) }
+        state.wait(until: deadline, seenWakeCount: seenWakeCount)
+    }
+
+    private func jittered(_ interval: Duration) -> Duration {
+        interval * Double.random(in: 0.8...1.2)
+    }
+
+    private func finish(_ exit: WorkerExit) -> WorkerExit {
+        state.withLock { $0.finished = true }
+        state.signal()
+        if let fatal = state.withLock({ $0.fatal }) {
+            logger.info("worker stopped", metadata: ["reason": "fatal"])
+            return .fatal(fatal)
+        }
+        _ = withDatabase("unregister") { try store.unregister(on: $0) }
+        logger.info("worker stopped", metadata: ["reason": "\(exit)"])
+        return exit
+    }
+
+    // MARK: Claim
+
+    private func claim(runningHandlers: [JobType: Int], runAloneActive: Bool, pollTick: Bool) {
+        guard !runAloneActive else { return }
+        let running = runningHandlers.values.reduce(0, +)
+        let types = runtime.types
+        if running == 0 {
+            drainingForRunAlone = false
+            if let alone = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) }) {
+                if let alone {
+                    runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
+                    start([alone])
+                    return
+                }
+            } else {
+                return
+            }
+        } else {
+            if pollTick, let waiting = withDatabase("check run-alone", { try store.runAloneJobWaiting(types: types, on: $0) }), waiting {
+                if !drainingForRunAlone {
+                    logger.info("a job rescued after a crash waits to run alone; finishing in-flight jobs first")
+                }
+                drainingForRunAlone = true
+            }
+            if drainingForRunAlone { return }
+        }
+        let globalFree = configuration.concurrency - running
+        guard globalFree > 0 else { return }
+        var slots: [JobType: Int] = [:]
+        for type in types {
+            let limit = min(configuration.perTypeLimits[type] ?? configuration.concurrency, configuration.concurrency)
+            slots[type] = max(0, min(limit - (runningHandlers[type] ?? 0), globalFree))
+        }
+        guard let claimed = withDatabase("claim", { try store.claim(slots: slots, limit: globalFree, on: $0) }) else { return }
+        if !claimed.isEmpty {
+            logger.debug("claimed jobs", metadata: ["count": "\(claimed.count)"])
+            start(claimed)
+        }
+    }
+
+    private func start(_ works: [ClaimedWork]) {
+        // The root may have gone between the check and the claim: hand the jobs straight back.
+        let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
+        for work in works {
+            runtime.metrics.claimed(work.job.type)
+            let jobLogger = runtime.jobLogger(for: work.job)
+            // The clock starts when a pool thread picks the job up (see JobPool).
+            let cancellation = JobCancellation(timeout: nil)
+            let progress = JobProgress()
+            let salvage = JobSalvage()
+            let token = state.withLock { state -> UInt64 in
+                state.nextToken += 1
+                if let previous = state.inFlight[work.job.id] {
+                    // Our own lease on this job expired and it was rescued back to us: the old
+                    // run must not write anything, and the new one takes its place.
+                    previous.cancellation.stop(.leaseLost)
+                    if !previous.handlerDone { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
+                }
+                state.inFlight[work.job.id] = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation, progress: progress, salvage: salvage)
+                state.runningHandlers[work.job.type, default: 0] += 1
+                return state.nextToken
+            }
+            runtime.metrics.updateInFlight(state.withLock { $0.runningHandlers })
+            if storageGone {
+                runtime.finishRun(jobID: work.job.id, token: token,
+                                  result: .failure(JobError(.ioError, "The storage root is unavailable.")), environmentFault: true)
+                continue
+            }
+            guard let item = work.mediaItem else {
+                runtime.finishRun(jobID: work.job.id, token: token, result: .failure(JobError(.mediaItemMissing, "The media item \(work.job.mediaItemID) of this job no longer exists.")))
+                continue
+            }
+            guard let handler = runtime.registry.handler(for: work.job.type) else {
+                runtime.finishRun(jobID: work.job.id, token: token, result: .failure(JobError(.unknownJobType, "This worker has no handler for job type \(work.job.type).")))
+                continue
+            }
+            let context = JobContext(job: work.job, mediaItem: item, storage: configuration.storage ?? StorageLayout(root: "/nonexistent"),
+                                     progress: progress, cancellation: cancellation, logger: jobLogger, salvage: salvage)
+            let timeout = configuration.timeout(for: work.job.type)
+            let runtime = self.runtime
+            runtime.pool.submit {
+                cancellation.startClock(timeout: timeout)
+                runtime.state.withLock { state in
+                    if let run = state.inFlight[work.job.id], run.token == token { run.startedAt = .now }
+                }
+                let result: Result<JobOutcome, JobError>
+                if let reason = cancellation.stopReason {
+                    // Stopped while it waited for a thread (shutdown, lease lost): do not start it.
+                    result = .failure(reason.error)
+                } else {
+                    jobLogger.info("job started")
+                    do {
+                        result = .success(try handler.run(context))
+                    } catch {
+                        result = .failure(JobError.wrapping(error))
+                    }
+                }
+                // A read that failed because the whole volume went away is not the job's
+                // fault: judge that now, while the failure is fresh.
+                var environmentFault = false
+                if case .failure(let error) = result, [.ioError, .fileMissing].contains(error.code), let monitor = runtime.storageMonitor {
+                    environmentFault = !monitor.isAvailable()
+                }
+                runtime.finishRun(jobID: work.job.id, token: token, result: result, environmentFault: environmentFault)
+            }
+        }
+    }
+
+    /// Puts back every run whose handler did not return in time after a shutdown stop.
+    private func releaseAbandonedRuns() {
+        let abandoned = state.withLock { state in state.inFlight.values.filter { !$0.handlerDone }.map(\.work.job) }
+        guard !abandoned.isEmpty else { return }
+        for _ in 0..<20 {
+            if let released = withDatabase("release on shutdown", { try store.release(abandoned, on: $0) }) {
+                logger.notice("released jobs still running at shutdown", metadata: ["count": "\(released.count)"])
+                return
+            }
+            Thread.sleep(forTimeInterval: 0.25)
+            lane.retryAt = .now
+        }
+        logger.error("could not release in-flight jobs; they return to pending when their lease expires", metadata: ["count": "\(abandoned.count)"])
+    }
+
+    // MARK: Rescue
+
+    private func rescue() {
+        let running = state.withLock { Array($0.inFlight.keys) }
+        guard let report = withDatabase("rescue", { try store.rescueExpired(excluding: running, on: $0) }) else { return }
+        if !report.requeued.isEmpty {
+            runtime.metrics.leaseRescues.increment(by: Int64(report.requeued.count))
+            logger.warning("rescued jobs whose worker stopped heartbeating; they will run alone", metadata: ["jobs": "\(report.requeued.joined(separator: ","))"])
+            state.withLock { $0.claimWanted = true }
+        }
+        if !report.poisoned.isEmpty {
+            runtime.metrics.poisonJobs.increment(by: Int64(report.poisoned.count))
+            logger.error("jobs failed as poison: they crashed the worker while running alone", metadata: ["jobs": "\(report.poisoned.joined(separator: ","))"])
+        }
+    }
+
+    // MARK: Queue figures
+
+    /// One grouped query for the queue gauges, every ``WorkerRuntime/queueSampleInterval``,
+    /// and only while a metrics backend is bootstrapped: a worker nobody scrapes pays nothing.
+    private func sampleQueue() {
+        guard runtime.metrics.sampling else { return }
+        let types = runtime.types.map(\.rawValue)
+        guard let rows = withDatabase("queue sample", { connection -> [(String, Int64, Double)] in
+            try connection.query("""
+                SELECT job_type, count(*)::int8 AS depth,
+                       coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest
+                  FROM processing_jobs
+                 WHERE status = 'pending' AND run_at <= now() AND job_type = ANY($1::text[])
+                 GROUP BY job_type
+                """, [types]).map { row in
+                (try row.decode("job_type", as: String.self), try row.decode("depth", as: Int64.self), try row.decode("oldest", as: Double.self))
+            }
+        }) else { return }
+        runtime.metrics.updateQueue(types: runtime.types, rows: rows)
+    }
+}

@@ -1,0 +1,80 @@
+import CoreMetrics
+import Foundation
+import MediaNestCore
+import MediaNestDB
+import MediaNestQueue
+
+/// The threads that run handlers: exactly `threads` of them, started at once and owned by the
+/// runtime, never Swift's cooperative pool (FFmpeg, libmagic and file reads block) and never a
+/// concurrent `DispatchQueue`, whose width follows libdispatch's thread growth rather than
+/// `--concurrency`.
+///
+/// Work waits in a FIFO until a thread is free. The claim loop never claims more than there
+/// are free slots, so the queue is normally empty; a job does wait for a thread when a stopped
+/// run (lease lost, shutdown) still occupies one. The closure is told nothing about the wait:
+/// the caller starts the job's clock in it (see ``JobCancellation/startClock(timeout:)``), and
+/// the heartbeat keeps the lease of a waiting job as it does for a running one.
+final class JobPool: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var queue: [@Sendable () -> Void] = []
+    private var head = 0
+    private var closed = false
+    private var started = false
+    /// The number of threads.
+    let size: Int
+
+    /// A pool of `threads` threads named `medianest-job-N`, started with the first ``submit(_:)``
+    /// (a runtime that is made but never run starts none).
+    init(threads: Int) {
+        size = max(1, threads)
+    }
+
+    private func startThreads() {
+        for index in 0..<size {
+            let thread = Thread { [self] in work() }
+            thread.name = "medianest-job-\(index)"
+            // FFmpeg's decoders and libheif use deep stacks; do not depend on the default.
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+
+    /// Queues `body` for the next free thread.
+    func submit(_ body: @escaping @Sendable () -> Void) {
+        condition.lock()
+        if !started && !closed {
+            started = true
+            startThreads()
+        }
+        queue.append(body)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Lets the threads end once the queue is empty. Work submitted later never runs.
+    func shutdown() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while head == queue.count && !closed { condition.wait() }
+            if head == queue.count {
+                condition.unlock()
+                return
+            }
+            let body = queue[head]
+            head += 1
+            if head == queue.count {
+                queue.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            condition.unlock()
+            body()
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import MediaNestDB
+import MediaNestTestSupport
+import Testing
+
+/// Issue 10, "Connection budget": by default a worker process holds three server connections
+/// (LISTEN, claims + heartbeats, result writes); with `--shared-connection` at most two (the
+/// LISTEN session, and one for claims, heartbeats and result writes), one with `--no-listen`.
+@Suite("connection budget", .serialized, .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
+       .timeLimit(.minutes(2)))
+struct ConnectionBudgetTests {
+    /// The worker's connections to this database, by `application_name`.
+    private func workerConnections(on connection: PGConnection) throws -> [String] {
+        try connection.query("""
+            SELECT application_name AS name FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name LIKE 'medianest-worker%'
+               AND application_name <> 'medianest-worker preflight' ORDER BY 1
+            """).map { try $0.decode("name", as: String.self) }
+    }
+
+    private func runJobs(listen: Bool, shared: Bool = true) async throws -> [String] {
+        try await withMigratedDatabase("budget\(listen ? 1 : 0)\(shared ? 1 : 0)") { database, connection, owner in
+            // Jobs that take a moment, finishing at different times: claims, heartbeats and
+            // result writes all happen while the connections are counted.
+            let jobs = try connection.query("""
+                WITH items AS (
+                    INSERT INTO media_items (owner_id, filename, original_filename, mime_type, storage_path)
+                    SELECT $1::uuid, 'f' || n || '.jpg', 'f' || n || '.jpg', 'image/jpeg', 'u/f' || n || '.jpg'
+                      FROM generate_series(1, 12) n RETURNING id)
+                INSERT INTO processing_jobs (media_item_id, job_type, input_data)
+                SELECT id, 'metadata', jsonb_build_object('sleep_ms', 300 + 100 * (row_number() OVER ())::int % 5) FROM items
+                RETURNING id::text AS id
+                """, [owner]).map { try $0.decode("id", as: String.self) }
+            let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
+                                           arguments: ["--concurrency", "4", "--heartbeat", "0.2", "--poll-interval", "0.2"] + (listen ? [] : ["--no-listen"]) + (shared ? ["--shared-connection"] : []))
+            defer { worker.stop() }
+            var most: [String] = []
+            let done = try await waitUntil(timeout: .seconds(60)) {
+                let now = try workerConnections(on: connection)
+                if now.count > most.count { most = now }
+                return try connection.query("SELECT count(*) FILTER (WHERE status = 'completed') AS n FROM processing_jobs")[0].decode("n", as: Int.self) == jobs.count
+            }
+            #expect(done, "log:\n\(worker.log)")
+            let atEnd = try workerConnections(on: connection)
+            worker.signal(SIGTERM)
+            #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0)
+            return most.count >= atEnd.count ? most : atEnd
+        }
+    }
+
+    @Test func byDefaultTheResultWriterHasAConnectionOfItsOwn() async throws {
+        let most = try await runJobs(listen: true, shared: false)
+        #expect(most == ["medianest-worker", "medianest-worker listener", "medianest-worker writer"], "\(most)")
+    }
+
+    @Test func aListeningWorkerWithASharedConnectionHoldsTwoConnections() async throws {
+        let most = try await runJobs(listen: true)
+        #expect(most == ["medianest-worker", "medianest-worker listener"], "\(most)")
+    }
+
+    @Test func aWorkerWithASharedConnectionAndWithoutListenHoldsOneConnection() async throws {
+        let most = try await runJobs(listen: false)
+        #expect(most == ["medianest-worker"], "\(most)")
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import MediaNestCore
+import MediaNestTestSupport
+@testable import MediaNestWorker
+import Synchronization
+import Testing
+
+/// The job pool owns exactly the configured number of threads, whatever libdispatch would do.
+@Suite("job pool", .timeLimit(.minutes(1)))
+struct JobPoolTests {
+    /// A latch the pool's threads block on until the test opens it.
+    final class Latch: Sendable {
+        private let condition = NSCondition()
+        private let open = Mutex(false)
+        func wait() {
+            condition.lock()
+            while !open.withLock({ $0 }) { condition.wait() }
+            condition.unlock()
+        }
+        func release() {
+            condition.lock()
+            open.withLock { $0 = true }
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    @Test func runsAtMostItsThreadCountAtOnceAndTheRestWhenAThreadFrees() async throws {
+        let pool = JobPool(threads: 2)
+        defer { pool.shutdown() }
+        let started = Mutex<[Int]>([])
+        let threads = Mutex<Set<UInt>>([])
+        let latches = (0..<3).map { _ in Latch() }
+        for index in 0..<3 {
+            pool.submit {
+                started.withLock { $0.append(index) }
+                threads.withLock { _ = $0.insert(UInt(pthread_self())) }
+                latches[index].wait()
+            }
+        }
+        // Both threads are taken by the first two jobs, which block: the third cannot start.
+        #expect(try await waitUntil(timeout: .seconds(10)) { started.withLock { $0.count } == 2 })
+        #expect(started.withLock { Set($0) } == [0, 1])
+        latches[0].release()
+        #expect(try await waitUntil(timeout: .seconds(10)) { started.withLock { $0.count } == 3 })
+        latches[1].release()
+        latches[2].release()
+        // The third job ran on one of the two threads, not on a new one.
+        #expect(threads.withLock { $0.count } == 2)
+    }
+
+    /// A job's time limit counts from when a thread picks it up, not from its claim: the worker
+    /// calls `startClock` there (ClaimLoop.start). A token whose limit has long passed since it
+    /// was made is not timed out once its clock is started.
+    @Test func startingTheClockOnPickUpForgivesTheWait() {
+        let cancellation = JobCancellation(timeout: .zero)
+        cancellation.startClock(timeout: .seconds(3600))
+        #expect(cancellation.stopReason == nil)
+        let stopped = JobCancellation(timeout: nil)
+        stopped.startClock(timeout: .zero)
+        #expect(stopped.stopReason == .timeout)
+    }
+}
