@@ -297,11 +297,14 @@ public final class PGConnection: @unchecked Sendable {
     /// Waits until at least one notification arrives or `timeout` passes, sleeping in `poll(2)`
     /// on the connection's socket: no busy-waiting, no query sent.
     ///
-    /// - Parameter timeout: The longest to wait; zero only drains what already arrived.
+    /// - Parameters:
+    ///   - timeout: The longest to wait; zero only drains what already arrived.
+    ///   - wakeDescriptor: A descriptor (an `eventfd`, a pipe) that ends the wait early when it
+    ///     becomes readable; the caller drains it.
     /// - Returns: The notifications received, possibly none.
     /// - Throws: ``DatabaseError`` of kind ``DatabaseError/Kind/connectionLost`` when the
     ///   connection broke while waiting.
-    public func waitForNotifications(timeout: Duration) throws(DatabaseError) -> [PGNotification] {
+    public func waitForNotifications(timeout: Duration, wakeDescriptor: Int32? = nil) throws(DatabaseError) -> [PGNotification] {
         guard let handle else { throw DatabaseError(kind: .connectionLost, message: "the connection is closed") }
         var received = try drainNotifications()
         if !received.isEmpty { return received }
@@ -310,14 +313,16 @@ public final class PGConnection: @unchecked Sendable {
             let remaining = deadline - ContinuousClock.now
             if remaining <= .zero { break }
             let milliseconds = Int32(clamping: Int64(remaining.components.seconds) * 1000 + Int64(remaining.components.attoseconds / 1_000_000_000_000_000) + 1)
-            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
-            guard descriptor.fd >= 0 else { throw DatabaseError(kind: .connectionLost, message: "the connection has no socket") }
-            let ready = poll(&descriptor, 1, milliseconds)
+            var descriptors = [pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0),
+                               pollfd(fd: wakeDescriptor ?? -1, events: Int16(POLLIN), revents: 0)]
+            guard descriptors[0].fd >= 0 else { throw DatabaseError(kind: .connectionLost, message: "the connection has no socket") }
+            let ready = poll(&descriptors, wakeDescriptor == nil ? 1 : 2, milliseconds)
             if ready < 0 {
                 if errno == EINTR { continue }
                 throw DatabaseError(kind: .clientError, message: "poll failed: \(String(cString: strerror(errno)))")
             }
             if ready == 0 { break }
+            if descriptors[1].revents != 0 && descriptors[0].revents == 0 { break }
             guard PQconsumeInput(handle) == 1 else {
                 throw DatabaseError(kind: .connectionLost, message: PGConnection.lastErrorMessage(handle))
             }

@@ -61,10 +61,6 @@ public struct WorkerConfiguration: Sendable {
     public var jobTimeout: Duration?
     /// The log level of the worker's own messages.
     public var logLevel: Logger.Level
-    /// Whether claims, heartbeats and result writes share one connection (`--shared-connection`):
-    /// 2 server connections per worker (1 with `--no-listen`) instead of 3 (2), at a lower queue
-    /// throughput.
-    public var sharedConnection = false
     /// How log lines are written (`--log-format`): journald prefixes under systemd, text on a
     /// terminal, or JSON lines.
     public var logFormat: LoggingFormat = .auto

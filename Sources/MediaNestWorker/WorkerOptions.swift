@@ -100,8 +100,6 @@ public struct WorkerOptions: ParsableArguments {
     var transcodeTimeoutFactor: String?
     @Flag(help: "Keep location tags in renditions (stripped by default).")
     var transcodeKeepLocation = false
-    @Flag(help: "Claims, heartbeats and result writes share one connection: 2 connections per worker (1 with --no-listen) instead of 3 (2), at a lower queue throughput.")
-    var sharedConnection = false
     @Option(help: "Where /metrics, /healthz and /readyz listen, host:port or off (default: 127.0.0.1:9464, or 127.0.0.1:(9464 + N) with a numeric --instance N).")
     var metricsAddress: String?
 

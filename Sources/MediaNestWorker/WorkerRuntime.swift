@@ -28,14 +28,16 @@ public enum WorkerExit: Sendable, Hashable {
 /// under `Runtime/`, each owning its state and its OS thread (blocking libpq calls never run on
 /// Swift's cooperative pool):
 /// - ``ClaimLoop`` (the scheduler) claims jobs for free slots, hands them to the ``JobPool``,
-///   rescues expired leases and decides when to stop;
+///   rescues expired leases and decides when to stop; between claims it sleeps on the LISTEN
+///   session (``Listener``), which wakes it for new jobs;
 /// - ``ResultWriter`` writes what handlers returned, successes in batches;
-/// - ``Heartbeat`` extends in-flight leases and refreshes the worker registry row;
-/// - ``Listener`` sleeps in `poll(2)` on the LISTEN session and wakes the claim loop.
+/// - ``Heartbeat`` extends in-flight leases and refreshes the worker registry row.
 ///
-/// Connections: the claim loop, the writer and the heartbeat share one server connection (a
-/// ``PGConnectionRunner`` whose serial queue orders their calls); the listener holds the
-/// second. With `--no-listen`, one.
+/// Connections, at most two: the LISTEN session, where the claim loop claims and sleeps, and one
+/// for result writes and heartbeats (a ``PGConnectionRunner`` whose serial queue orders their
+/// calls). With `--no-listen`, one for everything. Claims and writes on two backends run side
+/// by side; on one they take turns, which the queue bench measures (README, "Sizing database
+/// connections").
 ///
 /// Start it from a command with ``serve(signals:additionalServices:)`` (what ``WorkerMain`` does).
 public final class WorkerRuntime: Sendable {
@@ -56,10 +58,11 @@ public final class WorkerRuntime: Sendable {
     let pool: JobPool
     let metrics: WorkerMetrics
     let systemd: SystemdReporter
-    /// The one connection of the claim loop, the writer and the heartbeat.
+    /// Result writes and heartbeats; claims too with `--no-listen`.
     private let database: PGConnectionRunner
-    /// The result writer's connection: ``database`` itself with `--shared-connection`.
-    private let writerDatabase: PGConnectionRunner
+    /// The LISTEN session, where the claim loop claims and sleeps: ``database`` itself with
+    /// `--no-listen`.
+    private let claimDatabase: PGConnectionRunner
     private let writer = Mutex<ResultWriter?>(nil)
 
     /// `application_name` of the shared connection, as seen in `pg_stat_activity`.
@@ -113,13 +116,10 @@ public final class WorkerRuntime: Sendable {
         self.systemd = SystemdReporter(notifier: notifier, logger: logger)
         self.database = PGConnectionRunner(configuration: configuration.database.with("application_name", WorkerRuntime.applicationName),
                                            label: "worker", logger: logger)
-        // With a connection of its own the writer's transactions (the items' settling, most of
-        // the database time) run beside the claims instead of queueing behind them: the queue
-        // bench goes from about 0.6× to above pgbench. `--shared-connection` trades that for one
-        // connection fewer per process (see README, "Sizing database connections").
-        self.writerDatabase = configuration.sharedConnection ? database
-            : PGConnectionRunner(configuration: configuration.database.with("application_name", WorkerRuntime.applicationName + " writer"),
-                                 label: "writer", logger: logger)
+        self.claimDatabase = configuration.listen
+            ? PGConnectionRunner(configuration: configuration.database.with("application_name", WorkerRuntime.listenerApplicationName),
+                                 label: "listener", logger: logger)
+            : database
     }
 
     /// The job types this worker claims.
@@ -252,17 +252,15 @@ public final class WorkerRuntime: Sendable {
     }
 
     private func serve(signals: Bool, checkEnvironmentFirst: Bool, additionalServices: [any Service] = []) async throws -> WorkerExit {
-        let claimLoop = ClaimLoop(runtime: self, database: database, checkEnvironmentFirst: checkEnvironmentFirst)
-        let writer = ResultWriter(runtime: self, database: writerDatabase)
+        let claimLoop = ClaimLoop(runtime: self, database: claimDatabase, listens: configuration.listen, checkEnvironmentFirst: checkEnvironmentFirst)
+        let writer = ResultWriter(runtime: self, database: database)
         self.writer.withLock { $0 = writer }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = additionalServices.map {
             .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
         }
         // Graceful shutdown runs in reverse: the claim loop drains first, while the writer and the
         // heartbeat still work for it; the heartbeat stops last.
-        var own: [any Service] = [Heartbeat(runtime: self, database: database), writer]
-        if configuration.listen { own.append(Listener(runtime: self)) }
-        own.append(claimLoop)
+        let own: [any Service] = [Heartbeat(runtime: self, database: database), writer, claimLoop]
         services += own.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [], logger: logger))
@@ -273,7 +271,7 @@ public final class WorkerRuntime: Sendable {
             watcher?.cancel()
             pool.shutdown()
             database.close()
-            if writerDatabase !== database { writerDatabase.close() }
+            if claimDatabase !== database { claimDatabase.close() }
         }
         try await group.run()
         return claimLoop.outcome ?? .shutdown

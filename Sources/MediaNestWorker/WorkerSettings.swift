@@ -121,10 +121,6 @@ enum WorkerSettings {
                       given: { $0.noListen ? "false" : nil },
                       apply: { c, v in c.listen = try v.boolean() },
                       current: { c, _ in String(c.listen) }),
-        WorkerSetting("database.shared_connection", flag: "--shared-connection", default: "false",
-                      given: { $0.sharedConnection ? "true" : nil },
-                      apply: { c, v in c.sharedConnection = try v.boolean() },
-                      current: { c, _ in String(c.sharedConnection) }),
         // MARK: storage
         WorkerSetting("storage.root", flag: "--storage-root", default: "none (required by run)",
                       given: { $0.storageRoot },

@@ -227,7 +227,7 @@ struct ConfigurationFileTests {
     @Test func everySettingWithAFlagIsAnOptionOfTheSharedParser() throws {
         let samples = ["--no-listen": nil, "--types": "metadata", "--metrics-address": "off", "--log-level": "info", "--log-format": "text",
                        "--thumbnail-format": "png", "--preview-format": "png", "--type-limits": "metadata=1", "--type-timeouts": "preview=1",
-                       "--transcode-keep-location": nil, "--shared-connection": nil, "--transcode-mode": "always", "--transcode-codec": "h264", "--transcode-preset": "fast"]
+                       "--transcode-keep-location": nil, "--transcode-mode": "always", "--transcode-codec": "h264", "--transcode-preset": "fast"]
         for setting in WorkerConfigurationLoader.settings {
             guard let flag = setting.flag else { continue }
             let value = samples[flag] ?? "7"

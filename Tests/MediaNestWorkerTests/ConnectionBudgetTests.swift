@@ -3,9 +3,9 @@ import MediaNestDB
 import MediaNestTestSupport
 import Testing
 
-/// Issue 10, "Connection budget": by default a worker process holds three server connections
-/// (LISTEN, claims + heartbeats, result writes); with `--shared-connection` at most two (the
-/// LISTEN session, and one for claims, heartbeats and result writes), one with `--no-listen`.
+/// Issue 10, "Connection budget": a worker process holds at most two server connections (the
+/// LISTEN session, on which the claim loop also claims, and one for result writes and
+/// heartbeats), and one with `--no-listen`.
 @Suite("connection budget", .serialized, .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
        .timeLimit(.minutes(2)))
 struct ConnectionBudgetTests {
@@ -18,8 +18,8 @@ struct ConnectionBudgetTests {
             """).map { try $0.decode("name", as: String.self) }
     }
 
-    private func runJobs(listen: Bool, shared: Bool = true) async throws -> [String] {
-        try await withMigratedDatabase("budget\(listen ? 1 : 0)\(shared ? 1 : 0)") { database, connection, owner in
+    private func runJobs(listen: Bool) async throws -> [String] {
+        try await withMigratedDatabase("budget\(listen ? 1 : 0)") { database, connection, owner in
             // Jobs that take a moment, finishing at different times: claims, heartbeats and
             // result writes all happen while the connections are counted.
             let jobs = try connection.query("""
@@ -32,7 +32,7 @@ struct ConnectionBudgetTests {
                 RETURNING id::text AS id
                 """, [owner]).map { try $0.decode("id", as: String.self) }
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
-                                           arguments: ["--concurrency", "4", "--heartbeat", "0.2", "--poll-interval", "0.2"] + (listen ? [] : ["--no-listen"]) + (shared ? ["--shared-connection"] : []))
+                                           arguments: ["--concurrency", "4", "--heartbeat", "0.2", "--poll-interval", "0.2"] + (listen ? [] : ["--no-listen"]))
             defer { worker.stop() }
             var most: [String] = []
             let done = try await waitUntil(timeout: .seconds(60)) {
@@ -48,17 +48,12 @@ struct ConnectionBudgetTests {
         }
     }
 
-    @Test func byDefaultTheResultWriterHasAConnectionOfItsOwn() async throws {
-        let most = try await runJobs(listen: true, shared: false)
-        #expect(most == ["medianest-worker", "medianest-worker listener", "medianest-worker writer"], "\(most)")
-    }
-
-    @Test func aListeningWorkerWithASharedConnectionHoldsTwoConnections() async throws {
+    @Test func aListeningWorkerHoldsTwoConnections() async throws {
         let most = try await runJobs(listen: true)
         #expect(most == ["medianest-worker", "medianest-worker listener"], "\(most)")
     }
 
-    @Test func aWorkerWithASharedConnectionAndWithoutListenHoldsOneConnection() async throws {
+    @Test func aWorkerWithoutListenHoldsOneConnection() async throws {
         let most = try await runJobs(listen: false)
         #expect(most == ["medianest-worker"], "\(most)")
     }

@@ -11,15 +11,19 @@ import Synchronization
 /// The claim loop (the scheduler): claims jobs for free slots, hands them to the ``JobPool``,
 /// rescues expired leases, and decides when to stop.
 ///
-/// Runs on a thread of its own over the worker's shared connection. Graceful shutdown (the
-/// first SIGTERM/SIGINT, through the ``ServiceGroup``) stops claiming and lets in-flight jobs
-/// finish for the grace period; then they are stopped and released. Cancellation, or a second
-/// signal, stops them at once. It returns when nothing is in flight, and the group then stops
-/// the listener, the writer and the heartbeat, in that order.
+/// Runs on a thread of its own over the worker's LISTEN session, where it also sleeps between
+/// claims (see ``Listener``); with `--no-listen` over the worker's one connection, sleeping on
+/// ``RuntimeState``'s condition. Graceful shutdown (the first SIGTERM/SIGINT, through the
+/// ``ServiceGroup``) stops claiming and lets in-flight jobs finish for the grace period; then
+/// they are stopped and released. Cancellation, or a second signal, stops them at once. It
+/// returns when nothing is in flight, and the group then stops the writer and the heartbeat, in
+/// that order.
 final class ClaimLoop: Service, @unchecked Sendable {
     private let runtime: WorkerRuntime
     /// Claims, rescues, the drain check, queue samples and shutdown releases.
     private let lane: DatabaseLane
+    /// Sleeps on the LISTEN session between claims; `nil` with `--no-listen`.
+    private var listener: Listener?
     private var nextPoll: ContinuousClock.Instant = .now
     private var pollIntervalInUse: Duration = .zero
     private var storageWasAvailable = true
@@ -33,10 +37,14 @@ final class ClaimLoop: Service, @unchecked Sendable {
 
     private let checkEnvironmentFirst: Bool
 
-    init(runtime: WorkerRuntime, database: PGConnectionRunner, checkEnvironmentFirst: Bool) {
+    /// - Parameters:
+    ///   - database: The LISTEN session when `listens`, the worker's one connection otherwise.
+    ///   - listens: Whether to LISTEN and sleep on `database` (`database.listen`).
+    init(runtime: WorkerRuntime, database: PGConnectionRunner, listens: Bool, checkEnvironmentFirst: Bool) {
         self.runtime = runtime
         self.checkEnvironmentFirst = checkEnvironmentFirst
         self.lane = DatabaseLane(database, metrics: runtime.metrics)
+        self.listener = listens ? Listener(types: runtime.types) : nil
     }
 
     private var logger: Logger { runtime.logger }
@@ -187,7 +195,11 @@ final class ClaimLoop: Service, @unchecked Sendable {
         if configuration.drain { deadline = min(deadline, .now + .milliseconds(250)) }
         // The watchdog is pinged from here, never from a timer: wake up in time for it.
         if let ping = runtime.systemd.nextDue { deadline = min(deadline, max(ping, .now + .milliseconds(10))) }
-        state.wait(until: deadline, seenWakeCount: seenWakeCount)
+        if listener != nil {
+            listener?.wait(on: lane, runtime: runtime, until: deadline, seenWakeCount: seenWakeCount)
+        } else {
+            state.wait(until: deadline, seenWakeCount: seenWakeCount)
+        }
     }
 
     private func jittered(_ interval: Duration) -> Duration {

@@ -1,83 +1,83 @@
-import CoreMetrics
 import Foundation
 import Logging
 import MediaNestCore
 import MediaNestDB
 import MediaNestQueue
-import ServiceLifecycle
 
-/// The listener: holds the worker's LISTEN session (its second and last server connection),
-/// sleeping in `poll(2)` on a thread of its own, and wakes the claim loop on a notification
-/// that concerns this worker's types. Not started with `--no-listen`.
-final class Listener: Service, @unchecked Sendable {
-    private let runtime: WorkerRuntime
-    private let stopFlag = StopFlag()
+/// The LISTEN half of the claim loop's connection.
+///
+/// The claim loop claims on the worker's LISTEN session and sleeps on it: between claims it
+/// waits in `poll(2)` on the session's socket and on ``RuntimeState``'s wake-up descriptor, so a
+/// NOTIFY for one of this worker's types, a finished handler or a shutdown each end the sleep.
+/// Folding the listener into the claim loop keeps a worker at two server connections without
+/// putting claims and result writes on one backend, which executes them one after the other
+/// and halves the queue's throughput (README, "Sizing database connections").
+///
+/// LISTEN is (re)issued whenever the connection's backend is a new one (the first use, after a
+/// reconnect), and a claim follows at once: whatever was enqueued while nobody listened is
+/// claimed then, not at the next poll.
+struct Listener {
+    private let served: Set<String>
+    /// The backend LISTEN was issued on; another one means the connection was re-opened.
+    private var listeningBackend: Int32 = 0
 
-    init(runtime: WorkerRuntime) {
-        self.runtime = runtime
+    init(types: [JobType]) {
+        served = Set(types.map(\.rawValue))
     }
 
-    func run() async {
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await onOwnThread(named: "medianest-listener") { [self] in loop() }
-            } onGracefulShutdown: { [stopFlag] in
-                stopFlag.stop()
-            }
-        } onCancel: { [stopFlag] in
-            stopFlag.stop()
-        }
-    }
-
-    private func loop() {
-        let logger = runtime.logger
+    /// Sleeps on `lane`'s connection until `deadline`, a relevant NOTIFY, or a wake-up signalled
+    /// after `seenWakeCount`. While the lane waits out a reconnect backoff it sleeps on the
+    /// runtime's condition instead.
+    mutating func wait(on lane: DatabaseLane, runtime: WorkerRuntime, until deadline: ContinuousClock.Instant, seenWakeCount: UInt64) {
         let state = runtime.state
-        while !state.withLock({ $0.started }) {
-            if !stopFlag.sleep(until: .now + .milliseconds(100)) { return }
+        guard ContinuousClock.now >= lane.retryAt else {
+            state.wait(until: min(deadline, lane.retryAt), seenWakeCount: seenWakeCount)
+            return
         }
-        let database = PGConnectionRunner(configuration: runtime.configuration.database.with("application_name", WorkerRuntime.listenerApplicationName),
-                                          label: "listener", logger: logger)
-        defer { database.close() }
-        var listening = false
-        var failed = false
-        var backoff: Duration = .milliseconds(100)
-        let served = Set(runtime.types.map(\.rawValue))
-        while !stopFlag.isStopped {
-            do {
-                let notifications = try database.runBlocking { connection -> [PGNotification] in
-                    if !listening {
-                        try connection.listen(JobStore.channel)
-                        listening = true
-                        if failed { runtime.metrics.databaseReconnects.increment() }
-                        failed = false
-                        // Anything enqueued while we were not listening is claimed now, not at the
-                        // next poll; from now on the fallback poll may be slow.
-                        state.withLock { $0.listenHealthy = true }
-                        runtime.requestClaim()
+        do {
+            let listening = listeningBackend
+            let served = self.served
+            let (backend, relevant) = try lane.runner.runBlocking { connection -> (Int32, Bool) in
+                if connection.backendPID != listening {
+                    try connection.listen(JobStore.channel)
+                    // Claim now what was enqueued while nobody listened; from now on the
+                    // fallback poll may be slow.
+                    state.withLock {
+                        $0.listenHealthy = true
+                        $0.claimWanted = true
                     }
-                    return try connection.waitForNotifications(timeout: .seconds(1))
+                    return (connection.backendPID, false)
                 }
-                backoff = .milliseconds(100)
-                let relevant = notifications.contains { note in
-                    let types = note.payload.split(separator: ",").map(String.init)
-                    return types.isEmpty || types.contains { served.contains($0) || !JobType.all.contains(JobType($0)) }
-                }
-                if relevant {
-                    // A short random delay keeps workers woken by the same NOTIFY from all
-                    // querying in the same millisecond; SKIP LOCKED keeps them apart anyway.
-                    Thread.sleep(forTimeInterval: Double.random(in: 0...0.02))
-                    runtime.requestClaim()
-                }
-            } catch {
-                listening = false
-                failed = true
-                // Back to the fast poll until LISTEN works again.
-                state.withLock { $0.listenHealthy = false }
-                state.signal()
-                logger.warning("listener connection failed; reconnecting", metadata: ["error": "\(error)", "retry_in_ms": "\(Int(backoff.seconds * 1000))"])
-                _ = stopFlag.sleep(until: .now + backoff)
-                backoff = min(backoff * 2, .seconds(5))
+                guard let wakeDescriptor = state.armSocketWait(seenWakeCount: seenWakeCount) else { return (listening, false) }
+                defer { state.disarmSocketWait() }
+                let notifications = try connection.waitForNotifications(timeout: max(deadline - .now, .zero), wakeDescriptor: wakeDescriptor)
+                return (listening, notifications.contains { Listener.concerns($0, served: served) })
             }
+            listeningBackend = backend
+            lane.succeeded()
+            if relevant {
+                // A short random delay keeps workers woken by the same NOTIFY from all querying
+                // in the same millisecond; SKIP LOCKED keeps them apart anyway.
+                Thread.sleep(forTimeInterval: Double.random(in: 0...0.02))
+                state.withLock { $0.claimWanted = true }
+            }
+        } catch let error as DatabaseError where error.isConnectionProblem {
+            listeningBackend = 0
+            // Back to the fast poll until LISTEN works again.
+            state.withLock { $0.listenHealthy = false }
+            lane.noteUnavailable("listen", error: error, logger: runtime.logger)
+        } catch {
+            listeningBackend = 0
+            state.withLock { $0.listenHealthy = false }
+            runtime.logger.warning("LISTEN failed; polling until it works", metadata: ["error": "\(error)"])
+            lane.retryAt = .now + .seconds(1)
         }
+    }
+
+    /// Whether a notification may mean work for this worker: its payload names one of our
+    /// types, or is empty, or is not a type at all (`released`, `rescued` concern everyone).
+    private static func concerns(_ notification: PGNotification, served: Set<String>) -> Bool {
+        let words = notification.payload.split(separator: ",").map(String.init)
+        return words.isEmpty || words.contains { served.contains($0) || !JobType.all.contains(JobType($0)) }
     }
 }

@@ -52,7 +52,7 @@ final class RuntimeState: @unchecked Sendable {
         var inFlight: [String: InFlightRun] = [:]
         var runningHandlers: [JobType: Int] = [:]
         var claimWanted = true
-        /// The listener holds a working LISTEN connection, so the fallback poll may be slow.
+        /// The claim loop's connection LISTENs, so the fallback poll may be slow.
         var listenHealthy = false
         /// Why the worker must stop for good (see ``WorkerExit/fatal(_:)``).
         var fatal: String?
@@ -71,6 +71,26 @@ final class RuntimeState: @unchecked Sendable {
     }
     private let condition = NSCondition()
     private var fields = Fields()
+    /// A pipe whose read end ends the claim loop's `poll(2)` on its LISTEN socket (see
+    /// ``armSocketWait(seenWakeCount:)``); ``signal()`` writes a byte only while that wait is
+    /// armed.
+    private let wakePipe: (read: Int32, write: Int32) = {
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { return (-1, -1) }
+        for end in ends {
+            _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+        }
+        return (ends[0], ends[1])
+    }()
+    private var socketWaitArmed = false
+
+    deinit {
+        if wakePipe.read >= 0 {
+            close(wakePipe.read)
+            close(wakePipe.write)
+        }
+    }
 
     func withLock<T>(_ body: (inout Fields) throws -> T) rethrows -> T {
         condition.lock()
@@ -78,11 +98,39 @@ final class RuntimeState: @unchecked Sendable {
         return try body(&fields)
     }
 
+    /// Wakes the claim loop (and whoever waits on the condition), wherever it sleeps.
     func signal() {
         condition.lock()
         fields.wakeCount &+= 1
         condition.broadcast()
+        if socketWaitArmed {
+            // Once per armed wait is enough: the loop drains the counter when it wakes.
+            socketWaitArmed = false
+            var byte: UInt8 = 1
+            _ = write(wakePipe.write, &byte, 1)
+        }
         condition.unlock()
+    }
+
+    /// Prepares a sleep in `poll(2)` beside a socket: from now on ``signal()`` makes the
+    /// returned descriptor readable.
+    /// - Returns: The descriptor to poll, or `nil` when a signal came after `seenWakeCount` (or
+    ///   a claim is wanted) and the loop must not sleep at all.
+    func armSocketWait(seenWakeCount: UInt64) -> Int32? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard wakePipe.read >= 0, fields.wakeCount == seenWakeCount, !fields.claimWanted else { return nil }
+        socketWaitArmed = true
+        return wakePipe.read
+    }
+
+    /// Ends a sleep begun with ``armSocketWait(seenWakeCount:)`` and drains the descriptor.
+    func disarmSocketWait() {
+        condition.lock()
+        socketWaitArmed = false
+        condition.unlock()
+        var bytes = (UInt64(0), UInt64(0))
+        while read(wakePipe.read, &bytes, 16) > 0 {}
     }
 
     /// Sleeps until `deadline` or a signal after the one numbered `seenWakeCount`.
