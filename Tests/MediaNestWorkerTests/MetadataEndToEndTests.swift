@@ -105,16 +105,19 @@ struct MetadataEndToEndTests {
                                            arguments: ["--no-listen", "--poll-interval", "0.3", "--log-level", "info"])
             defer { worker.stop() }
             #expect(try await waitUntil(timeout: .seconds(30)) { try jobStatus(job, on: connection) == "completed" }, "log:\n\(worker.log)")
-            // No session of this database is parked in LISTEN (PgBouncer transaction pooling cannot carry one).
-            let listeners = try connection.query("""
-                SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'
-                """)[0].decode("n", as: Int.self)
-            #expect(listeners == 0)
+            // The worker opened no LISTEN session (PgBouncer transaction pooling cannot carry one):
+            // its one connection is the writer's. The LISTEN session is the one named
+            // "medianest-worker listener"; it claims too, so its last query is not LISTEN.
+            let sessions = try connection.query("""
+                SELECT application_name AS name FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name LIKE 'medianest-worker%' AND application_name <> 'medianest-worker preflight'
+                """).map { try $0.decode("name", as: String.self) }
+            #expect(sessions == ["medianest-worker"])
 
             let listening = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(), arguments: ["--log-level", "info"])
             defer { listening.stop() }
             #expect(try await waitUntil(timeout: .seconds(30)) {
-                try connection.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'")[0]
+                try connection.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'medianest-worker listener'")[0]
                     .decode("n", as: Int.self) == 1
             }, "the default worker does LISTEN, so the check above can see one")
         }
