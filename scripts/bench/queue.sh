@@ -42,11 +42,12 @@ SQL
 # are batched. Best of 3. Prints jobs/s.
 daemon_rate() {
     local kind=$1 best=0 run start end done_count rate
+    shift
     for run in 1 2 3; do
         load_jobs "$kind"
         start=$(date +%s.%N)
         "$TESTWORKER" run --drain --database-url "$url" --log-level error --concurrency "$SLOTS" \
-            --type-limits "metadata=$SLOTS,thumbnail=$SLOTS,preview=$SLOTS,transcode=$SLOTS" >/dev/null 2>&1
+            --type-limits "metadata=$SLOTS,thumbnail=$SLOTS,preview=$SLOTS,transcode=$SLOTS" "$@" >/dev/null 2>&1
         end=$(date +%s.%N)
         done_count=$(psql -At -c "SELECT count(*) FROM processing_jobs WHERE status = 'completed'")
         [[ "$done_count" == "$JOBS" ]] || { echo "daemon completed $done_count of $JOBS" >&2; exit 1; }
@@ -97,15 +98,20 @@ pgbench_rate() {
     echo "$best $best_clients"
 }
 
+# row KIND LABEL [worker flags...]: the daemon against pgbench on the same jobs.
 row() {
     local kind=$1 label=$2 ours peer clients
-    ours=$(daemon_rate "$kind")
+    shift 2
+    ours=$(daemon_rate "$kind" "$@")
     read -r peer clients < <(pgbench_rate "$kind")
-    printf 'Queue: jobs/s end to end, %s (%d no-op jobs, %d slots)\t%.0f jobs/s\tpgbench single-job SKIP LOCKED claim+complete (best: %d clients)\t%.0f jobs/s\t%sx\t>= 1.0x\n' \
-        "$label" "$JOBS" "$SLOTS" "$ours" "$clients" "$peer" "$(python3 -c "print('%.2f' % ($ours / $peer))")"
+    printf 'Queue: jobs/s end to end, %s (%d no-op jobs, %d slots)\t%.0f jobs/s\tpgbench single-job SKIP LOCKED claim+complete (best: %d clients)\t%.0f jobs/s\t%sx\t%s\n' \
+        "$label" "$JOBS" "$SLOTS" "$ours" "$clients" "$peer" "$(python3 -c "print('%.2f' % ($ours / $peer))")" "${TARGET:->= 1.0x}"
 }
+# The default: two connections (the LISTEN session claims, the other one writes).
 row single "one job per item"
 row video "four jobs per video item"
+# PgBouncer's mode: one connection for claims and writes, which then take turns on one backend.
+TARGET="(no target)" row single "one job per item, --no-listen (1 connection)" --no-listen
 
 # Idle cost: transactions per minute an idle worker causes while LISTEN works, from the server's
 # transaction counter for this database over IDLE_SECONDS (default 120 s, so that the 30 s
