@@ -343,15 +343,24 @@ public struct PGInet: PGEncodable, PGDecodable, Hashable, CustomStringConvertibl
 
 extension Array: PGEncodable, PGDecodable where Element == String {
     /// An array literal with every element quoted: `{"a","b \"c\""}`.
+    ///
+    /// Built over UTF-8 bytes (`"` and `\` are ASCII, so escaping them byte by byte is exact):
+    /// the result writer encodes three of these per batch, and walking grapheme clusters cost a
+    /// tenth of the queue bench's client CPU.
     public var pgText: String {
-        "{" + map { element in
-            var quoted = "\""
-            for character in element {
-                if character == "\"" || character == "\\" { quoted.append("\\") }
-                quoted.append(character)
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        bytes.reserveCapacity(2 + reduce(0) { $0 + $1.utf8.count + 3 })
+        for (index, element) in enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(UInt8(ascii: "\""))
+            for byte in element.utf8 {
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { bytes.append(UInt8(ascii: "\\")) }
+                bytes.append(byte)
             }
-            return quoted + "\""
-        }.joined(separator: ",") + "}"
+            bytes.append(UInt8(ascii: "\""))
+        }
+        bytes.append(UInt8(ascii: "}"))
+        return String(decoding: bytes, as: UTF8.self)
     }
     public static var pgParameterType: PGTypeOID { PGType.textArray }
     /// Parses a one-dimensional array literal; NULL elements are refused.

@@ -299,7 +299,6 @@ public final class WorkerRuntime: Sendable {
                                environmentFault: environmentFault, salvaged: entry.salvage.current)
         }
         guard let finished else { return }
-        metrics.updateInFlight(state.withLock { $0.runningHandlers })
         writer.withLock { $0 }?.submit(finished)
         state.signal()
     }

@@ -21,7 +21,7 @@ struct PGConnectionTests {
             let id = UUID()
             let when = Date(timeIntervalSince1970: 1_700_000_000.123456)
             let doc: JSONValue = ["size": 5_000_000_000, "ratio": 0.5, "name": "a \"quoted\" ü", "list": [1, nil, true]]
-            let words = ["plain", "with space", "comma,inside", "quote\"s", "back\\slash", "NULL", ""]
+            let words = ["plain", "with space", "comma,inside", "quote\"s", "back\\slash", "NULL", "", "{braces}", "café", "e\u{301}\"\\", "👩‍👩‍👧 family"]
             try connection.execute(
                 "INSERT INTO everything (id, t, v, s, i, b, flag, d, at, doc, ip, words, m) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 [id, "text ✓", "short", Int16(-7), Int32(2_000_000_000), Int64(9_000_000_000_000), true, 3.25, when, doc,

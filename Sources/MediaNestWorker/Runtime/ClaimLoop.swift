@@ -107,6 +107,8 @@ final class ClaimLoop: Service, @unchecked Sendable {
                                 runAloneActive: state.inFlight.values.contains { $0.work.runAlone && !$0.handlerDone },
                                 inFlight: state.inFlight.count)
             }
+            // In-flight gauges from here, not per job: every start and finish wakes the loop.
+            runtime.metrics.updateInFlight(snapshot.runningHandlers)
             runtime.loopProgressed(inFlight: snapshot.runningHandlers, draining: snapshot.shutdownAt.map { ($0, configuration.gracePeriod) },
                                    databaseReachable: !lane.isUnavailable)
 
@@ -258,17 +260,13 @@ final class ClaimLoop: Service, @unchecked Sendable {
         }
     }
 
+    /// Registers claimed runs as in flight (one lock for the batch) and hands them to the pool
+    /// (one submission, one wake-up).
     private func start(_ works: [ClaimedWork]) {
         // The root may have gone between the check and the claim: hand the jobs straight back.
         let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
-        for work in works {
-            runtime.metrics.claimed(work.job.type)
-            let jobLogger = runtime.jobLogger(for: work.job)
-            // The clock starts when a pool thread picks the job up (see JobPool).
-            let cancellation = JobCancellation(timeout: nil)
-            let progress = JobProgress()
-            let salvage = JobSalvage()
-            let token = state.withLock { state -> UInt64 in
+        let runs = state.withLock { state in
+            works.map { work -> InFlightRun in
                 state.nextToken += 1
                 if let previous = state.inFlight[work.job.id] {
                     // Our own lease on this job expired and it was rescued back to us: the old
@@ -276,29 +274,40 @@ final class ClaimLoop: Service, @unchecked Sendable {
                     previous.cancellation.stop(.leaseLost)
                     if !previous.handlerDone { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
                 }
-                state.inFlight[work.job.id] = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation, progress: progress, salvage: salvage)
+                // The clock starts when a pool thread picks the job up (see JobPool).
+                let run = InFlightRun(work: work, token: state.nextToken, cancellation: JobCancellation(timeout: nil),
+                                      progress: JobProgress(), salvage: JobSalvage())
+                state.inFlight[work.job.id] = run
                 state.runningHandlers[work.job.type, default: 0] += 1
-                return state.nextToken
+                return run
             }
-            runtime.metrics.updateInFlight(state.withLock { $0.runningHandlers })
+        }
+        var bodies: [@Sendable () -> Void] = []
+        bodies.reserveCapacity(runs.count)
+        for run in runs {
+            let work = run.work
+            runtime.metrics.claimed(work.job.type)
             if storageGone {
-                runtime.finishRun(jobID: work.job.id, token: token,
+                runtime.finishRun(jobID: work.job.id, token: run.token,
                                   result: .failure(JobError(.ioError, "The storage root is unavailable.")), environmentFault: true)
                 continue
             }
             guard let item = work.mediaItem else {
-                runtime.finishRun(jobID: work.job.id, token: token, result: .failure(JobError(.mediaItemMissing, "The media item \(work.job.mediaItemID) of this job no longer exists.")))
+                runtime.finishRun(jobID: work.job.id, token: run.token, result: .failure(JobError(.mediaItemMissing, "The media item \(work.job.mediaItemID) of this job no longer exists.")))
                 continue
             }
             guard let handler = runtime.registry.handler(for: work.job.type) else {
-                runtime.finishRun(jobID: work.job.id, token: token, result: .failure(JobError(.unknownJobType, "This worker has no handler for job type \(work.job.type).")))
+                runtime.finishRun(jobID: work.job.id, token: run.token, result: .failure(JobError(.unknownJobType, "This worker has no handler for job type \(work.job.type).")))
                 continue
             }
+            let jobLogger = runtime.jobLogger(for: work.job)
+            let cancellation = run.cancellation
             let context = JobContext(job: work.job, mediaItem: item, storage: configuration.storage ?? StorageLayout(root: "/nonexistent"),
-                                     progress: progress, cancellation: cancellation, logger: jobLogger, salvage: salvage)
+                                     progress: run.progress, cancellation: cancellation, logger: jobLogger, salvage: run.salvage)
             let timeout = configuration.timeout(for: work.job.type)
             let runtime = self.runtime
-            runtime.pool.submit {
+            let token = run.token
+            bodies.append {
                 cancellation.startClock(timeout: timeout)
                 runtime.state.withLock { state in
                     if let run = state.inFlight[work.job.id], run.token == token { run.startedAt = .now }
@@ -324,6 +333,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
                 runtime.finishRun(jobID: work.job.id, token: token, result: result, environmentFault: environmentFault)
             }
         }
+        runtime.pool.submit(contentsOf: bodies)
     }
 
     /// Puts back every run whose handler did not return in time after a shutdown stop.

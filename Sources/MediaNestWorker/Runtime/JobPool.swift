@@ -20,6 +20,8 @@ final class JobPool: @unchecked Sendable {
     private var head = 0
     private var closed = false
     private var started = false
+    /// Threads asleep in `condition.wait()`.
+    private var idle = 0
     /// The number of threads.
     let size: Int
 
@@ -39,16 +41,27 @@ final class JobPool: @unchecked Sendable {
         }
     }
 
-    /// Queues `body` for the next free thread.
-    func submit(_ body: @escaping @Sendable () -> Void) {
+    /// Queues `bodies`, in order, for the next free threads.
+    ///
+    /// One idle thread is woken; each thread that takes work and sees more waiting wakes the
+    /// next idle one. A batch of short jobs is then run by as many threads as it keeps busy,
+    /// not by one futex wake-up per job, and a batch of long ones still starts on every free
+    /// thread within microseconds.
+    func submit(contentsOf bodies: [@Sendable () -> Void]) {
+        guard !bodies.isEmpty else { return }
         condition.lock()
         if !started && !closed {
             started = true
             startThreads()
         }
-        queue.append(body)
-        condition.signal()
+        queue.append(contentsOf: bodies)
+        if idle > 0 { condition.signal() }
         condition.unlock()
+    }
+
+    /// Queues `body` for the next free thread.
+    func submit(_ body: @escaping @Sendable () -> Void) {
+        submit(contentsOf: [body])
     }
 
     /// Lets the threads end once the queue is empty. Work submitted later never runs.
@@ -62,7 +75,11 @@ final class JobPool: @unchecked Sendable {
     private func work() {
         while true {
             condition.lock()
-            while head == queue.count && !closed { condition.wait() }
+            while head == queue.count && !closed {
+                idle += 1
+                condition.wait()
+                idle -= 1
+            }
             if head == queue.count {
                 condition.unlock()
                 return
@@ -72,6 +89,9 @@ final class JobPool: @unchecked Sendable {
             if head == queue.count {
                 queue.removeAll(keepingCapacity: true)
                 head = 0
+            } else if idle > 0 {
+                // Pass the wake-up on: more work waits and a thread sleeps.
+                condition.signal()
             }
             condition.unlock()
             body()
