@@ -49,6 +49,31 @@ struct JobPoolTests {
         #expect(threads.withLock { $0.count } == 2)
     }
 
+    /// A batch wakes one sleeping thread, and each thread that takes a job and sees more waiting
+    /// wakes the next: a batch of blocking jobs must still start on every thread, after the
+    /// threads have gone to sleep once.
+    @Test func aBatchStartsOnEveryIdleThreadAndRunsInOrder() async throws {
+        let pool = JobPool(threads: 4)
+        defer { pool.shutdown() }
+        // Start the threads and let them all fall asleep.
+        let warmed = Mutex(0)
+        pool.submit(contentsOf: (0..<4).map { _ in { warmed.withLock { $0 += 1 } } })
+        #expect(try await waitUntil(timeout: .seconds(10)) { warmed.withLock { $0 } == 4 })
+        try await Task.sleep(for: .milliseconds(100))
+
+        let started = Mutex<[Int]>([])
+        let latch = Latch()
+        pool.submit(contentsOf: (0..<6).map { index in {
+            started.withLock { $0.append(index) }
+            latch.wait()
+        } })
+        #expect(try await waitUntil(timeout: .seconds(10)) { started.withLock { $0.count } == 4 })
+        // First in, first out: the four oldest started, the other two wait for a thread.
+        #expect(started.withLock { Set($0) } == [0, 1, 2, 3])
+        latch.release()
+        #expect(try await waitUntil(timeout: .seconds(10)) { started.withLock { $0.count } == 6 })
+    }
+
     /// A job's time limit counts from when a thread picks it up, not from its claim: the worker
     /// calls `startClock` there (ClaimLoop.start). A token whose limit has long passed since it
     /// was made is not timed out once its clock is started.
