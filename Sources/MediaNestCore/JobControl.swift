@@ -125,3 +125,27 @@ public final class JobProgress: Sendable {
     /// The latest snapshot and a counter that changes on every report.
     public var current: (snapshot: ProgressSnapshot?, version: UInt64) { latest.withLock { $0 } }
 }
+
+/// Bytes a job read from its media file, for `medianest_bytes_read_total`.
+///
+/// The readers (the media module's `SafeFile` `pread`s and FFmpeg's AVIO read callback
+/// over it) add to the counter the file was opened with; the engine reads ``total`` once the
+/// handler returned. One per run, so concurrent jobs never share one. Adding is one relaxed
+/// atomic add per read call (reads are 64 KiB to 4 MiB), and a run that reads nothing costs
+/// only the allocation and one load.
+public final class ByteCounter: Sendable {
+    private let count = Atomic<Int64>(0)
+
+    /// Creates a counter at zero.
+    public init() {}
+
+    /// Adds `bytes` read.
+    /// - Parameter bytes: Bytes a read call returned; zero or negative adds nothing.
+    public func add(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        count.wrappingAdd(Int64(bytes), ordering: .relaxed)
+    }
+
+    /// The bytes added so far.
+    public var total: Int64 { count.load(ordering: .relaxed) }
+}

@@ -412,6 +412,7 @@ private let ioRead: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePoint
         let n = pread(source.file.descriptor, buffer, Int(size), off_t(source.position))
         if n > 0 {
             source.position += Int64(n)
+            source.file.readCounter?.add(n)
             return Int32(n)
         }
         if n == 0 { return CFFmpeg_AVERROR_EOF }

@@ -55,6 +55,7 @@ public enum MetadataExtractor {
     ///     the file is known not to have changed while it was read: the file is intact on disk
     ///     even though it cannot be used, and its checksums still find duplicates and verify
     ///     storage.
+    ///   - readCounter: Receives the bytes read from the file (see ``SafeFile/open(relativePath:in:limits:countingInto:)``).
     /// - Returns: The result.
     /// - Throws: ``JobError``: `path_outside_storage`, `file_missing`, `not_a_regular_file`,
     ///   `empty_file`, `too_large`, `mime_mismatch` (content is not media at all),
@@ -72,11 +73,12 @@ public enum MetadataExtractor {
         progress: JobProgress? = nil,
         cancellation: JobCancellation? = nil,
         logger: Logger = Logger(label: "medianest.media"),
-        salvage: (FileChecksums) -> Void = { _ in }
+        salvage: (FileChecksums) -> Void = { _ in },
+        readCounter: ByteCounter? = nil
     ) throws(JobError) -> MetadataResult {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         return try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> MetadataResult in
-            let file = try SafeFile.open(relativePath: relativePath, in: root, limits: limits)
+            let file = try SafeFile.open(relativePath: relativePath, in: root, limits: limits, countingInto: readCounter)
             let result: MetadataResult
             do throws(JobError) {
                 result = try extract(file: file, declaredMimeType: declaredMimeType, limits: limits,

@@ -28,13 +28,17 @@ public final class SafeFile: Sendable {
     let root: String
     /// What `fstat` said when the file was opened.
     let identity: FileIdentity
+    /// Where every read of the file is counted (``readFully(into:at:)`` and ``MediaInput``'s
+    /// AVIO callback), when the opener asked for it.
+    let readCounter: ByteCounter?
 
-    private init(relativePath: String, root: String, identity: FileIdentity, descriptor: Int32) {
+    private init(relativePath: String, root: String, identity: FileIdentity, descriptor: Int32, readCounter: ByteCounter?) {
         self.relativePath = relativePath
         self.root = root
         self.identity = identity
         self.size = identity.size
         self.descriptor = descriptor
+        self.readCounter = readCounter
     }
 
     deinit { close(descriptor) }
@@ -44,10 +48,13 @@ public final class SafeFile: Sendable {
     ///   - relativePath: The storage path, relative to `root`; never absolute, never with `..`.
     ///   - root: Absolute path of the storage root (trusted configuration; may itself be a link).
     ///   - limits: ``MediaLimits/maxInputBytes`` is enforced here.
+    ///   - readCounter: Receives the bytes of every read of this file (the job's
+    ///     ``MediaNestCore/ByteCounter``, for `medianest_bytes_read_total`); `nil` counts nothing.
     /// - Returns: The open file.
     /// - Throws: ``JobError`` with code `path_outside_storage`, `file_missing`,
     ///   `not_a_regular_file`, `empty_file`, `too_large` or `io_error`.
-    public static func open(relativePath: String, in root: String, limits: MediaLimits = .default) throws(JobError) -> SafeFile {
+    public static func open(relativePath: String, in root: String, limits: MediaLimits = .default,
+                            countingInto readCounter: ByteCounter? = nil) throws(JobError) -> SafeFile {
         let (fd, info) = try resolve(relativePath: relativePath, in: root)
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
@@ -65,7 +72,7 @@ public final class SafeFile: Sendable {
         // Reads should block normally from here on; regular files ignore O_NONBLOCK anyway.
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
-        return SafeFile(relativePath: relativePath, root: root, identity: identity, descriptor: fd)
+        return SafeFile(relativePath: relativePath, root: root, identity: identity, descriptor: fd, readCounter: readCounter)
     }
 
     /// Fails if the file changed since it was opened: its size, modification time (to the
@@ -161,8 +168,10 @@ public final class SafeFile: Sendable {
     }
 
     /// Fills `buffer` from `offset` until it is full or the file ends; retries short reads and EINTR.
+    /// What was read, also before a failure, is added to ``readCounter``.
     func readFully(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Result<Int, Errno> {
         var done = 0
+        defer { readCounter?.add(done) }
         while done < buffer.count {
             let n = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset + Int64(done)))
             if n > 0 { done += n; continue }

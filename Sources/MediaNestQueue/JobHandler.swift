@@ -126,9 +126,13 @@ public struct JobContext: Sendable {
     /// Item changes worth keeping even though the run fails (checksums of a file that could be
     /// read but not parsed); the engine applies ``JobSalvage/current`` with the failure.
     public var salvage: JobSalvage
+    /// Where the run's reads of its media file are counted: open the file with it (the media
+    /// module's `SafeFile.open(…, countingInto:)`). The engine adds the total to
+    /// `medianest_bytes_read_total{type}` once the handler returned.
+    public var bytesRead: ByteCounter
 
     public init(job: ClaimedJob, mediaItem: MediaItemRecord, storage: StorageLayout, progress: JobProgress,
-                cancellation: JobCancellation, logger: Logger, salvage: JobSalvage = JobSalvage()) {
+                cancellation: JobCancellation, logger: Logger, salvage: JobSalvage = JobSalvage(), bytesRead: ByteCounter = ByteCounter()) {
         self.job = job
         self.mediaItem = mediaItem
         self.storage = storage
@@ -136,6 +140,7 @@ public struct JobContext: Sendable {
         self.cancellation = cancellation
         self.logger = logger
         self.salvage = salvage
+        self.bytesRead = bytesRead
     }
 }
 

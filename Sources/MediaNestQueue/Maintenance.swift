@@ -99,8 +99,9 @@ public struct MaintenanceReport: Sendable, Hashable, Codable {
 /// whose item has no pending or running job (the item's settlement reads its latest job of each
 /// type, so they must stay while it is in progress).
 ///
-/// Blocking: call it from a thread that may block (the CLI command), never from the
-/// cooperative pool.
+/// Blocking: call it from a thread that may block (the CLI command, or the daemon's
+/// `MaintenanceService` thread, which runs it step by step over its shared connection), never
+/// from the cooperative pool.
 public struct Maintenance: Sendable {
     /// The session advisory lock key: the ASCII bytes of "MNmainte".
     public static let advisoryLockKey: Int64 = 0x4D4E_6D61_696E_7465
@@ -113,6 +114,10 @@ public struct Maintenance: Sendable {
         self.logger = logger
     }
 
+    /// Gives one step of a run a connection: calls the step with it, once, and returns what it
+    /// threw. See ``run(dryRun:stopRequested:steps:)``.
+    public typealias StepRunner = ((PGConnection) throws -> Void) throws -> Void
+
     /// Runs maintenance once on `connection` (which must not be inside a transaction).
     /// - Parameters:
     ///   - connection: A connection as the schema's owner.
@@ -120,21 +125,69 @@ public struct Maintenance: Sendable {
     /// - Returns: What was done; ``MaintenanceReport/skipped`` when another session holds the lock.
     /// - Throws: ``QueueAdminError`` for a bad policy, ``DatabaseError`` when the database fails.
     public func run(on connection: PGConnection, dryRun: Bool = false) throws -> MaintenanceReport {
+        try run(dryRun: dryRun) { step in try step(connection) }
+    }
+
+    /// Runs maintenance once as a series of short steps, each given its connection by `steps`:
+    /// taking the lock, listing the partitions to make or retire, each partition's DDL, each
+    /// `DELETE` batch, and releasing the lock. A caller that shares its connection (the worker
+    /// daemon, whose result writes and heartbeats use the same one) runs each step as its own
+    /// call, so the calls queued behind maintenance wait for one step, never for the whole run.
+    ///
+    /// The lock is a session lock: every step after the first must run on the session that took
+    /// it. A step that finds another backend (the connection was re-opened in between, and the
+    /// lock went with the old one) fails the run rather than work unlocked.
+    /// - Parameters:
+    ///   - dryRun: Count and list, change nothing (partitions to create are still listed).
+    ///   - stopRequested: Asked before each step; when it says so, the lock is released and the
+    ///     run ends with `CancellationError` (what was done so far stays done).
+    ///   - steps: Runs one step on a connection as the schema's owner, not inside a transaction;
+    ///     always the same connection while it stays open.
+    /// - Returns: What was done; ``MaintenanceReport/skipped`` when another session holds the lock.
+    /// - Throws: ``QueueAdminError`` for a bad policy or a lost session, ``DatabaseError`` when
+    ///   the database fails, `CancellationError` when stopped.
+    public func run(dryRun: Bool = false, stopRequested: () -> Bool = { false }, steps: StepRunner) throws -> MaintenanceReport {
         try policy.validate()
         let started = ContinuousClock.now
         var report = MaintenanceReport(dryRun: dryRun)
-        let locked = try connection.query("SELECT pg_try_advisory_lock($1::bigint) AS got", [Maintenance.advisoryLockKey])[0].decode("got", as: Bool.self)
-        guard locked else {
+        var lockedBackend: Int32?
+        try steps { connection in
+            if try connection.query("SELECT pg_try_advisory_lock($1::bigint) AS got", [Maintenance.advisoryLockKey])[0].decode("got", as: Bool.self) {
+                lockedBackend = connection.backendPID
+            } else {
+                report.lockHolderPID = try lockHolder(on: connection)
+            }
+        }
+        guard let lockedBackend else {
             report.skipped = true
-            report.lockHolderPID = try lockHolder(on: connection)
             logger.notice("maintenance skipped: another session is running it", metadata: ["holder_pid": "\(report.lockHolderPID.map(String.init) ?? "unknown")"])
             return report
         }
-        defer { _ = try? connection.query("SELECT pg_advisory_unlock($1::bigint)", [Maintenance.advisoryLockKey]) }
-
-        try createPartitions(on: connection, into: &report)
-        try retirePartitions(on: connection, into: &report)
-        try deleteExpiredRows(on: connection, into: &report)
+        func step(_ body: (PGConnection) throws -> Void) throws {
+            if stopRequested() { throw CancellationError() }
+            // `steps` calls the closure once and returns: `body` does not really escape.
+            try withoutActuallyEscaping(body) { body in
+                try steps { connection in
+                    guard connection.backendPID == lockedBackend else {
+                        throw QueueAdminError("maintenance stopped: its database session was lost between two steps, and the maintenance lock with it; the next run starts over")
+                    }
+                    try body(connection)
+                }
+            }
+        }
+        do {
+            try createPartitions(step, into: &report)
+            try retirePartitions(step, into: &report)
+            try deleteExpiredRows(step, into: &report)
+        } catch {
+            try? steps { connection in
+                if connection.backendPID == lockedBackend { _ = try? connection.query("SELECT pg_advisory_unlock($1::bigint)", [Maintenance.advisoryLockKey]) }
+            }
+            throw error
+        }
+        try? steps { connection in
+            if connection.backendPID == lockedBackend { _ = try? connection.query("SELECT pg_advisory_unlock($1::bigint)", [Maintenance.advisoryLockKey]) }
+        }
         let elapsed = ContinuousClock.now - started
         report.durationSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         logger.notice(dryRun ? "maintenance dry run finished" : "maintenance finished", metadata: [
@@ -177,23 +230,31 @@ public struct Maintenance: Sendable {
         }
     }
 
-    func createPartitions(on connection: PGConnection, into report: inout MaintenanceReport) throws {
-        let months = try connection.query("""
-            SELECT to_char(m, 'YYYY-MM-DD') AS month, 'audit_logs_' || to_char(m, 'YYYYMM') AS name,
-                   to_regclass('audit_logs_' || to_char(m, 'YYYYMM')) IS NULL AS missing
-              FROM generate_series(date_trunc('month', now() AT TIME ZONE 'UTC'),
-                                   date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1::int),
-                                   interval '1 month') AS m
-            """, [policy.partitionMonthsAhead])
-        for row in months where try row.decode("missing", as: Bool.self) {
-            let name = try row.decode("name", as: String.self)
-            let month = try row.decode("month", as: String.self)
+    func createPartitions(_ step: StepRunner, into report: inout MaintenanceReport) throws {
+        var missing: [(name: String, month: String)] = []
+        try step { connection in
+            let months = try connection.query("""
+                SELECT to_char(m, 'YYYY-MM-DD') AS month, 'audit_logs_' || to_char(m, 'YYYYMM') AS name,
+                       to_regclass('audit_logs_' || to_char(m, 'YYYYMM')) IS NULL AS missing
+                  FROM generate_series(date_trunc('month', now() AT TIME ZONE 'UTC'),
+                                       date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => $1::int),
+                                       interval '1 month') AS m
+                """, [policy.partitionMonthsAhead])
+            for row in months where try row.decode("missing", as: Bool.self) {
+                missing.append((try row.decode("name", as: String.self), try row.decode("month", as: String.self)))
+            }
+        }
+        for (name, month) in missing {
             if report.dryRun {
                 report.partitionsCreated.append(name)
                 continue
             }
             // create_audit_log_partition moves rows of that month out of the default partition.
-            if try withDDLLock(on: connection, { try $0.query("SELECT create_audit_log_partition($1::date)", [month]) }) {
+            var created = false
+            try step { connection in
+                created = try withDDLLock(on: connection) { try $0.query("SELECT create_audit_log_partition($1::date)", [month]) }
+            }
+            if created {
                 report.partitionsCreated.append(name)
                 logger.notice("audit_logs partition created", metadata: ["partition": "\(name)"])
             } else {
@@ -206,32 +267,37 @@ public struct Maintenance: Sendable {
     /// The first instant (UTC) that is still within retention, as SQL.
     private let retentionStartSQL = "(date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => $1::int)) AT TIME ZONE 'UTC'"
 
-    func retirePartitions(on connection: PGConnection, into report: inout MaintenanceReport) throws {
+    func retirePartitions(_ step: StepRunner, into report: inout MaintenanceReport) throws {
         // Named audit_logs_YYYYMM by create_audit_log_partition; a partition is retired when its
         // whole month lies before the retention start.
-        let old = try connection.query("""
-            SELECT c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
-              FROM pg_inherits i
-              JOIN pg_class c ON c.oid = i.inhrelid
-              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE i.inhparent = 'audit_logs'::regclass
-               AND c.relname ~ '^audit_logs_[0-9]{6}$'
-               AND (to_date(substring(c.relname FROM 12), 'YYYYMM') + interval '1 month') AT TIME ZONE 'UTC' <= \(retentionStartSQL)
-             ORDER BY c.relname
-            """, [policy.auditLogRetentionMonths])
-        for row in old {
-            let name = try row.decode("name", as: String.self)
-            let qualified = try row.decode("qualified", as: String.self)
+        var old: [(name: String, qualified: String)] = []
+        try step { connection in
+            let rows = try connection.query("""
+                SELECT c.relname AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified
+                  FROM pg_inherits i
+                  JOIN pg_class c ON c.oid = i.inhrelid
+                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE i.inhparent = 'audit_logs'::regclass
+                   AND c.relname ~ '^audit_logs_[0-9]{6}$'
+                   AND (to_date(substring(c.relname FROM 12), 'YYYYMM') + interval '1 month') AT TIME ZONE 'UTC' <= \(retentionStartSQL)
+                 ORDER BY c.relname
+                """, [policy.auditLogRetentionMonths])
+            old = try rows.map { (try $0.decode("name", as: String.self), try $0.decode("qualified", as: String.self)) }
+        }
+        for (name, qualified) in old {
             let drop = policy.auditPartitionAction == .drop
             if report.dryRun {
                 if drop { report.partitionsDropped.append(name) } else { report.partitionsDetached.append(name) }
                 continue
             }
-            let done = try withDDLLock(on: connection) { connection in
-                // Plain DETACH (not CONCURRENTLY): PostgreSQL refuses CONCURRENTLY while a
-                // default partition exists, and it cannot run in a transaction.
-                try connection.execute("ALTER TABLE audit_logs DETACH PARTITION \(qualified)")
-                if drop { try connection.execute("DROP TABLE \(qualified)") }
+            var done = false
+            try step { connection in
+                done = try withDDLLock(on: connection) { connection in
+                    // Plain DETACH (not CONCURRENTLY): PostgreSQL refuses CONCURRENTLY while a
+                    // default partition exists, and it cannot run in a transaction.
+                    try connection.execute("ALTER TABLE audit_logs DETACH PARTITION \(qualified)")
+                    if drop { try connection.execute("DROP TABLE \(qualified)") }
+                }
             }
             if !done {
                 report.partitionsDeferred.append(name)
@@ -246,18 +312,18 @@ public struct Maintenance: Sendable {
         }
     }
 
-    func deleteExpiredRows(on connection: PGConnection, into report: inout MaintenanceReport) throws {
-        report.auditDefaultRowsDeleted = try purge("audit_logs_default", on: connection, report: &report, key: "(id, created_at)", where: """
+    func deleteExpiredRows(_ step: StepRunner, into report: inout MaintenanceReport) throws {
+        report.auditDefaultRowsDeleted = try purge(step, "audit_logs_default", report: &report, key: "(id, created_at)", where: """
             created_at < \(retentionStartSQL.replacingOccurrences(of: "$1", with: "$2"))
             """, [policy.auditLogRetentionMonths])
-        report.cacheEntriesDeleted = try purge("cache_entries", on: connection, report: &report, key: "key", where: "expires_at < now()", [])
-        report.notificationsDeleted = try purge("notifications", on: connection, report: &report, key: "id", where: """
+        report.cacheEntriesDeleted = try purge(step, "cache_entries", report: &report, key: "key", where: "expires_at < now()", [])
+        report.notificationsDeleted = try purge(step, "notifications", report: &report, key: "id", where: """
             expires_at < now() OR (read AND coalesce(read_at, created_at) < now() - make_interval(days => $2::int))
             """, [policy.readNotificationRetentionDays])
-        report.userSessionsDeleted = try purge("user_sessions", on: connection, report: &report, key: "id", where: """
+        report.userSessionsDeleted = try purge(step, "user_sessions", report: &report, key: "id", where: """
             expires_at < now() - make_interval(days => $2::int)
             """, [policy.expiredSessionRetentionDays])
-        report.processingJobsDeleted = try purge("processing_jobs", on: connection, report: &report, key: "id", where: """
+        report.processingJobsDeleted = try purge(step, "processing_jobs", report: &report, key: "id", where: """
             status IN ('completed', 'failed', 'cancelled')
             AND coalesce(completed_at, updated_at) < now() - make_interval(days => $2::int)
             AND NOT EXISTS (SELECT 1 FROM processing_jobs active
@@ -265,13 +331,18 @@ public struct Maintenance: Sendable {
             """, [policy.finishedJobRetentionDays])
     }
 
-    /// Deletes matching rows of `table` (aliased `t` in the predicate) in batches; `$1` is the
-    /// batch size, `$2` the first of `parameters`. In a dry run, counts them instead.
-    private func purge(_ table: String, on connection: PGConnection, report: inout MaintenanceReport, key: String, where predicate: String,
+    /// Deletes matching rows of `table` (aliased `t` in the predicate) in batches, one step
+    /// each; `$1` is the batch size, `$2` the first of `parameters`. In a dry run, counts them
+    /// instead.
+    private func purge(_ step: StepRunner, _ table: String, report: inout MaintenanceReport, key: String, where predicate: String,
                        _ parameters: [any PGEncodable]) throws -> Int {
         if report.dryRun {
             let shifted = predicate.replacingOccurrences(of: "$2", with: "$1")
-            return try connection.query("SELECT count(*) AS n FROM \(table) t WHERE \(shifted)", parameters)[0].decode("n", as: Int.self)
+            var count = 0
+            try step { connection in
+                count = try connection.query("SELECT count(*) AS n FROM \(table) t WHERE \(shifted)", parameters)[0].decode("n", as: Int.self)
+            }
+            return count
         }
         // SKIP LOCKED: rows a job or a request is using are left for the next run, never waited on.
         let sql = """
@@ -281,7 +352,8 @@ public struct Maintenance: Sendable {
             """
         var total = 0
         while true {
-            let deleted = try connection.execute(sql, [policy.batchSize] + parameters)
+            var deleted = 0
+            try step { connection in deleted = try connection.execute(sql, [policy.batchSize] + parameters) }
             report.batches += 1
             total += deleted
             if deleted < policy.batchSize { break }

@@ -73,6 +73,10 @@ public struct WorkerConfiguration: Sendable {
     public var mediaLimits = MediaLimits.default
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`--metrics-address`, `metrics.listen`).
     public var metricsListen = MetricsListen.automatic
+    /// How often the worker runs maintenance itself (``MaintenanceService``: audit partitions,
+    /// retention; one host at a time through the advisory lock), or `nil` (the default): the
+    /// `medianest-maintenance.timer` unit runs `medianest-worker maintenance` instead.
+    public var maintenanceInterval: Duration?
     /// The configuration file read, if any (for messages).
     public var configurationFile: String?
     /// The file holding the database password (`database.password_file`), read at load time.
@@ -162,6 +166,9 @@ public struct WorkerConfiguration: Sendable {
         guard listenPollInterval > .zero else { throw WorkerConfigurationError("--listen-poll-interval must be positive.") }
         guard gracePeriod >= .zero else { throw WorkerConfigurationError("--grace-period must not be negative.") }
         guard maxLostAlone >= 1 else { throw WorkerConfigurationError("--max-lost must be at least 1.") }
+        if let maintenanceInterval, maintenanceInterval < .seconds(1) {
+            throw WorkerConfigurationError("--maintenance-interval must be at least 1 second, or off (got \(maintenanceInterval.seconds) s).")
+        }
         try stills.validate()
         if let storage, storage.derivedRootRelativeToStorage == nil {
             throw WorkerConfigurationError("--derived-root (\(storage.derivedRoot)) must lie inside the storage root (\(storage.root)): thumbnail_path and preview_path are stored relative to the storage root.")

@@ -102,6 +102,8 @@ public struct WorkerOptions: ParsableArguments {
     var transcodeKeepLocation = false
     @Option(help: "Where /metrics, /healthz and /readyz listen, host:port or off (default: 127.0.0.1:9464, or 127.0.0.1:(9464 + N) with a numeric --instance N).")
     var metricsAddress: String?
+    @Option(help: "Run maintenance (audit partitions, retention) inside the worker every this many seconds, or off (default: off; medianest-maintenance.timer runs it).")
+    var maintenanceInterval: String?
 
     public init() {}
 

@@ -31,11 +31,13 @@ public enum WorkerExit: Sendable, Hashable {
 ///   rescues expired leases and decides when to stop; between claims it sleeps on the LISTEN
 ///   session (``Listener``), which wakes it for new jobs;
 /// - ``ResultWriter`` writes what handlers returned, successes in batches;
-/// - ``Heartbeat`` extends in-flight leases and refreshes the worker registry row.
+/// - ``Heartbeat`` extends in-flight leases and refreshes the worker registry row;
+/// - ``MaintenanceService`` (only with `--maintenance-interval`) runs ``Maintenance`` now and
+///   then, step by step over the writer's connection.
 ///
 /// Connections, at most two: the LISTEN session, where the claim loop claims and sleeps, and one
-/// for result writes and heartbeats (a ``PGConnectionRunner`` whose serial queue orders their
-/// calls). With `--no-listen`, one for everything. Claims and writes on two backends run side
+/// for result writes, heartbeats and maintenance (a ``PGConnectionRunner`` whose serial queue
+/// orders their calls). With `--no-listen`, one for everything. Claims and writes on two backends run side
 /// by side; on one they take turns, which the queue bench measures (README, "Sizing database
 /// connections").
 ///
@@ -58,7 +60,7 @@ public final class WorkerRuntime: Sendable {
     let pool: JobPool
     let metrics: WorkerMetrics
     let systemd: SystemdReporter
-    /// Result writes and heartbeats; claims too with `--no-listen`.
+    /// Result writes, heartbeats and maintenance; claims too with `--no-listen`.
     private let database: PGConnectionRunner
     /// The LISTEN session, where the claim loop claims and sleeps: ``database`` itself with
     /// `--no-listen`.
@@ -259,8 +261,15 @@ public final class WorkerRuntime: Sendable {
             .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
         }
         // Graceful shutdown runs in reverse: the claim loop drains first, while the writer and the
-        // heartbeat still work for it; the heartbeat stops last.
-        let own: [any Service] = [Heartbeat(runtime: self, database: database), writer, claimLoop]
+        // heartbeat still work for it; the heartbeat stops last. The claim loop stays last in
+        // the list: it returns on its own at the first signal, and the group takes any other
+        // service returning out of turn for a failure. Maintenance, when the worker runs it,
+        // stops working at the signal (after its current step) and returns in its turn.
+        var own: [any Service] = [Heartbeat(runtime: self, database: database), writer]
+        if let interval = configuration.maintenanceInterval {
+            own.append(MaintenanceService(runtime: self, database: database, interval: interval))
+        }
+        own.append(claimLoop)
         services += own.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [], logger: logger))

@@ -30,6 +30,15 @@ struct SettingValue {
         return .milliseconds(Int64((value * 1000).rounded()))
     }
 
+    /// A duration in seconds, as ``seconds()``, or `off` (also `false`, `no`, `none`) for `nil`.
+    func secondsOrOff() throws(WorkerConfigurationError) -> Duration? {
+        if ["off", "false", "no", "none"].contains(text.trimmingCharacters(in: .whitespaces).lowercased()) { return nil }
+        guard let value = Double(text.trimmingCharacters(in: .whitespaces)), value.isFinite, value >= 0 else {
+            throw WorkerConfigurationError("\(name) must be a number of seconds, such as 86400, or off (got \(text)).")
+        }
+        return .milliseconds(Int64((value * 1000).rounded()))
+    }
+
     func boolean() throws(WorkerConfigurationError) -> Bool {
         switch text.trimmingCharacters(in: .whitespaces).lowercased() {
         case "true", "yes", "on", "1": return true
@@ -221,6 +230,11 @@ enum WorkerSettings {
                           }
                       },
                       current: { c, _ in c.metricsAddress?.description ?? "off" }),
+        // MARK: maintenance
+        WorkerSetting("maintenance.interval", flag: "--maintenance-interval", default: "off",
+                      given: { $0.maintenanceInterval },
+                      apply: { c, v in c.maintenanceInterval = try v.secondsOrOff() },
+                      current: { c, _ in secondsText(c.maintenanceInterval) ?? "off" }),
         WorkerSetting("log.level", flag: "--log-level", default: "info",
                       given: { $0.logLevel },
                       apply: { c, v in

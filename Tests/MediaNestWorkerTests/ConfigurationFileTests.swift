@@ -214,6 +214,21 @@ struct ConfigurationFileTests {
         }
     }
 
+    @Test func maintenanceIntervalIsSecondsOrOffAndOffByDefault() async throws {
+        #expect(try await load([]).configuration.maintenanceInterval == nil)
+        #expect(try await load(["--maintenance-interval", "86400"]).configuration.maintenanceInterval == .seconds(86400))
+        #expect(try await load([], environment: ["MEDIANEST_MAINTENANCE_INTERVAL": "off"]).configuration.maintenanceInterval == nil)
+        // YAML reads an unquoted `off` as a boolean: it still means off.
+        let dir = try directory(["on.yaml": "maintenance:\n  interval: 3600\n", "off.yaml": "maintenance:\n  interval: off\n"])
+        let fromFile = try await load(["--config", dir + "/on.yaml"])
+        #expect(fromFile.configuration.maintenanceInterval == .seconds(3600))
+        #expect(source(fromFile, "maintenance.interval") == "file \(dir)/on.yaml")
+        #expect(try await load(["--config", dir + "/on.yaml", "--maintenance-interval", "off"]).configuration.maintenanceInterval == nil)
+        #expect(try await load(["--config", dir + "/off.yaml"]).configuration.maintenanceInterval == nil)
+        #expect(try await failure(["--maintenance-interval", "daily"])?.contains("--maintenance-interval must be a number of seconds") == true)
+        #expect(try await failure(["--maintenance-interval", "0"])?.contains("at least 1 second") == true)
+    }
+
     @Test func flagsWithoutValuesApply() async throws {
         let flags = try await load(["--drain", "--no-listen"]).configuration
         #expect(flags.drain)

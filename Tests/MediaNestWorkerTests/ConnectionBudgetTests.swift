@@ -5,7 +5,7 @@ import Testing
 
 /// Issue 10, "Connection budget": a worker process holds at most two server connections (the
 /// LISTEN session, on which the claim loop also claims, and one for result writes and
-/// heartbeats), and one with `--no-listen`.
+/// heartbeats, and maintenance when the worker runs it), and one with `--no-listen`.
 @Suite("connection budget", .serialized, .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
        .timeLimit(.minutes(2)))
 struct ConnectionBudgetTests {
@@ -32,13 +32,16 @@ struct ConnectionBudgetTests {
                 RETURNING id::text AS id
                 """, [owner]).map { try $0.decode("id", as: String.self) }
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
-                                           arguments: ["--concurrency", "4", "--heartbeat", "0.2", "--poll-interval", "0.2"] + (listen ? [] : ["--no-listen"]))
+                                           arguments: ["--concurrency", "4", "--heartbeat", "0.2", "--poll-interval", "0.2",
+                                                       // Maintenance runs on the writer's connection, not one of its own.
+                                                       "--maintenance-interval", "1"] + (listen ? [] : ["--no-listen"]))
             defer { worker.stop() }
             var most: [String] = []
             let done = try await waitUntil(timeout: .seconds(60)) {
                 let now = try workerConnections(on: connection)
                 if now.count > most.count { most = now }
                 return try connection.query("SELECT count(*) FILTER (WHERE status = 'completed') AS n FROM processing_jobs")[0].decode("n", as: Int.self) == jobs.count
+                    && worker.log.contains("maintenance finished")
             }
             #expect(done, "log:\n\(worker.log)")
             let atEnd = try workerConnections(on: connection)

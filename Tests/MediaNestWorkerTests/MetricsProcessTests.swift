@@ -17,12 +17,28 @@ struct MetricsProcessTests {
         return (try #require(response as? HTTPURLResponse).statusCode, String(decoding: data, as: UTF8.self))
     }
 
+    /// The value of the sample named exactly `series` (name and labels) in a Prometheus text body.
+    func sample(_ series: String, in body: String) -> Double? {
+        body.split(separator: "\n").lazy.compactMap { line -> Double? in
+            guard line.hasPrefix(series + " ") else { return nil }
+            return Double(line.dropFirst(series.count + 1).trimmingCharacters(in: .whitespaces))
+        }.first
+    }
+
     @Test func aRunningWorkerServesMetricsHealthAndReadinessOnItsConfiguredAddress() async throws {
         try await withMigratedDatabase("metricsproc") { database, connection, owner in
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("medianest-metricsproc-\(UUID().uuidString.prefix(8))").path
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             // Port 0: the kernel picks a free one, and the worker logs the address it bound.
-            try Data("metrics:\n  listen: 127.0.0.1:0\nqueue:\n  poll_interval: 0.5\nlog:\n  level: info\n".utf8)
+            // Real metadata jobs over real photos, so that the bytes the handler reads are counted.
+            let fixtures = try MediaFixtures.load()
+            let storage = try fixtures.makeScratchDirectory("metricsproc")
+            try FileManager.default.createDirectory(atPath: storage + "/u", withIntermediateDirectories: true)
+            for n in 1...5 {
+                try FileManager.default.copyItem(atPath: fixtures.path(MediaFixtures.Name.plainJPEG), toPath: storage + "/u/m\(n).jpg")
+            }
+            let photoSize = try #require(FileManager.default.attributesOfItem(atPath: storage + "/u/m1.jpg")[.size] as? Int)
+            try Data("metrics:\n  listen: 127.0.0.1:0\nqueue:\n  poll_interval: 0.5\nstorage:\n  root: \(storage)\nlog:\n  level: info\n".utf8)
                 .write(to: URL(fileURLWithPath: dir + "/worker.yaml"))
             _ = try connection.query("""
                 WITH items AS (
@@ -32,7 +48,8 @@ struct MetricsProcessTests {
                 INSERT INTO processing_jobs (media_item_id, job_type, input_data) SELECT id, 'metadata', '{}'::jsonb FROM items RETURNING id
                 """, [owner])
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
-                                           arguments: ["--config", dir + "/worker.yaml", "--instance", "metrics"])
+                                           arguments: ["--config", dir + "/worker.yaml", "--instance", "metrics", "--types", "metadata"],
+                                           executable: "medianest-worker")
             defer { worker.stop() }
             var port: Int?
             #expect(try await waitUntil(timeout: .seconds(30)) {
@@ -53,6 +70,9 @@ struct MetricsProcessTests {
             #expect(metrics.body.contains(#"medianest_jobs_completed_total{type="metadata"} 5"#), "\(metrics.body)")
             #expect(metrics.body.contains(#"medianest_jobs_claimed_total{type="metadata"} 5"#), "\(metrics.body)")
             #expect(metrics.body.contains("medianest_job_duration_seconds"), "\(metrics.body)")
+            // Each metadata run hashes its whole photo, so at least five photos' worth was read.
+            let bytesRead = try #require(sample(#"medianest_bytes_read_total{type="metadata"}"#, in: metrics.body), "\(metrics.body)")
+            #expect(bytesRead >= Double(5 * photoSize), "\(metrics.body)")
             worker.signal(SIGTERM)
             #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0, "log:\n\(worker.log)")
         }

@@ -30,7 +30,7 @@ public struct MetadataHandler: JobHandler {
     /// Extracts the item's metadata.
     /// - Parameter context: The job, its media item, storage paths, progress, cancellation, logger.
     /// - Returns: A small summary as the job output, and the item changes described above.
-    /// - Throws: ``JobError`` from ``MetadataExtractor/extract(root:relativePath:declaredMimeType:limits:computeChecksums:progress:cancellation:logger:)``.
+    /// - Throws: ``JobError`` from ``MetadataExtractor/extract(root:relativePath:declaredMimeType:limits:computeChecksums:progress:cancellation:logger:salvage:readCounter:)``.
     public func run(_ context: JobContext) throws(JobError) -> JobOutcome {
         let item = context.mediaItem
         let result = try MetadataExtractor.extract(
@@ -44,7 +44,8 @@ public struct MetadataHandler: JobHandler {
                 if item.fileSize != checksums.bytesRead { update.fileSize = checksums.bytesRead }
                 context.salvage.record(update)
                 context.logger.debug("recorded the checksums of a file that cannot be used")
-            })
+            },
+            readCounter: context.bytesRead)
 
         var output: [String: JSONValue] = [
             "mime_sniffed": .string(result.mimeSniffed),

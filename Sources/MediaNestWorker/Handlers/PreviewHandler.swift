@@ -35,7 +35,7 @@ public struct PreviewHandler: JobHandler {
         // in processing_info.trickplay with paths relative to the storage root like every other
         // derived file.
         let item = context.mediaItem
-        let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits)
+        let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits, countingInto: context.bytesRead)
         let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: context.storage.derivedRoot, subdirectory: "trickplay")
         _ = directory.removeStaleTemporaries(olderThan: .seconds(3600))
         let trickplay = settings.trickplay

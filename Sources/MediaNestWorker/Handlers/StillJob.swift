@@ -41,7 +41,7 @@ struct StillJob: Sendable {
         guard context.storage.derivedRootRelativeToStorage != nil else {
             throw JobError(.internalError, "The derived root \(context.storage.derivedRoot) is not inside the storage root \(context.storage.root).", retryable: false)
         }
-        let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits)
+        let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits, countingInto: context.bytesRead)
         let identity = file.sourceIdentity
         let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: context.storage.derivedRoot)
         // Runs that died leave hidden temporaries; an hour is far beyond any thumbnail job.

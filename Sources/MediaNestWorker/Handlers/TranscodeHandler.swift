@@ -33,7 +33,7 @@ public struct TranscodeHandler: JobHandler {
     ///   `path_outside_storage`, or the stop's code.
     public func run(_ context: JobContext) throws(JobError) -> JobOutcome {
         let item = context.mediaItem
-        let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits)
+        let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits, countingInto: context.bytesRead)
         context.progress.report(stage: "probing")
         let job = try FFmpegLog.withJobLogger(context.logger) { () throws(JobError) in
             try TranscodeJob(file, settings: settings, limits: limits, cancellation: context.cancellation)

@@ -323,6 +323,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
                     } catch {
                         result = .failure(JobError.wrapping(error))
                     }
+                    runtime.metrics.read(context.bytesRead.total, type: work.job.type)
                 }
                 // A read that failed because the whole volume went away is not the job's
                 // fault: judge that now, while the failure is fresh.

@@ -16,6 +16,8 @@ import Synchronization
 /// - `medianest_lease_rescues_total`, `medianest_poison_jobs_total`,
 ///   `medianest_database_reconnects_total`;
 /// - `medianest_job_duration_seconds{type}` (a timer: a histogram in Prometheus), completed runs;
+/// - `medianest_bytes_read_total{type}`: bytes handlers read from media files, every run
+///   (completed or not), counted by the run's ``MediaNestCore/ByteCounter``;
 /// - gauges `medianest_jobs_in_flight{type}`, `medianest_queue_depth{type}` and
 ///   `medianest_queue_oldest_pending_seconds{type}` (runnable pending jobs, sampled by one
 ///   grouped query every 15 s while a backend is bootstrapped).
@@ -29,6 +31,7 @@ final class WorkerMetrics: Sendable {
     private let failedCounters: [JobType: Counter]
     private let retriedCounters: [JobType: Counter]
     private let durations: [JobType: Metrics.Timer]
+    private let bytesReadCounters: [JobType: Counter]
     private let inFlight: [JobType: Gauge]
     private let depth: [JobType: Gauge]
     private let oldest: [JobType: Gauge]
@@ -44,6 +47,7 @@ final class WorkerMetrics: Sendable {
         completedCounters = per { Counter(label: "medianest_jobs_completed_total", dimensions: [("type", $0.rawValue)]) }
         failedCounters = per { Counter(label: "medianest_jobs_failed_total", dimensions: [("type", $0.rawValue)]) }
         retriedCounters = per { Counter(label: "medianest_jobs_retried_total", dimensions: [("type", $0.rawValue)]) }
+        bytesReadCounters = per { Counter(label: "medianest_bytes_read_total", dimensions: [("type", $0.rawValue)]) }
         durations = per { Metrics.Timer(label: "medianest_job_duration_seconds", dimensions: [("type", $0.rawValue)], preferredDisplayUnit: .seconds) }
         inFlight = per { Gauge(label: "medianest_jobs_in_flight", dimensions: [("type", $0.rawValue)]) }
         depth = per { Gauge(label: "medianest_queue_depth", dimensions: [("type", $0.rawValue)]) }
@@ -52,6 +56,13 @@ final class WorkerMetrics: Sendable {
     }
 
     func claimed(_ type: JobType) { claimedCounters[type]?.increment() }
+
+    /// Adds what one run read from its media file. A run that read nothing (the queue bench's
+    /// no-op handler) touches no counter.
+    func read(_ bytes: Int64, type: JobType) {
+        guard bytes > 0 else { return }
+        bytesReadCounters[type]?.increment(by: bytes)
+    }
 
     func completed(_ type: JobType, duration: Duration) {
         completedCounters[type]?.increment()
