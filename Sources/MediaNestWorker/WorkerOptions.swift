@@ -56,7 +56,7 @@ public struct WorkerOptions: ParsableArguments {
     var logFormat: String?
     @Option(help: "Where thumbnails, previews and renditions are written; must lie inside the storage root (default: $MEDIANEST_DERIVED_ROOT, else <storage root>/.derived).")
     var derivedRoot: String?
-    @Option(help: "Wall-clock limits per job type as type=seconds pairs, such as thumbnail=60,preview=60 (default: thumbnail and preview 60; they win over --job-timeout).")
+    @Option(help: "Wall-clock limits per job type as type=seconds pairs, such as thumbnail=60,preview=300 (default: thumbnail 60, preview 300 for its trickplay sheets; they win over --job-timeout).")
     var typeTimeouts: String?
     @Option(help: "Largest input file in bytes (default: 68719476736, 64 GiB).")
     var maxInputBytes: Int?

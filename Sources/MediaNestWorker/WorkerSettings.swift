@@ -186,7 +186,7 @@ enum WorkerSettings {
         // MARK: limits
         WorkerSetting("limits.job_timeout", flag: "--job-timeout", default: "none (metadata 600)",
                       given: { text($0.jobTimeout) }, apply: { c, v in c.jobTimeout = try v.seconds() }, current: { c, _ in secondsText(c.jobTimeout) }),
-        WorkerSetting("limits.type_timeouts", flag: "--type-timeouts", perJobType: true, default: "thumbnail 60, preview 60",
+        WorkerSetting("limits.type_timeouts", flag: "--type-timeouts", perJobType: true, default: "thumbnail 60, preview 300",
                       given: { $0.typeTimeouts }, apply: { c, v in c.typeTimeouts[v.jobType!] = try v.seconds() },
                       current: { c, type in secondsText(c.typeTimeouts[type!] ?? WorkerConfiguration.defaultTypeTimeouts[type!]) }),
         WorkerSetting("limits.max_input_bytes", flag: "--max-input-bytes", default: "68719476736 (64 GiB)",
