@@ -67,9 +67,10 @@ public final class WorkerRuntime: Sendable {
     private let claimDatabase: PGConnectionRunner
     private let writer = Mutex<ResultWriter?>(nil)
 
-    /// `application_name` of the shared connection, as seen in `pg_stat_activity`.
+    /// `application_name` of the connection for result writes and heartbeats, as seen in
+    /// `pg_stat_activity`.
     public static let applicationName = "medianest-worker"
-    /// `application_name` of the LISTEN session.
+    /// `application_name` of the LISTEN session, where the claim loop claims.
     public static let listenerApplicationName = "medianest-worker listener"
     /// How often the queue gauges are sampled (while a metrics backend is bootstrapped).
     static let queueSampleInterval: Duration = .seconds(15)

@@ -14,15 +14,19 @@ struct ListenerTests {
     private struct Session: Equatable {
         var pid: Int32
         var idleAfterClaim: Bool
+        /// What pg_stat_activity showed, for failure messages.
+        var seen: String
     }
 
     /// The worker's LISTEN session, and whether it sits idle after a claim (it claims right
     /// after LISTEN, so then it is asleep in `poll(2)` with LISTEN in force).
     private func listenSession(on connection: PGConnection) throws -> Session? {
         try connection.query("""
-            SELECT pid, state = 'idle' AND query LIKE 'WITH wanted AS%' AS idle_after_claim FROM pg_stat_activity
+            SELECT pid, state = 'idle' AND query LIKE 'WITH wanted AS%' AS idle_after_claim,
+                   coalesce(state, '') || ': ' || left(query, 60) AS seen FROM pg_stat_activity
              WHERE datname = current_database() AND application_name = 'medianest-worker listener'
-            """).first.map { Session(pid: try $0.decode("pid", as: Int32.self), idleAfterClaim: try $0.decode("idle_after_claim", as: Bool.self)) }
+            """).first.map { Session(pid: try $0.decode("pid", as: Int32.self), idleAfterClaim: try $0.decode("idle_after_claim", as: Bool.self),
+                                     seen: try $0.decode("seen", as: String.self)) }
     }
 
     @Test func aNotificationWakesTheWorkerAndALostSessionIsReplaced() async throws {
@@ -34,7 +38,7 @@ struct ListenerTests {
             #expect(try await waitUntil(timeout: .seconds(30)) {
                 first = try listenSession(on: connection)
                 return first?.idleAfterClaim == true
-            }, "log:\n\(worker.log)")
+            }, "session: \(first?.seen ?? "none")\nlog:\n\(worker.log)")
 
             // Enqueued while the worker sleeps: only the insert's NOTIFY can wake it.
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)

@@ -5,11 +5,12 @@ import MediaNestCore
 import MediaNestDB
 import MediaNestQueue
 
-/// One service's use of the shared connection, with its own reconnect backoff: while the
-/// database is down, calls are skipped until ``retryAt`` instead of blocking the service.
+/// One service's use of a connection, with its own reconnect backoff: while the database is
+/// down, calls are skipped until ``retryAt`` instead of blocking the service.
 ///
-/// The claim loop, the result writer and the heartbeat each hold a lane over the same
-/// ``PGConnectionRunner`` (one server connection; the runner's serial queue orders their calls).
+/// The result writer and the heartbeat each hold a lane over the same ``PGConnectionRunner``
+/// (one server connection; the runner's serial queue orders their calls); the claim loop holds
+/// one over the LISTEN session, or over that same runner with `--no-listen`.
 final class DatabaseLane {
     let runner: PGConnectionRunner
     var retryAt: ContinuousClock.Instant = .now

@@ -11,7 +11,7 @@ import ServiceLifecycle
 /// row every ``WorkerConfiguration/registryInterval``, busy or idle.
 ///
 /// A claimed job waiting for a pool thread is in flight too, so its lease is kept while it
-/// waits. Runs on a thread of its own over the worker's shared connection, and stops last, after
+/// waits. Runs on a thread of its own over the result writer's connection, and stops last, after
 /// the claim loop has drained, so the leases of draining jobs stay alive.
 final class Heartbeat: Service, @unchecked Sendable {
     private let runtime: WorkerRuntime

@@ -93,7 +93,7 @@ final class MaintenanceService: Service, @unchecked Sendable {
         }
     }
 
-    /// One run, step by step on the shared connection.
+    /// One run, step by step on the result writer's connection.
     /// - Returns: `false` when it failed (the next try comes sooner).
     private func runOnce() -> Bool {
         let report: MaintenanceReport

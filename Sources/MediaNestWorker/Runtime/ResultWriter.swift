@@ -7,7 +7,7 @@ import MediaNestQueue
 import ServiceLifecycle
 
 /// The result writer: writes what handlers returned, on a thread of its own, over the worker's
-/// shared connection.
+/// connection that is not the LISTEN session (the heartbeat's too).
 ///
 /// Plain successes that are due together go in one batch transaction; failures, releases and
 /// cancellations one by one. Owns its queue of ``PendingWrite``s and their retry state; the
