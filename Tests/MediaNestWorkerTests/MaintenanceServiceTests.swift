@@ -22,25 +22,10 @@ struct MaintenanceServiceTests {
         ], executable: "medianest-worker")
     }
 
-    /// The metrics base URL the worker logged, once it did.
-    private func metricsBase(of worker: WorkerProcess) async throws -> String {
-        var port: Int?
-        let bound = try await waitUntil(timeout: .seconds(30)) {
-            guard let range = worker.log.range(of: #"address=127\.0\.0\.1:[0-9]+"#, options: .regularExpression) else { return false }
-            port = Int(worker.log[range].split(separator: ":").last!)
-            return true
-        }
-        try #require(bound, "log:\n\(worker.log)")
-        return "http://127.0.0.1:\(try #require(port))"
-    }
-
     /// Every sample of `/metrics`, by series (name and labels as printed).
     private func scrape(_ base: String) async throws -> [String: Double] {
-        var request = URLRequest(url: try #require(URL(string: base + "/metrics")))
-        request.timeoutInterval = 10
-        let (data, _) = try await URLSession.shared.data(for: request)
         var samples: [String: Double] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+        for line in try await httpGet(base + "/metrics").body.split(separator: "\n") where !line.hasPrefix("#") {
             guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
             samples[String(line[..<space])] = value
         }
@@ -85,7 +70,7 @@ struct MaintenanceServiceTests {
             try insertExpiredRows(owner: owner, on: connection)
             let worker = try startWorker(database, instance: "maint")
             defer { worker.stop() }
-            let base = try await metricsBase(of: worker)
+            let base = try await metricsBaseURL(of: worker)
             #expect(try await waitUntil(timeout: .seconds(30)) { try expiredRowsLeft(on: connection) == 0 }, "log:\n\(worker.log)")
             #expect(try connection.query("SELECT count(*) AS n FROM user_sessions WHERE token_hash = 'current'")[0].decode("n", as: Int.self) == 1)
             let samples = try await scrape([base]) { runs("ok", $0[0]) >= 1 }[0]
@@ -111,7 +96,7 @@ struct MaintenanceServiceTests {
             defer { first.stop() }
             let second = try startWorker(database, instance: "m2")
             defer { second.stop() }
-            let bases = [try await metricsBase(of: first), try await metricsBase(of: second)]
+            let bases = [try await metricsBaseURL(of: first), try await metricsBaseURL(of: second)]
 
             let whileHeld = try await scrape(bases) { $0.allSatisfy { runs("skipped", $0) >= 1 } }
             #expect(whileHeld.allSatisfy { runs("skipped", $0) >= 1 }, "\(whileHeld)")

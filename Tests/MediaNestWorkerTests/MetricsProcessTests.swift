@@ -10,13 +10,6 @@ import Testing
 @Suite("worker metrics endpoint", .serialized, .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
        .timeLimit(.minutes(2)))
 struct MetricsProcessTests {
-    private func get(_ url: String) async throws -> (status: Int, body: String) {
-        var request = URLRequest(url: try #require(URL(string: url)))
-        request.timeoutInterval = 10
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return (try #require(response as? HTTPURLResponse).statusCode, String(decoding: data, as: UTF8.self))
-    }
-
     /// The value of the sample named exactly `series` (name and labels) in a Prometheus text body.
     func sample(_ series: String, in body: String) -> Double? {
         body.split(separator: "\n").lazy.compactMap { line -> Double? in
@@ -51,20 +44,13 @@ struct MetricsProcessTests {
                                            arguments: ["--config", dir + "/worker.yaml", "--instance", "metrics", "--types", "metadata"],
                                            executable: "medianest-worker")
             defer { worker.stop() }
-            var port: Int?
-            #expect(try await waitUntil(timeout: .seconds(30)) {
-                let log = worker.log
-                guard let range = log.range(of: #"address=127\.0\.0\.1:[0-9]+"#, options: .regularExpression) else { return false }
-                port = Int(log[range].split(separator: ":").last!)
-                return true
-            }, "log:\n\(worker.log)")
-            let base = "http://127.0.0.1:\(try #require(port))"
+            let base = try await metricsBaseURL(of: worker)
             #expect(try await waitUntil(timeout: .seconds(30)) {
                 try connection.query("SELECT count(*) AS n FROM processing_jobs WHERE status = 'completed'")[0].decode("n", as: Int.self) == 5
             })
-            #expect(try await get(base + "/healthz").status == 200)
-            #expect(try await get(base + "/readyz").status == 200)
-            let metrics = try await get(base + "/metrics")
+            #expect(try await httpGet(base + "/healthz").status == 200)
+            #expect(try await httpGet(base + "/readyz").status == 200)
+            let metrics = try await httpGet(base + "/metrics")
             #expect(metrics.status == 200)
             // The runtime's counters moved with the jobs it ran.
             #expect(metrics.body.contains(#"medianest_jobs_completed_total{type="metadata"} 5"#), "\(metrics.body)")

@@ -39,4 +39,41 @@ struct PostgresRestartTests {
         #expect(counts.values.allSatisfy { $0 == 1 }, "runs per job: \(counts.filter { $0.value != 1 })")
         #expect(try connection.query("SELECT count(*) AS n FROM processing_jobs WHERE attempts <> 1")[0].decode("n", as: Int.self) == 0)
     }
+
+    /// `/readyz` follows the database: 200 while the claim loop reaches it, 503 naming the
+    /// database while the server is down (the LISTEN session's socket closes, so the loop knows
+    /// at once), 200 again once it is back; `/healthz` says the process lives throughout.
+    @Test func readinessFollowsTheDatabaseWhileLivenessStays() async throws {
+        let cluster = try PrivateCluster()
+        let admin = try PGConnection.connect(cluster.configuration())
+        try admin.execute("CREATE DATABASE medianest")
+        try applyProjectMigrations(try PGConnection.connect(cluster.configuration(database: "medianest")))
+        let worker = try WorkerProcess(connectionString: cluster.connectionString(database: "medianest"), runLog: makeRunLog(),
+                                       arguments: ["--metrics-address", "127.0.0.1:0", "--poll-interval", "0.5"])
+        defer { worker.stop() }
+        let base = try await metricsBaseURL(of: worker)
+        var last = (status: 0, body: "")
+        try await waitForReadiness(base, status: 200, last: &last)
+        #expect(last.status == 200, "\(last.body)\nlog:\n\(worker.log)")
+
+        try cluster.stop()
+        try await waitForReadiness(base, status: 503, last: &last)
+        #expect(last.status == 503 && last.body.contains("database"), "\(last.body)\nlog:\n\(worker.log)")
+        #expect(try await httpGet(base + "/healthz").status == 200)
+
+        try cluster.start()
+        try await waitForReadiness(base, status: 200, last: &last)
+        #expect(last.status == 200, "\(last.body)\nlog:\n\(worker.log)")
+        #expect(worker.isRunning)
+    }
+
+    /// Polls `/readyz` until it answers `status` or 30 s pass; `last` holds the last answer.
+    private func waitForReadiness(_ base: String, status: Int, last: inout (status: Int, body: String)) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            last = try await httpGet(base + "/readyz")
+            if last.status == status { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
 }

@@ -1,8 +1,12 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Logging
 import MediaNestDB
 import MediaNestMigrations
 import MediaNestTestSupport
+import Testing
 
 /// The directory holding the built executables: next to `MEDIANEST_WORKER_BIN`, else `.build/debug`.
 let binDirectory: URL = {
@@ -94,4 +98,28 @@ func runCLI(_ arguments: [String], environment: [String: String]? = nil) throws 
 /// The status of a job.
 func jobStatus(_ id: String, on connection: PGConnection) throws -> String {
     try connection.query("SELECT status::text AS s FROM processing_jobs WHERE id = $1::uuid", [id])[0].decode("s", as: String.self)
+}
+
+// MARK: - The worker's HTTP endpoint
+
+/// The base URL of the metrics endpoint a worker started with `--metrics-address 127.0.0.1:0`
+/// logged (`address=127.0.0.1:PORT`), once it did.
+func metricsBaseURL(of worker: WorkerProcess) async throws -> String {
+    var port: Int?
+    let bound = try await waitUntil(timeout: .seconds(30)) {
+        let log = worker.log
+        guard let range = log.range(of: #"address=127\.0\.0\.1:[0-9]+"#, options: .regularExpression) else { return false }
+        port = Int(log[range].split(separator: ":").last!)
+        return true
+    }
+    try #require(bound, "log:\n\(worker.log)")
+    return "http://127.0.0.1:\(try #require(port))"
+}
+
+/// One GET with a 10 s timeout.
+func httpGet(_ url: String) async throws -> (status: Int, body: String) {
+    var request = URLRequest(url: try #require(URL(string: url)))
+    request.timeoutInterval = 10
+    let (data, response) = try await URLSession.shared.data(for: request)
+    return (try #require(response as? HTTPURLResponse).statusCode, String(decoding: data, as: UTF8.self))
 }
