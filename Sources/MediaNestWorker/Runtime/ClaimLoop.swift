@@ -165,7 +165,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
                 }
                 pollIntervalInUse = pollInterval
                 if claimNow {
-                    claim(runningHandlers: snapshot.runningHandlers, runAloneActive: snapshot.runAloneActive, pollTick: pollTick)
+                    claim(runningHandlers: snapshot.runningHandlers, inFlight: snapshot.inFlight, runAloneActive: snapshot.runAloneActive, pollTick: pollTick)
                 }
                 if configuration.drain, drainFinished() { return finish(.drained) }
             }
@@ -222,9 +222,18 @@ final class ClaimLoop: Service, @unchecked Sendable {
 
     // MARK: Claim
 
-    private func claim(runningHandlers: [JobType: Int], runAloneActive: Bool, pollTick: Bool) {
+    /// How many finished runs may wait for their results to be written before the loop stops
+    /// claiming: the writer's backlog. Slots free up when a handler returns, not when its result
+    /// is stored, so without a bound a stalled writer (a lock it waits for, a slow disk) would
+    /// let the loop claim without end; every run in the backlog is one the heartbeat must keep
+    /// alive and one that runs again, alone, if the process dies.
+    static func writeBacklogLimit(concurrency: Int) -> Int { max(1024, 16 * concurrency) }
+
+    private func claim(runningHandlers: [JobType: Int], inFlight: Int, runAloneActive: Bool, pollTick: Bool) {
         guard !runAloneActive else { return }
         let running = runningHandlers.values.reduce(0, +)
+        // The writer's `forget` wakes the loop (claimWanted) once it has caught up.
+        guard inFlight - running < ClaimLoop.writeBacklogLimit(concurrency: configuration.concurrency) else { return }
         let types = runtime.types
         if running == 0 {
             drainingForRunAlone = false
