@@ -72,6 +72,14 @@ public struct JobStore: Sendable {
     public var retryPolicy: RetryPolicy
     /// How many times a job may be lost while running alone before it fails as poison.
     public var maxLostAlone: Int
+    /// `lock_timeout` for the transactions that record a run (``complete(_:outcome:on:)``,
+    /// ``completeBatch(_:on:)``, ``fail(_:error:itemUpdate:on:)``), or `nil` to wait as long as
+    /// it takes. A write stuck behind a row lock then fails with `55P03`, which the result
+    /// writer retries, instead of holding up every write behind it. It is set with
+    /// `set_config(…, true)`, for the transaction only, so it never outlives it: behind
+    /// PgBouncer in transaction mode a session setting would stay on a server connection that
+    /// other clients then get, and be missing from the one this worker gets next.
+    public var lockTimeout: Duration?
 
     /// The NOTIFY channel enqueues, retries and releases signal on.
     public static let channel = "medianest_jobs"
@@ -304,6 +312,20 @@ public struct JobStore: Sendable {
     /// orders (`enqueue_media_processing` locks the item, then meets the jobs' index entries).
     /// Items that no longer exist are skipped.
     static func lockItems(_ itemIDs: some Collection<String>, on connection: PGConnection) throws(DatabaseError) {
+        try lockItems(itemIDs, lockTimeout: nil, on: connection)
+    }
+
+    /// ``lockItems(_:on:)`` after setting ``lockTimeout`` for the transaction.
+    private func lockItemsForRecording(_ itemIDs: some Collection<String>, on connection: PGConnection) throws(DatabaseError) {
+        try JobStore.lockItems(itemIDs, lockTimeout: lockTimeout, on: connection)
+    }
+
+    private static func lockItems(_ itemIDs: some Collection<String>, lockTimeout: Duration?, on connection: PGConnection) throws(DatabaseError) {
+        if let lockTimeout {
+            // A statement of its own, before the locks: within one statement the order in
+            // which PostgreSQL evaluates the setting and the locking is not defined.
+            try connection.execute("SELECT set_config('lock_timeout', $1, true)", ["\(max(1, Int(lockTimeout.seconds * 1000)))ms"])
+        }
         guard !itemIDs.isEmpty else { return }
         try connection.execute("""
             SELECT count(*) FROM (SELECT 1 FROM media_items WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE) locked
@@ -316,7 +338,7 @@ public struct JobStore: Sendable {
     /// - Throws: ``DatabaseError``; the transaction is rolled back.
     public func complete(_ job: ClaimedJob, outcome: JobOutcome, on connection: PGConnection) throws -> Bool {
         try connection.transaction { connection in
-            try JobStore.lockItems([job.mediaItemID], on: connection)
+            try lockItemsForRecording([job.mediaItemID], on: connection)
             let owned = try connection.execute("""
                 UPDATE processing_jobs
                    SET status = 'completed', completed_at = now(), output_data = $3, error_message = NULL,
@@ -348,7 +370,7 @@ public struct JobStore: Sendable {
         // Job ids in order: a heartbeat on another connection writes the same rows in this order.
         let sorted = runs.sorted { $0.job.id < $1.job.id }
         return try connection.transaction { connection in
-            try JobStore.lockItems(sorted.map(\.job.mediaItemID), on: connection)
+            try lockItemsForRecording(sorted.map(\.job.mediaItemID), on: connection)
             let rows = try connection.query("""
                 UPDATE processing_jobs j
                    SET status = 'completed', completed_at = now(), output_data = v.output, error_message = NULL,
@@ -420,7 +442,7 @@ public struct JobStore: Sendable {
         let retrying = error.isRetryable && job.attempt < maxAttempts
         let delay = retryPolicy.delay(afterAttempt: job.attempt)
         return try connection.transaction { connection in
-            try JobStore.lockItems([job.mediaItemID], on: connection)
+            try lockItemsForRecording([job.mediaItemID], on: connection)
             let disposition: FailureDisposition
             if retrying {
                 let rows = try connection.query("""

@@ -555,4 +555,37 @@ struct JobStoreTests {
         #expect(policy.delay(afterAttempt: 1, random: 0.999_999).seconds > 11.9)
         #expect(policy.delay(afterAttempt: 30, random: 0.999) <= .seconds(3600))
     }
+
+    /// ``JobStore/lockTimeout`` turns a recording transaction stuck behind an item lock into a
+    /// `55P03` and is set for that transaction only: the session's own `lock_timeout` is
+    /// untouched afterwards, which is what makes it safe behind PgBouncer in transaction mode.
+    @Test func aRecordingTransactionsLockTimeoutEndsWithIt() async throws {
+        try await withMigratedDatabase("locktimeout") { database, connection, owner in
+            var store = JobStore(workerID: "w:1:0")
+            store.lockTimeout = .milliseconds(200)
+            let (item, jobs) = try itemWithRunningJobs([.metadata, .thumbnail], store: store, owner: owner, on: connection)
+            let holder = try database.connect()
+            try holder.execute("BEGIN")
+            try holder.execute("SELECT 1 FROM media_items WHERE id = $1::uuid FOR UPDATE", [item])
+
+            var state: String?
+            do {
+                _ = try store.complete(try #require(jobs[.metadata]), outcome: JobOutcome(output: [:]), on: connection)
+            } catch let error as DatabaseError {
+                state = error.sqlState
+            }
+            #expect(state == "55P03")
+            do {
+                _ = try store.fail(try #require(jobs[.thumbnail]), error: JobError(.ioError, "disk"), on: connection)
+                Issue.record("fail waited out the item lock")
+            } catch let error as DatabaseError {
+                #expect(error.sqlState == "55P03")
+            }
+            try holder.execute("ROLLBACK")
+            #expect(try store.complete(try #require(jobs[.metadata]), outcome: JobOutcome(output: [:]), on: connection))
+            // Nothing of it is left on the session once a recording transaction committed (one
+            // that rolled back would take even a session setting back with it).
+            #expect(try connection.query("SELECT current_setting('lock_timeout') AS t")[0].decode("t", as: String.self) == "0")
+        }
+    }
 }

@@ -32,18 +32,22 @@ final class ResultWriter: Service, @unchecked Sendable {
     private let coalesceTarget: Int
     // The writer thread's own.
     private var pendingWrites: [PendingWrite] = []
-    /// The backend that ``WorkerConfiguration/resultLockTimeout`` was set on.
-    private var preparedBackend: Int32 = 0
 
     init(runtime: WorkerRuntime, database: PGConnectionRunner) {
         self.runtime = runtime
         self.lane = DatabaseLane(database, metrics: runtime.metrics)
+        var store = runtime.store
+        store.lockTimeout = runtime.configuration.resultLockTimeout
+        self.store = store
         // Half the backlog the claim loop allows: it never stops claiming while results gather.
         self.coalesceTarget = ClaimLoop.writeBacklogLimit(concurrency: runtime.configuration.concurrency) / 2
     }
 
     private var logger: Logger { runtime.logger }
-    private var store: JobStore { runtime.store }
+    /// The runtime's store with ``WorkerConfiguration/resultLockTimeout`` for the transactions
+    /// that record runs: a write stuck behind a row lock turns into a `55P03` to retry instead of
+    /// stalling every write behind it (set per transaction; see ``JobStore/lockTimeout``).
+    private let store: JobStore
     private var configuration: WorkerConfiguration { runtime.configuration }
 
     /// Hands a finished run to the writer.
@@ -137,7 +141,6 @@ final class ResultWriter: Service, @unchecked Sendable {
             guard pending.notBefore <= .now else { index += 1; continue }
             do {
                 try lane.runner.runBlocking { connection in
-                    try prepareWriter(connection)
                     try write(pending, on: connection)
                 }
                 lane.succeeded()
@@ -166,7 +169,6 @@ final class ResultWriter: Service, @unchecked Sendable {
         let owned: Set<String>
         do {
             owned = try lane.runner.runBlocking { connection in
-                try prepareWriter(connection)
                 return try store.completeBatch(batch.map { pending in
                     guard case .success(let outcome) = pending.run.result else { preconditionFailure("the batch holds successes only") }
                     return (pending.run.work.job, outcome)
@@ -196,15 +198,6 @@ final class ResultWriter: Service, @unchecked Sendable {
         let written = Set(batch.map(\.run.token))
         pendingWrites.removeAll { written.contains($0.run.token) }
         forget(batch.map(\.run))
-    }
-
-    /// Sets the session's `lock_timeout` once per backend, so a write stuck behind a row lock
-    /// turns into a `55P03` to retry instead of stalling every write behind it. Claims (`SKIP
-    /// LOCKED`) and heartbeats on the same connection are not slowed by it.
-    private func prepareWriter(_ connection: PGConnection) throws(DatabaseError) {
-        guard let timeout = configuration.resultLockTimeout, connection.backendPID != preparedBackend else { return }
-        try connection.execute("SELECT set_config('lock_timeout', $1, false)", ["\(max(1, Int(timeout.seconds * 1000)))ms"])
-        preparedBackend = connection.backendPID
     }
 
     /// Backs the write at `index` off after a transient conflict, or gives it up when its
