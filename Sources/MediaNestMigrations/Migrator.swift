@@ -290,6 +290,7 @@ public struct Migrator: Sendable {
                     let holders = try connection.query("""
                         SELECT coalesce(string_agg(pid::text, ', '), 'unknown') AS pids FROM pg_locks
                          WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
                            AND classid::bigint = ($1::bigint >> 32) AND objid::bigint = ($1::bigint & 4294967295)
                         """, [Migrator.advisoryLockKey])
                     let pids = try holders.first?.decode("pids", as: String.self) ?? "unknown"

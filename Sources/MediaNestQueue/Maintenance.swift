@@ -200,13 +200,16 @@ public struct Maintenance: Sendable {
         return report
     }
 
-    /// The backend holding the maintenance lock, from `pg_locks` (a bigint key is stored as
-    /// classid = high 32 bits, objid = low 32 bits, objsubid = 1).
-    func lockHolder(on connection: PGConnection) throws -> Int32? {
+    /// The backend holding the maintenance lock in this connection's database, from `pg_locks`
+    /// (a bigint key is stored as classid = high 32 bits, objid = low 32 bits, objsubid = 1).
+    /// Advisory locks are per database, but `pg_locks` covers the whole cluster: a session
+    /// holding the same key in another database is not the one to name.
+    public func lockHolder(on connection: PGConnection) throws -> Int32? {
         let key = UInt64(bitPattern: Maintenance.advisoryLockKey)
         return try connection.query("""
             SELECT pid FROM pg_locks
              WHERE locktype = 'advisory' AND granted AND objsubid = 1
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
                AND classid = $1::bigint::oid AND objid = $2::bigint::oid
              LIMIT 1
             """, [Int64(key >> 32), Int64(key & 0xFFFF_FFFF)]).first?.decode("pid", as: Int32?.self) ?? nil

@@ -222,6 +222,18 @@ struct MaintenanceTests {
         }
     }
 
+    @Test func theLockHolderNamedIsInThisDatabaseNotAnotherOneOfTheCluster() async throws {
+        try await withMigratedDatabase("maintmine") { _, connection, _ in
+            try await TestDatabase.with("maintother") { other in
+                // The same key held in another database of the same cluster: not our lock.
+                let elsewhere = try other.connect()
+                try elsewhere.query("SELECT pg_advisory_lock($1::bigint)", [Maintenance.advisoryLockKey])
+                #expect(try Maintenance().lockHolder(on: connection) == nil)
+                #expect(!(try Maintenance().run(on: connection).skipped), "advisory locks are per database")
+            }
+        }
+    }
+
     @Test func badPolicyIsRefusedWithTheSettingNamed() async throws {
         var policy = MaintenancePolicy()
         policy.batchSize = 0
