@@ -64,6 +64,27 @@ public final class StorageRootMonitor: Sendable {
         }
     }
 
+    /// Refuses a derived root that jobs could not write into. It must be a directory; when it
+    /// does not exist yet (the first job creates it) its parent must be one, unless `mustExist`
+    /// (a reader such as `gallery`, which has nothing to read from a derived root that is not there).
+    /// - Throws: ``WorkerStartupError`` with exit code 78.
+    public static func validateDerivedRootAtStart(_ derivedRoot: String, mustExist: Bool = false) throws(WorkerStartupError) {
+        let advice = "Check --derived-root (MEDIANEST_DERIVED_ROOT); by default it is <storage root>/.derived."
+        var info = stat()
+        if stat(derivedRoot, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw WorkerStartupError("derived root \(LogText.escaped(derivedRoot)) is not a directory. \(advice)")
+            }
+            return
+        }
+        let error = errno
+        let reason = String(cString: strerror(error))
+        let parent = (derivedRoot as NSString).deletingLastPathComponent
+        guard !mustExist, error == ENOENT, stat(parent.isEmpty ? "/" : parent, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw WorkerStartupError("derived root \(LogText.escaped(derivedRoot)) cannot be used: \(reason). Is the volume mounted? \(advice)")
+        }
+    }
+
     /// Whether the root is usable now; logs when that changes.
     @discardableResult
     public func isAvailable() -> Bool {
@@ -124,7 +145,6 @@ enum LogText {
 /// exist, a role that does not exist or a wrong password, a schema that is not migrated.
 public enum DatabasePreflight {
     /// The lowest `schema_migrations` version this build works with.
-    // LEAD: bump to 12 when the engine's migration 0012 (lease_id) is merged.
     public static let requiredSchemaVersion: Int64 = 12
 
     /// The outcome of one try.
@@ -139,38 +159,65 @@ public enum DatabasePreflight {
     /// - Returns: ``Outcome/ready`` or ``Outcome/unreachable(_:)`` for faults that may pass.
     /// - Throws: ``WorkerStartupError`` (exit 78) for faults that never fix themselves.
     public static func check(_ configuration: DatabaseConfiguration, logger: Logger) throws(WorkerStartupError) -> Outcome {
-        let connection: PGConnection
         do {
-            connection = try PGConnection.connect(configuration.with("application_name", "medianest-worker preflight"), logger: logger)
-        } catch {
-            if error.isConfigurationProblem {
-                throw WorkerStartupError("cannot use the database: \(error.message). Check --database-url (DATABASE_URL) or the PG* variables.")
-            }
-            return .unreachable(error)
-        }
-        do {
-            let row = try connection.query("""
-                SELECT to_regclass('schema_migrations') IS NOT NULL AS tracked,
-                       to_regclass('processing_jobs') IS NOT NULL AS jobs,
-                       to_regclass('processing_workers') IS NOT NULL AS workers,
-                       current_database() AS name
-                """)[0]
-            let name = try row.decode("name", as: String.self)
-            var version: Int64 = 0
-            if try row.decode("tracked", as: Bool.self) {
-                version = try connection.query("SELECT coalesce(max(version), 0)::bigint AS v FROM schema_migrations")[0].decode("v", as: Int64.self)
-            }
-            let tablesPresent = try row.decode("jobs", as: Bool.self) && row.decode("workers", as: Bool.self)
-            guard tablesPresent, version >= requiredSchemaVersion else {
-                throw WorkerStartupError("the database \(name) is not migrated for this worker (schema version \(version), needs \(requiredSchemaVersion)\(tablesPresent ? "" : "; processing_jobs or processing_workers is missing")): run `medianest-worker migrate up`.")
-            }
+            _ = try connectMigrated(configuration.with("application_name", "medianest-worker preflight"), logger: logger)
             return .ready
         } catch let error as WorkerStartupError {
             throw error
-        } catch let error as DatabaseError where error.isConnectionProblem {
+        } catch let error as DatabaseError {
             return .unreachable(error)
         } catch {
             throw WorkerStartupError("cannot check the database schema: \(error). Run `medianest-worker migrate up`, and check the role's privileges.")
         }
+    }
+
+    /// Connects for an operator command (`import`, `status`, `enqueue`, …) and checks the schema
+    /// the way `run` does at start, so that every command says the same sentence about the same
+    /// fault instead of a raw `relation "…" does not exist`.
+    /// - Returns: The connection, on a migrated database.
+    /// - Throws: ``WorkerStartupError`` (exit 78) for what no retry fixes (no such database or
+    ///   role, a wrong password, an unmigrated schema); ``DatabaseError`` when the server cannot be
+    ///   reached now.
+    public static func connectMigrated(_ configuration: DatabaseConfiguration, logger: Logger = Logger(label: "medianest.preflight")) throws -> PGConnection {
+        let connection: PGConnection
+        do {
+            connection = try PGConnection.connect(configuration, logger: logger)
+        } catch {
+            if error.isConfigurationProblem {
+                throw WorkerStartupError("cannot use the database: \(error.message). Check --database-url (DATABASE_URL) or the PG* variables.")
+            }
+            throw error
+        }
+        do {
+            if let problem = try schemaProblem(on: connection) { throw problem }
+            return connection
+        } catch let error as WorkerStartupError {
+            throw error
+        } catch let error as DatabaseError where error.isConnectionProblem {
+            throw error
+        } catch {
+            throw WorkerStartupError("cannot check the database schema: \(error). Run `medianest-worker migrate up`, and check the role's privileges.")
+        }
+    }
+
+    /// What is wrong with the schema this connection sees, or `nil` when it is migrated far
+    /// enough for this build.
+    public static func schemaProblem(on connection: PGConnection) throws -> WorkerStartupError? {
+        let row = try connection.query("""
+            SELECT to_regclass('schema_migrations') IS NOT NULL AS tracked,
+                   to_regclass('processing_jobs') IS NOT NULL AS jobs,
+                   to_regclass('processing_workers') IS NOT NULL AS workers,
+                   current_database() AS name
+            """)[0]
+        let name = try row.decode("name", as: String.self)
+        var version: Int64 = 0
+        if try row.decode("tracked", as: Bool.self) {
+            version = try connection.query("SELECT coalesce(max(version), 0)::bigint AS v FROM schema_migrations")[0].decode("v", as: Int64.self)
+        }
+        let tablesPresent = try row.decode("jobs", as: Bool.self) && row.decode("workers", as: Bool.self)
+        guard tablesPresent, version >= requiredSchemaVersion else {
+            return WorkerStartupError("the database \(name) is not migrated for this worker (schema version \(version), needs \(requiredSchemaVersion)\(tablesPresent ? "" : "; processing_jobs or processing_workers is missing")): run `medianest-worker migrate up`.")
+        }
+        return nil
     }
 }

@@ -198,7 +198,10 @@ public final class WorkerRuntime: Sendable {
     /// - Returns: `false` when a shutdown was requested while waiting.
     /// - Throws: ``WorkerStartupError`` (exit code 78) naming the fault and what to do.
     public func checkEnvironment() async throws(WorkerStartupError) -> Bool {
-        if let storage = configuration.storage { try StorageRootMonitor.validateAtStart(storage.root) }
+        if let storage = configuration.storage {
+            try StorageRootMonitor.validateAtStart(storage.root)
+            try StorageRootMonitor.validateDerivedRootAtStart(storage.derivedRoot)
+        }
         var backoff: Duration = .milliseconds(250)
         while true {
             let database = configuration.database

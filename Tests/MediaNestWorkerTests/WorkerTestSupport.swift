@@ -80,7 +80,10 @@ func runCounts(_ runLog: String) -> [String: Int] {
 }
 
 /// Runs `medianest-worker` (the production CLI) to completion.
-func runCLI(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, output: String, error: String) {
+///
+/// A command still running after `timeout` seconds is killed (SIGKILL, status 9 by signal), so a
+/// command that never ends fails its test instead of hanging the suite.
+func runCLI(_ arguments: [String], environment: [String: String]? = nil, timeout: Double = 120) throws -> (status: Int32, output: String, error: String) {
     let process = Process()
     process.executableURL = binDirectory.appendingPathComponent("medianest-worker")
     process.arguments = arguments
@@ -89,6 +92,9 @@ func runCLI(_ arguments: [String], environment: [String: String]? = nil) throws 
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    let watchdog = DispatchWorkItem { [process] in if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+    defer { watchdog.cancel() }
     let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     let error = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()

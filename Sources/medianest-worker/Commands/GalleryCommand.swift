@@ -24,6 +24,9 @@ struct GalleryCommand: ParsableCommand {
         let absolute = { (path: String) in path.hasPrefix("/") ? path : cwd + "/" + path }
         let derived = (derivedRoot ?? environment["MEDIANEST_DERIVED_ROOT"]).flatMap { $0.isEmpty ? nil : absolute($0) }
         try operatorAction {
+            // A gallery of an unmounted volume would be a page of broken pictures: say so instead.
+            try StorageRootMonitor.validateAtStart(absolute(root))
+            if let derived { try StorageRootMonitor.validateDerivedRootAtStart(derived, mustExist: true) }
             let items = try GalleryItem.loadAll(on: try connection.connect())
             let writer = GalleryWriter(storageRoot: absolute(root), derivedRoot: derived)
             do {

@@ -35,22 +35,17 @@ struct ImportCommand: ParsableCommand {
         let ownerEmail = owner ?? environment["MEDIANEST_IMPORT_OWNER"] ?? "\(environment["USER"] ?? "owner")@localhost"
         let importer = LibraryImporter(storageRoot: absoluteRoot, ownerEmail: ownerEmail, mode: link ? .link : copy ? .copy : .auto)
         let display = ImportProgressDisplay(interactive: isatty(STDERR_FILENO) == 1)
-        let report: ImportReport
-        do {
+        var finished: ImportReport?
+        try operatorAction {
+            try StorageRootMonitor.validateAtStart(absoluteRoot)
             let db = try connection.connect()
-            report = try importer.run(paths: paths, on: db) { done, total, bytes, totalBytes in
+            // The bar ends its line before any error is printed.
+            defer { display.finish() }
+            finished = try importer.run(paths: paths, on: db) { done, total, bytes, totalBytes in
                 display.update(done: done, total: total, bytes: bytes, totalBytes: totalBytes)
             }
-            display.finish()
-        } catch let error as ImportError {
-            display.finish()
-            printError(error.message)
-            throw ExitCode(1)
-        } catch let error as DatabaseError {
-            display.finish()
-            printError("database error: \(error)")
-            throw ExitCode(1)
         }
+        guard let report = finished else { return }
         for line in ImportSummary.lines(report, ownerEmail: ownerEmail) { print(line) }
     }
 }

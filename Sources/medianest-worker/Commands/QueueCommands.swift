@@ -3,25 +3,37 @@ import Foundation
 import MediaNestCore
 import MediaNestDB
 import MediaNestQueue
+import MediaNestWorker
 
 /// The connection options every operator command shares.
 struct ConnectionOptions: ParsableArguments {
     @Option(help: "libpq connection string or URI (default: $DATABASE_URL, else libpq's PG* defaults).")
     var databaseURL: String?
 
-    /// Opens a connection; a failure is a ``DatabaseError`` that ``operatorAction(_:)`` prints.
+    /// Opens a connection to a migrated database, checked the way `run` checks it at start.
+    ///
+    /// A fault no retry fixes (no such database or role, a wrong password, an unmigrated schema)
+    /// is a ``WorkerStartupError`` with `run`'s sentence; a server that cannot be reached is a
+    /// ``DatabaseError``. ``operatorAction(_:)`` prints either as one line.
     func connect() throws -> PGConnection {
         let url = databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"] ?? ""
-        return try PGConnection.connect(DatabaseConfiguration(connectionString: url, applicationName: "medianest-worker cli"))
+        return try DatabasePreflight.connectMigrated(DatabaseConfiguration(connectionString: url, applicationName: "medianest-worker cli"))
     }
 }
 
 /// Runs an operator action, printing a ``QueueAdminError`` or database error as one clear line
-/// and exiting 1.
+/// and exiting 1; a fault of the environment (``WorkerStartupError``: an unmigrated database, a
+/// missing storage root) exits 78 (`EX_CONFIG`), as `run` does.
 func operatorAction(_ body: () throws -> Void) throws {
     do {
         try body()
+    } catch let error as WorkerStartupError {
+        printError(error.message)
+        throw ExitCode(error.exitCode)
     } catch let error as QueueAdminError {
+        printError(error.message)
+        throw ExitCode(1)
+    } catch let error as ImportError {
         printError(error.message)
         throw ExitCode(1)
     } catch let error as DatabaseError {
@@ -74,7 +86,7 @@ struct StatusCommand: ParsableCommand {
     @Option(help: "With --watch: seconds between refreshes.") var interval: Double = 2
 
     func run() throws {
-        if watch { return try StatusWatch.run(connection: connection, interval: max(0.1, interval)) }
+        if watch { return try operatorAction { try StatusWatch.run(connection: connection, interval: max(0.1, interval)) } }
         try operatorAction {
             let status = try QueueAdmin.status(on: try connection.connect())
             print("Jobs by type and status:")

@@ -38,6 +38,9 @@ enum StatusWatch {
                 let snapshot = try WatchSnapshot.load(on: connection!)
                 lines = StatusView.render(snapshot, width: interactive ? terminalWidth() : 0, interval: interval, color: interactive)
                 lastError = ""
+            } catch let error as WorkerStartupError {
+                // An unmigrated or missing database never fixes itself: end with run's sentence.
+                throw error
             } catch {
                 // A database restart must not end the view: say so and try again next time.
                 connection = nil
