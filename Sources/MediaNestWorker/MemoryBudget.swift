@@ -6,7 +6,9 @@ public import MediaNestQueue
 /// The memory a worker's jobs may hold at once, and what the jobs in flight hold of it.
 ///
 /// A pure value: the claim loop keeps one, fills ``reservations`` from its in-flight runs before
-/// each claim, asks ``admits(_:)`` for every job it claimed, and hands back (uncharged) the jobs
+/// each claim (a run holds its estimate until its result is written, a few milliseconds after its
+/// handler returned: so a job never starts, in the database's record, before the job whose room
+/// it takes has completed), asks ``admits(_:)`` for every job it claimed, and hands back (uncharged) the jobs
 /// that do not fit, recording them with ``hold(_:bytes:)`` so that their type is not claimed
 /// again until that much room is free (no claim, hand back, claim loop). Estimates come from
 /// ``JobMemoryEstimator``; docs/OPERATIONS.md ("Memory") has the figures behind them.

@@ -94,7 +94,8 @@ final class ClaimLoop: Service, @unchecked Sendable {
         var runningHandlers: [JobType: Int]
         var runAloneActive: Bool
         var inFlight: Int
-        /// The memory estimates of the runs whose handler has not returned, by job id.
+        /// The memory estimates of the runs in flight, by job id: a run holds its reservation
+        /// until its result is written (see ``MemoryBudget``).
         var reservations: [String: Int64]
     }
 
@@ -115,7 +116,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
                                 immediate: state.immediate, runningHandlers: state.runningHandlers,
                                 runAloneActive: state.inFlight.values.contains { $0.work.runAlone && !$0.handlerDone },
                                 inFlight: state.inFlight.count,
-                                reservations: state.inFlight.filter { !$0.value.handlerDone }.mapValues(\.memoryEstimate))
+                                reservations: state.inFlight.mapValues(\.memoryEstimate))
             }
             // In-flight gauges from here, not per job: every start and finish wakes the loop.
             runtime.metrics.updateInFlight(snapshot.runningHandlers)
@@ -251,7 +252,8 @@ final class ClaimLoop: Service, @unchecked Sendable {
             if let alone = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) }) {
                 if let alone {
                     runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
-                    start(admitted([alone]))
+                    // It runs with nothing beside it, whatever its estimate.
+                    start([(alone, estimator.estimate(type: alone.job.type, item: alone.mediaItem))])
                     return
                 }
             } else {

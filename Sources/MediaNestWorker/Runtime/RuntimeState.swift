@@ -14,7 +14,7 @@ final class InFlightRun: @unchecked Sendable {
     /// What the handler salvaged for a failure (checksums of a file it could read but not use).
     let salvage: JobSalvage
     /// What the job is estimated to hold at its peak (``JobMemoryEstimator``): reserved in the
-    /// claim loop's ``MemoryBudget`` until the handler returns.
+    /// claim loop's ``MemoryBudget`` while the run is in flight, until its result is written.
     let memoryEstimate: Int64
     /// When a pool thread picked the run up (the claim time until then); durations count from it.
     var startedAt = ContinuousClock.now
