@@ -125,16 +125,20 @@ public struct JobMemoryEstimator: Sendable, Hashable {
     public var maxPixels: Int64
     /// The short edge a rendition is scaled to at most (`--transcode-max-resolution`).
     public var transcodeMaxResolution: Int
+    /// Encoder threads per transcode (`--transcode-threads`, by default the cores).
+    public var transcodeThreads: Int
 
-    public init(maxPixels: Int64 = 100_000_000, transcodeMaxResolution: Int = 1080) {
+    public init(maxPixels: Int64 = 100_000_000, transcodeMaxResolution: Int = 1080, transcodeThreads: Int = 1) {
         self.maxPixels = max(1, maxPixels)
         self.transcodeMaxResolution = max(1, transcodeMaxResolution)
+        self.transcodeThreads = max(1, transcodeThreads)
     }
 
     /// The estimator for a worker's pixel limit (`--max-pixels`) and rendition size
     /// (`--transcode-max-resolution`).
     public init(configuration: WorkerConfiguration) {
-        self.init(maxPixels: configuration.mediaLimits.maxPixels, transcodeMaxResolution: configuration.transcode.maxResolution)
+        self.init(maxPixels: configuration.mediaLimits.maxPixels, transcodeMaxResolution: configuration.transcode.maxResolution,
+                  transcodeThreads: configuration.transcode.threads ?? WorkerConfiguration.cores)
     }
 
     static let mebibyte: Int64 = 1 << 20
@@ -144,21 +148,29 @@ public struct JobMemoryEstimator: Sendable, Hashable {
     /// A video whose dimensions are not known yet is taken to be this large (2160p).
     public static let defaultVideoPixels: Int64 = 3840 * 2160
 
-    // Calibration (docs/OPERATIONS.md, "Memory"): base bytes and bytes per source pixel.
+    // Calibration: docs/OPERATIONS.md, "Memory", has the measurements. Each constant is the
+    // job's share of the peak (the command's peak less the idle process), rounded up.
+    /// Probe and checksums (17 MiB on a 2160p clip). A probe that decodes a whole image (PNG,
+    /// JPEG XL) takes more until the metadata job reads dimensions from headers only.
     static let metadataBase: Int64 = 48 * mebibyte
     static let stillBase: Int64 = 24 * mebibyte
-    /// Bytes per pixel of an 8-bit still (JPEG decodes reduced, others whole at 4 B/px plus copies).
+    /// A JPEG decodes reduced (DCT scaling); a progressive one keeps its coefficients (2.4 B/px).
+    static let stillBytesPerPixelJPEG: Int64 = 3
+    /// Other 8-bit stills decode whole (an 8-bit 24 MP PNG: 3.8 B/px).
     static let stillBytesPerPixel8Bit: Int64 = 8
-    /// Bytes per pixel of a high-bit-depth still (HEIF/AVIF 10-bit, JPEG XL, 16-bit PNG/TIFF).
+    /// High-bit-depth stills (a 16-bit PNG: 10.4 B/px; 10-bit AVIF, 16-bit JPEG XL: 25–29 B/px).
     static let stillBytesPerPixelHighBitDepth: Int64 = 28
     static let audioStillBase: Int64 = 48 * mebibyte
-    static let videoStillBase: Int64 = 64 * mebibyte
-    /// A video still decodes a few frames (the decoder's pool of references) at source size.
-    static let videoStillBytesPerPixel: Int64 = 24
-    static let transcodeBase: Int64 = 96 * mebibyte
-    /// Decoder references, filter and encoder lookahead frames, per source pixel.
-    static let transcodeBytesPerSourcePixel: Int64 = 48
-    static let transcodeBytesPerOutputPixel: Int64 = 96
+    /// A video still or trickplay sheet decodes frames one at a time (2160p: 19 MiB).
+    static let videoStillBase: Int64 = 48 * mebibyte
+    static let videoStillBytesPerPixel: Int64 = 8
+    static let transcodeBase: Int64 = 32 * mebibyte
+    /// The decoder's reference frames at source size (more for sources with many references).
+    static let transcodeBytesPerSourcePixel: Int64 = 24
+    /// The encoder's lookahead and frame threads at rendition size: this much with one thread…
+    static let transcodeBytesPerOutputPixel: Int64 = 80
+    /// …and this much more per further thread (1080p: 239 MiB peak with 1 thread, 470 with 8).
+    static let transcodeBytesPerOutputPixelPerThread: Int64 = 20
     static let audioTranscodeBase: Int64 = 64 * mebibyte
 
     /// The smallest estimate a job of `type` can get: what the claim sizes its request with.
@@ -187,14 +199,17 @@ public struct JobMemoryEstimator: Sendable, Hashable {
                 return JobMemoryEstimator.videoStillBase + JobMemoryEstimator.videoStillBytesPerPixel * frame
             case .image, .unknown:
                 let frame = min(pixels ?? JobMemoryEstimator.defaultStillPixels, maxPixels)
-                let perPixel = highBitDepth(item) ? JobMemoryEstimator.stillBytesPerPixelHighBitDepth : JobMemoryEstimator.stillBytesPerPixel8Bit
+                let perPixel = highBitDepth(item) ? JobMemoryEstimator.stillBytesPerPixelHighBitDepth
+                    : isJPEG(item) ? JobMemoryEstimator.stillBytesPerPixelJPEG : JobMemoryEstimator.stillBytesPerPixel8Bit
                 return JobMemoryEstimator.stillBase + perPixel * frame
             }
         case .transcode:
             if kind == .audio { return JobMemoryEstimator.audioTranscodeBase }
             let source = min(pixels ?? JobMemoryEstimator.defaultVideoPixels, maxPixels)
+            let encoderPerPixel = JobMemoryEstimator.transcodeBytesPerOutputPixel
+                + JobMemoryEstimator.transcodeBytesPerOutputPixelPerThread * Int64(transcodeThreads - 1)
             return JobMemoryEstimator.transcodeBase + JobMemoryEstimator.transcodeBytesPerSourcePixel * source
-                + JobMemoryEstimator.transcodeBytesPerOutputPixel * outputPixels(source: source, metadata: item.metadata)
+                + encoderPerPixel * outputPixels(source: source, metadata: item.metadata)
         default:
             // A type this estimator does not know: as much as an unknown still.
             return JobMemoryEstimator.stillBase + JobMemoryEstimator.stillBytesPerPixelHighBitDepth * min(JobMemoryEstimator.defaultStillPixels, maxPixels)
@@ -231,6 +246,10 @@ public struct JobMemoryEstimator: Sendable, Hashable {
         let short = min(width, height)
         guard short > limit else { return source }
         return source * limit * limit / (short * short)
+    }
+
+    private func isJPEG(_ item: MediaItemRecord) -> Bool {
+        (item.metadata["mime_sniffed"]?.stringValue ?? item.mimeType).lowercased() == "image/jpeg"
     }
 
     /// Whether a still decodes to more than 8 bits per component: the metadata job's `bit_depth`

@@ -61,7 +61,7 @@ struct MemoryBudgetProcessTests {
             try #require(clip.metadata["width"] == 1920 && clip.metadata["height"] == 1080, "\(clip.metadata)")
 
             // A budget that fits one 1080p transcode and three stills, never two transcodes.
-            let estimator = JobMemoryEstimator()
+            let estimator = JobMemoryEstimator(transcodeThreads: 1)
             let transcode = estimator.estimate(type: .transcode, item: clip)
             let still = estimator.estimate(type: .thumbnail, item: try record(stills[0], on: connection))
             try #require(transcode > 3 * still)
