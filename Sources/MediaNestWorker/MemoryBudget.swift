@@ -177,7 +177,7 @@ public struct JobMemoryEstimator: Sendable, Hashable {
     public func minimum(for type: JobType) -> Int64 {
         switch type {
         case .metadata: JobMemoryEstimator.metadataBase
-        case .transcode: JobMemoryEstimator.audioTranscodeBase
+        case .transcode: min(JobMemoryEstimator.transcodeBase, JobMemoryEstimator.audioTranscodeBase)
         default: JobMemoryEstimator.stillBase
         }
     }

@@ -149,8 +149,9 @@ struct MemoryBudgetTests {
         #expect(metadata < estimator.estimate(type: .thumbnail, item: item(mime: "image/jpeg", metadata: ["width": 640, "height": 480])) * 4)
         #expect(estimator.estimate(type: .transcode, item: nil) == 0)
         for type in JobType.all {
-            #expect(estimator.estimate(type: type, item: item(mime: "image/jpeg", metadata: ["width": 1, "height": 1])) >= estimator.minimum(for: type)
-                    || type == .transcode)
+            for tiny in [item(mime: "image/jpeg", metadata: ["width": 1, "height": 1]), item(mime: "video/mp4", metadata: ["width": 2, "height": 2]), item(mime: "audio/mpeg")] {
+                #expect(estimator.estimate(type: type, item: tiny) >= estimator.minimum(for: type), "\(type) \(tiny.mimeType)")
+            }
         }
     }
 
