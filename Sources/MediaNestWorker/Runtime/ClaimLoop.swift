@@ -30,7 +30,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
     private var nextRescue: ContinuousClock.Instant = .now
     private var nextSample: ContinuousClock.Instant = .now
     private var drainingForRunAlone = false
-    /// The memory budget: what running handlers hold, and the job types held back for want of
+    /// The memory budget: what the runs in flight hold, and the job types held back for want of
     /// room. Only this loop's thread touches it.
     private var budget: MemoryBudget
     private let estimator: JobMemoryEstimator
