@@ -120,6 +120,9 @@ public struct WorkerConfiguration: Sendable {
     }
     /// The transcode policy and encoder settings (`--transcode-*`).
     public var transcode = TranscodeSettings()
+    /// The memory the jobs of this worker may hold at once (`--memory-budget`): by default the
+    /// cgroup's limit less what the idle worker holds, unbounded without one. See ``MemoryBudget``.
+    public var memoryBudget = MemoryBudgetSetting.automatic
 
     /// The number of processors this process may use.
     public static var cores: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }

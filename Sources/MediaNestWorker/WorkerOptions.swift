@@ -102,6 +102,8 @@ public struct WorkerOptions: ParsableArguments {
     var transcodeKeepLocation = false
     @Option(help: "Where /metrics, /healthz and /readyz listen, host:port or off (default: 127.0.0.1:9464, or 127.0.0.1:(9464 + N) with a numeric --instance N).")
     var metricsAddress: String?
+    @Option(help: "Memory the jobs may hold at once, by their estimates: bytes or a size such as 1536M or 2G, auto (the cgroup's memory.max less 96 MiB; none without a limit) or none (default: auto).")
+    var memoryBudget: String?
     @Option(help: "Run maintenance (audit partitions, retention) inside the worker every this many seconds, or off (default: off; medianest-maintenance.timer runs it).")
     var maintenanceInterval: String?
 

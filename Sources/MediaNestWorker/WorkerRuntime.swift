@@ -60,6 +60,9 @@ public final class WorkerRuntime: Sendable {
     let pool: JobPool
     let metrics: WorkerMetrics
     let systemd: SystemdReporter
+    /// What the jobs may hold at once (``WorkerConfiguration/memoryBudget`` resolved against the
+    /// cgroup limit at start), or `nil` for no memory budget.
+    let memoryCapacity: Int64?
     /// Result writes, heartbeats and maintenance; claims too with `--no-listen`.
     private let database: PGConnectionRunner
     /// The LISTEN session, where the claim loop claims and sleeps: ``database`` itself with
@@ -117,6 +120,7 @@ public final class WorkerRuntime: Sendable {
         self.pool = JobPool(threads: configuration.concurrency)
         self.metrics = WorkerMetrics(types: served)
         self.systemd = SystemdReporter(notifier: notifier, logger: logger)
+        self.memoryCapacity = configuration.memoryBudget.capacity()
         self.database = PGConnectionRunner(configuration: configuration.database.with("application_name", WorkerRuntime.applicationName),
                                            label: "worker", logger: logger)
         self.claimDatabase = configuration.listen

@@ -163,6 +163,15 @@ enum WorkerSettings {
                       given: { $0.typeLimits },
                       apply: { c, v in c.perTypeLimits[v.jobType!] = try v.integer() },
                       current: { c, type in text(c.perTypeLimits[type!]) }),
+        WorkerSetting("worker.memory_budget", flag: "--memory-budget", default: "auto: the cgroup's memory.max less 96 MiB, none without a limit",
+                      given: { $0.memoryBudget },
+                      apply: { c, v in
+                          guard let setting = MemoryBudgetSetting.parse(v.text) else {
+                              throw WorkerConfigurationError("\(v.name) must be a size such as 1536M or 2G, a number of bytes, auto or none (got \(v.text)).")
+                          }
+                          c.memoryBudget = setting
+                      },
+                      current: { c, _ in c.memoryBudget.description }),
         // MARK: queue
         WorkerSetting("queue.lease", flag: "--lease", default: "30",
                       given: { text($0.lease) }, apply: { c, v in c.lease = try v.seconds() }, current: { c, _ in secondsText(c.lease) }),

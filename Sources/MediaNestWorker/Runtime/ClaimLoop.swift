@@ -30,6 +30,10 @@ final class ClaimLoop: Service, @unchecked Sendable {
     private var nextRescue: ContinuousClock.Instant = .now
     private var nextSample: ContinuousClock.Instant = .now
     private var drainingForRunAlone = false
+    /// The memory budget: what the runs in flight hold, and the job types held back for want of
+    /// room. Only this loop's thread touches it.
+    private var budget: MemoryBudget
+    private let estimator: JobMemoryEstimator
     private var stoppedForShutdown = false
     private var hardDeadline: ContinuousClock.Instant?
     /// What ``WorkerRuntime/run(additionalServices:)`` returns.
@@ -45,6 +49,8 @@ final class ClaimLoop: Service, @unchecked Sendable {
         self.checkEnvironmentFirst = checkEnvironmentFirst
         self.lane = DatabaseLane(database, metrics: runtime.metrics)
         self.listener = listens ? Listener(types: runtime.types) : nil
+        self.budget = MemoryBudget(capacity: runtime.memoryCapacity)
+        self.estimator = JobMemoryEstimator(configuration: runtime.configuration)
     }
 
     private var logger: Logger { runtime.logger }
@@ -88,12 +94,16 @@ final class ClaimLoop: Service, @unchecked Sendable {
         var runningHandlers: [JobType: Int]
         var runAloneActive: Bool
         var inFlight: Int
+        /// The memory estimates of the runs in flight, by job id: a run holds its reservation
+        /// until its result is written (see ``MemoryBudget``).
+        var reservations: [String: Int64]
     }
 
     private func loop() -> WorkerExit {
         logger.info("worker starting", metadata: [
             "types": "\(runtime.types.map(\.rawValue).joined(separator: ","))",
             "concurrency": "\(configuration.concurrency)",
+            "memory_budget": "\(budget.capacity.map { "\($0 >> 20) MiB" } ?? "none")",
             "lease_s": "\(configuration.lease.seconds)", "heartbeat_s": "\(configuration.heartbeatInterval.seconds)",
             "listen": "\(configuration.listen)", "database": "\(configuration.database)",
         ])
@@ -105,7 +115,8 @@ final class ClaimLoop: Service, @unchecked Sendable {
                 return Snapshot(wakeCount: state.wakeCount, claimWanted: claimWanted, shutdownAt: state.shutdownRequestedAt,
                                 immediate: state.immediate, runningHandlers: state.runningHandlers,
                                 runAloneActive: state.inFlight.values.contains { $0.work.runAlone && !$0.handlerDone },
-                                inFlight: state.inFlight.count)
+                                inFlight: state.inFlight.count,
+                                reservations: state.inFlight.mapValues(\.memoryEstimate))
             }
             // In-flight gauges from here, not per job: every start and finish wakes the loop.
             runtime.metrics.updateInFlight(snapshot.runningHandlers)
@@ -165,6 +176,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
                 }
                 pollIntervalInUse = pollInterval
                 if claimNow {
+                    budget.setReservations(snapshot.reservations)
                     claim(runningHandlers: snapshot.runningHandlers, inFlight: snapshot.inFlight, runAloneActive: snapshot.runAloneActive, pollTick: pollTick)
                 }
                 if configuration.drain, drainFinished() { return finish(.drained) }
@@ -240,7 +252,8 @@ final class ClaimLoop: Service, @unchecked Sendable {
             if let alone = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) }) {
                 if let alone {
                     runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
-                    start([alone])
+                    // It runs with nothing beside it, whatever its estimate.
+                    start([(alone, estimator.estimate(type: alone.job.type, item: alone.mediaItem))])
                     return
                 }
             } else {
@@ -255,27 +268,76 @@ final class ClaimLoop: Service, @unchecked Sendable {
             }
             if drainingForRunAlone { return }
         }
-        let globalFree = configuration.concurrency - running
+        var globalFree = configuration.concurrency - running
         guard globalFree > 0 else { return }
         var slots: [JobType: Int] = [:]
         for type in types {
             let limit = min(configuration.perTypeLimits[type] ?? configuration.concurrency, configuration.concurrency)
             slots[type] = max(0, min(limit - (runningHandlers[type] ?? 0), globalFree))
         }
+        // A job handed back for want of memory is claimed again first, alone in its claim, once
+        // its room is free.
+        for type in budget.takeHoldsThatFit() where (slots[type] ?? 0) > 0 && globalFree > 0 {
+            guard let claimed = withDatabase("claim", { try store.claim(slots: [type: 1], limit: 1, on: $0) }) else { return }
+            let started = admitted(claimed)
+            start(started)
+            globalFree -= started.count
+            slots[type, default: 0] -= started.count
+        }
+        guard globalFree > 0 else { return }
+        for type in types {
+            slots[type] = budget.slots(slots[type] ?? 0, of: type, minimum: estimator.minimum(for: type))
+        }
         guard let claimed = withDatabase("claim", { try store.claim(slots: slots, limit: globalFree, on: $0) }) else { return }
         if !claimed.isEmpty {
             logger.debug("claimed jobs", metadata: ["count": "\(claimed.count)"])
-            start(claimed)
+            start(admitted(claimed))
         }
+    }
+
+    /// Reserves memory for the claimed jobs that fit the budget, in claim order, and hands the
+    /// others straight back (uncharged, see ``JobStore/release(_:on:)``), holding their type back
+    /// until there is room (see ``MemoryBudget``).
+    /// - Returns: The jobs to start, with their estimates.
+    private func admitted(_ claimed: [ClaimedWork]) -> [(work: ClaimedWork, estimate: Int64)] {
+        var admitted: [(work: ClaimedWork, estimate: Int64)] = []
+        var handBack: [ClaimedWork] = []
+        for work in claimed {
+            let estimate = estimator.estimate(type: work.job.type, item: work.mediaItem)
+            if budget.admits(estimate) {
+                budget.reserve(work.job.id, bytes: estimate)
+                admitted.append((work, estimate))
+            } else {
+                budget.hold(work.job.type, bytes: estimate)
+                handBack.append(work)
+            }
+        }
+        guard !handBack.isEmpty else { return admitted }
+        if let released = withDatabase("hand back", { try store.release(handBack.map(\.job), on: $0) }) {
+            logger.debug("handed back jobs that do not fit the memory budget", metadata: [
+                "jobs": "\(released.joined(separator: ","))", "reserved_mib": "\(budget.reserved >> 20)",
+                "budget_mib": "\((budget.capacity ?? 0) >> 20)"])
+            return admitted
+        }
+        // The database went away between the claim and the hand-back: run them rather than let
+        // their leases expire, which would count them as lost.
+        logger.warning("could not hand back jobs that exceed the memory budget; running them anyway", metadata: ["count": "\(handBack.count)"])
+        for work in handBack {
+            let estimate = estimator.estimate(type: work.job.type, item: work.mediaItem)
+            budget.reserve(work.job.id, bytes: estimate)
+            admitted.append((work, estimate))
+        }
+        return admitted
     }
 
     /// Registers claimed runs as in flight (one lock for the batch) and hands them to the pool
     /// (one submission, one wake-up).
-    private func start(_ works: [ClaimedWork]) {
+    private func start(_ works: [(work: ClaimedWork, estimate: Int64)]) {
+        guard !works.isEmpty else { return }
         // The root may have gone between the check and the claim: hand the jobs straight back.
         let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
         let runs = state.withLock { state in
-            works.map { work -> InFlightRun in
+            works.map { work, estimate -> InFlightRun in
                 state.nextToken += 1
                 if let previous = state.inFlight[work.job.id] {
                     // Our own lease on this job expired and it was rescued back to us: the old
@@ -285,7 +347,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
                 }
                 // The clock starts when a pool thread picks the job up (see JobPool).
                 let run = InFlightRun(work: work, token: state.nextToken, cancellation: JobCancellation(timeout: nil),
-                                      progress: JobProgress(), salvage: JobSalvage())
+                                      progress: JobProgress(), salvage: JobSalvage(), memoryEstimate: estimate)
                 state.inFlight[work.job.id] = run
                 state.runningHandlers[work.job.type, default: 0] += 1
                 return run

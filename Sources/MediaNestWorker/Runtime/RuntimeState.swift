@@ -13,13 +13,18 @@ final class InFlightRun: @unchecked Sendable {
     let progress: JobProgress
     /// What the handler salvaged for a failure (checksums of a file it could read but not use).
     let salvage: JobSalvage
+    /// What the job is estimated to hold at its peak (``JobMemoryEstimator``): reserved in the
+    /// claim loop's ``MemoryBudget`` while the run is in flight, until its result is written.
+    let memoryEstimate: Int64
     /// When a pool thread picked the run up (the claim time until then); durations count from it.
     var startedAt = ContinuousClock.now
     var handlerDone = false
     var sentProgressVersion: UInt64 = 0
 
-    init(work: ClaimedWork, token: UInt64, cancellation: JobCancellation, progress: JobProgress, salvage: JobSalvage) {
+    init(work: ClaimedWork, token: UInt64, cancellation: JobCancellation, progress: JobProgress, salvage: JobSalvage,
+         memoryEstimate: Int64 = 0) {
         self.salvage = salvage
+        self.memoryEstimate = memoryEstimate
         self.work = work
         self.token = token
         self.cancellation = cancellation
