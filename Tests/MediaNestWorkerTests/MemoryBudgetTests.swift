@@ -1,3 +1,5 @@
+import ArgumentParser
+import Foundation
 import MediaNestCore
 import MediaNestQueue
 @testable import MediaNestWorker
@@ -171,6 +173,26 @@ struct MemoryBudgetTests {
         #expect(MemoryBudgetSetting.automatic.capacity(cgroupLimit: { nil }) == nil)
         #expect(MemoryBudgetSetting.bytes(5 * mib).capacity(cgroupLimit: { 1 }) == 5 * mib)
         #expect(MemoryBudgetSetting.unbounded.capacity(cgroupLimit: { 1 }) == nil)
+    }
+
+    @Test func theBudgetIsASettingLikeEveryOther() async throws {
+        func load(_ arguments: [String], environment: [String: String] = [:]) async throws -> WorkerConfiguration {
+            try await WorkerConfigurationLoader.load(options: WorkerOptions.parse(arguments), environment: environment).configuration
+        }
+        #expect(try await load([]).memoryBudget == .automatic)
+        #expect(try await load(["--memory-budget", "2G"]).memoryBudget == .bytes(2048 * mib))
+        #expect(try await load([], environment: ["MEDIANEST_MEMORY_BUDGET": "none"]).memoryBudget == .unbounded)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("budget-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "worker:\n  memory_budget: 1536M\n".write(toFile: dir + "/w.yaml", atomically: true, encoding: .utf8)
+        #expect(try await load(["--config", dir + "/w.yaml"]).memoryBudget == .bytes(1536 * mib))
+        do {
+            _ = try await load(["--memory-budget", "lots"])
+            Issue.record("a budget of 'lots' loaded")
+        } catch let error as WorkerConfigurationError {
+            #expect(error.message.contains("--memory-budget must be a size such as 1536M or 2G"), "\(error.message)")
+        }
     }
 
     @Test func theCgroupLimitIsTheTightestMemoryMaxOfTheGroupAndItsAncestors() {
