@@ -73,6 +73,14 @@ struct MemoryBudgetTests {
         // A job at least the waiting one's size is not held back by that rule, only by the room.
         budget.release("t1")
         #expect(budget.admits(600 * mib))
+
+        // There is room (500 of 1000 MiB free), but a 200 MiB still would leave less than the
+        // waiting 600 MiB once the jobs running now end.
+        var room = MemoryBudget(capacity: 1000 * mib)
+        room.reserve("s1", bytes: 300 * mib)
+        room.hold(.transcode, bytes: 600 * mib)
+        #expect(!room.admits(200 * mib))
+        #expect(room.admits(100 * mib))
     }
 
     @Test func aWaitingJobLargerThanTheBudgetLetsTheWorkerEmpty() {
