@@ -1,3 +1,5 @@
+import ArgumentParser
+import Foundation
 import MediaNestCore
 import MediaNestQueue
 @testable import MediaNestWorker
@@ -71,6 +73,14 @@ struct MemoryBudgetTests {
         // A job at least the waiting one's size is not held back by that rule, only by the room.
         budget.release("t1")
         #expect(budget.admits(600 * mib))
+
+        // There is room (500 of 1000 MiB free), but a 200 MiB still would leave less than the
+        // waiting 600 MiB once the jobs running now end.
+        var room = MemoryBudget(capacity: 1000 * mib)
+        room.reserve("s1", bytes: 300 * mib)
+        room.hold(.transcode, bytes: 600 * mib)
+        #expect(!room.admits(200 * mib))
+        #expect(room.admits(100 * mib))
     }
 
     @Test func aWaitingJobLargerThanTheBudgetLetsTheWorkerEmpty() {
@@ -171,6 +181,26 @@ struct MemoryBudgetTests {
         #expect(MemoryBudgetSetting.automatic.capacity(cgroupLimit: { nil }) == nil)
         #expect(MemoryBudgetSetting.bytes(5 * mib).capacity(cgroupLimit: { 1 }) == 5 * mib)
         #expect(MemoryBudgetSetting.unbounded.capacity(cgroupLimit: { 1 }) == nil)
+    }
+
+    @Test func theBudgetIsASettingLikeEveryOther() async throws {
+        func load(_ arguments: [String], environment: [String: String] = [:]) async throws -> WorkerConfiguration {
+            try await WorkerConfigurationLoader.load(options: WorkerOptions.parse(arguments), environment: environment).configuration
+        }
+        #expect(try await load([]).memoryBudget == .automatic)
+        #expect(try await load(["--memory-budget", "2G"]).memoryBudget == .bytes(2048 * mib))
+        #expect(try await load([], environment: ["MEDIANEST_MEMORY_BUDGET": "none"]).memoryBudget == .unbounded)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("budget-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "worker:\n  memory_budget: 1536M\n".write(toFile: dir + "/w.yaml", atomically: true, encoding: .utf8)
+        #expect(try await load(["--config", dir + "/w.yaml"]).memoryBudget == .bytes(1536 * mib))
+        do {
+            _ = try await load(["--memory-budget", "lots"])
+            Issue.record("a budget of 'lots' loaded")
+        } catch let error as WorkerConfigurationError {
+            #expect(error.message.contains("--memory-budget must be a size such as 1536M or 2G"), "\(error.message)")
+        }
     }
 
     @Test func theCgroupLimitIsTheTightestMemoryMaxOfTheGroupAndItsAncestors() {
