@@ -106,7 +106,7 @@ PATTERNS = {
 }
 
 def test_counts(text):
-    failed = len([l for l in re.findall(r"^✘ Test (.+?) failed", text, re.M) if not l.startswith("run with")])
+    failed = len([l for l in re.findall(r"^✘ Test (.+?) failed after", text, re.M) if not l.startswith("run with")])
     skipped = len(re.findall(r"^➜ Test .* skipped", text, re.M))
     # Swift Testing's closing line of each group ("Test run with N tests in M suites ...") has
     # its total: lines of parallel tests can share a line with log output, so counting the ✔
