@@ -13,7 +13,11 @@
 #
 #   make sanitize                        both runs
 #   make sanitize SANITIZE_RUNS=thread   one of them (address, thread)
-#   make sanitize SANITIZE_FILTER=X      only tests matching X (swift test --filter), both runs
+#   make sanitize SANITIZE_FILTER=X      only tests matching X (one swift test --filter X), both runs
+#
+# Logs: <scratch>/sanitize-build.log, <scratch>/sanitize-test.log, <scratch>/sanitizer-reports/.
+# Both runs take long on a small machine (on 2 shared cores, about 12 min for ThreadSanitizer
+# after a 30 min build): they are not part of `make test`.
 #
 # The suppressions (scripts/sanitizers/*.supp) name, per entry, the library that makes the
 # report unavoidable; the project's own code is never suppressed.
