@@ -1,5 +1,5 @@
 # The two commands a new user needs (see README.md), plus the benchmarks and the install.
-.PHONY: demo test bench build clean install install-files
+.PHONY: demo test bench sanitize build clean install install-files
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -19,6 +19,9 @@ demo: ## Run the worker end to end on a throwaway PostgreSQL and sample media.
 test: ## Run the whole test suite against a throwaway PostgreSQL.
 	@bash scripts/test.sh
 
+sanitize: ## Run the whole suite under AddressSanitizer and the runtime, queue and pool tests under ThreadSanitizer (slow; not part of `make test`).
+	@bash scripts/sanitize.sh
+
 bench: ## Measure this project against its peers (ffprobe, md5sum, openssl, pgbench) in one run.
 	@bash scripts/bench.sh
 
@@ -26,7 +29,7 @@ build:
 	swift build -c release
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-asan .build-tsan
 
 install: build install-files ## Build in release mode and install under $(DESTDIR)$(PREFIX).
 

@@ -64,12 +64,16 @@ public struct DatabaseConfiguration: Sendable, Hashable, CustomStringConvertible
     /// the fragments a URI parser would cut it into. Every fragment of two or more characters is
     /// masked, and so is every run of four or more characters inside the double quotes libpq puts
     /// around the values it repeats that also occurs in a password.
-    /// - Parameter text: A message that may contain the password or pieces of it.
+    /// - Parameters:
+    ///   - text: A message that may contain the password or pieces of it.
+    ///   - environment: Where `PGPASSWORD` is read; the process's environment unless a caller
+    ///     (a test) passes its own, which spares it a `setenv` that races every other thread
+    ///     reading the environment.
     /// - Returns: The message with `***` in their place.
-    public func redactingSecrets(in text: String) -> String {
-        var environment = ProcessInfo.processInfo.environment["PGPASSWORD"].map { [$0] } ?? []
-        environment.removeAll { $0.isEmpty }
-        return DatabaseConfiguration.redacting(secrets: passwordCandidates + environment, in: text)
+    public func redactingSecrets(in text: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        var fromEnvironment = environment["PGPASSWORD"].map { [$0] } ?? []
+        fromEnvironment.removeAll { $0.isEmpty }
+        return DatabaseConfiguration.redacting(secrets: passwordCandidates + fromEnvironment, in: text)
     }
 
     /// The passwords written into ``connectionString`` and ``overrides``, raw and percent-decoded.

@@ -286,6 +286,9 @@ public final class WorkerRuntime: Sendable {
         let watcher = signals ? Task { await watchSignals() } : nil
         defer {
             watcher?.cancel()
+            // The writer holds the runtime: without this the two keep each other alive after
+            // the run (LeakSanitizer found the cycle; one runtime per run, every run).
+            self.writer.withLock { $0 = nil }
             pool.shutdown()
             database.close()
             if claimDatabase !== database { claimDatabase.close() }

@@ -46,10 +46,11 @@ struct PasswordRedactionTests {
     @Test func overrideAndPGPASSWORDPasswordsAreMasked() {
         let configuration = DatabaseConfiguration(connectionString: "host=db", overrides: ["password": "Ov3rride-Pass"])
         #expect(configuration.redactingSecrets(in: "could not use \"Ov3rride\" here") == "could not use \"***\" here")
-        setenv("PGPASSWORD", "EnvPa55word", 1)
-        defer { unsetenv("PGPASSWORD") }
+        // Never setenv here: the suites run in parallel, glibc's setenv/unsetenv are not
+        // thread-safe (unsetenv moves the entries of `environ` under the feet of any thread
+        // reading it), and libpq reads PGPASSWORD and the other PG* variables on every connect.
         let plain = DatabaseConfiguration(connectionString: "host=db")
-        let shown = plain.redactingSecrets(in: "server said: EnvPa55word and \"Pa55w\"")
+        let shown = plain.redactingSecrets(in: "server said: EnvPa55word and \"Pa55w\"", environment: ["PGPASSWORD": "EnvPa55word"])
         #expect(!shown.contains("EnvPa55word") && !shown.contains("Pa55w"), "\(shown)")
     }
 
