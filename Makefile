@@ -1,5 +1,5 @@
 # The two commands a new user needs (see README.md), plus the benchmarks and the install.
-.PHONY: demo test bench build clean install install-files
+.PHONY: demo test bench chaos build clean install install-files
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -18,6 +18,9 @@ demo: ## Run the worker end to end on a throwaway PostgreSQL and sample media.
 
 test: ## Run the whole test suite against a throwaway PostgreSQL.
 	@bash scripts/test.sh
+
+chaos: ## Break the worker on purpose (kill -9, restarts, partitions, full disk...) and print the loss table; not part of test.
+	@bash scripts/chaos.sh
 
 bench: ## Measure this project against its peers (ffprobe, md5sum, openssl, pgbench) in one run.
 	@bash scripts/bench.sh
