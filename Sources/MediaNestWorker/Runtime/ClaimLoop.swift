@@ -237,10 +237,11 @@ final class ClaimLoop: Service, @unchecked Sendable {
         let types = runtime.types
         if running == 0 {
             drainingForRunAlone = false
+            let sentAt = ContinuousClock.now
             if let alone = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) }) {
                 if let alone {
                     runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
-                    start([alone])
+                    start([alone], claimSentAt: sentAt)
                     return
                 }
             } else {
@@ -262,16 +263,19 @@ final class ClaimLoop: Service, @unchecked Sendable {
             let limit = min(configuration.perTypeLimits[type] ?? configuration.concurrency, configuration.concurrency)
             slots[type] = max(0, min(limit - (runningHandlers[type] ?? 0), globalFree))
         }
+        let sentAt = ContinuousClock.now
         guard let claimed = withDatabase("claim", { try store.claim(slots: slots, limit: globalFree, on: $0) }) else { return }
         if !claimed.isEmpty {
             logger.debug("claimed jobs", metadata: ["count": "\(claimed.count)"])
-            start(claimed)
+            start(claimed, claimSentAt: sentAt)
         }
     }
 
     /// Registers claimed runs as in flight (one lock for the batch) and hands them to the pool
     /// (one submission, one wake-up).
-    private func start(_ works: [ClaimedWork]) {
+    /// - Parameter claimSentAt: When the claim was sent: each run owns its lease for
+    ///   ``WorkerConfiguration/ownedLease`` from then until a heartbeat extends it.
+    private func start(_ works: [ClaimedWork], claimSentAt: ContinuousClock.Instant) {
         // The root may have gone between the check and the claim: hand the jobs straight back.
         let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
         let runs = state.withLock { state in
@@ -284,7 +288,9 @@ final class ClaimLoop: Service, @unchecked Sendable {
                     if !previous.handlerDone { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
                 }
                 // The clock starts when a pool thread picks the job up (see JobPool).
-                let run = InFlightRun(work: work, token: state.nextToken, cancellation: JobCancellation(timeout: nil),
+                let cancellation = JobCancellation(timeout: nil)
+                cancellation.extendLease(until: claimSentAt + configuration.ownedLease)
+                let run = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation,
                                       progress: JobProgress(), salvage: JobSalvage())
                 state.inFlight[work.job.id] = run
                 state.runningHandlers[work.job.type, default: 0] += 1
