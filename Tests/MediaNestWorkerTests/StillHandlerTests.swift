@@ -243,8 +243,10 @@ struct StillHandlerTests {
             result.withLock { $0 = outcome }
             done.signal()
         }
-        // However long it is given, it writes nothing while the lock is held.
+        // However long it is given, it gets no further than the lock: it has not started to
+        // decode (its first progress report) and has written nothing.
         Thread.sleep(forTimeInterval: 1)
+        #expect(job.progress.current.snapshot == nil)
         #expect(files() == [])
         waiting.stop(.cancelled)
         done.wait()
