@@ -75,18 +75,23 @@ def note(message):
 
 # --- cleanup -----------------------------------------------------------------------------------
 
+def kill_group(proc):
+    """SIGKILLs the process group `proc` leads (every process is started in a session of its
+    own), also when the leader has exited: `faketime` runs the worker as its child."""
+    for sig in (signal.SIGCONT, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def cleanup():
     for proc in reversed(processes):
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGCONT)
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_group(proc)
     processes.clear()
     for path in reversed(mounts):
         subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL)
@@ -247,9 +252,11 @@ class World:
 
     def stop_all(self):
         for key, proc in self.workers.items():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGCONT)
-                proc.send_signal(signal.SIGTERM)
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
         for key, proc in self.workers.items():
             try:
                 proc.wait(timeout=40)
@@ -730,7 +737,9 @@ def scenario_clock_skew():
     w = World("clock_skew")
     w.add_items("image", 100)
     w.add_items("video", 8)
-    env = {"FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    # Only the clocks: libfaketime also shifts the times stat(2) reports unless NO_FAKE_STAT,
+    # and a host whose clock is off still reads the file system's own timestamps.
+    env = {"FAKETIME_DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1"}
     w.start_worker("ahead", "--instance", "1", prefix=("faketime", "-f", "+1h"), env_extra=env)
     w.start_worker("behind", "--instance", "2", prefix=("faketime", "-f", "-1h"), env_extra=env)
     w.start_worker("true", "--instance", "3")
@@ -799,13 +808,7 @@ def main():
                    "recover_s": None, "detail": f"ERROR: {error}"}
         finally:
             for proc in list(processes):
-                if proc.poll() is None:
-                    try:
-                        os.killpg(proc.pid, signal.SIGCONT)
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    proc.wait()
+                kill_group(proc)
             processes.clear()
             for path in reversed(mounts):
                 subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL)
