@@ -1,5 +1,5 @@
 # The two commands a new user needs (see README.md), plus the benchmarks and the install.
-.PHONY: demo test bench sanitize build clean install install-files
+.PHONY: demo test bench chaos soak sanitize fuzz build clean install install-files
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -21,6 +21,9 @@ test: ## Run the whole test suite against a throwaway PostgreSQL.
 
 sanitize: ## Run the whole suite under AddressSanitizer and the runtime, queue and pool tests under ThreadSanitizer (slow; not part of `make test`).
 	@bash scripts/sanitize.sh
+
+chaos: ## Break the worker on purpose (kill -9, restarts, partitions, full disk...) and print the loss table; not part of test.
+	@bash scripts/chaos.sh
 
 bench: ## Measure this project against its peers (ffprobe, md5sum, openssl, pgbench) in one run.
 	@bash scripts/bench.sh

@@ -1,4 +1,4 @@
-# Shared by scripts/demo.sh, scripts/test.sh and scripts/bench.sh. Source it; do not run it.
+# Shared by scripts/demo.sh, scripts/test.sh, scripts/bench.sh and scripts/chaos.sh. Source it; do not run it.
 #
 #   ensure_packages        install missing apt packages (as root), else print the apt line and exit
 #   pg_start               start a private, throwaway PostgreSQL cluster and export PG* for it
@@ -17,6 +17,7 @@ APT_PACKAGES=(
     systemd make
     imagemagick libvips-tools time
     chromium libheif-examples   # the gallery's browser test; HEIC sample in the demo (heif-enc)
+    faketime socat util-linux python3   # make chaos: a skewed clock, a TCP proxy to freeze, mount/runuser
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -30,10 +30,19 @@ public enum StopReason: String, Sendable, Hashable {
 /// Handlers call ``check()`` between units of work; blocking C code polls ``shouldStop`` from its
 /// interrupt callback. The first reason given wins. A deadline turns into ``StopReason/timeout``
 /// the first time it is checked after it passed.
+///
+/// It also carries the run's **lease as this process knows it** (``extendLease(until:)``): the
+/// last moment at which the database's lease is certainly still this run's. Past it the run
+/// stops with ``StopReason/leaseLost`` without asking the database, because by then another
+/// worker may have rescued the job: a run that was paused (SIGSTOP, a VM freeze) or cut off from
+/// PostgreSQL must not go on to rename its outputs over the rescuer's. Handlers check the token
+/// right before committing an output, so a late run never replaces a file once its lease may
+/// have passed to another worker.
 public final class JobCancellation: Sendable {
     private struct State {
         var reason: StopReason?
         var deadline: ContinuousClock.Instant?
+        var leaseDeadline: ContinuousClock.Instant?
     }
     private let state: Mutex<State>
 
@@ -50,6 +59,18 @@ public final class JobCancellation: Sendable {
         state.withLock { $0.deadline = timeout.map { ContinuousClock.now + $0 } }
     }
 
+    /// Moves the run's known lease end to `instant` (never backwards). The worker calls it with
+    /// the moment it *sent* the claim or the heartbeat that the database answered, plus less
+    /// than the lease: the database stamped its own expiry later than that, so the run's view
+    /// ends first. ``ContinuousClock`` keeps counting while the process is stopped, so a run
+    /// that wakes up after a long pause sees its lease gone at once.
+    /// - Parameter instant: The new end; `nil` never moves it.
+    public func extendLease(until instant: ContinuousClock.Instant) {
+        state.withLock { state in
+            if state.leaseDeadline.map({ instant > $0 }) ?? true { state.leaseDeadline = instant }
+        }
+    }
+
     /// Asks the job to stop. Later calls do not replace the first reason.
     public func stop(_ reason: StopReason) {
         state.withLock { if $0.reason == nil { $0.reason = reason } }
@@ -58,6 +79,9 @@ public final class JobCancellation: Sendable {
     /// The reason the job must stop, or `nil` while it may go on. Cheap enough for a C callback.
     public var stopReason: StopReason? {
         state.withLock { state in
+            if state.reason == nil, let leaseDeadline = state.leaseDeadline, ContinuousClock.now >= leaseDeadline {
+                state.reason = .leaseLost
+            }
             if state.reason == nil, let deadline = state.deadline, ContinuousClock.now >= deadline {
                 state.reason = .timeout
             }

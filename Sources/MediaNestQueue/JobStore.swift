@@ -272,21 +272,28 @@ public struct JobStore: Sendable {
         // In id order, like every multi-row write of a worker's jobs, so that this statement and a
         // batch completion on another connection lock shared rows in the same order.
         let sorted = entries.sorted { $0.jobID < $1.jobID }
-        let rows = try connection.query("""
+        let extended = try connection.query("""
             WITH v AS (
                 SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $4::text[]::jsonb[]) AS v(id, lease_id, progress)
-            ), beat AS (
-                UPDATE processing_jobs j
-                   SET lease_expires_at = now() + make_interval(secs => $3::float8), heartbeat_at = now(),
-                       progress_info = CASE WHEN v.progress = 'null'::jsonb THEN j.progress_info ELSE v.progress END
-                  FROM v
-                 WHERE j.id = v.id AND j.lease_id = v.lease_id AND j.status = 'running'
-                RETURNING j.id
             )
-            SELECT v.id::text AS id, coalesce(j.status::text, 'missing') AS status
-              FROM v LEFT JOIN beat ON beat.id = v.id LEFT JOIN processing_jobs j ON j.id = v.id
-             WHERE beat.id IS NULL
+            UPDATE processing_jobs j
+               SET lease_expires_at = now() + make_interval(secs => $3::float8), heartbeat_at = now(),
+                   progress_info = CASE WHEN v.progress = 'null'::jsonb THEN j.progress_info ELSE v.progress END
+              FROM v
+             WHERE j.id = v.id AND j.lease_id = v.lease_id AND j.status = 'running'
+            RETURNING j.id::text AS id
             """, [sorted.map(\.jobID), sorted.map(\.leaseID), lease.seconds, sorted.map { ($0.progress ?? .null).jsonText }])
+        let kept = Set(try extended.map { row throws(DatabaseError) in try row.decode("id", as: String.self) })
+        let notExtended = sorted.map(\.jobID).filter { !kept.contains($0) }
+        guard !notExtended.isEmpty else { return [:] }
+        // Why not, in a statement of its own: its snapshot is taken now, after the UPDATE above
+        // waited for any row lock. Read in the UPDATE's statement, a job an operator cancelled
+        // while the heartbeat waited for its row still looked `running` (that statement's
+        // snapshot predates the wait), and the cancel was taken for a lost lease.
+        let rows = try connection.query("""
+            SELECT v.id::text AS id, coalesce(j.status::text, 'missing') AS status
+              FROM unnest($1::text[]::uuid[]) AS v(id) LEFT JOIN processing_jobs j ON j.id = v.id
+            """, [notExtended])
         var stops: [String: StopReason] = [:]
         for row in rows {
             let reason: StopReason = switch try row.decode("status", as: String.self) {

@@ -47,6 +47,11 @@ public struct WorkerConfiguration: Sendable {
     /// The time-to-live of the worker's `processing_workers` row: a few refreshes, so that a live
     /// worker never looks dead between two of them, and never shorter than a lease.
     public var registryTTL: Duration { max(lease, registryInterval * 3) }
+    /// How long after sending a claim or a heartbeat the database answered the run may rely on
+    /// its lease without hearing from the database again: three quarters of the lease, so that
+    /// a run paused or cut off for longer stops (``StopReason/leaseLost``) before any other
+    /// worker can have rescued its job, and never commits an output over the rescuer's.
+    public var ownedLease: Duration { lease * 0.75 }
     /// How long in-flight jobs may finish after SIGTERM before they are stopped and released.
     public var gracePeriod: Duration
     /// LISTEN for enqueues; off for PgBouncer transaction pooling (then only polling).

@@ -31,13 +31,17 @@ public struct WorkerStartupError: Error, Sendable, CustomStringConvertible {
 /// share that dropped) stops the worker from claiming instead of failing every job it claims.
 ///
 /// ``isAvailable()`` costs one or two `stat(2)` calls; the scheduler calls it once per claim
-/// cycle. The root counts as gone when it no longer exists, is no longer a directory, or was a
+/// cycle. The root counts as gone when it no longer exists, is no longer a directory, was a
 /// mount point at start and no longer is (an unmounted volume leaves its empty mount-point
-/// directory behind, which `stat` alone would accept). Transitions are logged once each.
+/// directory behind, which `stat` alone would accept), or was writable at start and is now on a
+/// read-only file system (`statvfs`, `ST_RDONLY`: a volume remounted read-only after an I/O
+/// error), where every job that writes would fail. Transitions are logged once each.
 public final class StorageRootMonitor: Sendable {
     /// The absolute path of the root.
     public let root: String
     private let wasMountPoint: Bool
+    /// A root that was read-only at start (a deliberately read-only worker) is not judged by it.
+    private let wasWritable: Bool
     private let logger: Logger
     private let available = Mutex(true)
 
@@ -46,6 +50,7 @@ public final class StorageRootMonitor: Sendable {
         self.root = root
         self.logger = logger
         self.wasMountPoint = StorageRootMonitor.isMountPoint(root) ?? false
+        self.wasWritable = StorageRootMonitor.isReadOnly(root) == false
     }
 
     /// Refuses a root that cannot work: relative, missing, or not a directory.
@@ -95,7 +100,7 @@ public final class StorageRootMonitor: Sendable {
             return old
         }
         if before && !now {
-            logger.error("storage root is unavailable (unmounted or removed?); claiming no jobs until it is back, and jobs that fail for it are released without charging an attempt",
+            logger.error("storage root is unavailable (unmounted, removed or read-only?); claiming no jobs until it is back, and jobs that fail for it are released without charging an attempt",
                          metadata: ["storage_root": "\(LogText.escaped(root))"])
         } else if !before && now {
             logger.notice("storage root is back; claiming again", metadata: ["storage_root": "\(LogText.escaped(root))"])
@@ -110,7 +115,15 @@ public final class StorageRootMonitor: Sendable {
         var info = stat()
         guard stat(root, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
         if wasMountPoint, StorageRootMonitor.isMountPoint(root) == false { return false }
+        if wasWritable, StorageRootMonitor.isReadOnly(root) == true { return false }
         return true
+    }
+
+    /// Whether `path` is on a file system mounted read-only; `nil` when unknown.
+    private static func isReadOnly(_ path: String) -> Bool? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return info.f_flag & UInt(ST_RDONLY) != 0
     }
 
     /// Whether `path` is on another device than its parent directory; `nil` when unknown.

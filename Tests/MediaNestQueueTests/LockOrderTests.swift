@@ -58,6 +58,31 @@ struct LockOrderTests {
         }
     }
 
+    /// Found by `make chaos` (cancel_long_decode): an operator's cancel that commits while the
+    /// worker's heartbeat waits for the job's row lock. The heartbeat must report the cancel,
+    /// not a lost lease: reading the row's status in the UPDATE's own statement saw it as it was
+    /// before the wait (`running`), so the worker logged "lost the lease" and never "cancelled".
+    @Test func aCancelCommittedWhileTheHeartbeatWaitsIsReportedAsACancel() async throws {
+        try await withMigratedDatabase("beatcancel") { database, connection, owner in
+            let store = JobStore(workerID: "w:1:0")
+            let (_, jobs) = try itemWithRunningJobs([.transcode], store: store, owner: owner, on: connection)
+            let job = try #require(jobs[.transcode])
+
+            // The operator's cancel, holding the job's row, not committed yet.
+            try connection.execute("BEGIN")
+            try connection.execute("UPDATE processing_jobs SET status = 'cancelled', completed_at = now() WHERE id = $1::uuid", [job.id])
+
+            let worker = try database.connect()
+            let beat = BackgroundCall {
+                try store.heartbeat([HeartbeatEntry(jobID: job.id, leaseID: job.leaseID, progress: nil)], on: worker)
+            }
+            try await waitUntilWaitingForLock(worker.backendPID, call: beat, observer: connection)
+            try connection.execute("COMMIT")
+            let stops = try await beat.value()
+            #expect(stops == [job.id: .cancelled])
+        }
+    }
+
     /// The same race through the engine's own code paths: two finishes of two jobs of one item
     /// (complete + complete, fail or cancel) both wait for an item lock held by a third
     /// connection, then run one after the other. The item is settled exactly once.

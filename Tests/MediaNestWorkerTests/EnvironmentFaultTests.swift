@@ -147,4 +147,57 @@ struct EnvironmentFaultTests {
             #expect(charged == 0)
         }
     }
+
+    // Found by `make chaos` (read_only_root): a storage root remounted read-only under the
+    // worker failed every thumbnail and preview job for good (EROFS was a permanent io_error).
+    // Now a root that was writable at start and turns read-only counts as unavailable: nothing
+    // is claimed, and it resumes when the root is writable again. Needs root for the mount.
+    @Test(.enabled(if: getuid() == 0, "needs root to mount a tmpfs"))
+    func storageRootRemountedReadOnlyStopsClaimingAndResumesWhenWritable() async throws {
+        try await withMigratedDatabase("rootro") { database, connection, owner in
+            let root = try scratchDirectory("storage-ro")
+            func mount(_ arguments: [String]) throws {
+                let result = try ProcessRunner.run("/usr/bin/mount", arguments)
+                try #require(result.status == 0, "mount \(arguments): \(result.stderr)")
+            }
+            try mount(["-t", "tmpfs", "-o", "size=8m", "tmpfs", root])
+            defer { _ = try? ProcessRunner.run("/usr/bin/umount", ["-l", root]) }
+            func job(_ name: String) throws -> String {
+                let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: name, on: connection)
+                let path = try connection.query("SELECT storage_path FROM media_items WHERE id = $1::uuid", [item])[0].decode("storage_path", as: String.self)
+                let file = root + "/" + path
+                try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try Data("media".utf8).write(to: URL(fileURLWithPath: file))
+                return try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", input: #"{"read_file": true}"#, on: connection)
+            }
+            let first = try job("first.jpg")
+            let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
+                                           arguments: ["--storage-root", root, "--lease", "5", "--heartbeat", "0.5", "--poll-interval", "0.3"])
+            defer { worker.stop() }
+            #expect(try await waitUntil(timeout: .seconds(30)) { try jobStatus(first, on: connection) == "completed" }, "log:\n\(worker.log)")
+
+            // Files uploaded before the volume went read-only; their jobs arrive after.
+            let files = try (0..<3).map { index -> (String, String) in
+                let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "queued\(index).jpg", on: connection)
+                let path = try connection.query("SELECT storage_path FROM media_items WHERE id = $1::uuid", [item])[0].decode("storage_path", as: String.self)
+                try FileManager.default.createDirectory(atPath: ((root + "/" + path) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try Data("media".utf8).write(to: URL(fileURLWithPath: root + "/" + path))
+                return (item, path)
+            }
+            try mount(["-o", "remount,ro", root])
+            #expect(try await waitUntil(timeout: .seconds(30)) { worker.log.contains("storage root is unavailable") }, "log:\n\(worker.log)")
+            let queued = try files.map { try DatabaseFixtures.insertJob(mediaItemID: $0.0, type: "metadata", input: #"{"read_file": true}"#, on: connection) }
+            // Several poll intervals and the NOTIFY of the insert: a worker that claims would have.
+            try await Task.sleep(for: .seconds(2))
+            let claimedWhileReadOnly = try connection.query("""
+                SELECT count(*) AS n FROM processing_jobs WHERE id = ANY($1::uuid[]) AND status IN ('running', 'completed', 'failed')
+                """, [queued])[0].decode("n", as: Int.self)
+            #expect(claimedWhileReadOnly == 0, "log:\n\(worker.log)")
+
+            try mount(["-o", "remount,rw", root])
+            #expect(try await waitUntil(timeout: .seconds(30)) { try queued.allSatisfy { try jobStatus($0, on: connection) == "completed" } },
+                    "log:\n\(worker.log)")
+            #expect(worker.log.contains("storage root is back"))
+        }
+    }
 }

@@ -5,6 +5,7 @@ import MediaNestMedia
 import MediaNestQueue
 import MediaNestTestSupport
 import MediaNestWorker
+import Synchronization
 import Testing
 
 /// Decodes an image file with the ffmpeg CLI (an independent decoder): its size, or `nil`.
@@ -181,6 +182,86 @@ struct StillHandlerTests {
             #expect(error.message.contains("must lie inside the storage root"))
         }
     }
+
+    // The chaos suite's zombie: a run paused (SIGSTOP) past its lease wakes up with its outputs
+    // encoded and about to be renamed, before its heartbeat has heard that another worker took
+    // the job over. The run's own view of its lease must stop it before the rename.
+    @Test func aRunWhoseLeaseRanOutCommitsNothingOverTheNewOwnersFiles() throws {
+        _ = try ThumbnailHandler().run(context(.thumbnail))
+        let before = try inode("thumbnail.webp")
+        let manifest = try Data(contentsOf: URL(fileURLWithPath: itemDirectory + "/stills.json"))
+        // Past the end of its lease as this process knows it: never extended since the claim.
+        let lapsed = JobCancellation()
+        lapsed.extendLease(until: .now - .seconds(1))
+        #expect(throws: JobError.self) { try ThumbnailHandler().run(context(.thumbnail, path: "small.jpg", cancellation: lapsed)) }
+        #expect(lapsed.stopReason == .leaseLost)
+        #expect(try inode("thumbnail.webp") == before)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: itemDirectory + "/stills.json")) == manifest)
+        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
+        // A lease extended by a heartbeat keeps the run going.
+        let renewed = JobCancellation()
+        renewed.extendLease(until: .now - .seconds(1))
+        renewed.extendLease(until: .now + .seconds(3600))
+        renewed.extendLease(until: .now - .seconds(5))   // never moves backwards
+        _ = try ThumbnailHandler().run(context(.thumbnail, path: "small.jpg", cancellation: renewed))
+        #expect(try inode("thumbnail.webp") != before)
+    }
+
+    // A run killed with SIGKILL (or by the OOM killer, or a decoder crash) in the middle of a
+    // write leaves its hidden temporary file. The job's next run removes it at once, whatever
+    // its age; temporaries of the other job of the item, which may be running right now on
+    // another worker, stay.
+    @Test func theNextRunOfAJobRemovesTheTemporariesItsKilledRunLeft() throws {
+        try FileManager.default.createDirectory(atPath: itemDirectory, withIntermediateDirectories: true)
+        let killedThumbnail = ".thumbnail~thumbnail.webp.00112233aabbccdd.tmp"
+        let killedThumbnailsPreview = ".thumbnail~preview.jpg.0011223344556677.tmp"
+        let runningPreview = ".preview~preview.jpg.8899aabbccddeeff.tmp"
+        for name in [killedThumbnail, killedThumbnailsPreview, runningPreview] {
+            try Data("half-written".utf8).write(to: URL(fileURLWithPath: itemDirectory + "/" + name))
+        }
+        _ = try ThumbnailHandler().run(context(.thumbnail))
+        #expect(files() == [runningPreview, "preview.jpg", "stills.json", "thumbnail.webp"])
+        // What this run wrote was named after its writer too, and committed: nothing of its own is left.
+        let directory = try DerivedDirectory.forMediaItem(itemID, derivedRoot: storage + "/.derived", writtenBy: "preview")
+        #expect(directory.removeTemporariesOfEarlierRuns() == 1)
+        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
+    }
+
+    // The chaos suite found the thumbnail job on one worker renaming its preview (made from the
+    // same decode) over the preview job's output on another worker after that job was final.
+    // The two jobs now take turns on the item's directory lock across processes: while another
+    // handle (another worker's job) holds it, a still job writes nothing, and a stop ends its wait.
+    @Test func aStillJobWaitsForTheItemsDirectoryLockHeldByAnotherWorker() throws {
+        var otherWorker: DerivedDirectory? = try DerivedDirectory.forMediaItem(itemID, derivedRoot: storage + "/.derived")
+        #expect(try otherWorker?.lockExclusively(waitingAtMost: .zero, cancellation: JobCancellation()) == true)
+        let waiting = JobCancellation()
+        let result = Mutex<Result<JobOutcome, JobError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let job = context(.preview, cancellation: waiting)
+        Thread.detachNewThread {
+            let outcome = Result { () throws(JobError) in try PreviewHandler().run(job) }
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        // However long it is given, it gets no further than the lock: it has not started to
+        // decode (its first progress report) and has written nothing.
+        Thread.sleep(forTimeInterval: 1)
+        #expect(job.progress.current.snapshot == nil)
+        #expect(files() == [])
+        waiting.stop(.cancelled)
+        done.wait()
+        let stopped = try #require(result.withLock { $0 })
+        #expect(throws: JobError.self) { try stopped.get() }
+        #expect(files() == [])
+        // A second handle on the same directory cannot take the lock either, without waiting.
+        var third: DerivedDirectory? = try DerivedDirectory.forMediaItem(itemID, derivedRoot: storage + "/.derived")
+        #expect(try third?.lockExclusively(waitingAtMost: .zero, cancellation: JobCancellation()) == false)
+        // Once the other worker is done with it (its handle closed), the job runs.
+        otherWorker = nil
+        third = nil
+        _ = try PreviewHandler().run(context(.preview))
+        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
+    }
 }
 
 /// The thumbnail job over the decoders that are not FFmpeg's: libheif (an iPhone-like grid HEIC
@@ -292,4 +373,5 @@ struct AVStillHandlerTests {
         #expect(noArt.output["width"] == 320 && noArt.output["height"] == 80)
         #expect(try cliImageSize(fixtures.root + "/" + (try #require(noArt.itemUpdate.thumbnailPath))) != nil)
     }
+
 }

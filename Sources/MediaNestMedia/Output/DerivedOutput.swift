@@ -28,16 +28,26 @@ public enum DerivedLayout {
 /// Outputs are written through ``PendingOutput``: a temporary file with a name unique to this
 /// writer in the final directory, fsynced, `renameat`ed over the final name, and the directory
 /// fsynced. A reader therefore sees the old file or the new one, never a half-written one; a
-/// run that dies leaves at most a hidden temporary file, which ``removeStaleTemporaries(olderThan:)``
-/// sweeps; and a late run that lost its lease can only replace a finished file with another
-/// finished file.
+/// run that dies leaves at most a hidden temporary file; and a late run that lost its lease can
+/// only replace a finished file with another finished file (the worker stops such a run before
+/// it commits; see `JobCancellation.extendLease(until:)`).
+///
+/// A directory opened for a **writer** (a job type: `thumbnail`, `preview`, `transcode`) names
+/// its temporary files after it, and ``removeTemporariesOfEarlierRuns()`` deletes that writer's
+/// leftovers whatever their age: one job of a type runs per item at a time, so a temporary file
+/// of the same writer that exists when a run starts belongs to a run that died (SIGKILL, OOM, a
+/// decoder crash) or lost its lease. Other temporaries are swept by age
+/// (``removeStaleTemporaries(olderThan:)``).
 public final class DerivedDirectory: Sendable {
     /// The directory's path relative to the derived root, without a trailing slash.
     public let relativePath: String
+    /// Who writes through this handle (a job type), or `nil`; part of every temporary name.
+    public let writer: String?
     let descriptor: Int32
 
-    private init(relativePath: String, descriptor: Int32) {
+    private init(relativePath: String, writer: String?, descriptor: Int32) {
         self.relativePath = relativePath
+        self.writer = writer
         self.descriptor = descriptor
     }
 
@@ -48,10 +58,16 @@ public final class DerivedDirectory: Sendable {
     ///   - derivedRoot: Absolute path of the derived root (trusted configuration). Its last
     ///     component is created when missing; its parent must exist.
     ///   - components: Plain names, no `/`, `.` or `..`.
+    ///   - writer: Who writes through the handle (a job type: letters, digits, `_`, `-`), or
+    ///     `nil`; see ``removeTemporariesOfEarlierRuns()``.
     /// - Returns: The open directory.
     /// - Throws: ``JobError`` `path_outside_storage` for a symbolic link or a bad name, `io_error`
     ///   or `disk_full` when the file system refuses.
-    public static func open(derivedRoot: String, components: [String]) throws(JobError) -> DerivedDirectory {
+    public static func open(derivedRoot: String, components: [String], writtenBy writer: String? = nil) throws(JobError) -> DerivedDirectory {
+        if let writer {
+            precondition(!writer.isEmpty && writer.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 },
+                         "a writer is a plain identifier")
+        }
         for component in components {
             guard !component.isEmpty, component != ".", component != "..", !component.contains("/"), !component.utf8.contains(0) else {
                 throw JobError(.pathOutsideStorage, "The derived path component \(component.debugDescription) is not a plain name.", retryable: false)
@@ -86,7 +102,7 @@ public final class DerivedDirectory: Sendable {
             close(directory)
             directory = next
         }
-        return DerivedDirectory(relativePath: components.joined(separator: "/"), descriptor: directory)
+        return DerivedDirectory(relativePath: components.joined(separator: "/"), writer: writer, descriptor: directory)
     }
 
     /// Opens the directory of one media item's derived files (see ``DerivedLayout``).
@@ -94,10 +110,12 @@ public final class DerivedDirectory: Sendable {
     ///   - mediaItemID: The item's UUID.
     ///   - derivedRoot: Absolute path of the derived root.
     ///   - subdirectory: An optional further plain name (for example `trickplay`).
-    public static func forMediaItem(_ mediaItemID: String, derivedRoot: String, subdirectory: String? = nil) throws(JobError) -> DerivedDirectory {
+    ///   - writer: Who writes through the handle (a job type), or `nil`.
+    public static func forMediaItem(_ mediaItemID: String, derivedRoot: String, subdirectory: String? = nil,
+                                    writtenBy writer: String? = nil) throws(JobError) -> DerivedDirectory {
         var components = try DerivedLayout.itemComponents(mediaItemID: mediaItemID)
         if let subdirectory { components.append(subdirectory) }
-        return try open(derivedRoot: derivedRoot, components: components)
+        return try open(derivedRoot: derivedRoot, components: components, writtenBy: writer)
     }
 
     /// Starts a new output that will become `name` in this directory when committed.
@@ -110,7 +128,7 @@ public final class DerivedDirectory: Sendable {
         // SystemRandomNumberGenerator reads the kernel's CSPRNG: names no other run can guess or share.
         var generator = SystemRandomNumberGenerator()
         let token = (0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        let temporaryName = ".\(name).\(token.map { hex($0) }.joined()).tmp"
+        let temporaryName = "\(temporaryPrefix)\(name).\(token.map { hex($0) }.joined()).tmp"
         // Read-write: the MP4 muxer reads its own output back for `+faststart` (``PendingOutput/read(into:at:)``).
         let fd = openat(descriptor, temporaryName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DerivedDirectory.writeError(errno, "A temporary file for \(relativePath)/\(name) cannot be created") }
@@ -153,6 +171,46 @@ public final class DerivedDirectory: Sendable {
         return names.sorted()
     }
 
+    /// Takes an exclusive advisory lock (`flock`) on this directory, held until this handle is
+    /// closed. Every handle opened on the directory (in any process on the host, and on NFS
+    /// clients through the server's lock manager) competes for it, so jobs that read a shared
+    /// manifest and commit outputs of the same directory take turns instead of racing.
+    ///
+    /// Waits at most `wait`, polling every 20 ms so that a stop (a cancel, a lost lease, the
+    /// time limit) ends the wait. A holder that is alive but stuck past `wait` is not waited
+    /// for: the caller then goes on without the lock, as if there were none.
+    /// - Returns: Whether the lock is held.
+    /// - Throws: ``JobError`` of the stop, when the job must stop while it waits.
+    public func lockExclusively(waitingAtMost wait: Duration, cancellation: JobCancellation) throws(JobError) -> Bool {
+        let deadline = ContinuousClock.now + wait
+        while true {
+            if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { return true }
+            guard errno == EWOULDBLOCK || errno == EINTR else { return false }
+            try cancellation.check()
+            if ContinuousClock.now >= deadline { return false }
+            usleep(20_000)
+        }
+    }
+
+    /// How this handle's temporary names start: `.` then, for a writer, `writer~`.
+    private var temporaryPrefix: String { writer.map { ".\($0)~" } ?? "." }
+
+    /// Deletes every temporary file of this directory's ``writer``, whatever its age: they were
+    /// left by earlier runs of the same job, which died or lost their lease (the caller holds
+    /// the job's lease, and one job per item and type runs at a time). A late run whose file is
+    /// deleted under it cannot commit (its rename finds nothing). Does nothing without a writer.
+    /// - Returns: How many were removed.
+    @discardableResult
+    public func removeTemporariesOfEarlierRuns() -> Int {
+        guard writer != nil else { return 0 }
+        let prefix = temporaryPrefix
+        var removed = 0
+        for name in fileNames() where name.hasPrefix(prefix) && name.hasSuffix(".tmp") {
+            if unlinkat(descriptor, name, 0) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
     /// Deletes temporary files left by runs that died, when they are older than `age` (a run
     /// still writing one keeps touching it, so a generous age never hits a live run).
     /// - Returns: How many were removed.
@@ -178,7 +236,10 @@ public final class DerivedDirectory: Sendable {
     static func writeError(_ code: Int32, _ message: String) -> JobError {
         switch code {
         case ENOSPC, EDQUOT: JobError(.diskFull, "\(message): the disk is full.")
-        case EACCES, EPERM, EROFS: JobError(.ioError, "\(message): \(errnoText(code)).", retryable: false)
+        // A volume turns read-only under a running worker (remounted after an I/O error, a
+        // share exported read-only for maintenance) and writable again: retry, like a full disk.
+        case EROFS: JobError(.ioError, "\(message): the file system is read-only.")
+        case EACCES, EPERM: JobError(.ioError, "\(message): \(errnoText(code)).", retryable: false)
         default: JobError(.ioError, "\(message): \(errnoText(code)).")
         }
     }

@@ -36,7 +36,9 @@ public struct PreviewHandler: JobHandler {
         // derived file.
         let item = context.mediaItem
         let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits, countingInto: context.bytesRead)
-        let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: context.storage.derivedRoot, subdirectory: "trickplay")
+        let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: context.storage.derivedRoot, subdirectory: "trickplay",
+                                                          writtenBy: context.job.type.rawValue)
+        directory.removeTemporariesOfEarlierRuns()
         _ = directory.removeStaleTemporaries(olderThan: .seconds(3600))
         let trickplay = settings.trickplay
         let logger = context.logger

@@ -16,10 +16,12 @@ import MediaNestQueue
 ///   takes it: no decode at all; it clears the "ahead" mark.
 /// - Otherwise it decodes once, at the larger of the two sizes when the sibling's output is
 ///   missing or stale, and writes both (the sibling's marked "ahead").
-/// - In one process the two jobs of an item take turns (``ItemGate``): the engine usually claims
-///   them in the same batch, and without turns both would decode. Across processes two racing
-///   jobs both decode and write the same files; every write is atomic, so a race costs double
-///   work, never a broken file.
+/// - The two jobs of an item take turns: in one process through ``ItemGate`` (the engine usually
+///   claims them in the same batch, and without turns both would decode), across processes
+///   through an exclusive `flock` on the item's derived directory
+///   (``DerivedDirectory/lockExclusively(waitingAtMost:cancellation:)``). Without turns, two
+///   workers both decoded, and the later one renamed its copy over the earlier one's output
+///   after that job was final (found by `make chaos`).
 /// - A re-run of a job always renders its own output again (its entry is not marked "ahead"),
 ///   replacing the old file atomically.
 struct StillJob: Sendable {
@@ -28,6 +30,9 @@ struct StillJob: Sendable {
     let limits: MediaLimits
 
     static let manifestName = "stills.json"
+    /// How long a job waits for the item's other still job (in another worker) to finish with
+    /// the item's directory: far beyond one decode and encode, short beside the job's limit.
+    static let siblingWait: Duration = .seconds(30)
 
     func run(_ context: JobContext) throws(JobError) -> JobOutcome {
         try ItemGate.withItem(context.mediaItem.id, cancellation: context.cancellation) { () throws(JobError) -> JobOutcome in
@@ -43,8 +48,17 @@ struct StillJob: Sendable {
         }
         let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits, countingInto: context.bytesRead)
         let identity = file.sourceIdentity
-        let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: context.storage.derivedRoot)
-        // Runs that died leave hidden temporaries; an hour is far beyond any thumbnail job.
+        let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: context.storage.derivedRoot, writtenBy: context.job.type.rawValue)
+        // The sibling job of this item may run in another worker right now: take turns with it
+        // there too (ItemGate covers this process only), so that the second job reads the
+        // manifest the first one wrote and takes its output instead of decoding again and
+        // renaming a second copy over a file whose job may already be final.
+        if try !directory.lockExclusively(waitingAtMost: Self.siblingWait, cancellation: context.cancellation) {
+            context.logger.warning("the item's other still job held its directory lock for too long; going on without it")
+        }
+        // Runs that died leave hidden temporaries: this job's own earlier runs' at once, anyone
+        // else's after an hour, which is far beyond any thumbnail job.
+        directory.removeTemporariesOfEarlierRuns()
         _ = directory.removeStaleTemporaries(olderThan: .seconds(3600))
         var manifest = StillManifest(directory.readSmallFile(named: Self.manifestName))
         let own = settings.settings(for: kind)
@@ -96,6 +110,9 @@ struct StillJob: Sendable {
             try context.cancellation.check()
         }
         context.progress.report(stage: "writing", fraction: 0.9)
+        // Right before the renames: a run whose lease may have passed to another worker (it was
+        // paused or cut off from the database) commits nothing over the new owner's files.
+        try context.cancellation.check()
         for item in pending {
             try item.output.commit()
             manifest.entries[item.kind] = item.entry

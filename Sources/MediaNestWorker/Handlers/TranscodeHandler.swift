@@ -60,7 +60,8 @@ public struct TranscodeHandler: JobHandler {
         guard decision.action == .remux || Transcoder.encodersAvailable(settings).available else {
             throw JobError(.unsupportedFormat, "The encoders \(Transcoder.encodersAvailable(settings).missing.joined(separator: ", ")) are missing from this FFmpeg build.", retryable: false)
         }
-        let directory = try DerivedDirectory.open(derivedRoot: context.storage.derivedRoot, components: components)
+        let directory = try DerivedDirectory.open(derivedRoot: context.storage.derivedRoot, components: components, writtenBy: context.job.type.rawValue)
+        directory.removeTemporariesOfEarlierRuns()
         _ = directory.removeStaleTemporaries(olderThan: .seconds(24 * 3600))
         let name = "\(settings.renditionName).\(decision.container.fileExtension)"
         let pending = try directory.createOutput(named: name)

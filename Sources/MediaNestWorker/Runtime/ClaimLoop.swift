@@ -249,11 +249,12 @@ final class ClaimLoop: Service, @unchecked Sendable {
         let types = runtime.types
         if running == 0 {
             drainingForRunAlone = false
+            let sentAt = ContinuousClock.now
             if let alone = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) }) {
                 if let alone {
                     runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
                     // It runs with nothing beside it, whatever its estimate.
-                    start([(alone, estimator.estimate(type: alone.job.type, item: alone.mediaItem))])
+                    start([(alone, estimator.estimate(type: alone.job.type, item: alone.mediaItem))], claimSentAt: sentAt)
                     return
                 }
             } else {
@@ -278,9 +279,10 @@ final class ClaimLoop: Service, @unchecked Sendable {
         // A job handed back for want of memory is claimed again first, alone in its claim, once
         // its room is free.
         for type in budget.takeHoldsThatFit() where (slots[type] ?? 0) > 0 && globalFree > 0 {
+            let sentAt = ContinuousClock.now
             guard let claimed = withDatabase("claim", { try store.claim(slots: [type: 1], limit: 1, on: $0) }) else { return }
             let started = admitted(claimed)
-            start(started)
+            start(started, claimSentAt: sentAt)
             globalFree -= started.count
             slots[type, default: 0] -= started.count
         }
@@ -288,10 +290,11 @@ final class ClaimLoop: Service, @unchecked Sendable {
         for type in types {
             slots[type] = budget.slots(slots[type] ?? 0, of: type, minimum: estimator.minimum(for: type))
         }
+        let sentAt = ContinuousClock.now
         guard let claimed = withDatabase("claim", { try store.claim(slots: slots, limit: globalFree, on: $0) }) else { return }
         if !claimed.isEmpty {
             logger.debug("claimed jobs", metadata: ["count": "\(claimed.count)"])
-            start(admitted(claimed))
+            start(admitted(claimed), claimSentAt: sentAt)
         }
     }
 
@@ -332,7 +335,9 @@ final class ClaimLoop: Service, @unchecked Sendable {
 
     /// Registers claimed runs as in flight (one lock for the batch) and hands them to the pool
     /// (one submission, one wake-up).
-    private func start(_ works: [(work: ClaimedWork, estimate: Int64)]) {
+    /// - Parameter claimSentAt: When the claim was sent: each run owns its lease for
+    ///   ``WorkerConfiguration/ownedLease`` from then until a heartbeat extends it.
+    private func start(_ works: [(work: ClaimedWork, estimate: Int64)], claimSentAt: ContinuousClock.Instant) {
         guard !works.isEmpty else { return }
         // The root may have gone between the check and the claim: hand the jobs straight back.
         let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
@@ -346,7 +351,9 @@ final class ClaimLoop: Service, @unchecked Sendable {
                     if !previous.handlerDone { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
                 }
                 // The clock starts when a pool thread picks the job up (see JobPool).
-                let run = InFlightRun(work: work, token: state.nextToken, cancellation: JobCancellation(timeout: nil),
+                let cancellation = JobCancellation(timeout: nil)
+                cancellation.extendLease(until: claimSentAt + configuration.ownedLease)
+                let run = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation,
                                       progress: JobProgress(), salvage: JobSalvage(), memoryEstimate: estimate)
                 state.inFlight[work.job.id] = run
                 state.runningHandlers[work.job.type, default: 0] += 1

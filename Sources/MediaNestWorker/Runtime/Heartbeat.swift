@@ -76,18 +76,26 @@ final class Heartbeat: Service, @unchecked Sendable {
     /// One heartbeat statement for every in-flight job; nothing at all when none is in flight.
     private func beat() throws {
         let state = runtime.state
-        let entries = state.withLock { state in
-            state.inFlight.values.map { run -> HeartbeatEntry in
+        let (entries, cancellations) = state.withLock { state in
+            let runs = Array(state.inFlight.values)
+            let entries = runs.map { run -> HeartbeatEntry in
                 let current = run.progress.current
                 let changed = current.version != run.sentProgressVersion
                 run.sentProgressVersion = current.version
                 return HeartbeatEntry(jobID: run.work.job.id, leaseID: run.work.job.leaseID,
                                       progress: changed ? current.snapshot?.json : nil)
             }
+            return (entries, runs.map { ($0.work.job.id, $0.cancellation) })
         }
         guard !entries.isEmpty else { return }
+        // The database stamps the new expiry after this instant: the runs' own view of their
+        // lease counts from here (see JobCancellation.extendLease(until:)).
+        let sentAt = ContinuousClock.now
         let stops = try lane.runner.runBlocking { connection in
             try runtime.store.heartbeat(entries, on: connection)
+        }
+        for (id, cancellation) in cancellations where stops[id] == nil {
+            cancellation.extendLease(until: sentAt + configuration.ownedLease)
         }
         guard !stops.isEmpty else { return }
         state.withLock { state in

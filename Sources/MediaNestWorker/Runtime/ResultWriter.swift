@@ -263,7 +263,14 @@ final class ResultWriter: Service, @unchecked Sendable {
             jobLogger.notice("the job's media item was deleted; stopped")
             return
         case .leaseLost:
-            jobLogger.warning("job stopped: this worker lost its lease; another worker owns it now")
+            // The run stopped because its lease may have passed to another worker: either the
+            // heartbeat found the row taken, or this process went too long without hearing from
+            // the database (paused, partitioned). Hand the job back, fenced: when nobody took it
+            // it returns to pending uncharged instead of waiting out its lease and being
+            // rescued as a crash; when another run owns it, nothing is written.
+            let released = try store.release([job], on: connection)
+            jobLogger.warning(released.isEmpty ? "job stopped: this worker lost its lease; another worker owns it now"
+                                               : "job stopped: this worker could not renew its lease in time; released it back to pending")
             return
         default:
             break
