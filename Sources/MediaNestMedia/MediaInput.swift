@@ -267,11 +267,16 @@ public final class MediaInput {
         _ = CFFmpeg_av_dict_set(&options, "protocol_whitelist", "none")
         _ = CFFmpeg_av_dict_set(&options, "probesize", String(max(limits.probeSize, 32)))
         _ = CFFmpeg_av_dict_set(&options, "analyzeduration", String(Int64(limits.analyzeDuration.seconds * 1_000_000)))
+        _ = CFFmpeg_av_dict_set(&options, "max_streams", String(MediaInput.maxStreams))
         var opened: UnsafeMutablePointer<AVFormatContext>? = context
         let status = avformat_open_input(&opened, nil, format, &options)
         if status < 0 {
             // avformat_open_input freed the context; the AVIOContext stays ours.
             try stop.check()
+            if status == CFFmpeg_AVERROR(ENOMEM) {
+                // What a demuxer returns when the file declares more than `max_streams` streams.
+                throw JobError(.corruptMedia, "The file \(file.relativePath) looks like \(formatLongName ?? formatName) but cannot be opened: it declares more than \(MediaInput.maxStreams) streams (the limit), or FFmpeg ran out of memory.")
+            }
             throw ffmpegError(status, code: source.readFailure != nil ? .ioError : .corruptMedia,
                               "The file \(file.relativePath) looks like \(formatLongName ?? formatName) but cannot be opened")
         }
@@ -308,6 +313,10 @@ public final class MediaInput {
             }
         }
     }
+
+    /// Most streams a file may declare (`max_streams`, FFmpeg's own default made explicit): each
+    /// costs a codec context during stream analysis; a Matroska file of 10,000 tracks is refused.
+    static let maxStreams = 1000
 
     /// Most audio channels a stream may claim: FFmpeg's own decoders refuse more
     /// (`FF_SANE_NB_CHANNELS`).

@@ -8,7 +8,7 @@ import Testing
 /// production `run --drain`, a real PostgreSQL): the name and every tag are stored verbatim,
 /// and nothing they say is executed.
 @Suite("SQL-shaped names and tags are stored verbatim", .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
-       .timeLimit(.minutes(2)))
+       .timeLimit(.minutes(5)))
 struct HostileNameTests {
     static let fileName = "x'); DROP TABLE processing_jobs;-- $1 \\ %.mp3"
     static let tags = [
