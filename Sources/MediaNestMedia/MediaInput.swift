@@ -224,10 +224,14 @@ public final class MediaInput {
     private func openAndAnalyze(format: UnsafePointer<AVInputFormat>) throws(JobError) {
         formatName = String(cString: format.pointee.name)
         formatLongName = format.pointee.long_name.map { String(cString: $0) }
+        // The mov demuxer indexes every sample its tables claim while it opens the file.
+        if formatName == "mov,mp4,m4a,3gp,3g2,mj2" { try SampleTableCheck.check(file) }
         try openContext(format: format)
         try checkPixels(stage: "stream headers")
+        try checkAudio(stage: "stream headers")
         try analyzeStreams()
         try checkPixels(stage: "stream analysis")
+        try checkAudio(stage: "stream analysis")
         try checkDuration()
     }
 
@@ -263,11 +267,16 @@ public final class MediaInput {
         _ = CFFmpeg_av_dict_set(&options, "protocol_whitelist", "none")
         _ = CFFmpeg_av_dict_set(&options, "probesize", String(max(limits.probeSize, 32)))
         _ = CFFmpeg_av_dict_set(&options, "analyzeduration", String(Int64(limits.analyzeDuration.seconds * 1_000_000)))
+        _ = CFFmpeg_av_dict_set(&options, "max_streams", String(MediaInput.maxStreams))
         var opened: UnsafeMutablePointer<AVFormatContext>? = context
         let status = avformat_open_input(&opened, nil, format, &options)
         if status < 0 {
             // avformat_open_input freed the context; the AVIOContext stays ours.
             try stop.check()
+            if status == CFFmpeg_AVERROR(ENOMEM) {
+                // What a demuxer returns when the file declares more than `max_streams` streams.
+                throw JobError(.corruptMedia, "The file \(file.relativePath) looks like \(formatLongName ?? formatName) but cannot be opened: it declares more than \(MediaInput.maxStreams) streams (the limit), or FFmpeg ran out of memory.")
+            }
             throw ffmpegError(status, code: source.readFailure != nil ? .ioError : .corruptMedia,
                               "The file \(file.relativePath) looks like \(formatLongName ?? formatName) but cannot be opened")
         }
@@ -301,6 +310,32 @@ public final class MediaInput {
             let pixels = Int64(max(parameters.width, 0)) * Int64(max(parameters.height, 0))
             if pixels > limits.maxPixels {
                 throw JobError(.pixelLimit, "The file \(file.relativePath) has \(parameters.width)x\(parameters.height) frames (\(pixels) pixels), over the limit of \(limits.maxPixels) pixels; found in the \(stage), nothing was decoded.")
+            }
+        }
+    }
+
+    /// Most streams a file may declare (`max_streams`, FFmpeg's own default made explicit): each
+    /// costs a codec context during stream analysis; a Matroska file of 10,000 tracks is refused.
+    static let maxStreams = 1000
+
+    /// Most audio channels a stream may claim: FFmpeg's own decoders refuse more
+    /// (`FF_SANE_NB_CHANNELS`).
+    static let maxAudioChannels: Int32 = 512
+    /// Highest audio sample rate a stream may claim: 8 × 768 kHz, above DSD1024 as FFmpeg's
+    /// DSD demuxers report it (the bit rate / 8).
+    static let maxAudioSampleRate: Int32 = 6_144_000
+
+    /// Refuses audio streams whose headers claim an impossible channel count or sample rate
+    /// (`corrupt_media`): decoders and resamplers size their buffers from both.
+    private func checkAudio(stage: String) throws(JobError) {
+        for stream in streams where stream.pointee.codecpar.pointee.codec_type == AVMEDIA_TYPE_AUDIO {
+            let parameters = stream.pointee.codecpar.pointee
+            let channels = parameters.ch_layout.nb_channels
+            if channels > MediaInput.maxAudioChannels {
+                throw JobError(.corruptMedia, "The file \(file.relativePath) has an audio stream claiming \(channels) channels, more than the \(MediaInput.maxAudioChannels) any decoder accepts; found in the \(stage), nothing was decoded.")
+            }
+            if parameters.sample_rate > MediaInput.maxAudioSampleRate {
+                throw JobError(.corruptMedia, "The file \(file.relativePath) has an audio stream claiming \(parameters.sample_rate) samples per second, over the limit of \(MediaInput.maxAudioSampleRate); found in the \(stage), nothing was decoded.")
             }
         }
     }

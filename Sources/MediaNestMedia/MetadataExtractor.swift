@@ -143,6 +143,12 @@ public enum MetadataExtractor {
         if let image, let w = image.width, let h = image.height, Int64(w) * Int64(h) > limits.maxPixels {
             throw JobError(.pixelLimit, "The image \(relativePath) is \(w)x\(h) (\(Int64(w) * Int64(h)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded.")
         }
+        // FFmpeg's TIFF demuxer reports no size before decoding, and its decoder's refusal of an
+        // oversized frame only leaves the size unknown: check the first IFD here, as the still
+        // decoder does.
+        if sniffed == "image/tiff", let size = ImageHeaderParser.tiffDimensions(header), Int64(size.width) * Int64(size.height) > limits.maxPixels {
+            throw JobError(.pixelLimit, "The image \(relativePath) is \(size.width)x\(size.height) (\(Int64(size.width) * Int64(size.height)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded.")
+        }
         if let problem = image?.exifProblem {
             logger.warning("ignoring malformed EXIF", metadata: ["file": "\(relativePath)", "reason": "\(problem)"])
         }

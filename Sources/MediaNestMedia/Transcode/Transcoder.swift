@@ -443,6 +443,11 @@ final class TranscodeSession {
         let parameters = track.inputStream.pointee.codecpar.pointee
         e.pointee.width = Int32(decision.width ?? Int(parameters.width))
         e.pointee.height = Int32(decision.height ?? Int(parameters.height))
+        // A stream no frame of which could be analysed (its samples are missing, or live in
+        // another file the worker never opens) has no size: the input is at fault, not the encoder.
+        guard e.pointee.width > 0, e.pointee.height > 0 else {
+            throw JobError(.corruptMedia, "The video of \(name) has no known frame size: no picture in it could be decoded.")
+        }
         e.pointee.pix_fmt = AV_PIX_FMT_YUV420P
         e.pointee.time_base = track.inputStream.pointee.time_base
         let rate = track.inputStream.pointee.avg_frame_rate
