@@ -40,7 +40,7 @@ struct StillMemoryTests {
     /// picture, libheif's copy and its 4:4:4 conversion (about 12 bytes per pixel for 10-bit
     /// samples) are alive at once, whatever is asked of it. What the worker controls is the rest:
     /// no RGBA copies, and libdav1d without frame threads, whose coefficient buffer alone is
-    /// 12 bytes per pixel for 10-bit 4:4:4 (24.7 bytes per pixel before, 12.1 after).
+    /// 12 bytes per pixel for 10-bit 4:4:4 (24.7 bytes per pixel before, about 12 after).
     @Test func aTenBitAVIFPeaksAtLibheifsOwnFloor() throws {
         let perPixel = try peakBytesPerPixel(rendering: Source(file: "photo10.avif", label: "10-bit 4:4:4 AVIF (libheif)"))
         #expect(perPixel <= 14, "\(String(format: "%.1f", perPixel)) bytes per source pixel at peak")
