@@ -3,7 +3,7 @@
 // MediaNest Worker: the media-processing daemon of MediaNest.
 //
 // Module map (one module per concern; see docs/ARCHITECTURE.md):
-//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw   (system libraries; pkg-config except CLibRaw)
+//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw, CTurboJPEG, CJXL   (system libraries; pkg-config except CLibRaw)
 //   MediaNestCore        errors, progress, cancellation, JSON; no C, no database
 //   MediaNestDB          libpq wrapper: connections, bound parameters, decoding, LISTEN/NOTIFY
 //   MediaNestMigrations  versioned SQL migrations with checksums and an advisory lock
@@ -80,6 +80,13 @@ let package = Package(
             pkgConfig: "libturbojpeg",
             providers: [.apt(["libturbojpeg0-dev"])]
         ),
+        // JPEG XL stills: decoded to 8 bits, and their header read, with libjxl itself. No
+        // pkgConfig: libjxl.pc adds -DHWY_SHARED_DEFINE, which SwiftPM rejects with a warning on
+        // every build; <jxl/decode.h> is on the default include path and the module map links it.
+        .systemLibrary(
+            name: "CJXL",
+            providers: [.apt(["libjxl-dev"])]
+        ),
 
         // MARK: Libraries
         .target(
@@ -114,7 +121,7 @@ let package = Package(
         .target(
             name: "MediaNestMedia",
             dependencies: [
-                "CFFmpeg", "CMagic", "CLibCrypto", "CHeif", "CLibRaw", "CTurboJPEG", "MediaNestCore",
+                "CFFmpeg", "CMagic", "CLibCrypto", "CHeif", "CLibRaw", "CTurboJPEG", "CJXL", "MediaNestCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming

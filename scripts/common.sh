@@ -12,7 +12,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # as fixture generators and peers. The product itself never runs ffmpeg, ffprobe or file.
 APT_PACKAGES=(
     pkg-config libpq-dev libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libswresample-dev libavutil-dev libmagic-dev libssl-dev
-    libheif-dev libraw-dev libheif-examples libavif-bin libturbojpeg0-dev
+    libheif-dev libraw-dev libheif-examples libavif-bin libturbojpeg0-dev libjxl-dev
     postgresql-15 postgresql-contrib ffmpeg file openssl coreutils hyperfine
     systemd make
     imagemagick libvips-tools time

@@ -229,10 +229,52 @@ public final class MediaInput {
         try openContext(format: format)
         try checkPixels(stage: "stream headers")
         try checkAudio(stage: "stream headers")
+        // A JPEG XL or PNG picture's size and pixel format come from its header: stream analysis
+        // would decode the whole picture to learn them (FFmpeg 5.1 has no JPEG XL parser, and its
+        // PNG parser only splits packets), at 14–20 bytes per pixel for a 16-bit one.
+        if try fillFromImageHeader() {
+            try checkPixels(stage: "image header")
+            return
+        }
         try analyzeStreams()
         try checkPixels(stage: "stream analysis")
         try checkAudio(stage: "stream analysis")
         try checkDuration()
+    }
+
+    /// Sets the one stream's size and pixel format from a JPEG XL header (``JPEGXLHeader``) or a
+    /// PNG's `IHDR` (``PNGHeader``), as FFmpeg's decoder would report them after decoding.
+    /// - Returns: Whether the header was read; if not, stream analysis has to find out.
+    private func fillFromImageHeader() throws(JobError) -> Bool {
+        guard formatName == "jpegxl_pipe" || formatName == "png_pipe",
+              let context, context.pointee.nb_streams == 1, let stream = context.pointee.streams[0] else { return false }
+        let bytes = try file.read(at: 0, count: Int(min(file.size, 64 << 10)))
+        let size: (width: Int, height: Int, format: AVPixelFormat)
+        if formatName == "jpegxl_pipe" {
+            guard let header = JPEGXLDecoder.header(bytes), let format = MediaInput.pixelFormat(ofJPEGXL: header) else { return false }
+            size = (header.width, header.height, format)
+        } else {
+            guard let header = PNGHeader.parse(bytes), let format = header.pixelFormat else { return false }
+            size = (header.width, header.height, format)
+        }
+        let parameters = stream.pointee.codecpar!
+        parameters.pointee.width = Int32(clamping: size.width)
+        parameters.pointee.height = Int32(clamping: size.height)
+        parameters.pointee.format = size.format.rawValue
+        return true
+    }
+
+    /// The pixel format FFmpeg 5.1's libjxl decoder gives a picture with this header (grey or
+    /// RGB, 8 or 16 bits, alpha when there is some; grey float as 32-bit float).
+    static func pixelFormat(ofJPEGXL header: JPEGXLHeader) -> AVPixelFormat? {
+        let alpha = header.alphaBits > 0
+        if header.colorChannels == 1 {
+            if header.bitsPerSample <= 8 { return alpha ? AV_PIX_FMT_YA8 : AV_PIX_FMT_GRAY8 }
+            if header.exponentBits > 0 || header.bitsPerSample > 16 { return alpha ? nil : AV_PIX_FMT_GRAYF32LE }
+            return alpha ? AV_PIX_FMT_YA16LE : AV_PIX_FMT_GRAY16LE
+        }
+        if header.bitsPerSample <= 8 { return alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24 }
+        return alpha ? AV_PIX_FMT_RGBA64LE : AV_PIX_FMT_RGB48LE
     }
 
     /// Closes a context that failed after opening; the AVIOContext stays ours.

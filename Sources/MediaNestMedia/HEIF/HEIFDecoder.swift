@@ -1,3 +1,4 @@
+import CFFmpeg
 import CHeif
 public import MediaNestCore
 
@@ -80,13 +81,22 @@ public enum HEIFDecoder {
         try stop.check()
 
         let hasAlpha = heif_image_handle_has_alpha_channel(handle) != 0
+        let premultiplied = hasAlpha && heif_image_handle_is_premultiplied_alpha(handle) != 0
+        // The decoder's own planes, reduced straight to the output size (about 1.5 to 3 bytes per
+        // pixel for the YCbCr planes instead of those plus two full-size RGBA copies); libheif's
+        // RGBA conversion only for what libswscale cannot read (e.g. GBR or YCgCo matrices).
+        if let image = try decodePlanar(handle, context: context, file: file, limits: limits, maxLongEdge: maxLongEdge,
+                                        hasAlpha: hasAlpha, stop: stop) {
+            return premultiplied ? image.unpremultiplied() : image
+        }
+        try stop.check()
         guard let options = heif_decoding_options_alloc() else {
             throw JobError(.internalError, "libheif could not allocate decoding options.")
         }
         defer { heif_decoding_options_free(options) }
         options.pointee.convert_hdr_to_8bit = 1
         var decoded: OpaquePointer?
-        let status = heif_decode_image(handle, &decoded, heif_colorspace_RGB, heif_chroma_interleaved_RGBA, options)
+        let status = OneCPU.run { heif_decode_image(handle, &decoded, heif_colorspace_RGB, heif_chroma_interleaved_RGBA, options) }
         try context.throwIfFailed(status, doing: "decoded")
         guard let decoded else { throw JobError(.corruptMedia, "The HEIF image \(file.relativePath) decoded to nothing.") }
         defer { heif_image_release(decoded) }
@@ -99,28 +109,129 @@ public enum HEIFDecoder {
               Int(stride) >= width * 4 else {
             throw JobError(.corruptMedia, "The HEIF image \(file.relativePath) decoded to an unusable picture (\(width)×\(height)).")
         }
-        var pixels = [UInt8](repeating: 0, count: width * height * 4)
-        pixels.withUnsafeMutableBufferPointer { out in
-            for row in 0..<height {
-                (out.baseAddress! + row * width * 4).update(from: plane + row * Int(stride), count: width * 4)
-            }
-        }
-        if hasAlpha && heif_image_handle_is_premultiplied_alpha(handle) != 0 {
-            // RGBAImage is straight alpha; libheif 1.15 hands premultiplied images over as stored.
-            unpremultiply(&pixels)
-        }
-        let image = RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: hasAlpha)
+        // Scaled straight from libheif's buffer (rows may be padded): no copy of the full picture.
         let size = RGBAImage.fittedSize(width: width, height: height, maxLongEdge: maxLongEdge)
-        return try FrameConverter.resize(image, width: size.width, height: size.height)
+        var planes: [UnsafePointer<UInt8>?] = [plane, nil, nil, nil]
+        var strides: [Int32] = [stride, 0, 0, 0]
+        var image = try FrameConverter.convert(planes: &planes, strides: &strides, width: width, height: height, format: AV_PIX_FMT_RGBA,
+                                               fullRange: true, matrix: nil, toWidth: size.width, height: size.height)
+        image.hasAlpha = hasAlpha
+        // RGBAImage is straight alpha; libheif 1.15 hands premultiplied images over as stored.
+        return premultiplied ? image.unpremultiplied() : image
     }
 
-    static func unpremultiply(_ pixels: inout [UInt8]) {
-        pixels.withUnsafeMutableBufferPointer { p in
-            for i in stride(from: 0, to: p.count, by: 4) {
-                let a = Int(p[i + 3])
-                guard a > 0, a < 255 else { continue }
-                for c in 0..<3 { p[i + c] = UInt8(min(255, (Int(p[i + c]) * 255 + a / 2) / a)) }
-            }
+    /// Decodes `handle` in its own YCbCr or monochrome planes and has libswscale reduce them to
+    /// fit `maxLongEdge`, with the matrix and range of the file's `nclx` (as libheif's own
+    /// conversion would); `nil` when the planes are in a layout or matrix libswscale cannot take,
+    /// for the caller to use libheif's RGBA conversion instead.
+    private static func decodePlanar(_ handle: OpaquePointer, context: HEIFContext, file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
+                                     hasAlpha: Bool, stop: StopGuard) throws(JobError) -> RGBAImage? {
+        guard let matrix = swscaleMatrix(handleProfile(handle)) else { return nil }
+        guard let options = heif_decoding_options_alloc() else {
+            throw JobError(.internalError, "libheif could not allocate decoding options.")
+        }
+        defer { heif_decoding_options_free(options) }
+        options.pointee.convert_hdr_to_8bit = 0
+        var decoded: OpaquePointer?
+        // YCbCr with the chroma left as coded: libheif 1.15 converts "undefined" to planar RGB.
+        let status = OneCPU.run { heif_decode_image(handle, &decoded, heif_colorspace_YCbCr, heif_chroma_undefined, options) }
+        try context.throwIfFailed(status, doing: "decoded")
+        guard let decoded else { throw JobError(.corruptMedia, "The HEIF image \(file.relativePath) decoded to nothing.") }
+        defer { heif_image_release(decoded) }
+        try stop.check()
+        // The matrix of the decoded picture when the codec stream carries one.
+        var imageMatrix = matrix
+        var imageFullRange = handleProfile(handle)?.fullRange ?? true
+        if let profile = imageProfile(decoded) {
+            guard let m = swscaleMatrix(profile) else { return nil }
+            imageMatrix = m
+            imageFullRange = profile.fullRange
+        }
+
+        let width = Int(heif_image_get_width(decoded, heif_channel_Y))
+        let height = Int(heif_image_get_height(decoded, heif_channel_Y))
+        guard width > 0, height > 0, Int64(width) * Int64(height) <= limits.maxPixels else {
+            throw JobError(.corruptMedia, "The HEIF image \(file.relativePath) decoded to an unusable picture (\(width)×\(height)).")
+        }
+        let depth = Int(heif_image_get_bits_per_pixel_range(decoded, heif_channel_Y))
+        let alpha = hasAlpha && heif_image_has_channel(decoded, heif_channel_Alpha) != 0
+        if alpha && Int(heif_image_get_bits_per_pixel_range(decoded, heif_channel_Alpha)) != depth { return nil }
+        let colorspace = heif_image_get_colorspace(decoded)
+        let chroma = heif_image_get_chroma_format(decoded)
+        guard let format = planarFormat(colorspace: colorspace, chroma: chroma, depth: depth, alpha: alpha) else { return nil }
+        var channels: [heif_channel] = colorspace == heif_colorspace_monochrome ? [heif_channel_Y] : [heif_channel_Y, heif_channel_Cb, heif_channel_Cr]
+        if alpha { channels.append(heif_channel_Alpha) }
+        var planes: [UnsafePointer<UInt8>?] = [nil, nil, nil, nil]
+        var strides: [Int32] = [0, 0, 0, 0]
+        for (index, channel) in channels.enumerated() {
+            if channel != heif_channel_Y && channel != heif_channel_Alpha,
+               Int(heif_image_get_bits_per_pixel_range(decoded, channel)) != depth { return nil }
+            var stride: Int32 = 0
+            guard let plane = heif_image_get_plane_readonly(decoded, channel, &stride), stride > 0 else { return nil }
+            planes[index] = plane
+            strides[index] = stride
+        }
+        let size = RGBAImage.fittedSize(width: width, height: height, maxLongEdge: maxLongEdge)
+        var image = try FrameConverter.convert(planes: &planes, strides: &strides, width: width, height: height, format: format,
+                                               fullRange: imageFullRange,
+                                               matrix: colorspace == heif_colorspace_monochrome ? nil : imageMatrix,
+                                               toWidth: size.width, height: size.height)
+        image.hasAlpha = alpha
+        return image
+    }
+
+    /// The libswscale pixel format of libheif's planes, or `nil` when there is none.
+    static func planarFormat(colorspace: heif_colorspace, chroma: heif_chroma, depth: Int, alpha: Bool) -> AVPixelFormat? {
+        switch (colorspace, chroma, depth, alpha) {
+        case (heif_colorspace_monochrome, heif_chroma_monochrome, 8, false): AV_PIX_FMT_GRAY8
+        case (heif_colorspace_monochrome, heif_chroma_monochrome, 10, false): AV_PIX_FMT_GRAY10LE
+        case (heif_colorspace_monochrome, heif_chroma_monochrome, 12, false): AV_PIX_FMT_GRAY12LE
+        case (heif_colorspace_YCbCr, heif_chroma_420, 8, false): AV_PIX_FMT_YUV420P
+        case (heif_colorspace_YCbCr, heif_chroma_420, 10, false): AV_PIX_FMT_YUV420P10LE
+        case (heif_colorspace_YCbCr, heif_chroma_420, 12, false): AV_PIX_FMT_YUV420P12LE
+        case (heif_colorspace_YCbCr, heif_chroma_422, 8, false): AV_PIX_FMT_YUV422P
+        case (heif_colorspace_YCbCr, heif_chroma_422, 10, false): AV_PIX_FMT_YUV422P10LE
+        case (heif_colorspace_YCbCr, heif_chroma_422, 12, false): AV_PIX_FMT_YUV422P12LE
+        case (heif_colorspace_YCbCr, heif_chroma_444, 8, false): AV_PIX_FMT_YUV444P
+        case (heif_colorspace_YCbCr, heif_chroma_444, 10, false): AV_PIX_FMT_YUV444P10LE
+        case (heif_colorspace_YCbCr, heif_chroma_444, 12, false): AV_PIX_FMT_YUV444P12LE
+        case (heif_colorspace_YCbCr, heif_chroma_420, 8, true): AV_PIX_FMT_YUVA420P
+        case (heif_colorspace_YCbCr, heif_chroma_420, 10, true): AV_PIX_FMT_YUVA420P10LE
+        case (heif_colorspace_YCbCr, heif_chroma_422, 8, true): AV_PIX_FMT_YUVA422P
+        case (heif_colorspace_YCbCr, heif_chroma_422, 10, true): AV_PIX_FMT_YUVA422P10LE
+        case (heif_colorspace_YCbCr, heif_chroma_422, 12, true): AV_PIX_FMT_YUVA422P12LE
+        case (heif_colorspace_YCbCr, heif_chroma_444, 8, true): AV_PIX_FMT_YUVA444P
+        case (heif_colorspace_YCbCr, heif_chroma_444, 10, true): AV_PIX_FMT_YUVA444P10LE
+        case (heif_colorspace_YCbCr, heif_chroma_444, 12, true): AV_PIX_FMT_YUVA444P12LE
+        default: nil
+        }
+    }
+
+    /// An `nclx` profile's matrix and range.
+    struct ColourProfile { var matrix: UInt32; var fullRange: Bool }
+
+    private static func handleProfile(_ handle: OpaquePointer) -> ColourProfile? {
+        var nclx: UnsafeMutablePointer<heif_color_profile_nclx>?
+        guard heif_image_handle_get_nclx_color_profile(handle, &nclx).code == heif_error_Ok, let nclx else { return nil }
+        defer { heif_nclx_color_profile_free(nclx) }
+        return ColourProfile(matrix: nclx.pointee.matrix_coefficients.rawValue, fullRange: nclx.pointee.full_range_flag != 0)
+    }
+
+    private static func imageProfile(_ image: OpaquePointer) -> ColourProfile? {
+        var nclx: UnsafeMutablePointer<heif_color_profile_nclx>?
+        guard heif_image_get_nclx_color_profile(image, &nclx).code == heif_error_Ok, let nclx else { return nil }
+        defer { heif_nclx_color_profile_free(nclx) }
+        return ColourProfile(matrix: nclx.pointee.matrix_coefficients.rawValue, fullRange: nclx.pointee.full_range_flag != 0)
+    }
+
+    /// The libswscale matrix for an `nclx` matrix, with libheif's fallback for none or
+    /// unspecified (BT.601); `nil` for matrices libswscale has no coefficients for.
+    static func swscaleMatrix(_ profile: ColourProfile?) -> Int32? {
+        switch profile?.matrix ?? 2 {
+        case 1: CFFmpeg_SWS_CS_ITU709
+        case 2, 5, 6: CFFmpeg_SWS_CS_ITU601
+        case 9, 10: CFFmpeg_SWS_CS_BT2020
+        default: nil
         }
     }
 
@@ -360,4 +471,51 @@ private let heifSeek: @convention(c) (Int64, UnsafeMutableRawPointer?) -> Int32 
 
 private let heifWaitForFileSize: @convention(c) (Int64, UnsafeMutableRawPointer?) -> heif_reader_grow_status = { target, userdata in
     target <= heifSource(userdata).file.size ? heif_reader_grow_status_size_reached : heif_reader_grow_status_size_beyond_eof
+}
+
+extension RGBAImage {
+    /// The picture with premultiplied colour turned back into straight alpha.
+    func unpremultiplied() -> RGBAImage {
+        var copy = self
+        copy.pixels.withUnsafeMutableBufferPointer { p in
+            for i in stride(from: 0, to: p.count, by: 4) {
+                let a = Int(p[i + 3])
+                guard a > 0, a < 255 else { continue }
+                for c in 0..<3 { p[i + c] = UInt8(min(255, (Int(p[i + c]) * 255 + a / 2) / a)) }
+            }
+        }
+        return copy
+    }
+}
+
+/// Runs a libheif decode with the calling thread allowed on one CPU only, then restores its
+/// affinity.
+///
+/// libheif 1.15 has no way to set the AV1 decoder's threads, and libdav1d sizes them from the
+/// calling thread's CPU affinity (`sched_getaffinity`). With two or more CPUs it decodes with
+/// frame threading, which keeps every coefficient of the frame in a buffer of its own: 12 bytes
+/// per pixel for a 10-bit 4:4:4 picture, doubling libheif's peak (measured on a 20 MP AVIF: 480
+/// to 238 MB). A still is one frame, so frame threads gain nothing, and the engine's thread budget
+/// is per job anyway. Tiles of HEVC grids decode on the calling thread already.
+enum OneCPU {
+    static func run<T>(_ body: () -> T) -> T {
+        #if os(Linux)
+        // A mask of 1024 CPUs, the kernel's usual size. The CPU kept is the one the thread is on
+        // (so parallel jobs stay spread), else the lowest it may use.
+        var original = [UInt64](repeating: 0, count: 16)
+        let size = UInt(original.count * 8)
+        let got = original.withUnsafeMutableBytes { CHeif_thread_affinity_get($0.baseAddress, size) }
+        guard got > 0, let lowestWord = original.firstIndex(where: { $0 != 0 }) else { return body() }
+        var single = [UInt64](repeating: 0, count: original.count)
+        let current = Int(CHeif_current_cpu())
+        if current >= 0, current < original.count * 64, original[current / 64] & (1 << UInt64(current % 64)) != 0 {
+            single[current / 64] = 1 << UInt64(current % 64)
+        } else {
+            single[lowestWord] = original[lowestWord] & (~original[lowestWord] &+ 1)
+        }
+        guard single.withUnsafeBytes({ CHeif_thread_affinity_set($0.baseAddress, size) }) == 0 else { return body() }
+        defer { _ = original.withUnsafeBytes { CHeif_thread_affinity_set($0.baseAddress, size) } }
+        #endif
+        return body()
+    }
 }

@@ -25,36 +25,62 @@ enum FrameConverter {
     /// - Throws: ``JobError`` `unsupported_format` for a pixel format libswscale cannot read.
     static func convert(_ frame: UnsafePointer<AVFrame>, width: Int, height: Int) throws(JobError) -> RGBAImage {
         let source = sourceFormat(of: frame)
-        guard let context = sws_getContext(frame.pointee.width, frame.pointee.height, source.format,
+        let matrix: Int32? = CFFmpeg_pix_fmt_is_rgb(source.format.rawValue) == 0 ? yuvMatrix(of: frame) : nil
+        return try withUnsafePointer(to: frame.pointee.data) { dataTuple throws(JobError) -> RGBAImage in
+            try withUnsafePointer(to: frame.pointee.linesize) { strideTuple throws(JobError) -> RGBAImage in
+                try dataTuple.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: 8) { src throws(JobError) -> RGBAImage in
+                    try strideTuple.withMemoryRebound(to: Int32.self, capacity: 8) { srcStride throws(JobError) -> RGBAImage in
+                        try convert(planes: src, strides: srcStride, width: Int(frame.pointee.width), height: Int(frame.pointee.height),
+                                    format: source.format, fullRange: source.fullRange, matrix: matrix,
+                                    toWidth: width, height: height)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Converts a picture held in planes (a decoder's own buffers: libavcodec's frame, libheif's
+    /// planes) to an RGBA picture of exactly `width` × `height`, in one pass of libswscale.
+    ///
+    /// libswscale reads the source a few rows at a time through its filter's ring buffer, so the
+    /// only full-size memory is the caller's planes: no RGBA, RGB48 or float copy of the source
+    /// is ever made, whatever its bit depth.
+    /// - Parameters:
+    ///   - planes: Up to four plane pointers in libswscale's order for `format`.
+    ///   - strides: Their strides in bytes.
+    ///   - width: Source width.
+    ///   - height: Source height.
+    ///   - format: The source pixel format (never a deprecated `yuvj*` one).
+    ///   - fullRange: Whether YUV samples use the full range.
+    ///   - matrix: The libswscale YUV matrix constant (`SWS_CS_*`), or `nil` for RGB sources.
+    ///   - toWidth: Output width.
+    ///   - outHeight: Output height.
+    /// - Returns: The picture, 8-bit sRGB, with alpha when `format` has it.
+    /// - Throws: ``JobError`` `unsupported_format` for a pixel format libswscale cannot read.
+    static func convert(planes: UnsafePointer<UnsafePointer<UInt8>?>, strides: UnsafePointer<Int32>, width sourceWidth: Int, height sourceHeight: Int,
+                        format: AVPixelFormat, fullRange: Bool, matrix: Int32?, toWidth width: Int, height: Int) throws(JobError) -> RGBAImage {
+        guard let context = sws_getContext(Int32(sourceWidth), Int32(sourceHeight), format,
                                            Int32(width), Int32(height), AV_PIX_FMT_RGBA,
                                            qualityFlags, nil, nil, nil) else {
-            let name = CFFmpeg_pix_fmt_name(frame.pointee.format).map { String(cString: $0) } ?? "format \(frame.pointee.format)"
+            let name = CFFmpeg_pix_fmt_name(format.rawValue).map { String(cString: $0) } ?? "format \(format.rawValue)"
             throw JobError(.unsupportedFormat, "The picture's pixel format (\(name)) cannot be converted.")
         }
         defer { sws_freeContext(context) }
-        if CFFmpeg_pix_fmt_is_rgb(source.format.rawValue) == 0 {
-            let matrix = sws_getCoefficients(yuvMatrix(of: frame))
+        if let matrix {
+            let coefficients = sws_getCoefficients(matrix)
             let rgbMatrix = sws_getCoefficients(CFFmpeg_SWS_CS_ITU601)
-            _ = sws_setColorspaceDetails(context, matrix, source.fullRange ? 1 : 0, rgbMatrix, 1, 0, 1 << 16, 1 << 16)
+            _ = sws_setColorspaceDetails(context, coefficients, fullRange ? 1 : 0, rgbMatrix, 1, 0, 1 << 16, 1 << 16)
         }
         var pixels = [UInt8](repeating: 0, count: width * height * 4)
         let status: Int32 = pixels.withUnsafeMutableBufferPointer { out in
             var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
             var dstStride: [Int32] = [Int32(width * 4), 0, 0, 0]
-            return withUnsafePointer(to: frame.pointee.data) { dataTuple in
-                withUnsafePointer(to: frame.pointee.linesize) { strideTuple in
-                    dataTuple.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: 8) { src in
-                        strideTuple.withMemoryRebound(to: Int32.self, capacity: 8) { srcStride in
-                            sws_scale(context, src, srcStride, 0, frame.pointee.height, &dst, &dstStride)
-                        }
-                    }
-                }
-            }
+            return sws_scale(context, planes, strides, 0, Int32(sourceHeight), &dst, &dstStride)
         }
         guard status > 0 else {
             throw ffmpegError(status, code: .corruptMedia, "The picture could not be converted")
         }
-        return RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: CFFmpeg_pix_fmt_has_alpha(frame.pointee.format) != 0)
+        return RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: CFFmpeg_pix_fmt_has_alpha(format.rawValue) != 0)
     }
 
     /// Converts `frame` to fit `maxLongEdge`, correcting a non-square sample aspect ratio first

@@ -4,7 +4,8 @@ public import MediaNestMedia
 
 /// What kind of source a still (thumbnail or preview) is made from.
 public enum StillSourceKind: String, Sendable, Hashable {
-    /// JPEG, PNG, GIF, WebP, BMP or TIFF, decoded with libavcodec.
+    /// JPEG, PNG, GIF, WebP, BMP or TIFF, decoded with libavcodec (JPEGs with TurboJPEG), or
+    /// JPEG XL, decoded with libjxl.
     case image
     /// HEIC/HEIF/AVIF, decoded with libheif.
     case heif
@@ -52,8 +53,11 @@ public enum StillRendering {
         let kind = try classify(header: header, declaredMimeType: declaredMimeType, fileName: fileName ?? file.relativePath)
         switch kind {
         case .image:
-            let still = try StillImageDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge,
-                                                     threads: decoderThreads, cancellation: cancellation)
+            // JPEG XL with libjxl itself, at 8 bits (see JPEGXLDecoder); the rest with libavcodec.
+            let still = JPEGXLDecoder.recognizes(header)
+                ? try JPEGXLDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation)
+                : try StillImageDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge,
+                                               threads: decoderThreads, cancellation: cancellation)
             return RenderedStill(image: still.image, kind: .image, details: [
                 "source_format": .string(still.format),
                 "source_width": .int(Int64(still.sourceWidth)),
@@ -115,6 +119,7 @@ public enum StillRendering {
             if codec == .tiff && (isCR2 || isRawByName || isRawByMime) { return .raw }
             return .image
         }
+        if JPEGXLDecoder.recognizes(header) { return .image }
         if header.count >= 12, Array(header[4..<8]) == Array("ftyp".utf8) {
             let brand = String(decoding: header[8..<12], as: UTF8.self)
             if ["heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1", "avif", "avis"].contains(brand) { return .heif }
