@@ -1,5 +1,5 @@
 # The two commands a new user needs (see README.md), plus the benchmarks and the install.
-.PHONY: demo test bench build clean install install-files
+.PHONY: demo test bench fuzz build clean install install-files
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -22,11 +22,14 @@ test: ## Run the whole test suite against a throwaway PostgreSQL.
 bench: ## Measure this project against its peers (ffprobe, md5sum, openssl, pgbench) in one run.
 	@bash scripts/bench.sh
 
+fuzz: ## Fuzz every parser of untrusted bytes with libFuzzer + ASan, FUZZ_SECONDS (default 600) per target.
+	@bash scripts/fuzz.sh
+
 build:
 	swift build -c release
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz
 
 install: build install-files ## Build in release mode and install under $(DESTDIR)$(PREFIX).
 
