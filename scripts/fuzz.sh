@@ -61,6 +61,13 @@ done
 
 log "generating the seed corpus in ${RUN#"$REPO_ROOT/"}/seeds"
 mkdir -p "$RUN"
+# The file-based targets' stand-in storage root: memory-backed, removed at the end (an input that
+# crashes a fuzzer leaves its file behind).
+SHM_BASE=/dev/shm
+[[ -d "$SHM_BASE" && -w "$SHM_BASE" ]] || SHM_BASE="${TMPDIR:-/tmp}"
+export MEDIANEST_FUZZ_SCRATCH
+MEDIANEST_FUZZ_SCRATCH="$(mktemp -d "$SHM_BASE/medianest-fuzz-run.XXXXXX")"
+trap 'rm -rf "$MEDIANEST_FUZZ_SCRATCH"' EXIT
 python3 "$REPO_ROOT/scripts/fuzz/make-seeds.py" "$RUN/seeds" "$REPO_ROOT"
 
 # Runs one target for FUZZ_SECONDS. libFuzzer stops at the first finding, so it is restarted on

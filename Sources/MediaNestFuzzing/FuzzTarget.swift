@@ -21,7 +21,8 @@ import Synchronization
 /// ``JobError`` (what a job would record). A crash, an ASan report, a leak, memory past the
 /// fuzzer's RSS limit or a hang past its timeout is a finding.
 public enum FuzzTarget: String, CaseIterable, Sendable {
-    /// The EXIF/TIFF reader and the JPEG, PNG and WebP header parsers (`Exif.swift`).
+    /// The EXIF/TIFF reader and the JPEG, PNG and WebP header parsers (`Exif.swift`), and the
+    /// ISO 6709 reader of a container's location tag (`MetadataExtractor.parseISO6709`).
     case exif
     /// The metadata job's work: safe open, MIME sniffing, the FFmpeg probe over the custom AVIO
     /// (`MediaInput`), HEIF metadata and EXIF (`MetadataExtractor`).
@@ -90,7 +91,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         let exif = ImageHeaderParser.parseExif(input[...])
         _ = exif?.takenAt
         _ = header?.exif?.takenAt
-        return header != nil || exif != nil ? .accepted : .rejected(.unsupportedFormat)
+        // A video's `location` tag is text from the file, too.
+        let location = MetadataExtractor.parseISO6709(String(decoding: input.prefix(256), as: UTF8.self))
+        return header != nil || exif != nil || location != nil ? .accepted : .rejected(.unsupportedFormat)
     }
 
     private static func thumbhash(_ input: [UInt8]) -> Outcome {
@@ -156,8 +159,11 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// A private directory on a memory-backed file system (`/dev/shm` when there is one) that
     /// stands in for the storage root, so inputs go through ``SafeFile`` and the real
     /// descriptor-based reads (pread, the custom AVIO) exactly as uploads do.
+    ///
+    /// It is made under `$MEDIANEST_FUZZ_SCRATCH` when set (scripts/fuzz.sh points it at a
+    /// directory of its own and removes it afterwards: a crashing input never reaches `atexit`).
     private static let scratchRoot: String = {
-        var base = "/dev/shm"
+        var base = getenv("MEDIANEST_FUZZ_SCRATCH").map { String(cString: $0) } ?? "/dev/shm"
         var info = stat()
         if stat(base, &info) != 0 || (info.st_mode & S_IFMT) != S_IFDIR || access(base, W_OK) != 0 {
             base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"

@@ -181,6 +181,8 @@ for name in ("exif-le.jpg", "exif-be.jpg", "exif.png", "still.webp", "still.tif"
 put("exif", "exif.webp", webp_with_exif(40, 30, block_le))
 put("exif", "block-le.tiff", block_le)
 put("exif", "block-be.tiff", block_be)
+put("exif", "location.txt", b"+37.3318-122.0312+010.000/")
+put("exif", "location-dms.txt", b"+404530.5-0735830.2/")
 
 # ThumbHash: hashes of the shapes the encoder writes (opaque and alpha, landscape and portrait).
 put("thumbhash", "landscape", bytes.fromhex("1308 0a35 8678 8777 8886 8887 7887 7788 7777 5988 0860 4878".replace(" ", "")))
