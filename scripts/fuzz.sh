@@ -100,10 +100,11 @@ run_target() {
         sleep 1
     done
     local elapsed=$(($(date +%s) - start))
-    local findings corpus_files corpus_bytes
+    # Corpus: the inputs libFuzzer holds at the end for the coverage they add (its last `corp:
+    # N/SIZE`); the directory also keeps inputs that later, smaller ones made redundant.
+    local findings corpus_units="" corpus_size=""
     findings=$(find "$artifacts" -type f | wc -l)
-    corpus_files=$(find "$corpus" -type f | wc -l)
-    corpus_bytes=$(du -sb "$corpus" | cut -f1)
+    read -r corpus_units corpus_size < <(grep -ohE 'corp: [0-9]+/[0-9]+[a-zA-Z]*' "$logs"/round-*.log | tail -1 | sed -E 's|corp: ([0-9]+)/(.*)|\1 \2|') || true
     # Keep every finding where `make test` replays it.
     local artifact kind sum
     for artifact in "$artifacts"/*; do
@@ -114,7 +115,7 @@ run_target() {
         ls "$REGRESSIONS/$target/$kind-$sum".* >/dev/null 2>&1 || cp "$artifact" "$REGRESSIONS/$target/$kind-$sum.unfixed"
     done
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$elapsed" "$executions" "$((executions / (elapsed > 0 ? elapsed : 1)))" \
-        "$corpus_files" "$corpus_bytes" "$findings" >"$RUN/summary-$target.tsv"
+        "${corpus_units:-0}" "${corpus_size:-0b}" "$findings" >"$RUN/summary-$target.tsv"
 }
 
 log "fuzzing ${TARGETS[*]}: ${FUZZ_SECONDS}s each, $FUZZ_JOBS at a time (logs in ${RUN#"$REPO_ROOT/"})"
@@ -129,10 +130,10 @@ wait || true
 total_findings=0
 for target in "${TARGETS[@]}"; do total_findings=$((total_findings + $(cut -f7 "$RUN/summary-$target.tsv"))); done
 {
-    printf '%-10s %8s %12s %8s %14s %9s\n' target seconds executions exec/s corpus findings
+    printf '%-10s %8s %12s %8s %16s %9s\n' target seconds executions exec/s corpus findings
     for target in "${TARGETS[@]}"; do
-        IFS=$'\t' read -r name elapsed executions rate files bytes findings <"$RUN/summary-$target.tsv"
-        printf '%-10s %8s %12s %8s %14s %9s\n' "$name" "$elapsed" "$executions" "$rate" "$files files/$((bytes / 1024)) KiB" "$findings"
+        IFS=$'\t' read -r name elapsed executions rate units size findings <"$RUN/summary-$target.tsv"
+        printf '%-10s %8s %12s %8s %16s %9s\n' "$name" "$elapsed" "$executions" "$rate" "$units inputs/$size" "$findings"
     done
     echo
     echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u +%Y-%m-%d)"

@@ -76,6 +76,15 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         }
     }
 
+    /// libFuzzer's call: runs the target and stops the process on an outcome that is a bug even
+    /// though nothing crashed: bad input refused as `internal_error` (a code meant for the
+    /// worker's own faults, retried as such) instead of a stable input error code.
+    public func fuzz(_ bytes: UnsafeRawBufferPointer) {
+        if case .rejected(let code) = run(bytes), code == .internalError {
+            fatalError("fuzz-\(rawValue): the input was refused as internal_error; bad input must get an input error code")
+        }
+    }
+
     /// Runs the target on one input.
     @discardableResult
     public func run(_ bytes: [UInt8]) -> Outcome {
