@@ -242,10 +242,10 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
-
 // MARK: Fuzzing
 // `make fuzz` (scripts/fuzz.sh) sets MEDIANEST_FUZZ=1 and builds into its own scratch path with
-// `--sanitize fuzzer --sanitize address`; only then do the libFuzzer executables exist. Each is
+// `--sanitize fuzzer -Xswiftc -sanitize=fuzzer,address`; only then do the libFuzzer executables
+// exist (docs/FUZZING.md says why the flags are spelled so). Each is
 // one file under Fuzz/ defining LLVMFuzzerTestOneInput (hence -parse-as-library: libFuzzer
 // supplies main). A normal `swift build` never sees them.
 if Context.environment["MEDIANEST_FUZZ"] == "1" {
