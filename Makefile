@@ -28,11 +28,14 @@ chaos: ## Break the worker on purpose (kill -9, restarts, partitions, full disk.
 bench: ## Measure this project against its peers (ffprobe, md5sum, openssl, pgbench) in one run.
 	@bash scripts/bench.sh
 
+fuzz: ## Fuzz every parser of untrusted bytes with libFuzzer + ASan, FUZZ_SECONDS (default 600) per target.
+	@bash scripts/fuzz.sh
+
 build:
 	swift build -c release
 
 clean:
-	rm -rf .build .build-asan .build-tsan
+	rm -rf .build .build-asan .build-tsan .build-fuzz
 
 install: build install-files ## Build in release mode and install under $(DESTDIR)$(PREFIX).
 

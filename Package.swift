@@ -12,6 +12,7 @@
 //   MediaNestWorker      glue: job handlers, runtime, configuration
 //   MediaNestSystemd     sd_notify by hand, journald/text/JSON log lines; no database, no media
 //   MediaNestMetrics     Prometheus /metrics, /healthz, /readyz (swift-prometheus, NIO HTTP/1)
+//   MediaNestFuzzing     the fuzz targets as plain functions; replayed by `make test`, fuzzed by `make fuzz`
 //   medianest-worker     thin ArgumentParser executable
 import PackageDescription
 
@@ -181,6 +182,15 @@ let package = Package(
             swiftSettings: upcoming
         ),
 
+        // The fuzz targets: every parser of untrusted bytes as a function from bytes to an outcome
+        // (docs/FUZZING.md). Small and free of NIO, so `make fuzz` builds only Core and Media with
+        // the fuzzer's instrumentation.
+        .target(
+            name: "MediaNestFuzzing",
+            dependencies: ["MediaNestMedia", "MediaNestCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: upcoming
+        ),
+
         // MARK: Tests
         // Shared by the test targets only: throwaway databases, the fixture corpus, process helpers.
         .target(
@@ -222,6 +232,12 @@ let package = Package(
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: upcoming
         ),
+        // Replays every input kept under Tests/FuzzRegressions/<target>/ through its fuzz target.
+        .testTarget(
+            name: "MediaNestFuzzingTests",
+            dependencies: ["MediaNestFuzzing", "MediaNestCore"],
+            swiftSettings: upcoming
+        ),
         // The operator's side: sd_notify, log formats, maintenance and backup commands, the units
         // installed by `make install` and checked with systemd-analyze.
         .testTarget(
@@ -232,3 +248,21 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// MARK: Fuzzing
+// `make fuzz` (scripts/fuzz.sh) sets MEDIANEST_FUZZ=1 and builds into its own scratch path with
+// `--sanitize fuzzer -Xswiftc -sanitize=fuzzer,address`; only then do the libFuzzer executables
+// exist (docs/FUZZING.md says why the flags are spelled so). Each is
+// one file under Fuzz/ defining LLVMFuzzerTestOneInput (hence -parse-as-library: libFuzzer
+// supplies main). A normal `swift build` never sees them.
+if Context.environment["MEDIANEST_FUZZ"] == "1" {
+    for name in ["exif", "probe", "still", "thumbhash", "json"] {
+        package.targets.append(.executableTarget(
+            name: "fuzz-\(name)",
+            dependencies: ["MediaNestFuzzing"],
+            path: "Fuzz/\(name)",
+            swiftSettings: upcoming + [.unsafeFlags(["-parse-as-library"])]
+        ))
+        package.products.append(.executable(name: "fuzz-\(name)", targets: ["fuzz-\(name)"]))
+    }
+}

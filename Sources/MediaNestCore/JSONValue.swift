@@ -257,7 +257,14 @@ private struct JSONParser {
                     {
                         index += 2
                         let low = try parseHex4()
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        if (0xDC00..<0xE000).contains(low) {
+                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        } else {
+                            // A high surrogate not followed by a low one: it stands alone (U+FFFD),
+                            // and the second escape is a character of its own.
+                            scalars.append("\u{FFFD}")
+                            code = low
+                        }
                     }
                     scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")
                 default: scalars.append(Unicode.Scalar(escape))

@@ -93,7 +93,14 @@ public enum VideoStills {
             if score.isClearlyAPicture { break }
         }
 
-        if best == nil || best!.score.isBlank {
+        // A still image read through an image demuxer (JPEG XL, ...) has one picture: when its
+        // keyframe decode gave none, decoding its packets in order cannot give another, and it
+        // must not be tried. FFmpeg 5.1's libjxl wrapper keeps its decoder mid-image after an
+        // error and, fed the next packet, reports a frame without a buffer, which aborts the
+        // process (`Assertion frame->buf[0] failed at libavcodec/decode.c:502`; fuzz finding
+        // Tests/FuzzRegressions/still/jxl-second-packet-abort.corrupt_media).
+        let isStillImage = MediaInput.imageDemuxers.contains(source.input.formatName)
+        if !isStillImage, best == nil || best!.score.isBlank {
             // Every keyframe was blank (or none decoded): decode in order from the first candidate.
             if let first = times.first, let target = first { try source.seek(to: target) } else { try source.seek(to: 0) }
             var index = 0

@@ -1,6 +1,5 @@
 public import Logging
 public import MediaNestCore
-public import MediaNestMedia
 
 /// What kind of source a still (thumbnail or preview) is made from.
 public enum StillSourceKind: String, Sendable, Hashable {
