@@ -1,5 +1,5 @@
 # The two commands a new user needs (see README.md), plus the benchmarks and the install.
-.PHONY: demo test bench build clean install install-files
+.PHONY: demo test bench soak build clean install install-files
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -21,6 +21,9 @@ test: ## Run the whole test suite against a throwaway PostgreSQL.
 
 bench: ## Measure this project against its peers (ffprobe, md5sum, openssl, pgbench) in one run.
 	@bash scripts/bench.sh
+
+soak: ## Run the daemon for SOAK_MINUTES (default 10) on a continuous mixed stream; fails if RSS or descriptors grow, or a job is lost or stuck.
+	@bash scripts/soak.sh
 
 build:
 	swift build -c release

@@ -17,6 +17,7 @@ APT_PACKAGES=(
     systemd make
     imagemagick libvips-tools time
     chromium libheif-examples   # the gallery's browser test; HEIC sample in the demo (heif-enc)
+    python3                     # make soak's driver (scripts/soak/driver.py), the demo's EXIF writer
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
