@@ -78,5 +78,5 @@ log "soak: ${SOAK_MINUTES:-10} minutes"
 python3 scripts/soak/driver.py --worker "$WORKER" --storage "$STORAGE" --sources "$SOURCES" \
     --report "$OUT/report.json" --worker-log "$OUT/worker.log" &
 driver=$!
-trap 'kill -TERM "$driver" 2>/dev/null; wait "$driver" 2>/dev/null; pg_stop' EXIT
+trap 'kill -TERM "$driver" 2>/dev/null || true; wait "$driver" 2>/dev/null || true; pg_stop' EXIT
 wait "$driver"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The soak driver behind `make soak` (scripts/soak.sh prepares the cluster and the media).
 
-It runs one `medianest-worker run` with maintenance and metrics on, enqueues items of a mixed
-library at a bounded rate for SOAK_MINUTES, samples the worker every 10 s (RSS and anonymous RSS
+It runs one `medianest-worker run` with maintenance and metrics on, warms it up with one item
+of each kind of a mixed library (outside the clock), enqueues items of that mix at a bounded
+rate for SOAK_MINUTES, samples the worker every 10 s (RSS and anonymous RSS
 from /proc/PID/status, descriptors from /proc/PID/fd, threads, the worker's PostgreSQL
 connections), drains, lets the idle worker give memory back, stops it with SIGTERM, writes the
 report and judges it:
@@ -160,11 +161,12 @@ def connections():
 def table_sizes():
     sizes = {}
     for table in ("processing_jobs", "notifications", "audit_logs"):
-        # pg_partition_tree covers the partitions of audit_logs (the parent alone is empty).
+        # The table and, for audit_logs, its partitions (the partitioned parent itself is empty).
         rows = psql(f"""
+            WITH relations AS (SELECT relid FROM pg_partition_tree('{table}') UNION SELECT '{table}'::regclass)
             SELECT coalesce(sum(pg_table_size(relid)), 0)::int8, coalesce(sum(pg_indexes_size(relid)), 0)::int8,
                    (SELECT count(*) FROM {table})::int8
-              FROM pg_partition_tree('{table}');""")
+              FROM relations;""")
         table_bytes, index_bytes, rows_count = (int(value) for value in rows[0])
         sizes[table] = {"table_bytes": table_bytes, "index_bytes": index_bytes, "rows": rows_count}
     return sizes
@@ -294,6 +296,18 @@ def main():
             f"{start_status['threads']} threads; enqueueing for {minutes:g} min at up to {per_minute:g} items/min, "
             f"backlog at most {max_backlog} items")
 
+        # Warm-up, outside the clock: one item of each kind, drained. The first third then
+        # measures a worker that has paged in its codecs and grown its arenas for every kind
+        # once, not its start-up.
+        warmup_started = time.monotonic()
+        warmup_jobs = sum(enqueuer.add() for _ in MIX)
+        while time.monotonic() - warmup_started < 300:
+            if int(psql("SELECT count(*) FROM processing_jobs WHERE status IN ('pending', 'running');")[0][0]) == 0:
+                break
+            time.sleep(0.5)
+        warmup_seconds = time.monotonic() - warmup_started
+        log(f"warm-up: {len(MIX)} items ({warmup_jobs} jobs) in {warmup_seconds:.0f} s, RSS {worker.status()['rss_kib'] / 1024:.0f} MiB")
+
         samples = {"t_s": [], "rss_mib": [], "rss_anon_mib": [], "fds": [], "threads": [], "pg_connections": [], "backlog": []}
 
         def sample(now, started, pending):
@@ -311,7 +325,7 @@ def main():
         next_sample = started
         next_enqueue = started
         throttled = 0
-        jobs = 0
+        jobs = warmup_jobs
         pending = 0
         while True:
             now = time.monotonic()
@@ -389,6 +403,8 @@ def main():
             "items_per_minute_target": per_minute,
             "max_backlog": max_backlog,
             "throttled_ticks": throttled,
+            "warmup_items": len(MIX),
+            "warmup_s": round(warmup_seconds, 1),
             "drain_s": round(drain_seconds, 1),
             "sample_interval_s": SAMPLE_SECONDS,
             "t_s": samples["t_s"],
@@ -452,7 +468,7 @@ def main():
         for job_type, d in figures["durations_ms"].items():
             print(f"  {job_type}: {d['completed']} completed, p50 {d['p50_ms']:.0f} ms, p99 {d['p99_ms']:.0f} ms, max {d['max_ms']:.0f} ms")
         for table, size in sizes_end.items():
-            print(f"  {table}: {size['rows']} rows, table {size['table_bytes'] / 1048576:.1f} MiB, indexes {size['index_bytes'] / 1048576:.1f} MiB")
+            print(f"  {table}: {size['rows']} rows, table {size['table_bytes'] / 1024:.0f} KiB, indexes {size['index_bytes'] / 1024:.0f} KiB")
         print(f"  lost {figures['lost']}, stuck {figures['stuck']}, maintenance runs ok {int(maintenance_ok)}; report: {arguments.report}")
         if broken:
             for sentence in broken:
