@@ -31,6 +31,9 @@ bench: ## Measure this project against its peers (ffprobe, md5sum, openssl, pgbe
 fuzz: ## Fuzz every parser of untrusted bytes with libFuzzer + ASan, FUZZ_SECONDS (default 600) per target.
 	@bash scripts/fuzz.sh
 
+soak: ## Run the daemon for SOAK_MINUTES (default 10) on a continuous mixed stream; fails if RSS or descriptors grow, or a job is lost or stuck.
+	@bash scripts/soak.sh
+
 build:
 	swift build -c release
 

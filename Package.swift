@@ -3,7 +3,7 @@
 // MediaNest Worker: the media-processing daemon of MediaNest.
 //
 // Module map (one module per concern; see docs/ARCHITECTURE.md):
-//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw, CTurboJPEG, CJXL   (system libraries; pkg-config except CLibRaw)
+//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw, CTurboJPEG, CJXL, CMalloc   (system libraries; pkg-config except CLibRaw, CJXL, CMalloc)
 //   MediaNestCore        errors, progress, cancellation, JSON; no C, no database
 //   MediaNestDB          libpq wrapper: connections, bound parameters, decoding, LISTEN/NOTIFY
 //   MediaNestMigrations  versioned SQL migrations with checksums and an advisory lock
@@ -75,6 +75,9 @@ let package = Package(
             name: "CLibRaw",
             providers: [.apt(["libraw-dev"])]
         ),
+        // glibc's malloc_trim and mallinfo2 (malloc.h), which the Glibc module does not import:
+        // the runtime gives free heap memory back when its job pool goes idle. Part of libc.
+        .systemLibrary(name: "CMalloc"),
         // JPEG stills: libjpeg-turbo's faster entropy decoder and DCT-domain scaling.
         .systemLibrary(
             name: "CTurboJPEG",
@@ -150,7 +153,7 @@ let package = Package(
         .target(
             name: "MediaNestWorker",
             dependencies: [
-                "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia", "MediaNestMetrics", "MediaNestSystemd",
+                "CMalloc", "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia", "MediaNestMetrics", "MediaNestSystemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

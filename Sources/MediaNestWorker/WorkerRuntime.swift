@@ -117,7 +117,7 @@ public final class WorkerRuntime: Sendable {
         self.health = health
         self.state = RuntimeState()
         self.storageMonitor = configuration.storage.map { StorageRootMonitor(root: $0.root, logger: logger) }
-        self.pool = JobPool(threads: configuration.concurrency)
+        self.pool = JobPool(threads: configuration.concurrency, reclaimer: MemoryReclaimer(logger: logger))
         self.metrics = WorkerMetrics(types: served)
         self.systemd = SystemdReporter(notifier: notifier, logger: logger)
         self.memoryCapacity = configuration.memoryBudget.capacity()

@@ -14,6 +14,10 @@ import MediaNestQueue
 /// run (lease lost, shutdown) still occupies one. The closure is told nothing about the wait:
 /// the caller starts the job's clock in it (see ``JobCancellation/startClock(timeout:)``), and
 /// the heartbeat keeps the lease of a waiting job as it does for a running one.
+///
+/// With a ``MemoryReclaimer``, the pool gives the heap's free memory back once every thread
+/// has stayed idle for the reclaimer's settle time after some work (``IdleReclaimPolicy``): the
+/// last thread to fall idle waits that long, and reclaims on its own thread if no work came.
 final class JobPool: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [@Sendable () -> Void] = []
@@ -24,11 +28,19 @@ final class JobPool: @unchecked Sendable {
     private var idle = 0
     /// The number of threads.
     let size: Int
+    /// Gives memory back when the pool goes idle; `nil`: never.
+    private let reclaimer: MemoryReclaimer?
+    private var reclaimPolicy: IdleReclaimPolicy
+    /// A thread is waiting for the reclaim to come due (one at a time; the others sleep).
+    private var reclaimWaiter = false
 
     /// A pool of `threads` threads named `medianest-job-N`, started with the first ``submit(_:)``
     /// (a runtime that is made but never run starts none).
-    init(threads: Int) {
+    /// - Parameter reclaimer: Gives memory back once the pool has been idle for its settle time.
+    init(threads: Int, reclaimer: MemoryReclaimer? = nil) {
         size = max(1, threads)
+        self.reclaimer = reclaimer
+        reclaimPolicy = IdleReclaimPolicy(settle: reclaimer?.settle ?? .zero)
     }
 
     private func startThreads() {
@@ -75,10 +87,30 @@ final class JobPool: @unchecked Sendable {
     private func work() {
         while true {
             condition.lock()
+            var reclaimNow = false
             while head == queue.count && !closed {
                 idle += 1
-                condition.wait()
+                if idle == size { reclaimPolicy.poolWentIdle(at: .now) }
+                if reclaimer != nil, !reclaimWaiter, let due = reclaimPolicy.reclaimAt {
+                    // The last thread to fall idle waits out the settle time; a job submitted
+                    // meanwhile wakes it (or another thread) as usual.
+                    reclaimWaiter = true
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: max(0, (due - .now).seconds)))
+                    reclaimWaiter = false
+                    reclaimNow = idle == size && head == queue.count && !closed && reclaimPolicy.isDue(at: .now)
+                    if reclaimNow { reclaimPolicy.reclaimed() }
+                } else {
+                    condition.wait()
+                }
                 idle -= 1
+                if reclaimNow { break }
+            }
+            if reclaimNow {
+                // Outside the lock: a job submitted now starts on another thread, or on this one
+                // right after.
+                condition.unlock()
+                reclaimer?.reclaim()
+                continue
             }
             if head == queue.count {
                 condition.unlock()
@@ -86,6 +118,7 @@ final class JobPool: @unchecked Sendable {
             }
             let body = queue[head]
             head += 1
+            reclaimPolicy.workStarted()
             if head == queue.count {
                 queue.removeAll(keepingCapacity: true)
                 head = 0
