@@ -44,6 +44,13 @@ public struct MediaLimits: Sendable, Hashable {
 
     /// The documented defaults.
     public static let `default` = MediaLimits()
+
+    /// Whether a frame of `width` × `height` is over ``maxPixels``. Never overflows: dimensions
+    /// read from a header go up to 2^32 - 1 each (PNG, TIFF), whose product is past `Int64.max`.
+    public func exceedsPixelLimit(width: Int, height: Int) -> Bool {
+        let (pixels, overflow) = Int64(width).multipliedReportingOverflow(by: Int64(height))
+        return overflow || pixels > maxPixels
+    }
 }
 
 extension Duration {

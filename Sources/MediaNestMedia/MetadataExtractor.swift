@@ -140,8 +140,8 @@ public enum MetadataExtractor {
         }
 
         let image = ImageHeaderParser.parse(header)
-        if let image, let w = image.width, let h = image.height, Int64(w) * Int64(h) > limits.maxPixels {
-            throw JobError(.pixelLimit, "The image \(relativePath) is \(w)x\(h) (\(Int64(w) * Int64(h)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded.")
+        if let image, let w = image.width, let h = image.height, limits.exceedsPixelLimit(width: w, height: h) {
+            throw JobError(.pixelLimit, "The image \(relativePath) is \(w)x\(h) (\(UInt64(w) * UInt64(h)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded.")
         }
         // FFmpeg's TIFF demuxer reports no size before decoding, and its decoder's refusal of an
         // oversized frame only leaves the size unknown: check the first IFD here, as the still

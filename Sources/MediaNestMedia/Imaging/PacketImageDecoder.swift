@@ -57,7 +57,7 @@ public enum PacketImageDecoder {
         }
         var lowres: Int32 = 0
         if let header = ImageHeaderParser.parse(Array(bytes.prefix(1 << 20))), let w = header.width, let h = header.height {
-            if Int64(w) * Int64(h) > limits.maxPixels {
+            if limits.exceedsPixelLimit(width: w, height: h) {
                 throw JobError(.pixelLimit, "\(what.prefix(1).uppercased() + what.dropFirst()) is \(w)×\(h) pixels, over the limit of \(limits.maxPixels) pixels.")
             }
             if codec == .jpeg { lowres = jpegLowres(width: w, height: h, maxLongEdge: maxLongEdge) }

@@ -113,8 +113,8 @@ public enum StillImageDecoder {
             if let size = ImageHeaderParser.tiffDimensions(header) { (width, height) = (size.width, size.height) }
             orientation = ImageHeaderParser.parseExif(header[...])?.orientation ?? 1
         }
-        if let width, let height, Int64(width) * Int64(height) > limits.maxPixels {
-            throw JobError(.pixelLimit, "\(capitalised(what)) is \(width)×\(height) pixels (\(Int64(width) * Int64(height)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded.")
+        if let width, let height, limits.exceedsPixelLimit(width: width, height: height) {
+            throw JobError(.pixelLimit, "\(capitalised(what)) is \(width)×\(height) pixels (\(UInt64(width) * UInt64(height)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded.")
         }
         guard file.size <= maxImageFileBytes else {
             throw JobError(.tooLarge, "\(capitalised(what)) is \(file.size) bytes; image files over \(maxImageFileBytes) bytes are not decoded.")
