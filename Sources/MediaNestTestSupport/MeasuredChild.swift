@@ -93,3 +93,16 @@ public struct MeasuredChild: Sendable {
             maxRSSKiB: Int(usage.ru_maxrss))
     }
 }
+
+/// Runs blocking test work (child processes reaped with `wait4`, fixture generation) on a thread
+/// of its own and awaits it, so that it never holds one of Swift concurrency's cooperative
+/// threads. There are as many of those as cores (two here): a suite that blocks them in child
+/// processes for minutes starves every in-process runtime test beside it, whose services then
+/// cannot even start (seen: a `ResultWriteTests` runtime that never claimed within 30 s).
+public func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try body() })
+        }
+    }
+}

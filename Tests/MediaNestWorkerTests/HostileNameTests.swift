@@ -37,9 +37,12 @@ struct HostileNameTests {
             #expect(enqueue.status == 0, "\(enqueue.error)")
 
             let binary = binDirectory.appendingPathComponent("medianest-worker").path
-            let run = try MeasuredChild.run(binary, ["run", "--drain", "--database-url", database.connectionString, "--storage-root", root,
-                                                     "--log-level", "warning"],
-                                            environment: ProcessInfo.processInfo.environment, directory: root, deadline: .seconds(90))
+            let connectionString = database.connectionString
+            let run = try await offCooperativePool {
+                try MeasuredChild.run(binary, ["run", "--drain", "--database-url", connectionString, "--storage-root", root,
+                                               "--log-level", "warning"],
+                                      environment: ProcessInfo.processInfo.environment, directory: root, deadline: .seconds(90))
+            }
             #expect(run.exitStatus == 0, "worker log:\n\(run.stderr)")
             #expect(run.maxRSSKiB <= HostileFileTests.peakRSSLimitKiB, "peak RSS \(run.maxRSSKiB) KiB")
 

@@ -31,8 +31,8 @@ struct StillMemoryTests {
     ]
 
     @Test(arguments: sources)
-    func aStillPeaksAtMostTwelveBytesPerSourcePixel(_ source: Source) throws {
-        let perPixel = try peakBytesPerPixel(rendering: source)
+    func aStillPeaksAtMostTwelveBytesPerSourcePixel(_ source: Source) async throws {
+        let perPixel = try await offCooperativePool { try peakBytesPerPixel(rendering: source) }
         #expect(perPixel <= Self.maxBytesPerPixel, "\(source.label): \(String(format: "%.1f", perPixel)) bytes per source pixel at peak")
     }
 
@@ -41,8 +41,8 @@ struct StillMemoryTests {
     /// samples) are alive at once, whatever is asked of it. What the worker controls is the rest:
     /// no RGBA copies, and libdav1d without frame threads, whose coefficient buffer alone is
     /// 12 bytes per pixel for 10-bit 4:4:4 (24.7 bytes per pixel before, about 12 after).
-    @Test func aTenBitAVIFPeaksAtLibheifsOwnFloor() throws {
-        let perPixel = try peakBytesPerPixel(rendering: Source(file: "photo10.avif", label: "10-bit 4:4:4 AVIF (libheif)"))
+    @Test func aTenBitAVIFPeaksAtLibheifsOwnFloor() async throws {
+        let perPixel = try await offCooperativePool { try peakBytesPerPixel(rendering: Source(file: "photo10.avif", label: "10-bit 4:4:4 AVIF (libheif)")) }
         #expect(perPixel <= 14, "\(String(format: "%.1f", perPixel)) bytes per source pixel at peak")
     }
 
@@ -59,10 +59,11 @@ struct StillMemoryTests {
         return Double(run.peakBytes - baseline.peakBytes) / Double(GeneratedStills.pixels)
     }
 
-    @Test func probingAJPEGXLReadsItsHeaderWithoutDecodingThePicture() throws {
-        let corpus = try GeneratedStills.shared.get()
-        let baseline = try measure(["probe", "--no-checksums", corpus.path("tiny.jxl")])
-        let run = try measure(["probe", "--no-checksums", corpus.path("photo16.jxl")])
+    @Test func probingAJPEGXLReadsItsHeaderWithoutDecodingThePicture() async throws {
+        let (baseline, run) = try await offCooperativePool {
+            let corpus = try GeneratedStills.shared.get()
+            return (try measure(["probe", "--no-checksums", corpus.path("tiny.jxl")]), try measure(["probe", "--no-checksums", corpus.path("photo16.jxl")]))
+        }
         #expect(run.status == 0)
         let line = try JSONValue(parsing: run.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
         let summary = line["summary"]

@@ -27,7 +27,8 @@ final class WorkerProcess: @unchecked Sendable {
     let runLog: String
 
     /// Starts `medianest-testworker run` with `arguments` against `connectionString`.
-    init(connectionString: String, runLog: String, arguments: [String], executable: String = "medianest-testworker") throws {
+    init(connectionString: String, runLog: String, arguments: [String], executable: String = "medianest-testworker",
+         environment extra: [String: String] = [:]) throws {
         self.runLog = runLog
         logPath = FileManager.default.temporaryDirectory.appendingPathComponent("medianest-worker-\(UUID().uuidString.prefix(8)).log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -35,6 +36,7 @@ final class WorkerProcess: @unchecked Sendable {
         process.arguments = ["run", "--database-url", connectionString] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["MEDIANEST_TEST_RUN_LOG"] = runLog
+        environment.merge(extra) { _, new in new }
         process.environment = environment
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = FileHandle.nullDevice
