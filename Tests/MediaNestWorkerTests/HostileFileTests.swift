@@ -148,47 +148,8 @@ struct HostileFileTests {
         },
     ]
 
-    /// A loopback listener that records whether anyone connected.
-    final class Listener: @unchecked Sendable {
-        let fd: Int32
-        let port: UInt16
-        init() throws {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-            try #require(fd >= 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            try #require(bound == 0)
-            try #require(listen(fd, 8) == 0)
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-            self.fd = fd
-            self.port = UInt16(bigEndian: address.sin_port)
-        }
-        /// Whether a connection is waiting (the kernel completes the handshake without accept).
-        var wasContacted: Bool {
-            let client = accept(fd, nil, nil)
-            if client >= 0 { close(client); return true }
-            return false
-        }
-        deinit { close(fd) }
-    }
-
-    /// Watches a directory for any open or read of the files in it.
-    final class OpenWatch {
-        let fd: Int32
-        init(directory: String) throws {
-            fd = inotify_init1(Int32(IN_NONBLOCK))
-            try #require(fd >= 0)
-            try #require(inotify_add_watch(fd, directory, UInt32(IN_OPEN | IN_ACCESS)) >= 0)
-        }
-        var sawOpen: Bool {
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            return read(fd, &buffer, buffer.count) > 0
-        }
-        deinit { close(fd) }
-    }
+    /// The escape watchers of MediaNestTestSupport (EscapeWatchers.swift).
+    typealias Listener = LoopbackListener
 
     /// The directories of one run: the storage root holding the hostile file, the directory
     /// beside it that the file points into, the output directory, and the child's working
