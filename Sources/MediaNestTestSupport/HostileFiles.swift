@@ -14,7 +14,8 @@ public enum HostileFiles {
     static func le16(_ value: Int) -> [UInt8] { [UInt8(value & 0xFF), UInt8((value >> 8) & 0xFF)] }
     static func le32(_ value: UInt32) -> [UInt8] { [UInt8(value & 0xFF), UInt8((value >> 8) & 0xFF), UInt8((value >> 16) & 0xFF), UInt8(value >> 24)] }
 
-    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+    /// The CRC-32 of PNG chunks and ZIP entries (polynomial 0xEDB88320).
+    public static func crc32(_ bytes: [UInt8]) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF
         for byte in bytes {
             crc ^= UInt32(byte)

@@ -430,14 +430,7 @@ enum ZipBuilder {
         return Data(local + central + end)
     }
 
-    static func crc32(_ bytes: [UInt8]) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in bytes {
-            crc ^= UInt32(byte)
-            for _ in 0..<8 { crc = (crc >> 1) ^ (0xEDB8_8320 & (0 &- (crc & 1))) }
-        }
-        return ~crc
-    }
+    static func crc32(_ bytes: [UInt8]) -> UInt32 { HostileFiles.crc32(bytes) }
 }
 
 // MARK: - Video and audio stills (representative frames, HDR, trickplay, cover art)

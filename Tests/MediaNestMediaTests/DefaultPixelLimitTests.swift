@@ -15,14 +15,7 @@ struct DefaultPixelLimitTests {
 
     static func be32(_ value: UInt32) -> [UInt8] { [UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF)] }
 
-    static func crc32(_ bytes: [UInt8]) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in bytes {
-            crc ^= UInt32(byte)
-            for _ in 0..<8 { crc = (crc >> 1) ^ (0xEDB8_8320 & (0 &- (crc & 1))) }
-        }
-        return ~crc
-    }
+    static func crc32(_ bytes: [UInt8]) -> UInt32 { HostileFiles.crc32(bytes) }
 
     /// A PNG with only IHDR (8-bit RGB, `width`x`height`) and IEND, CRCs correct.
     static func pngHeader(width: UInt32, height: UInt32) -> [UInt8] {
