@@ -90,15 +90,8 @@ public enum HEIFDecoder {
             return premultiplied ? image.unpremultiplied() : image
         }
         try stop.check()
-        guard let options = heif_decoding_options_alloc() else {
-            throw JobError(.internalError, "libheif could not allocate decoding options.")
-        }
-        defer { heif_decoding_options_free(options) }
-        options.pointee.convert_hdr_to_8bit = 1
-        var decoded: OpaquePointer?
-        let status = OneCPU.run { heif_decode_image(handle, &decoded, heif_colorspace_RGB, heif_chroma_interleaved_RGBA, options) }
-        try context.throwIfFailed(status, doing: "decoded")
-        guard let decoded else { throw JobError(.corruptMedia, "The HEIF image \(file.relativePath) decoded to nothing.") }
+        let decoded = try decodeImage(handle, context: context, file: file, colorspace: heif_colorspace_RGB,
+                                      chroma: heif_chroma_interleaved_RGBA, hdrTo8Bit: true)
         defer { heif_image_release(decoded) }
 
         let width = Int(heif_image_get_width(decoded, heif_channel_interleaved))
@@ -120,6 +113,22 @@ public enum HEIFDecoder {
         return premultiplied ? image.unpremultiplied() : image
     }
 
+    /// Runs libheif's decode of `handle` into `colorspace`/`chroma` (pinned to one CPU, see
+    /// ``OneCPU``); the caller releases the image.
+    private static func decodeImage(_ handle: OpaquePointer, context: HEIFContext, file: SafeFile, colorspace: heif_colorspace,
+                                    chroma: heif_chroma, hdrTo8Bit: Bool) throws(JobError) -> OpaquePointer {
+        guard let options = heif_decoding_options_alloc() else {
+            throw JobError(.internalError, "libheif could not allocate decoding options.")
+        }
+        defer { heif_decoding_options_free(options) }
+        options.pointee.convert_hdr_to_8bit = hdrTo8Bit ? 1 : 0
+        var decoded: OpaquePointer?
+        let status = OneCPU.run { heif_decode_image(handle, &decoded, colorspace, chroma, options) }
+        try context.throwIfFailed(status, doing: "decoded")
+        guard let decoded else { throw JobError(.corruptMedia, "The HEIF image \(file.relativePath) decoded to nothing.") }
+        return decoded
+    }
+
     /// Decodes `handle` in its own YCbCr or monochrome planes and has libswscale reduce them to
     /// fit `maxLongEdge`, with the matrix and range of the file's `nclx` (as libheif's own
     /// conversion would); `nil` when the planes are in a layout or matrix libswscale cannot take,
@@ -127,16 +136,9 @@ public enum HEIFDecoder {
     private static func decodePlanar(_ handle: OpaquePointer, context: HEIFContext, file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
                                      hasAlpha: Bool, stop: StopGuard) throws(JobError) -> RGBAImage? {
         guard let matrix = swscaleMatrix(handleProfile(handle)) else { return nil }
-        guard let options = heif_decoding_options_alloc() else {
-            throw JobError(.internalError, "libheif could not allocate decoding options.")
-        }
-        defer { heif_decoding_options_free(options) }
-        options.pointee.convert_hdr_to_8bit = 0
-        var decoded: OpaquePointer?
         // YCbCr with the chroma left as coded: libheif 1.15 converts "undefined" to planar RGB.
-        let status = OneCPU.run { heif_decode_image(handle, &decoded, heif_colorspace_YCbCr, heif_chroma_undefined, options) }
-        try context.throwIfFailed(status, doing: "decoded")
-        guard let decoded else { throw JobError(.corruptMedia, "The HEIF image \(file.relativePath) decoded to nothing.") }
+        let decoded = try decodeImage(handle, context: context, file: file, colorspace: heif_colorspace_YCbCr,
+                                      chroma: heif_chroma_undefined, hdrTo8Bit: false)
         defer { heif_image_release(decoded) }
         try stop.check()
         // The matrix of the decoded picture when the codec stream carries one.
