@@ -11,13 +11,6 @@ import Testing
 @Suite("environment faults", .serialized, .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
        .timeLimit(.minutes(2)))
 struct EnvironmentFaultTests {
-    /// A fresh empty directory.
-    private func scratchDirectory(_ label: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("medianest-\(label)-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-
     /// Runs the production `medianest-worker run --drain` and waits for it to exit.
     private func runWorker(_ connectionString: String, _ arguments: [String]) async throws -> (status: Int32?, log: String) {
         let worker = try WorkerProcess(connectionString: connectionString, runLog: makeRunLog(),

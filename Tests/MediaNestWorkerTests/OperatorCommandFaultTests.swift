@@ -8,13 +8,6 @@ import Testing
 @Suite("operator commands on a bad environment", .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
        .timeLimit(.minutes(2)))
 struct OperatorCommandFaultTests {
-    /// A fresh empty directory.
-    private func scratchDirectory(_ label: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("medianest-\(label)-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
-
     /// A command's arguments, given a storage root and a scratch directory that exist.
     enum Command: String, CaseIterable, CustomTestStringConvertible {
         case `import`, status, statusWatch, gallery, enqueue, retry, cancel, maintenance

@@ -66,6 +66,13 @@ final class WorkerProcess: @unchecked Sendable {
     deinit { stop() }
 }
 
+/// A fresh empty directory under the temporary directory.
+func scratchDirectory(_ label: String) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("medianest-\(label)-\(UUID().uuidString.prefix(8))").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
 /// A fresh run-log path.
 func makeRunLog() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("medianest-runs-\(UUID().uuidString.prefix(8)).log").path
