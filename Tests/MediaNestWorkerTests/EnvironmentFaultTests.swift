@@ -108,7 +108,9 @@ struct EnvironmentFaultTests {
                 try Data("media".utf8).write(to: URL(fileURLWithPath: file))
                 return try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", input: input, on: connection)
             }
-            let running = try job("running.jpg", input: #"{"sleep_ms": 1500, "read_file": true}"#, volume: root)
+            // Long enough that the test sees it running even when its own task waits seconds for
+            // a thread (a 1.5 s job was once done before the test looked, in a fresh clone).
+            let running = try job("running.jpg", input: #"{"sleep_ms": 8000, "read_file": true}"#, volume: root)
             let runLog = makeRunLog()
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: runLog,
                                            arguments: ["--storage-root", root, "--lease", "5", "--heartbeat", "0.5", "--poll-interval", "0.3"])
