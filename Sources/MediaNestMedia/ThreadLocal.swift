@@ -6,14 +6,14 @@ import Darwin
 
 /// A per-thread value, stored in a pthread key whose destructor releases it when the thread ends.
 ///
-/// Swift has no `thread_local`; FFmpeg's log callback and libmagic's handles need one.
+/// Swift has no `thread_local`; FFmpeg's log callback needs one (the job logger of the thread it runs on).
 final class ThreadLocal<Value: AnyObject>: Sendable {
     private let key: pthread_key_t
 
     init() {
         var key = pthread_key_t()
         let status = pthread_key_create(&key) { pointer in
-            // The thread ended: drop its reference (closing the libmagic handle, for example).
+            // The thread ended: drop its reference.
             #if canImport(Glibc)
             if let pointer { Unmanaged<AnyObject>.fromOpaque(pointer).release() }
             #else

@@ -65,6 +65,8 @@ public enum WorkerMain {
         let logger = Logger(label: "medianest.worker")
         // Before the runtime makes its counters: metrics made before the bootstrap go nowhere.
         if configuration.metricsAddress != nil { PrometheusMetrics.bootstrap() }
+        // Before the pool's threads first allocate: later threads share the arenas there are.
+        MallocArenaLimit.apply()
         let runtime = try WorkerRuntime(configuration: configuration, registry: registry, logger: logger, health: health)
         let check: ReadinessCheck = readiness ?? {
             let snapshot = health.snapshot

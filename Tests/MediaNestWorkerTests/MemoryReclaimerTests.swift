@@ -82,3 +82,19 @@ struct MemoryReclaimerTests {
         #expect(try await waitUntil(timeout: .seconds(10)) { reclaims.withLock { $0 } == 2 })
     }
 }
+
+/// The daemon's cap on glibc malloc arenas.
+@Suite("malloc arena limit")
+struct MallocArenaLimitTests {
+    @Test func oneArenaPerCoreAndNeverFewerThanTwo() {
+        #expect(MallocArenaLimit.limit(cores: 1, environment: [:]) == 2)
+        #expect(MallocArenaLimit.limit(cores: 2, environment: [:]) == 2)
+        #expect(MallocArenaLimit.limit(cores: 16, environment: ["PATH": "/usr/bin"]) == 16)
+    }
+
+    @Test func anOperatorsOwnLimitInTheEnvironmentIsKept() {
+        #expect(MallocArenaLimit.limit(cores: 4, environment: ["MALLOC_ARENA_MAX": "8"]) == nil)
+        #expect(MallocArenaLimit.limit(cores: 4, environment: ["GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0:glibc.malloc.arena_max=1"]) == nil)
+        #expect(MallocArenaLimit.limit(cores: 4, environment: ["GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"]) == 4)
+    }
+}

@@ -66,9 +66,10 @@ struct IdleReclaimPolicy: Sendable, Equatable {
 /// `madvise(MADV_DONTNEED)`, not only the top of the main heap, which is what brings an idle
 /// worker back near its start-up RSS. It takes a few milliseconds and the next job faults its
 /// pages in again, which is why it waits for the pool to stay idle (``IdleReclaimPolicy``)
-/// rather than running after every job. Capping the arenas (`M_ARENA_MAX`) or fixing the mmap
-/// threshold (`M_MMAP_THRESHOLD`) would lower the peak rather than the idle size, and the
-/// latter costs page faults on every frame of every job.
+/// rather than running after every job. What it cannot return is pages pinned by live blocks
+/// scattered through many arenas, which is why the daemon also keeps one arena per core
+/// (``MallocArenaLimit``). Fixing the mmap threshold (`M_MMAP_THRESHOLD`) instead would cost
+/// page faults on every frame of every job.
 final class MemoryReclaimer: Sendable {
     /// How long the pool must stay idle before memory is given back.
     let settle: Duration
