@@ -138,39 +138,33 @@ public final class WorkerRuntime: Sendable {
     /// stops them now. Either way unfinished jobs go back to pending without charging an attempt.
     /// Calling it again without `immediately` changes nothing.
     public func requestShutdown(immediately: Bool = false) {
-        let first = state.withLock { state -> Bool in
-            var first = false
-            if state.shutdownRequestedAt == nil {
-                first = true
+        let (first, stopNow) = state.withLock { state -> (Bool, Bool) in
+            let first = state.shutdownRequestedAt == nil
+            if first {
                 state.shutdownRequestedAt = .now
                 logger.info("shutting down: no new jobs; in-flight jobs may finish", metadata: ["grace_period_s": "\(configuration.gracePeriod.seconds)", "in_flight": "\(state.inFlight.count)"])
             }
-            if immediately && !state.immediate {
-                state.immediate = true
+            let stopNow = immediately && !state.stopImmediately
+            if stopNow {
+                state.stopImmediately = true
                 logger.warning("stopping in-flight jobs now", metadata: ["in_flight": "\(state.inFlight.count)"])
             }
-            return first
+            return (first, stopNow)
         }
         if first {
             health.update { $0.shuttingDown = true }
             systemd.stopping()
         }
-        state.signal()
+        if first || stopNow { state.post(.signal(immediately: stopNow)) }
     }
 
     /// A job's logger: the base logger with `job_id`, `media_id`, `job_type` and `attempt`.
     func jobLogger(for job: ClaimedJob) -> Logger {
-        var jobLogger = logger
-        jobLogger[metadataKey: "job_id"] = "\(job.id)"
-        jobLogger[metadataKey: "media_id"] = "\(job.mediaItemID)"
-        jobLogger[metadataKey: "job_type"] = "\(job.type)"
-        jobLogger[metadataKey: "attempt"] = "\(job.attempt)"
-        return jobLogger
+        JobExecutor.logger(logger, for: job)
     }
 
     func requestClaim() {
-        state.withLock { $0.claimWanted = true }
-        state.signal()
+        state.post(.woken)
     }
 
     func markStarted() {
@@ -294,6 +288,12 @@ public final class WorkerRuntime: Sendable {
             if claimDatabase !== database { claimDatabase.close() }
         }
         try await group.run()
+        // Every run has been written or released by now. A handler stuck in C code past the
+        // hard deadline may still hold its thread: wait for the threads a moment, not forever.
+        pool.shutdown()
+        if await !onOwnThread(named: "medianest-pool-join", { [pool] in pool.join(until: .now + .seconds(1)) }) {
+            logger.warning("a job thread had not returned at exit; exiting without it")
+        }
         return claimLoop.outcome ?? .shutdown
     }
 
@@ -306,20 +306,17 @@ public final class WorkerRuntime: Sendable {
         }
     }
 
-    /// Called on a pool thread when a handler returned.
-    func finishRun(jobID: String, token: UInt64, result: Result<JobOutcome, JobError>, environmentFault: Bool = false) {
+    /// Called on a pool thread when a run ended: hands its outcome to the writer, once, if the
+    /// run is still the one in flight for its job.
+    func finishRun(jobID: String, token: UInt64, outcome: RunOutcome, startedAt: ContinuousClock.Instant) {
         let finished = state.withLock { state -> FinishedRun? in
             guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return nil }
             entry.handlerDone = true
-            state.runningHandlers[entry.work.job.type, default: 1] -= 1
-            // A finished handler freed a slot: claim for it while its result is written.
-            if state.shutdownRequestedAt == nil { state.claimWanted = true }
-            return FinishedRun(work: entry.work, token: token, result: result,
-                               stopReason: entry.cancellation.stopReason, startedAt: entry.startedAt,
-                               environmentFault: environmentFault, salvaged: entry.salvage.current)
+            return FinishedRun(work: entry.work, token: token, outcome: outcome, startedAt: startedAt)
         }
         guard let finished else { return }
+        // A finished handler freed a slot: the scheduler claims for it while its result is written.
+        state.post(.finished(jobID: jobID, token: token))
         writer.withLock { $0 }?.submit(finished)
-        state.signal()
     }
 }

@@ -8,8 +8,10 @@ import MediaNestQueue
 import ServiceLifecycle
 import Synchronization
 
-/// The claim loop (the scheduler): claims jobs for free slots, hands them to the ``JobPool``,
-/// rescues expired leases, and decides when to stop.
+/// The claim loop: the thread that drives the ``Scheduler``. It feeds the scheduler the events
+/// other threads posted (``RuntimeState/post(_:)``), carries out the actions it returns
+/// (claims, rescues, queue samples, shutdown stops and releases) over its connection, hands
+/// claimed jobs to the ``JobPool``, and sleeps when the scheduler says so.
 ///
 /// Runs on a thread of its own over the worker's LISTEN session, where it also sleeps between
 /// claims (see ``Listener``); with `--no-listen` over the worker's one connection, sleeping on
@@ -24,18 +26,11 @@ final class ClaimLoop: Service, @unchecked Sendable {
     private let lane: DatabaseLane
     /// Sleeps on the LISTEN session between claims; `nil` with `--no-listen`.
     private var listener: Listener?
-    private var nextPoll: ContinuousClock.Instant = .now
-    private var pollIntervalInUse: Duration = .zero
-    private var storageWasAvailable = true
-    private var nextRescue: ContinuousClock.Instant = .now
-    private var nextSample: ContinuousClock.Instant = .now
-    private var drainingForRunAlone = false
-    /// The memory budget: what the runs in flight hold, and the job types held back for want of
-    /// room. Only this loop's thread touches it.
-    private var budget: MemoryBudget
+    /// Every scheduling decision; only this loop's thread touches it.
+    private var scheduler: Scheduler
     private let estimator: JobMemoryEstimator
-    private var stoppedForShutdown = false
-    private var hardDeadline: ContinuousClock.Instant?
+    /// Runs each claimed job and decides its outcome.
+    private let executor: JobExecutor
     /// What ``WorkerRuntime/run(additionalServices:)`` returns.
     private let exit = Mutex<WorkerExit?>(nil)
 
@@ -49,8 +44,24 @@ final class ClaimLoop: Service, @unchecked Sendable {
         self.checkEnvironmentFirst = checkEnvironmentFirst
         self.lane = DatabaseLane(database, metrics: runtime.metrics)
         self.listener = listens ? Listener(types: runtime.types) : nil
-        self.budget = MemoryBudget(capacity: runtime.memoryCapacity)
-        self.estimator = JobMemoryEstimator(configuration: runtime.configuration)
+        let configuration = runtime.configuration
+        let estimator = JobMemoryEstimator(configuration: configuration)
+        self.estimator = estimator
+        let metrics = runtime.metrics
+        let monitor = runtime.storageMonitor
+        self.executor = JobExecutor(
+            registry: runtime.registry, storage: configuration.storage, retryPolicy: configuration.retryPolicy,
+            timeouts: Dictionary(uniqueKeysWithValues: runtime.types.compactMap { type in configuration.timeout(for: type).map { (type, $0) } }),
+            storageAvailable: { monitor?.isAvailable() ?? true }, countBytesRead: { metrics.read($0, type: $1) },
+            logger: runtime.logger)
+        self.scheduler = Scheduler(settings: Scheduler.Settings(
+            types: runtime.types, concurrency: configuration.concurrency, perTypeLimits: configuration.perTypeLimits,
+            pollInterval: configuration.pollInterval, listenPollInterval: configuration.listenPollInterval,
+            listens: listens && configuration.listen, rescueInterval: configuration.rescueInterval,
+            sampleInterval: runtime.metrics.sampling ? WorkerRuntime.queueSampleInterval : nil,
+            gracePeriod: configuration.gracePeriod, drain: configuration.drain, memoryCapacity: runtime.memoryCapacity,
+            minimumEstimates: Dictionary(uniqueKeysWithValues: runtime.types.map { ($0, estimator.minimum(for: $0)) })),
+            now: .now)
     }
 
     private var logger: Logger { runtime.logger }
@@ -86,127 +97,110 @@ final class ClaimLoop: Service, @unchecked Sendable {
         lane.call(what, logger: logger, body)
     }
 
-    private struct Snapshot {
-        var wakeCount: UInt64
-        var claimWanted: Bool
-        var shutdownAt: ContinuousClock.Instant?
-        var immediate: Bool
-        var runningHandlers: [JobType: Int]
-        var runAloneActive: Bool
-        var inFlight: Int
-        /// The memory estimates of the runs in flight, by job id: a run holds its reservation
-        /// until its result is written (see ``MemoryBudget``).
-        var reservations: [String: Int64]
-    }
-
     private func loop() -> WorkerExit {
         logger.info("worker starting", metadata: [
             "types": "\(runtime.types.map(\.rawValue).joined(separator: ","))",
             "concurrency": "\(configuration.concurrency)",
-            "memory_budget": "\(budget.capacity.map { "\($0 >> 20) MiB" } ?? "none")",
+            "memory_budget": "\(scheduler.budget.capacity.map { "\($0 >> 20) MiB" } ?? "none")",
             "lease_s": "\(configuration.lease.seconds)", "heartbeat_s": "\(configuration.heartbeatInterval.seconds)",
             "listen": "\(configuration.listen)", "database": "\(configuration.database)",
         ])
         runtime.systemd.ready()
         while true {
-            let snapshot = state.withLock { state -> Snapshot in
-                let claimWanted = state.claimWanted
-                state.claimWanted = false
-                return Snapshot(wakeCount: state.wakeCount, claimWanted: claimWanted, shutdownAt: state.shutdownRequestedAt,
-                                immediate: state.immediate, runningHandlers: state.runningHandlers,
-                                runAloneActive: state.inFlight.values.contains { $0.work.runAlone && !$0.handlerDone },
-                                inFlight: state.inFlight.count,
-                                reservations: state.inFlight.mapValues(\.memoryEstimate))
-            }
-            // In-flight gauges from here, not per job: every start and finish wakes the loop.
-            runtime.metrics.updateInFlight(snapshot.runningHandlers)
-            runtime.loopProgressed(inFlight: snapshot.runningHandlers, draining: snapshot.shutdownAt.map { ($0, configuration.gracePeriod) },
-                                   databaseReachable: !lane.isUnavailable)
-
+            let (events, wakeCount) = state.takeEvents()
             let now = ContinuousClock.now
-            if let shutdownAt = snapshot.shutdownAt {
-                if !stoppedForShutdown && (snapshot.immediate || now >= shutdownAt + configuration.gracePeriod) {
-                    stoppedForShutdown = true
-                    // Handlers get a moment to notice the stop and return; one stuck in C code is
-                    // released anyway when the moment is over.
-                    hardDeadline = now + (snapshot.immediate ? .seconds(1) : .seconds(3))
-                    state.withLock { state in
-                        for entry in state.inFlight.values where !entry.handlerDone { entry.cancellation.stop(.shutdown) }
-                    }
-                }
-                if let hardDeadline, now >= hardDeadline {
-                    releaseAbandonedRuns()
-                    return finish(.shutdown)
-                }
-                if snapshot.inFlight == 0 { return finish(.shutdown) }
-            } else {
-                if let fatal = lane.fatal {
-                    state.withLock { $0.fatal = $0.fatal ?? fatal }
-                    logger.critical("stopping: \(fatal)")
-                    runtime.requestShutdown(immediately: true)
-                    continue
-                }
-                if now >= nextRescue {
-                    rescue()
-                    nextRescue = now + configuration.rescueInterval
-                }
-                if now >= nextSample {
-                    sampleQueue()
-                    nextSample = now + WorkerRuntime.queueSampleInterval
-                }
-                let retryDue = state.withLock { state -> Bool in
-                    let due = state.retryWakeups.contains { $0 <= now }
-                    if due { state.retryWakeups.removeAll { $0 <= now } }
-                    return due
-                }
-                // Nothing is claimed while the storage root is gone (checked with a stat each
-                // cycle); what is pending stays pending, uncharged, until it is back.
-                let storageAvailable = runtime.storageMonitor?.isAvailable() ?? true
-                // Wake-ups that came while the root was gone were spent: claim once it is back.
-                let storageCameBack = storageAvailable && !storageWasAvailable
-                storageWasAvailable = storageAvailable
-                let claimNow = storageAvailable && (snapshot.claimWanted || retryDue || storageCameBack || now >= nextPoll)
-                let pollTick = !snapshot.claimWanted
-                let pollInterval = currentPollInterval
-                if now >= nextPoll {
-                    nextPoll = now + jittered(pollInterval)
-                } else if pollInterval < pollIntervalInUse {
-                    // LISTEN just went down: do not sit out the slow poll.
-                    nextPoll = min(nextPoll, now + jittered(pollInterval))
-                }
-                pollIntervalInUse = pollInterval
-                if claimNow {
-                    budget.setReservations(snapshot.reservations)
-                    claim(runningHandlers: snapshot.runningHandlers, inFlight: snapshot.inFlight, runAloneActive: snapshot.runAloneActive, pollTick: pollTick)
-                }
-                if configuration.drain, drainFinished() { return finish(.drained) }
+            for event in events { scheduler.handle(event, now: now) }
+            // In-flight gauges from here, not per job: every start and finish wakes the loop.
+            runtime.metrics.updateInFlight(scheduler.running)
+            runtime.loopProgressed(inFlight: scheduler.running, draining: scheduler.shutdownAt.map { ($0, configuration.gracePeriod) },
+                                   databaseReachable: !lane.isUnavailable)
+            if scheduler.shutdownAt == nil, let fatal = lane.fatal {
+                state.withLock { $0.fatal = $0.fatal ?? fatal }
+                logger.critical("stopping: \(fatal)")
+                runtime.requestShutdown(immediately: true)
+                continue
             }
-            wait(seenWakeCount: snapshot.wakeCount)
+            // Nothing is claimed while the storage root is gone (checked with a stat each
+            // cycle); what is pending stays pending, uncharged, until it is back.
+            let storageAvailable = scheduler.shutdownAt != nil || (runtime.storageMonitor?.isAvailable() ?? true)
+            scheduler.tick(now: now, storageAvailable: storageAvailable)
+            if let exit = runCycle(seenWakeCount: wakeCount) { return finish(exit) }
         }
     }
 
-    private func drainFinished() -> Bool {
-        let busy = state.withLock { !$0.inFlight.isEmpty || $0.claimWanted }
-        guard !busy else { return false }
-        guard let runnable = withDatabase("drain check", { try store.runnableJobExists(types: runtime.types, on: $0) }) else { return false }
-        return !runnable
+    /// Carries out the scheduler's actions until it says to sleep (and sleeps) or to exit.
+    private func runCycle(seenWakeCount: UInt64) -> WorkerExit? {
+        while true {
+            switch scheduler.next() {
+            case .stopRuns(let ids):
+                state.withLock { state in
+                    for id in ids { state.inFlight[id]?.cancellation.stop(.shutdown) }
+                }
+            case .release(let ids):
+                releaseAbandonedRuns(ids)
+            case .exit(let exit):
+                return exit
+            case .rescue(let excluding):
+                scheduler.rescued(requeued: rescue(excluding: excluding))
+            case .sampleQueue:
+                sampleQueue()
+            case .claimRunAlone:
+                let sentAt = ContinuousClock.now
+                let claimed = withDatabase("claim run-alone", { try store.claimRunAlone(types: runtime.types, on: $0) })
+                let works = claimed.map { $0.map { [$0] } ?? [] }
+                let decision = scheduler.claimResult(works.map(claims(of:)))
+                if let alone = works?.first, !decision.start.isEmpty {
+                    runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
+                    start([alone], claimSentAt: sentAt)
+                }
+            case .checkRunAloneWaiting:
+                let waiting = withDatabase("check run-alone", { try store.runAloneJobWaiting(types: runtime.types, on: $0) })
+                if scheduler.runAloneWaiting(waiting) {
+                    logger.info("a job rescued after a crash waits to run alone; finishing in-flight jobs first")
+                }
+            case .claim(let slots, let limit):
+                let sentAt = ContinuousClock.now
+                let works = withDatabase("claim", { try store.claim(slots: slots, limit: limit, on: $0) })
+                let decision = scheduler.claimResult(works.map(claims(of:)))
+                guard let works, !works.isEmpty else { continue }
+                logger.debug("claimed jobs", metadata: ["count": "\(works.count)"])
+                let byID = Dictionary(works.map { ($0.job.id, $0) }, uniquingKeysWith: { first, _ in first })
+                let handBack = decision.handBack.compactMap { byID[$0.jobID] }
+                start(decision.start.compactMap { byID[$0.jobID] } + handBackOrKeep(handBack), claimSentAt: sentAt)
+            case .checkDrained:
+                scheduler.drainChecked(runnable: withDatabase("drain check", { try store.runnableJobExists(types: runtime.types, on: $0) }))
+            case .sleep(let until):
+                wait(until: until, seenWakeCount: seenWakeCount)
+                return nil
+            }
+        }
     }
 
-    /// The fallback poll: slow while LISTEN delivers wake-ups, fast without it.
-    private var currentPollInterval: Duration {
-        configuration.listen && state.withLock({ $0.listenHealthy }) ? configuration.listenPollInterval : configuration.pollInterval
+    /// The scheduler's view of claimed jobs: type, run-alone mark and memory estimate.
+    private func claims(of works: [ClaimedWork]) -> [Scheduler.Claim] {
+        works.map { Scheduler.Claim(jobID: $0.job.id, type: $0.job.type, runAlone: $0.runAlone,
+                                    estimate: estimator.estimate(type: $0.job.type, item: $0.mediaItem)) }
     }
 
-    private func wait(seenWakeCount: UInt64) {
-        var deadline = nextPoll
-        let shuttingDown = state.withLock { $0.shutdownRequestedAt != nil }
-        if shuttingDown { deadline = .now + .milliseconds(100) }
-        deadline = min(deadline, nextRescue)
-        if runtime.metrics.sampling { deadline = min(deadline, nextSample) }
-        if let due = state.withLock({ $0.retryWakeups.min() }) { deadline = min(deadline, due) }
-        // While the storage root is gone, look again every second so claiming resumes soon.
-        if let monitor = runtime.storageMonitor, !monitor.isAvailableCached { deadline = min(deadline, .now + .seconds(1)) }
-        if configuration.drain { deadline = min(deadline, .now + .milliseconds(250)) }
+    /// Hands claimed jobs that do not fit the memory budget straight back (uncharged, see
+    /// ``JobStore/release(_:on:)``).
+    /// - Returns: The jobs to run after all: those the database could not take back.
+    private func handBackOrKeep(_ handBack: [ClaimedWork]) -> [ClaimedWork] {
+        guard !handBack.isEmpty else { return [] }
+        if let released = withDatabase("hand back", { try store.release(handBack.map(\.job), on: $0) }) {
+            logger.debug("handed back jobs that do not fit the memory budget", metadata: [
+                "jobs": "\(released.joined(separator: ","))", "reserved_mib": "\(scheduler.budget.reserved >> 20)",
+                "budget_mib": "\((scheduler.budget.capacity ?? 0) >> 20)"])
+            return []
+        }
+        // The database went away between the claim and the hand-back: run them rather than let
+        // their leases expire, which would count them as lost.
+        logger.warning("could not hand back jobs that exceed the memory budget; running them anyway", metadata: ["count": "\(handBack.count)"])
+        return handBack
+    }
+
+    private func wait(until schedulerDeadline: ContinuousClock.Instant, seenWakeCount: UInt64) {
+        var deadline = schedulerDeadline
         // The watchdog is pinged from here, never from a timer: wake up in time for it.
         if let ping = runtime.systemd.nextDue { deadline = min(deadline, max(ping, .now + .milliseconds(10))) }
         if listener != nil {
@@ -214,10 +208,6 @@ final class ClaimLoop: Service, @unchecked Sendable {
         } else {
             state.wait(until: deadline, seenWakeCount: seenWakeCount)
         }
-    }
-
-    private func jittered(_ interval: Duration) -> Duration {
-        interval * Double.random(in: 0.8...1.2)
     }
 
     private func finish(_ exit: WorkerExit) -> WorkerExit {
@@ -232,192 +222,63 @@ final class ClaimLoop: Service, @unchecked Sendable {
         return exit
     }
 
-    // MARK: Claim
-
-    /// How many finished runs may wait for their results to be written before the loop stops
-    /// claiming: the writer's backlog. Slots free up when a handler returns, not when its result
-    /// is stored, so without a bound a stalled writer (a lock it waits for, a slow disk) would
-    /// let the loop claim without end; every run in the backlog is one the heartbeat must keep
-    /// alive and one that runs again, alone, if the process dies.
-    static func writeBacklogLimit(concurrency: Int) -> Int { max(1024, 16 * concurrency) }
-
-    private func claim(runningHandlers: [JobType: Int], inFlight: Int, runAloneActive: Bool, pollTick: Bool) {
-        guard !runAloneActive else { return }
-        let running = runningHandlers.values.reduce(0, +)
-        // The writer's `forget` wakes the loop (claimWanted) once it has caught up.
-        guard inFlight - running < ClaimLoop.writeBacklogLimit(concurrency: configuration.concurrency) else { return }
-        let types = runtime.types
-        if running == 0 {
-            drainingForRunAlone = false
-            let sentAt = ContinuousClock.now
-            if let alone = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) }) {
-                if let alone {
-                    runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
-                    // It runs with nothing beside it, whatever its estimate.
-                    start([(alone, estimator.estimate(type: alone.job.type, item: alone.mediaItem))], claimSentAt: sentAt)
-                    return
-                }
-            } else {
-                return
-            }
-        } else {
-            if pollTick, let waiting = withDatabase("check run-alone", { try store.runAloneJobWaiting(types: types, on: $0) }), waiting {
-                if !drainingForRunAlone {
-                    logger.info("a job rescued after a crash waits to run alone; finishing in-flight jobs first")
-                }
-                drainingForRunAlone = true
-            }
-            if drainingForRunAlone { return }
-        }
-        var globalFree = configuration.concurrency - running
-        guard globalFree > 0 else { return }
-        var slots: [JobType: Int] = [:]
-        for type in types {
-            let limit = min(configuration.perTypeLimits[type] ?? configuration.concurrency, configuration.concurrency)
-            slots[type] = max(0, min(limit - (runningHandlers[type] ?? 0), globalFree))
-        }
-        // A job handed back for want of memory is claimed again first, alone in its claim, once
-        // its room is free.
-        for type in budget.takeHoldsThatFit() where (slots[type] ?? 0) > 0 && globalFree > 0 {
-            let sentAt = ContinuousClock.now
-            guard let claimed = withDatabase("claim", { try store.claim(slots: [type: 1], limit: 1, on: $0) }) else { return }
-            let started = admitted(claimed)
-            start(started, claimSentAt: sentAt)
-            globalFree -= started.count
-            slots[type, default: 0] -= started.count
-        }
-        guard globalFree > 0 else { return }
-        for type in types {
-            slots[type] = budget.slots(slots[type] ?? 0, of: type, minimum: estimator.minimum(for: type))
-        }
-        let sentAt = ContinuousClock.now
-        guard let claimed = withDatabase("claim", { try store.claim(slots: slots, limit: globalFree, on: $0) }) else { return }
-        if !claimed.isEmpty {
-            logger.debug("claimed jobs", metadata: ["count": "\(claimed.count)"])
-            start(admitted(claimed), claimSentAt: sentAt)
-        }
-    }
-
-    /// Reserves memory for the claimed jobs that fit the budget, in claim order, and hands the
-    /// others straight back (uncharged, see ``JobStore/release(_:on:)``), holding their type back
-    /// until there is room (see ``MemoryBudget``).
-    /// - Returns: The jobs to start, with their estimates.
-    private func admitted(_ claimed: [ClaimedWork]) -> [(work: ClaimedWork, estimate: Int64)] {
-        var admitted: [(work: ClaimedWork, estimate: Int64)] = []
-        var handBack: [ClaimedWork] = []
-        for work in claimed {
-            let estimate = estimator.estimate(type: work.job.type, item: work.mediaItem)
-            if budget.admits(estimate) {
-                budget.reserve(work.job.id, bytes: estimate)
-                admitted.append((work, estimate))
-            } else {
-                budget.hold(work.job.type, bytes: estimate)
-                handBack.append(work)
-            }
-        }
-        guard !handBack.isEmpty else { return admitted }
-        if let released = withDatabase("hand back", { try store.release(handBack.map(\.job), on: $0) }) {
-            logger.debug("handed back jobs that do not fit the memory budget", metadata: [
-                "jobs": "\(released.joined(separator: ","))", "reserved_mib": "\(budget.reserved >> 20)",
-                "budget_mib": "\((budget.capacity ?? 0) >> 20)"])
-            return admitted
-        }
-        // The database went away between the claim and the hand-back: run them rather than let
-        // their leases expire, which would count them as lost.
-        logger.warning("could not hand back jobs that exceed the memory budget; running them anyway", metadata: ["count": "\(handBack.count)"])
-        for work in handBack {
-            let estimate = estimator.estimate(type: work.job.type, item: work.mediaItem)
-            budget.reserve(work.job.id, bytes: estimate)
-            admitted.append((work, estimate))
-        }
-        return admitted
-    }
+    // MARK: Start
 
     /// Registers claimed runs as in flight (one lock for the batch) and hands them to the pool
     /// (one submission, one wake-up).
     /// - Parameter claimSentAt: When the claim was sent: each run owns its lease for
     ///   ``WorkerConfiguration/ownedLease`` from then until a heartbeat extends it.
-    private func start(_ works: [(work: ClaimedWork, estimate: Int64)], claimSentAt: ContinuousClock.Instant) {
+    private func start(_ works: [ClaimedWork], claimSentAt: ContinuousClock.Instant) {
         guard !works.isEmpty else { return }
         // The root may have gone between the check and the claim: hand the jobs straight back.
         let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
+        let tokens = scheduler.start(claims(of: works)).map(\.token)
         let runs = state.withLock { state in
-            works.map { work, estimate -> InFlightRun in
-                state.nextToken += 1
+            zip(works, tokens).map { work, token -> InFlightRun in
                 if let previous = state.inFlight[work.job.id] {
                     // Our own lease on this job expired and it was rescued back to us: the old
                     // run must not write anything, and the new one takes its place.
                     previous.cancellation.stop(.leaseLost)
-                    if !previous.handlerDone { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
                 }
                 // The clock starts when a pool thread picks the job up (see JobPool).
                 let cancellation = JobCancellation(timeout: nil)
                 cancellation.extendLease(until: claimSentAt + configuration.ownedLease)
-                let run = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation,
-                                      progress: JobProgress(), salvage: JobSalvage(), memoryEstimate: estimate)
+                let run = InFlightRun(work: work, token: token, cancellation: cancellation,
+                                      progress: JobProgress(), salvage: JobSalvage())
                 state.inFlight[work.job.id] = run
-                state.runningHandlers[work.job.type, default: 0] += 1
                 return run
             }
         }
-        var bodies: [@Sendable () -> Void] = []
-        bodies.reserveCapacity(runs.count)
-        for run in runs {
-            let work = run.work
-            runtime.metrics.claimed(work.job.type)
-            if storageGone {
-                runtime.finishRun(jobID: work.job.id, token: run.token,
-                                  result: .failure(JobError(.ioError, "The storage root is unavailable.")), environmentFault: true)
-                continue
-            }
-            guard let item = work.mediaItem else {
-                runtime.finishRun(jobID: work.job.id, token: run.token, result: .failure(JobError(.mediaItemMissing, "The media item \(work.job.mediaItemID) of this job no longer exists.")))
-                continue
-            }
-            guard let handler = runtime.registry.handler(for: work.job.type) else {
-                runtime.finishRun(jobID: work.job.id, token: run.token, result: .failure(JobError(.unknownJobType, "This worker has no handler for job type \(work.job.type).")))
-                continue
-            }
-            let jobLogger = runtime.jobLogger(for: work.job)
-            let cancellation = run.cancellation
-            let context = JobContext(job: work.job, mediaItem: item, storage: configuration.storage ?? StorageLayout(root: "/nonexistent"),
-                                     progress: run.progress, cancellation: cancellation, logger: jobLogger, salvage: run.salvage)
-            let timeout = configuration.timeout(for: work.job.type)
-            let runtime = self.runtime
-            let token = run.token
-            bodies.append {
-                cancellation.startClock(timeout: timeout)
-                runtime.state.withLock { state in
-                    if let run = state.inFlight[work.job.id], run.token == token { run.startedAt = .now }
-                }
-                let result: Result<JobOutcome, JobError>
-                if let reason = cancellation.stopReason {
-                    // Stopped while it waited for a thread (shutdown, lease lost): do not start it.
-                    result = .failure(reason.error)
-                } else {
-                    jobLogger.info("job started")
-                    do {
-                        result = .success(try handler.run(context))
-                    } catch {
-                        result = .failure(JobError.wrapping(error))
-                    }
-                    runtime.metrics.read(context.bytesRead.total, type: work.job.type)
-                }
-                // A read that failed because the whole volume went away is not the job's
-                // fault: judge that now, while the failure is fresh.
-                var environmentFault = false
-                if case .failure(let error) = result, [.ioError, .fileMissing].contains(error.code), let monitor = runtime.storageMonitor {
-                    environmentFault = !monitor.isAvailable()
-                }
-                runtime.finishRun(jobID: work.job.id, token: token, result: result, environmentFault: environmentFault)
+        for run in runs { runtime.metrics.claimed(run.work.job.type) }
+        do {
+            try runtime.pool.submit(contentsOf: runs.map { runBody(for: $0, storageGone: storageGone) })
+        } catch {
+            // The runtime shuts the pool only after this loop returned; should it ever be shut
+            // first, the runs go back to pending uncharged rather than wait out their leases.
+            logger.error("could not start claimed jobs", metadata: ["error": "\(error)"])
+            for run in runs {
+                runtime.finishRun(jobID: run.work.job.id, token: run.token, outcome: .release(.shutdown), startedAt: .now)
             }
         }
-        runtime.pool.submit(contentsOf: bodies)
     }
 
-    /// Puts back every run whose handler did not return in time after a shutdown stop.
-    private func releaseAbandonedRuns() {
-        let abandoned = state.withLock { state in state.inFlight.values.filter { !$0.handlerDone }.map(\.work.job) }
+    /// The code a pool thread runs for one claimed job: the ``JobExecutor`` runs it and decides
+    /// its outcome, which goes to the writer.
+    private func runBody(for run: InFlightRun, storageGone: Bool) -> @Sendable () -> Void {
+        let executor = self.executor
+        let runtime = self.runtime
+        let token = run.token
+        let handle = JobExecutor.Run(work: run.work, cancellation: run.cancellation, progress: run.progress, salvage: run.salvage)
+        return {
+            let startedAt = ContinuousClock.now
+            let outcome = executor.execute(handle, storageGone: storageGone)
+            runtime.finishRun(jobID: handle.work.job.id, token: token, outcome: outcome, startedAt: startedAt)
+        }
+    }
+
+    /// Puts back the runs whose handlers did not return in time after a shutdown stop.
+    private func releaseAbandonedRuns(_ ids: [String]) {
+        let abandoned = state.withLock { state in ids.compactMap { state.inFlight[$0]?.work.job } }
         guard !abandoned.isEmpty else { return }
         for _ in 0..<20 {
             if let released = withDatabase("release on shutdown", { try store.release(abandoned, on: $0) }) {
@@ -432,18 +293,18 @@ final class ClaimLoop: Service, @unchecked Sendable {
 
     // MARK: Rescue
 
-    private func rescue() {
-        let running = state.withLock { Array($0.inFlight.keys) }
-        guard let report = withDatabase("rescue", { try store.rescueExpired(excluding: running, on: $0) }) else { return }
+    /// One rescue pass. - Returns: How many jobs went back to pending.
+    private func rescue(excluding running: [String]) -> Int {
+        guard let report = withDatabase("rescue", { try store.rescueExpired(excluding: running, on: $0) }) else { return 0 }
         if !report.requeued.isEmpty {
             runtime.metrics.leaseRescues.increment(by: Int64(report.requeued.count))
             logger.warning("rescued jobs whose worker stopped heartbeating; they will run alone", metadata: ["jobs": "\(report.requeued.joined(separator: ","))"])
-            state.withLock { $0.claimWanted = true }
         }
         if !report.poisoned.isEmpty {
             runtime.metrics.poisonJobs.increment(by: Int64(report.poisoned.count))
             logger.error("jobs failed as poison: they crashed the worker while running alone", metadata: ["jobs": "\(report.poisoned.joined(separator: ","))"])
         }
+        return report.requeued.count
     }
 
     // MARK: Queue figures
@@ -451,7 +312,6 @@ final class ClaimLoop: Service, @unchecked Sendable {
     /// One grouped query for the queue gauges, every ``WorkerRuntime/queueSampleInterval``,
     /// and only while a metrics backend is bootstrapped: a worker nobody scrapes pays nothing.
     private func sampleQueue() {
-        guard runtime.metrics.sampling else { return }
         let types = runtime.types.map(\.rawValue)
         guard let rows = withDatabase("queue sample", { connection -> [(String, Int64, Double)] in
             try connection.query("""

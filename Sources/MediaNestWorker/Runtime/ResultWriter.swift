@@ -40,7 +40,7 @@ final class ResultWriter: Service, @unchecked Sendable {
         store.lockTimeout = runtime.configuration.resultLockTimeout
         self.store = store
         // Half the backlog the claim loop allows: it never stops claiming while results gather.
-        self.coalesceTarget = ClaimLoop.writeBacklogLimit(concurrency: runtime.configuration.concurrency) / 2
+        self.coalesceTarget = Scheduler.writeBacklogLimit(concurrency: runtime.configuration.concurrency) / 2
     }
 
     private var logger: Logger { runtime.logger }
@@ -162,7 +162,7 @@ final class ResultWriter: Service, @unchecked Sendable {
     private func writeSuccessfulResultsInOneBatch() {
         let now = ContinuousClock.now
         let batch = pendingWrites.filter { pending in
-            guard !pending.alone, pending.notBefore <= now, pending.run.stopReason == nil, case .success = pending.run.result else { return false }
+            guard !pending.alone, pending.notBefore <= now, case .complete = pending.run.outcome else { return false }
             return true
         }
         guard batch.count > 1 else { return }
@@ -170,7 +170,7 @@ final class ResultWriter: Service, @unchecked Sendable {
         do {
             owned = try lane.runner.runBlocking { connection in
                 return try store.completeBatch(batch.map { pending in
-                    guard case .success(let outcome) = pending.run.result else { preconditionFailure("the batch holds successes only") }
+                    guard case .complete(let outcome) = pending.run.outcome else { preconditionFailure("the batch holds completions only") }
                     return (pending.run.work.job, outcome)
                 }, on: connection)
             }
@@ -233,59 +233,60 @@ final class ResultWriter: Service, @unchecked Sendable {
         forget([pending.run])
     }
 
-    /// Removes written (or given-up) runs from the in-flight set.
+    /// Removes written (or given-up) runs from the in-flight set and tells the scheduler.
     private func forget(_ runs: [FinishedRun]) {
-        runtime.state.withLock { state in
+        let state = runtime.state
+        state.withLock { state in
             for run in runs where state.inFlight[run.work.job.id]?.token == run.token {
                 state.inFlight[run.work.job.id] = nil
             }
-            // A finished job frees a slot and hints that more work may be waiting.
-            if state.shutdownRequestedAt == nil { state.claimWanted = true }
+            state.events.append(contentsOf: runs.map { .written(jobID: $0.work.job.id, token: $0.token) })
         }
-        runtime.state.signal()
+        state.signal()
     }
 
     /// Writes one run's outcome in its own transaction(s) and logs it.
     /// - Throws: ``DatabaseError`` for the caller to retry (connection, transient conflict)
     ///   or give up on.
     private func write(_ pending: PendingWrite, on connection: PGConnection) throws {
-        let run = pending.run
-        var jobLogger = runtime.jobLogger(for: run.work.job)
+        var jobLogger = runtime.jobLogger(for: pending.run.work.job)
         if pending.conflicts > 0 { jobLogger[metadataKey: "write_retries"] = "\(pending.conflicts)" }
+        try write(pending.run.outcome, of: pending.run, logger: jobLogger, on: connection)
+    }
+
+    private func write(_ outcome: RunOutcome, of run: FinishedRun, logger jobLogger: Logger, on connection: PGConnection) throws {
         let job = run.work.job
         let metrics = runtime.metrics
-        switch run.stopReason {
-        case .cancelled:
+        switch outcome {
+        case .drop(.cancelled):
             jobLogger.notice("job cancelled by an operator; stopped")
-            return
-        case .mediaItemDeleted:
+        case .drop(.mediaItemDeleted):
             // Its row went with the item (ON DELETE CASCADE): there is nothing to write.
             jobLogger.notice("the job's media item was deleted; stopped")
-            return
-        case .leaseLost:
-            // The run stopped because its lease may have passed to another worker: either the
-            // heartbeat found the row taken, or this process went too long without hearing from
-            // the database (paused, partitioned). Hand the job back, fenced: when nobody took it
-            // it returns to pending uncharged instead of waiting out its lease and being
-            // rescued as a crash; when another run owns it, nothing is written.
-            let released = try store.release([job], on: connection)
-            jobLogger.warning(released.isEmpty ? "job stopped: this worker lost its lease; another worker owns it now"
-                                               : "job stopped: this worker could not renew its lease in time; released it back to pending")
-            return
-        default:
-            break
-        }
-        switch run.result {
-        case .success(let outcome):
+        case .release(let reason):
+            // Fenced: when another run owns the job now, nothing is written.
+            let released = !(try store.release([job], on: connection)).isEmpty
+            switch reason {
+            case .leaseLost:
+                jobLogger.warning(released ? "job stopped: this worker could not renew its lease in time; released it back to pending"
+                                           : "job stopped: this worker lost its lease; another worker owns it now")
+            case .shutdown:
+                jobLogger.notice(released ? "job released for shutdown; it goes back to pending without charging an attempt" : "job stopped for shutdown; it was no longer ours")
+            case .environmentFault(let code):
+                jobLogger.notice(released ? "job released without charging an attempt: the storage root was unavailable"
+                                          : "job failed while the storage root was unavailable; it was no longer ours",
+                                 metadata: ["code": "\(code)"])
+            }
+        case .complete(let result):
             let stored: Bool
             do {
-                stored = try store.complete(job, outcome: outcome, on: connection)
+                stored = try store.complete(job, outcome: result, on: connection)
             } catch let error as DatabaseError where !error.isConnectionProblem && !error.isTransientConflict {
                 // The result itself cannot be stored (for example an item update breaks a
                 // constraint): retrying it would fail the same way, so it is the run's failure.
                 let failure = JobError(.internalError, "The job's result could not be stored: \(error.message)", retryable: true)
                 jobLogger.error("job result could not be stored; recording that as the run's failure", metadata: ["error": "\(error)"])
-                if case .retrying = try store.fail(job, error: failure, on: connection) { metrics.retried(job.type) } else { metrics.failed(job.type) }
+                try write(RunOutcome.failure(failure, of: job, policy: configuration.retryPolicy), of: run, logger: jobLogger, on: connection)
                 return
             }
             if stored {
@@ -294,28 +295,26 @@ final class ResultWriter: Service, @unchecked Sendable {
             } else {
                 jobLogger.warning("job result dropped: this run no longer owns the job (lease lost or cancelled)")
             }
-        case .failure(let error) where run.stopReason == .shutdown || error.code == .shutdown:
-            let released = try store.release([job], on: connection)
-            jobLogger.notice(released.isEmpty ? "job stopped for shutdown; it was no longer ours" : "job released for shutdown; it goes back to pending without charging an attempt")
-        case .failure(let error) where run.environmentFault:
-            let released = try store.release([job], on: connection)
-            jobLogger.notice(released.isEmpty ? "job failed while the storage root was unavailable; it was no longer ours"
-                                              : "job released without charging an attempt: the storage root was unavailable",
-                             metadata: ["code": "\(error.code)"])
-        case .failure(let error):
-            switch try store.fail(job, error: error, itemUpdate: run.salvaged, on: connection) {
-            case .retrying(let runAt):
-                metrics.retried(job.type)
-                jobLogger.warning("job failed; will retry", metadata: ["code": "\(error.code)", "error": "\(error.message)", "run_at": "\(runAt)"])
-                // No NOTIFY marks the moment run_at passes: the claim loop wakes up for it itself.
-                let due = ContinuousClock.now + .seconds(max(0, runAt.timeIntervalSinceNow)) + .milliseconds(50)
-                runtime.state.withLock { $0.retryWakeups.append(due) }
-            case .failed:
-                metrics.failed(job.type)
-                jobLogger.error("job failed", metadata: ["code": "\(error.code)", "error": "\(error.message)", "retryable": "\(error.isRetryable)"])
-            case .dropped:
-                jobLogger.warning("job failure dropped: this run no longer owns the job")
-            }
+        case .retry(let error, let delay, let salvaged):
+            try recordFailure(error, retryAfter: delay, salvaged: salvaged, of: job, logger: jobLogger, on: connection)
+        case .fail(let error, let salvaged):
+            try recordFailure(error, retryAfter: nil, salvaged: salvaged, of: job, logger: jobLogger, on: connection)
+        }
+    }
+
+    private func recordFailure(_ error: JobError, retryAfter delay: Duration?, salvaged: MediaItemUpdate, of job: ClaimedJob,
+                               logger jobLogger: Logger, on connection: PGConnection) throws {
+        switch try store.fail(job, error: error, retryAfter: delay, itemUpdate: salvaged, on: connection) {
+        case .retrying(let runAt):
+            runtime.metrics.retried(job.type)
+            jobLogger.warning("job failed; will retry", metadata: ["code": "\(error.code)", "error": "\(error.message)", "run_at": "\(runAt)"])
+            // No NOTIFY marks the moment run_at passes: the scheduler wakes up for it itself.
+            runtime.state.post(.retryDue(ContinuousClock.now + .seconds(max(0, runAt.timeIntervalSinceNow)) + .milliseconds(50)))
+        case .failed:
+            runtime.metrics.failed(job.type)
+            jobLogger.error("job failed", metadata: ["code": "\(error.code)", "error": "\(error.message)", "retryable": "\(error.isRetryable)"])
+        case .dropped:
+            jobLogger.warning("job failure dropped: this run no longer owns the job")
         }
     }
 }
