@@ -68,7 +68,6 @@ public final class WorkerRuntime: Sendable {
     /// The LISTEN session, where the claim loop claims and sleeps: ``database`` itself with
     /// `--no-listen`.
     private let claimDatabase: PGConnectionRunner
-    private let writer = Mutex<ResultWriter?>(nil)
 
     /// `application_name` of the connection for result writes and heartbeats, as seen in
     /// `pg_stat_activity`.
@@ -158,35 +157,6 @@ public final class WorkerRuntime: Sendable {
         if first || stopNow { state.post(.signal(immediately: stopNow)) }
     }
 
-    /// A job's logger: the base logger with `job_id`, `media_id`, `job_type` and `attempt`.
-    func jobLogger(for job: ClaimedJob) -> Logger {
-        JobExecutor.logger(logger, for: job)
-    }
-
-    func requestClaim() {
-        state.post(.woken)
-    }
-
-    func markStarted() {
-        state.withLock { $0.started = true }
-        health.update { $0.databaseReachable = true }
-        state.signal()
-    }
-
-    /// The claim loop completed an iteration: health, watchdog, status.
-    func loopProgressed(inFlight: [JobType: Int], draining: (ContinuousClock.Instant, Duration)?, databaseReachable: Bool) {
-        health.update {
-            $0.lastProgress = .now
-            $0.databaseReachable = databaseReachable
-        }
-        systemd.loopProgressed(statusLine: {
-            let running = inFlight.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
-            let totals = metrics.finishedTotals
-            let head = draining == nil ? "running" : "draining"
-            return "\(head) \(inFlight.values.reduce(0, +))/\(configuration.concurrency)\(running.isEmpty ? "" : " (" + running.joined(separator: ", ") + ")"); completed \(totals.completed), failed \(totals.failed)\(databaseReachable ? "" : "; database unreachable")"
-        }, draining: draining)
-    }
-
     // MARK: Start-up checks
 
     /// Checks, before anything runs, what no retry would fix: the storage root (absolute, present,
@@ -256,9 +226,17 @@ public final class WorkerRuntime: Sendable {
     }
 
     private func serve(signals: Bool, checkEnvironmentFirst: Bool, additionalServices: [any Service] = []) async throws -> WorkerExit {
-        let claimLoop = ClaimLoop(runtime: self, database: claimDatabase, listens: configuration.listen, checkEnvironmentFirst: checkEnvironmentFirst)
-        let writer = ResultWriter(runtime: self, database: database)
-        self.writer.withLock { $0 = writer }
+        let writer = ResultWriter(database: database, store: store, metrics: metrics, state: state, configuration: configuration, logger: logger)
+        let requestShutdown: @Sendable (Bool) -> Void = { [self] immediately in self.requestShutdown(immediately: immediately) }
+        var checkEnvironment: (@Sendable () async throws -> Bool)?
+        if checkEnvironmentFirst {
+            checkEnvironment = { [self] () async throws -> Bool in try await self.checkEnvironment() }
+        }
+        let claimLoop = ClaimLoop(ClaimLoopDependencies(
+            database: claimDatabase, listens: configuration.listen, state: state, store: store, types: types, configuration: configuration,
+            metrics: metrics, health: health, systemd: systemd, storageMonitor: storageMonitor, pool: pool, executor: makeExecutor(),
+            writer: writer, memoryCapacity: memoryCapacity, logger: logger, requestShutdown: requestShutdown),
+            checkEnvironment: checkEnvironment)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = additionalServices.map {
             .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
         }
@@ -267,10 +245,13 @@ public final class WorkerRuntime: Sendable {
         // the list: it returns on its own at the first signal, and the group takes any other
         // service returning out of turn for a failure. Maintenance, when the worker runs it,
         // stops working at the signal (after its current step) and returns in its turn.
-        var own: [any Service] = [Heartbeat(runtime: self, database: database), writer]
+        var own: [any Service] = [Heartbeat(database: database, metrics: metrics, state: state, store: store, types: types,
+                                            configuration: configuration, logger: logger), writer]
         if let interval = configuration.maintenanceInterval {
-            own.append(MaintenanceService(runtime: self, database: database, interval: interval))
+            own.append(MaintenanceService(state: state, database: database, interval: interval, logger: logger))
         }
+        own.append(RescueService(database: database, store: store, metrics: metrics, state: state,
+                                 interval: configuration.rescueInterval, logger: logger))
         own.append(claimLoop)
         services += own.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -280,9 +261,6 @@ public final class WorkerRuntime: Sendable {
         let watcher = signals ? Task { await watchSignals() } : nil
         defer {
             watcher?.cancel()
-            // The writer holds the runtime: without this the two keep each other alive after
-            // the run (LeakSanitizer found the cycle; one runtime per run, every run).
-            self.writer.withLock { $0 = nil }
             pool.shutdown()
             database.close()
             if claimDatabase !== database { claimDatabase.close() }
@@ -297,6 +275,18 @@ public final class WorkerRuntime: Sendable {
         return claimLoop.outcome ?? .shutdown
     }
 
+    /// What runs each claimed job: the handlers, the storage root, the time limits and the
+    /// retry policy.
+    private func makeExecutor() -> JobExecutor {
+        let monitor = storageMonitor
+        let metrics = self.metrics
+        var timeouts: [JobType: Duration] = [:]
+        for type in types { timeouts[type] = configuration.timeout(for: type) }
+        return JobExecutor(registry: registry, storage: configuration.storage, retryPolicy: configuration.retryPolicy,
+                           timeouts: timeouts, storageAvailable: { monitor?.isAvailable() ?? true },
+                           countBytesRead: { metrics.read($0, type: $1) }, logger: logger)
+    }
+
     private func watchSignals() async {
         var seen = 0
         for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
@@ -304,19 +294,5 @@ public final class WorkerRuntime: Sendable {
             logger.notice("received signal \(signal == .sigterm ? "SIGTERM" : "SIGINT")")
             requestShutdown(immediately: seen > 1)
         }
-    }
-
-    /// Called on a pool thread when a run ended: hands its outcome to the writer, once, if the
-    /// run is still the one in flight for its job.
-    func finishRun(jobID: String, token: UInt64, outcome: RunOutcome, startedAt: ContinuousClock.Instant) {
-        let finished = state.withLock { state -> FinishedRun? in
-            guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return nil }
-            entry.handlerDone = true
-            return FinishedRun(work: entry.work, token: token, outcome: outcome, startedAt: startedAt)
-        }
-        guard let finished else { return }
-        // A finished handler freed a slot: the scheduler claims for it while its result is written.
-        state.post(.finished(jobID: jobID, token: token))
-        writer.withLock { $0 }?.submit(finished)
     }
 }

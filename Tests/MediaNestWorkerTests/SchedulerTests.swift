@@ -3,7 +3,7 @@ import MediaNestQueue
 import Testing
 
 /// Drives a ``Scheduler`` the way the claim loop does, with a manual clock and a scripted
-/// database: pending jobs by type, a run-alone job, what a rescue or a drain check finds.
+/// database: pending jobs by type, a run-alone job, what a drain check finds.
 private struct Harness {
     var scheduler: Scheduler
     var now: ContinuousClock.Instant
@@ -11,7 +11,6 @@ private struct Harness {
     var pending: [JobType: Int] = [:]
     var runAloneJob: Scheduler.Claim?
     var runAloneWaits = false
-    var rescueRequeues = 0
     var runnable = true
     var estimate: Int64 = 0
     /// Answers `nil` (database unreachable) to every query.
@@ -38,7 +37,6 @@ private struct Harness {
             switch action {
             case .sleep, .exit: return actions
             case .stopRuns, .release, .sampleQueue: break
-            case .rescue: scheduler.rescued(requeued: databaseDown ? 0 : rescueRequeues)
             case .claimRunAlone:
                 let found = runAloneJob.map { [$0] } ?? []
                 runAloneJob = nil
@@ -78,7 +76,7 @@ private func claims(_ actions: [Scheduler.Action]) -> [Scheduler.Action] {
 }
 
 private func settings(concurrency: Int = 4, types: [JobType] = ["metadata", "thumbnail"]) -> Scheduler.Settings {
-    Scheduler.Settings(types: types, concurrency: concurrency, rescueInterval: .seconds(3600))
+    Scheduler.Settings(types: types, concurrency: concurrency)
 }
 
 /// The claim loop's policies, decided by the ``Scheduler`` alone: no database, no threads, no
@@ -209,16 +207,6 @@ struct SchedulerTests {
         harness.advance(.seconds(1))
         harness.storageAvailable = true
         #expect(!claims(harness.cycle()).isEmpty)
-    }
-
-    @Test func aRescueThatRequeuedJobsAsksForAClaimAtOnce() {
-        var config = settings()
-        config.rescueInterval = .seconds(15)
-        var harness = Harness(config)
-        harness.rescueRequeues = 2
-        let actions = harness.cycle()
-        #expect(actions.first == .rescue(excluding: []))
-        #expect(actions.last == .sleep(until: harness.now))
     }
 
     @Test func jobsThatDoNotFitTheMemoryBudgetAreHandedBackAndClaimedFirstWhenThereIsRoom() {

@@ -8,66 +8,64 @@ import MediaNestQueue
 import ServiceLifecycle
 import Synchronization
 
-/// The claim loop: the thread that drives the ``Scheduler``. It feeds the scheduler the events
-/// other threads posted (``RuntimeState/post(_:)``), carries out the actions it returns
-/// (claims, rescues, queue samples, shutdown stops and releases) over its connection, hands
-/// claimed jobs to the ``JobPool``, and sleeps when the scheduler says so.
+/// What the claim loop uses, given once when the runtime starts its services.
+struct ClaimLoopDependencies: Sendable {
+    /// The LISTEN session when `listens`, the worker's one connection otherwise.
+    var database: PGConnectionRunner
+    /// Whether to LISTEN and sleep on `database`.
+    var listens: Bool
+    var state: RuntimeState
+    var store: JobStore
+    var types: [JobType]
+    var configuration: WorkerConfiguration
+    var metrics: WorkerMetrics
+    var health: WorkerHealth
+    var systemd: SystemdReporter
+    var storageMonitor: StorageRootMonitor?
+    var pool: JobPool
+    var executor: JobExecutor
+    var writer: ResultWriter
+    /// What the jobs may hold at once, or `nil` for no memory budget.
+    var memoryCapacity: Int64?
+    var logger: Logger
+    /// ``WorkerRuntime/requestShutdown(immediately:)``.
+    var requestShutdown: @Sendable (_ immediately: Bool) -> Void
+
+    /// Called on a pool thread when a run ended: hands its outcome to the writer, once, if the
+    /// run is still the one in flight for its job, and tells the scheduler its slot is free.
+    func finishRun(jobID: String, token: UInt64, outcome: RunOutcome, startedAt: ContinuousClock.Instant) {
+        let finished = state.withLock { state -> FinishedRun? in
+            guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return nil }
+            state.inFlight[jobID]?.handlerDone = true
+            return FinishedRun(work: entry.work, token: token, outcome: outcome, startedAt: startedAt)
+        }
+        guard let finished else { return }
+        // A finished handler freed a slot: the scheduler claims for it while its result is written.
+        state.post(.finished(jobID: jobID, token: token))
+        writer.submit(finished)
+    }
+}
+
+/// The claim loop service: checks the environment, then runs the ``ClaimDriver`` on a thread of
+/// its own, over the worker's LISTEN session, where it also sleeps between claims (see
+/// ``Listener``); with `--no-listen` over the worker's one connection, sleeping on
+/// ``RuntimeState``'s condition.
 ///
-/// Runs on a thread of its own over the worker's LISTEN session, where it also sleeps between
-/// claims (see ``Listener``); with `--no-listen` over the worker's one connection, sleeping on
-/// ``RuntimeState``'s condition. Graceful shutdown (the first SIGTERM/SIGINT, through the
-/// ``ServiceGroup``) stops claiming and lets in-flight jobs finish for the grace period; then
-/// they are stopped and released. Cancellation, or a second signal, stops them at once. It
-/// returns when nothing is in flight, and the group then stops the writer and the heartbeat, in
-/// that order.
-final class ClaimLoop: Service, @unchecked Sendable {
-    private let runtime: WorkerRuntime
-    /// Claims, rescues, the drain check, queue samples and shutdown releases.
-    private let lane: DatabaseLane
-    /// Sleeps on the LISTEN session between claims; `nil` with `--no-listen`.
-    private var listener: Listener?
-    /// Every scheduling decision; only this loop's thread touches it.
-    private var scheduler: Scheduler
-    private let estimator: JobMemoryEstimator
-    /// Runs each claimed job and decides its outcome.
-    private let executor: JobExecutor
+/// Graceful shutdown (the first SIGTERM/SIGINT, through the ``ServiceGroup``) stops claiming
+/// and lets in-flight jobs finish for the grace period; then they are stopped and released.
+/// Cancellation, or a second signal, stops them at once. It returns when nothing is in flight,
+/// and the group then stops the other services, the heartbeat last.
+final class ClaimLoop: Service, Sendable {
+    private let dependencies: ClaimLoopDependencies
+    /// The start-up checks (``WorkerRuntime/checkEnvironment()``); `nil` to skip them.
+    private let checkEnvironment: (@Sendable () async throws -> Bool)?
     /// What ``WorkerRuntime/run(additionalServices:)`` returns.
     private let exit = Mutex<WorkerExit?>(nil)
 
-    private let checkEnvironmentFirst: Bool
-
-    /// - Parameters:
-    ///   - database: The LISTEN session when `listens`, the worker's one connection otherwise.
-    ///   - listens: Whether to LISTEN and sleep on `database` (`database.listen`).
-    init(runtime: WorkerRuntime, database: PGConnectionRunner, listens: Bool, checkEnvironmentFirst: Bool) {
-        self.runtime = runtime
-        self.checkEnvironmentFirst = checkEnvironmentFirst
-        self.lane = DatabaseLane(database, metrics: runtime.metrics)
-        self.listener = listens ? Listener(types: runtime.types) : nil
-        let configuration = runtime.configuration
-        let estimator = JobMemoryEstimator(configuration: configuration)
-        self.estimator = estimator
-        let metrics = runtime.metrics
-        let monitor = runtime.storageMonitor
-        self.executor = JobExecutor(
-            registry: runtime.registry, storage: configuration.storage, retryPolicy: configuration.retryPolicy,
-            timeouts: Dictionary(uniqueKeysWithValues: runtime.types.compactMap { type in configuration.timeout(for: type).map { (type, $0) } }),
-            storageAvailable: { monitor?.isAvailable() ?? true }, countBytesRead: { metrics.read($0, type: $1) },
-            logger: runtime.logger)
-        self.scheduler = Scheduler(settings: Scheduler.Settings(
-            types: runtime.types, concurrency: configuration.concurrency, perTypeLimits: configuration.perTypeLimits,
-            pollInterval: configuration.pollInterval, listenPollInterval: configuration.listenPollInterval,
-            listens: listens && configuration.listen, rescueInterval: configuration.rescueInterval,
-            sampleInterval: runtime.metrics.sampling ? WorkerRuntime.queueSampleInterval : nil,
-            gracePeriod: configuration.gracePeriod, drain: configuration.drain, memoryCapacity: runtime.memoryCapacity,
-            minimumEstimates: Dictionary(uniqueKeysWithValues: runtime.types.map { ($0, estimator.minimum(for: $0)) })),
-            now: .now)
+    init(_ dependencies: ClaimLoopDependencies, checkEnvironment: (@Sendable () async throws -> Bool)?) {
+        self.dependencies = dependencies
+        self.checkEnvironment = checkEnvironment
     }
-
-    private var logger: Logger { runtime.logger }
-    private var store: JobStore { runtime.store }
-    private var configuration: WorkerConfiguration { runtime.configuration }
-    private var state: RuntimeState { runtime.state }
 
     /// How the loop ended, once it has.
     var outcome: WorkerExit? { exit.withLock { $0 } }
@@ -76,254 +74,34 @@ final class ClaimLoop: Service, @unchecked Sendable {
     /// left).
     /// - Throws: ``WorkerStartupError`` when the environment cannot work.
     func run() async throws {
-        try await withTaskCancellationHandler {
-            try await withGracefulShutdownHandler {
-                if checkEnvironmentFirst, try await !runtime.checkEnvironment() {
-                    exit.withLock { $0 = .shutdown }
-                    return
+        let requestShutdown = dependencies.requestShutdown
+        if let checkEnvironment {
+            // A signal while the database is awaited ends the wait.
+            let ready = try await withTaskCancellationHandler {
+                try await withGracefulShutdownHandler {
+                    try await checkEnvironment()
+                } onGracefulShutdown: {
+                    requestShutdown(false)
                 }
-                runtime.markStarted()
-                let result = await onOwnThread(named: "medianest-scheduler") { [self] in loop() }
-                exit.withLock { $0 = result }
-            } onGracefulShutdown: { [runtime] in
-                runtime.requestShutdown()
+            } onCancel: {
+                requestShutdown(true)
             }
-        } onCancel: { [runtime] in
-            runtime.requestShutdown(immediately: true)
-        }
-    }
-
-    private func withDatabase<T>(_ what: String, _ body: (PGConnection) throws -> T) -> T? {
-        lane.call(what, logger: logger, body)
-    }
-
-    private func loop() -> WorkerExit {
-        logger.info("worker starting", metadata: [
-            "types": "\(runtime.types.map(\.rawValue).joined(separator: ","))",
-            "concurrency": "\(configuration.concurrency)",
-            "memory_budget": "\(scheduler.budget.capacity.map { "\($0 >> 20) MiB" } ?? "none")",
-            "lease_s": "\(configuration.lease.seconds)", "heartbeat_s": "\(configuration.heartbeatInterval.seconds)",
-            "listen": "\(configuration.listen)", "database": "\(configuration.database)",
-        ])
-        runtime.systemd.ready()
-        while true {
-            let (events, wakeCount) = state.takeEvents()
-            let now = ContinuousClock.now
-            for event in events { scheduler.handle(event, now: now) }
-            // In-flight gauges from here, not per job: every start and finish wakes the loop.
-            runtime.metrics.updateInFlight(scheduler.running)
-            runtime.loopProgressed(inFlight: scheduler.running, draining: scheduler.shutdownAt.map { ($0, configuration.gracePeriod) },
-                                   databaseReachable: !lane.isUnavailable)
-            if scheduler.shutdownAt == nil, let fatal = lane.fatal {
-                state.withLock { $0.fatal = $0.fatal ?? fatal }
-                logger.critical("stopping: \(fatal)")
-                runtime.requestShutdown(immediately: true)
-                continue
-            }
-            // Nothing is claimed while the storage root is gone (checked with a stat each
-            // cycle); what is pending stays pending, uncharged, until it is back.
-            let storageAvailable = scheduler.shutdownAt != nil || (runtime.storageMonitor?.isAvailable() ?? true)
-            scheduler.tick(now: now, storageAvailable: storageAvailable)
-            if let exit = runCycle(seenWakeCount: wakeCount) { return finish(exit) }
-        }
-    }
-
-    /// Carries out the scheduler's actions until it says to sleep (and sleeps) or to exit.
-    private func runCycle(seenWakeCount: UInt64) -> WorkerExit? {
-        while true {
-            switch scheduler.next() {
-            case .stopRuns(let ids):
-                state.withLock { state in
-                    for id in ids { state.inFlight[id]?.cancellation.stop(.shutdown) }
-                }
-            case .release(let ids):
-                releaseAbandonedRuns(ids)
-            case .exit(let exit):
-                return exit
-            case .rescue(let excluding):
-                scheduler.rescued(requeued: rescue(excluding: excluding))
-            case .sampleQueue:
-                sampleQueue()
-            case .claimRunAlone:
-                let sentAt = ContinuousClock.now
-                let claimed = withDatabase("claim run-alone", { try store.claimRunAlone(types: runtime.types, on: $0) })
-                let works = claimed.map { $0.map { [$0] } ?? [] }
-                let decision = scheduler.claimResult(works.map(claims(of:)))
-                if let alone = works?.first, !decision.start.isEmpty {
-                    runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
-                    start([alone], claimSentAt: sentAt)
-                }
-            case .checkRunAloneWaiting:
-                let waiting = withDatabase("check run-alone", { try store.runAloneJobWaiting(types: runtime.types, on: $0) })
-                if scheduler.runAloneWaiting(waiting) {
-                    logger.info("a job rescued after a crash waits to run alone; finishing in-flight jobs first")
-                }
-            case .claim(let slots, let limit):
-                let sentAt = ContinuousClock.now
-                let works = withDatabase("claim", { try store.claim(slots: slots, limit: limit, on: $0) })
-                let decision = scheduler.claimResult(works.map(claims(of:)))
-                guard let works, !works.isEmpty else { continue }
-                logger.debug("claimed jobs", metadata: ["count": "\(works.count)"])
-                let byID = Dictionary(works.map { ($0.job.id, $0) }, uniquingKeysWith: { first, _ in first })
-                let handBack = decision.handBack.compactMap { byID[$0.jobID] }
-                start(decision.start.compactMap { byID[$0.jobID] } + handBackOrKeep(handBack), claimSentAt: sentAt)
-            case .checkDrained:
-                scheduler.drainChecked(runnable: withDatabase("drain check", { try store.runnableJobExists(types: runtime.types, on: $0) }))
-            case .sleep(let until):
-                wait(until: until, seenWakeCount: seenWakeCount)
-                return nil
-            }
-        }
-    }
-
-    /// The scheduler's view of claimed jobs: type, run-alone mark and memory estimate.
-    private func claims(of works: [ClaimedWork]) -> [Scheduler.Claim] {
-        works.map { Scheduler.Claim(jobID: $0.job.id, type: $0.job.type, runAlone: $0.runAlone,
-                                    estimate: estimator.estimate(type: $0.job.type, item: $0.mediaItem)) }
-    }
-
-    /// Hands claimed jobs that do not fit the memory budget straight back (uncharged, see
-    /// ``JobStore/release(_:on:)``).
-    /// - Returns: The jobs to run after all: those the database could not take back.
-    private func handBackOrKeep(_ handBack: [ClaimedWork]) -> [ClaimedWork] {
-        guard !handBack.isEmpty else { return [] }
-        if let released = withDatabase("hand back", { try store.release(handBack.map(\.job), on: $0) }) {
-            logger.debug("handed back jobs that do not fit the memory budget", metadata: [
-                "jobs": "\(released.joined(separator: ","))", "reserved_mib": "\(scheduler.budget.reserved >> 20)",
-                "budget_mib": "\((scheduler.budget.capacity ?? 0) >> 20)"])
-            return []
-        }
-        // The database went away between the claim and the hand-back: run them rather than let
-        // their leases expire, which would count them as lost.
-        logger.warning("could not hand back jobs that exceed the memory budget; running them anyway", metadata: ["count": "\(handBack.count)"])
-        return handBack
-    }
-
-    private func wait(until schedulerDeadline: ContinuousClock.Instant, seenWakeCount: UInt64) {
-        var deadline = schedulerDeadline
-        // The watchdog is pinged from here, never from a timer: wake up in time for it.
-        if let ping = runtime.systemd.nextDue { deadline = min(deadline, max(ping, .now + .milliseconds(10))) }
-        if listener != nil {
-            listener?.wait(on: lane, runtime: runtime, until: deadline, seenWakeCount: seenWakeCount)
-        } else {
-            state.wait(until: deadline, seenWakeCount: seenWakeCount)
-        }
-    }
-
-    private func finish(_ exit: WorkerExit) -> WorkerExit {
-        state.withLock { $0.finished = true }
-        state.signal()
-        if let fatal = state.withLock({ $0.fatal }) {
-            logger.info("worker stopped", metadata: ["reason": "fatal"])
-            return .fatal(fatal)
-        }
-        _ = withDatabase("unregister") { try store.unregister(on: $0) }
-        logger.info("worker stopped", metadata: ["reason": "\(exit)"])
-        return exit
-    }
-
-    // MARK: Start
-
-    /// Registers claimed runs as in flight (one lock for the batch) and hands them to the pool
-    /// (one submission, one wake-up).
-    /// - Parameter claimSentAt: When the claim was sent: each run owns its lease for
-    ///   ``WorkerConfiguration/ownedLease`` from then until a heartbeat extends it.
-    private func start(_ works: [ClaimedWork], claimSentAt: ContinuousClock.Instant) {
-        guard !works.isEmpty else { return }
-        // The root may have gone between the check and the claim: hand the jobs straight back.
-        let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
-        let tokens = scheduler.start(claims(of: works)).map(\.token)
-        let runs = state.withLock { state in
-            zip(works, tokens).map { work, token -> InFlightRun in
-                if let previous = state.inFlight[work.job.id] {
-                    // Our own lease on this job expired and it was rescued back to us: the old
-                    // run must not write anything, and the new one takes its place.
-                    previous.cancellation.stop(.leaseLost)
-                }
-                // The clock starts when a pool thread picks the job up (see JobPool).
-                let cancellation = JobCancellation(timeout: nil)
-                cancellation.extendLease(until: claimSentAt + configuration.ownedLease)
-                let run = InFlightRun(work: work, token: token, cancellation: cancellation,
-                                      progress: JobProgress(), salvage: JobSalvage())
-                state.inFlight[work.job.id] = run
-                return run
-            }
-        }
-        for run in runs { runtime.metrics.claimed(run.work.job.type) }
-        do {
-            try runtime.pool.submit(contentsOf: runs.map { runBody(for: $0, storageGone: storageGone) })
-        } catch {
-            // The runtime shuts the pool only after this loop returned; should it ever be shut
-            // first, the runs go back to pending uncharged rather than wait out their leases.
-            logger.error("could not start claimed jobs", metadata: ["error": "\(error)"])
-            for run in runs {
-                runtime.finishRun(jobID: run.work.job.id, token: run.token, outcome: .release(.shutdown), startedAt: .now)
-            }
-        }
-    }
-
-    /// The code a pool thread runs for one claimed job: the ``JobExecutor`` runs it and decides
-    /// its outcome, which goes to the writer.
-    private func runBody(for run: InFlightRun, storageGone: Bool) -> @Sendable () -> Void {
-        let executor = self.executor
-        let runtime = self.runtime
-        let token = run.token
-        let handle = JobExecutor.Run(work: run.work, cancellation: run.cancellation, progress: run.progress, salvage: run.salvage)
-        return {
-            let startedAt = ContinuousClock.now
-            let outcome = executor.execute(handle, storageGone: storageGone)
-            runtime.finishRun(jobID: handle.work.job.id, token: token, outcome: outcome, startedAt: startedAt)
-        }
-    }
-
-    /// Puts back the runs whose handlers did not return in time after a shutdown stop.
-    private func releaseAbandonedRuns(_ ids: [String]) {
-        let abandoned = state.withLock { state in ids.compactMap { state.inFlight[$0]?.work.job } }
-        guard !abandoned.isEmpty else { return }
-        for _ in 0..<20 {
-            if let released = withDatabase("release on shutdown", { try store.release(abandoned, on: $0) }) {
-                logger.notice("released jobs still running at shutdown", metadata: ["count": "\(released.count)"])
+            guard ready else {
+                exit.withLock { $0 = .shutdown }
                 return
             }
-            Thread.sleep(forTimeInterval: 0.25)
-            lane.retryAt = .now
         }
-        logger.error("could not release in-flight jobs; they return to pending when their lease expires", metadata: ["count": "\(abandoned.count)"])
+        markStarted()
+        let result = await runOnOwnThread(named: "medianest-scheduler", stop: { requestShutdown(false) }, cancel: { requestShutdown(true) }) {
+            [dependencies] in ClaimDriver(dependencies).loop()
+        }
+        exit.withLock { $0 = result }
     }
 
-    // MARK: Rescue
-
-    /// One rescue pass. - Returns: How many jobs went back to pending.
-    private func rescue(excluding running: [String]) -> Int {
-        guard let report = withDatabase("rescue", { try store.rescueExpired(excluding: running, on: $0) }) else { return 0 }
-        if !report.requeued.isEmpty {
-            runtime.metrics.leaseRescues.increment(by: Int64(report.requeued.count))
-            logger.warning("rescued jobs whose worker stopped heartbeating; they will run alone", metadata: ["jobs": "\(report.requeued.joined(separator: ","))"])
-        }
-        if !report.poisoned.isEmpty {
-            runtime.metrics.poisonJobs.increment(by: Int64(report.poisoned.count))
-            logger.error("jobs failed as poison: they crashed the worker while running alone", metadata: ["jobs": "\(report.poisoned.joined(separator: ","))"])
-        }
-        return report.requeued.count
-    }
-
-    // MARK: Queue figures
-
-    /// One grouped query for the queue gauges, every ``WorkerRuntime/queueSampleInterval``,
-    /// and only while a metrics backend is bootstrapped: a worker nobody scrapes pays nothing.
-    private func sampleQueue() {
-        let types = runtime.types.map(\.rawValue)
-        guard let rows = withDatabase("queue sample", { connection -> [(String, Int64, Double)] in
-            try connection.query("""
-                SELECT job_type, count(*)::int8 AS depth,
-                       coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest
-                  FROM processing_jobs
-                 WHERE status = 'pending' AND run_at <= now() AND job_type = ANY($1::text[])
-                 GROUP BY job_type
-                """, [types]).map { row in
-                (try row.decode("job_type", as: String.self), try row.decode("depth", as: Int64.self), try row.decode("oldest", as: Double.self))
-            }
-        }) else { return }
-        runtime.metrics.updateQueue(types: runtime.types, rows: rows)
+    /// The start-up checks passed: the other services may use the database.
+    private func markStarted() {
+        dependencies.state.withLock { $0.started = true }
+        dependencies.health.update { $0.databaseReachable = true }
+        dependencies.state.signal()
     }
 }

@@ -27,9 +27,8 @@ struct Listener {
 
     /// Sleeps on `lane`'s connection until `deadline`, a relevant NOTIFY, or a wake-up signalled
     /// after `seenWakeCount`. While the lane waits out a reconnect backoff it sleeps on the
-    /// runtime's condition instead.
-    mutating func wait(on lane: DatabaseLane, runtime: WorkerRuntime, until deadline: ContinuousClock.Instant, seenWakeCount: UInt64) {
-        let state = runtime.state
+    /// shared state's condition instead.
+    mutating func wait(on lane: DatabaseLane, state: RuntimeState, logger: Logger, until deadline: ContinuousClock.Instant, seenWakeCount: UInt64) {
         guard ContinuousClock.now >= lane.retryAt else {
             state.wait(until: min(deadline, lane.retryAt), seenWakeCount: seenWakeCount)
             return
@@ -63,11 +62,11 @@ struct Listener {
             listeningBackend = 0
             // Back to the fast poll until LISTEN works again.
             state.post(.listen(healthy: false))
-            lane.noteUnavailable("listen", error: error, logger: runtime.logger)
+            lane.noteUnavailable("listen", error: error, logger: logger)
         } catch {
             listeningBackend = 0
             state.post(.listen(healthy: false))
-            runtime.logger.warning("LISTEN failed; polling until it works", metadata: ["error": "\(error)"])
+            logger.warning("LISTEN failed; polling until it works", metadata: ["error": "\(error)"])
             lane.retryAt = .now + .seconds(1)
         }
     }

@@ -5,8 +5,7 @@ import MediaNestDB
 import MediaNestQueue
 
 /// One job this process has claimed and not yet written the result of.
-final class InFlightRun: @unchecked Sendable {
-    // Mutable fields are only touched under RuntimeState's lock.
+struct InFlightRun: Sendable {
     let work: ClaimedWork
     let token: UInt64
     let cancellation: JobCancellation
@@ -43,6 +42,9 @@ struct FinishedRun: Sendable {
 /// shutdown request, and the ``Scheduler/Event``s on their way to the claim loop, which owns the
 /// ``Scheduler`` and with it every scheduling decision. Each service keeps the rest of its state
 /// to itself.
+// @unchecked Sendable: `fields` and `socketWaitArmed` are read and written only while
+// `condition` is held (the claim loop sleeps on it, so a Mutex cannot replace it); the pipe's
+// descriptors are constants, written to and read from without shared memory.
 final class RuntimeState: @unchecked Sendable {
     struct Fields {
         var inFlight: [String: InFlightRun] = [:]
@@ -161,46 +163,5 @@ final class RuntimeState: @unchecked Sendable {
             _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
         }
         return false
-    }
-}
-
-/// A stop flag with a condition, for a service thread that sleeps between rounds.
-final class StopFlag: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var stopped = false
-
-    func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    var isStopped: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return stopped
-    }
-
-    /// Sleeps until `deadline`; returns `false` when stopped (before or while sleeping).
-    func sleep(until deadline: ContinuousClock.Instant) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while !stopped {
-            let remaining = deadline - .now
-            if remaining <= .zero { return true }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
-        }
-        return false
-    }
-}
-
-/// Runs `body` on a new OS thread and waits for it without blocking the cooperative pool: the
-/// services' loops make blocking libpq calls.
-func onOwnThread<T: Sendable>(named name: String, _ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
-        let thread = Thread { continuation.resume(returning: body()) }
-        thread.name = name
-        thread.start()
     }
 }

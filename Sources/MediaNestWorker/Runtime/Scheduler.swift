@@ -1,8 +1,8 @@
 import MediaNestCore
 import MediaNestQueue
 
-/// What the claim loop decides, as a plain value: which jobs to claim and when, when to rescue,
-/// sample and sleep, and how to shut down. No thread, no database, no clock of its own.
+/// What the claim loop decides, as a plain value: which jobs to claim and when, when to sample
+/// the queue and sleep, and how to shut down. No thread, no database, no clock of its own.
 ///
 /// The claim loop (its driver) feeds it ``Event``s (woken, finished, written, signal, …) with
 /// ``handle(_:now:)``, starts a cycle with ``tick(now:storageAvailable:)`` and then asks for
@@ -38,7 +38,6 @@ struct Scheduler {
         /// The fallback poll while LISTEN delivers wake-ups.
         var listenPollInterval: Duration = .seconds(30)
         var listens = false
-        var rescueInterval: Duration = .seconds(15)
         /// How often the queue gauges are sampled; `nil`: never (no metrics backend).
         var sampleInterval: Duration?
         var gracePeriod: Duration = .seconds(30)
@@ -62,7 +61,7 @@ struct Scheduler {
 
     /// What happened outside the scheduler.
     enum Event: Sendable, Equatable {
-        /// A NOTIFY for our types, a rescue, a new LISTEN session: claim now.
+        /// A NOTIFY for our types, the rescuer put jobs back, a new LISTEN session: claim now.
         case woken
         /// LISTEN works (or stopped working): the fallback poll may be slow (must be fast).
         case listen(healthy: Bool)
@@ -83,8 +82,6 @@ struct Scheduler {
         /// Put these runs back to pending, uncharged: their handlers did not return in time.
         case release([String])
         case exit(WorkerExit)
-        /// Rescue expired leases, except these (ours, in flight); report with ``rescued(requeued:)``.
-        case rescue(excluding: [String])
         case sampleQueue
         /// Claim a job rescued after a crash, to run alone; report with ``claimResult(_:)``.
         case claimRunAlone
@@ -122,13 +119,12 @@ struct Scheduler {
     /// Handlers running, by type (runs whose handler has not returned).
     private(set) var running: [JobType: Int] = [:]
     private var nextToken: UInt64 = 0
-    /// Something asked for a claim (a wake-up, a finished run, a rescue).
+    /// Something asked for a claim (a wake-up, a finished or written run).
     private(set) var claimWanted = true
     private var listenHealthy = false
     private(set) var nextPoll: Instant
     private var pollIntervalInUse: Duration = .zero
     private var storageWasAvailable = true
-    private var nextRescue: Instant
     private var nextSample: Instant
     private var retryWakeups: [Instant] = []
     /// A run-alone job waits for the running ones to finish.
@@ -144,7 +140,6 @@ struct Scheduler {
         self.settings = settings
         self.random = random
         nextPoll = now
-        nextRescue = now
         nextSample = now
         budget = MemoryBudget(capacity: settings.memoryCapacity)
     }
@@ -229,7 +224,6 @@ struct Scheduler {
     func sleepDeadline(now: Instant) -> Instant {
         if claimWanted { return now }
         var deadline = shutdownAt == nil ? nextPoll : now + .milliseconds(100)
-        deadline = min(deadline, nextRescue)
         if settings.sampleInterval != nil { deadline = min(deadline, nextSample) }
         if let due = retryWakeups.min() { deadline = min(deadline, due) }
         // While the storage root is gone, look again every second so claiming resumes soon.
@@ -259,21 +253,12 @@ struct Scheduler {
         return .sleep(until: sleepDeadline(now: now))
     }
 
-    /// What to do for rescue and sampling, when due.
+    /// A queue sample, when one is due.
     mutating func timerStep(now: Instant) -> Action? {
-        if now >= nextRescue {
-            nextRescue = now + settings.rescueInterval
-            return .rescue(excluding: runs.keys.sorted())
-        }
         if let interval = settings.sampleInterval, now >= nextSample {
             nextSample = now + interval
             return .sampleQueue
         }
         return nil
-    }
-
-    /// A rescue pass's result: requeued jobs are worth a claim at once.
-    mutating func rescued(requeued: Int) {
-        if requeued > 0 { claimWanted = true }
     }
 }
