@@ -444,14 +444,23 @@ public struct JobStore: Sendable {
     /// - Throws: ``DatabaseError``; the transaction is rolled back.
     public func fail(_ job: ClaimedJob, error: JobError, itemUpdate: MediaItemUpdate = MediaItemUpdate(),
                      on connection: PGConnection) throws -> FailureDisposition {
-        let output: JSONValue = ["error": error.json(attempt: job.attempt)]
         let maxAttempts = retryPolicy.maxAttemptsOverride ?? job.maxAttempts
         let retrying = error.isRetryable && job.attempt < maxAttempts
-        let delay = retryPolicy.delay(afterAttempt: job.attempt)
+        return try fail(job, error: error, retryAfter: retrying ? retryPolicy.delay(afterAttempt: job.attempt) : nil,
+                        itemUpdate: itemUpdate, on: connection)
+    }
+
+    /// Records a failed run whose fate the caller decided (the worker's ``RetryPolicy``
+    /// decision, made where the run ended): back to pending after `retryAfter`, or failed for
+    /// good when it is `nil`. Otherwise as ``fail(_:error:itemUpdate:on:)``.
+    public func fail(_ job: ClaimedJob, error: JobError, retryAfter delay: Duration?, itemUpdate: MediaItemUpdate = MediaItemUpdate(),
+                     on connection: PGConnection) throws -> FailureDisposition {
+        let output: JSONValue = ["error": error.json(attempt: job.attempt)]
+        let maxAttempts = retryPolicy.maxAttemptsOverride ?? job.maxAttempts
         return try connection.transaction { connection in
             try lockItemsForRecording([job.mediaItemID], on: connection)
             let disposition: FailureDisposition
-            if retrying {
+            if let delay {
                 let rows = try connection.query("""
                     UPDATE processing_jobs
                        SET status = 'pending', run_at = now() + make_interval(secs => $3::float8), worker_id = NULL,

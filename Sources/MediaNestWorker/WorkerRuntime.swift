@@ -68,7 +68,6 @@ public final class WorkerRuntime: Sendable {
     /// The LISTEN session, where the claim loop claims and sleeps: ``database`` itself with
     /// `--no-listen`.
     private let claimDatabase: PGConnectionRunner
-    private let writer = Mutex<ResultWriter?>(nil)
 
     /// `application_name` of the connection for result writes and heartbeats, as seen in
     /// `pg_stat_activity`.
@@ -138,59 +137,24 @@ public final class WorkerRuntime: Sendable {
     /// stops them now. Either way unfinished jobs go back to pending without charging an attempt.
     /// Calling it again without `immediately` changes nothing.
     public func requestShutdown(immediately: Bool = false) {
-        let first = state.withLock { state -> Bool in
-            var first = false
-            if state.shutdownRequestedAt == nil {
-                first = true
+        let (first, stopNow) = state.withLock { state -> (Bool, Bool) in
+            let first = state.shutdownRequestedAt == nil
+            if first {
                 state.shutdownRequestedAt = .now
                 logger.info("shutting down: no new jobs; in-flight jobs may finish", metadata: ["grace_period_s": "\(configuration.gracePeriod.seconds)", "in_flight": "\(state.inFlight.count)"])
             }
-            if immediately && !state.immediate {
-                state.immediate = true
+            let stopNow = immediately && !state.stopImmediately
+            if stopNow {
+                state.stopImmediately = true
                 logger.warning("stopping in-flight jobs now", metadata: ["in_flight": "\(state.inFlight.count)"])
             }
-            return first
+            return (first, stopNow)
         }
         if first {
             health.update { $0.shuttingDown = true }
             systemd.stopping()
         }
-        state.signal()
-    }
-
-    /// A job's logger: the base logger with `job_id`, `media_id`, `job_type` and `attempt`.
-    func jobLogger(for job: ClaimedJob) -> Logger {
-        var jobLogger = logger
-        jobLogger[metadataKey: "job_id"] = "\(job.id)"
-        jobLogger[metadataKey: "media_id"] = "\(job.mediaItemID)"
-        jobLogger[metadataKey: "job_type"] = "\(job.type)"
-        jobLogger[metadataKey: "attempt"] = "\(job.attempt)"
-        return jobLogger
-    }
-
-    func requestClaim() {
-        state.withLock { $0.claimWanted = true }
-        state.signal()
-    }
-
-    func markStarted() {
-        state.withLock { $0.started = true }
-        health.update { $0.databaseReachable = true }
-        state.signal()
-    }
-
-    /// The claim loop completed an iteration: health, watchdog, status.
-    func loopProgressed(inFlight: [JobType: Int], draining: (ContinuousClock.Instant, Duration)?, databaseReachable: Bool) {
-        health.update {
-            $0.lastProgress = .now
-            $0.databaseReachable = databaseReachable
-        }
-        systemd.loopProgressed(statusLine: {
-            let running = inFlight.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
-            let totals = metrics.finishedTotals
-            let head = draining == nil ? "running" : "draining"
-            return "\(head) \(inFlight.values.reduce(0, +))/\(configuration.concurrency)\(running.isEmpty ? "" : " (" + running.joined(separator: ", ") + ")"); completed \(totals.completed), failed \(totals.failed)\(databaseReachable ? "" : "; database unreachable")"
-        }, draining: draining)
+        if first || stopNow { state.post(.signal(immediately: stopNow)) }
     }
 
     // MARK: Start-up checks
@@ -262,9 +226,17 @@ public final class WorkerRuntime: Sendable {
     }
 
     private func serve(signals: Bool, checkEnvironmentFirst: Bool, additionalServices: [any Service] = []) async throws -> WorkerExit {
-        let claimLoop = ClaimLoop(runtime: self, database: claimDatabase, listens: configuration.listen, checkEnvironmentFirst: checkEnvironmentFirst)
-        let writer = ResultWriter(runtime: self, database: database)
-        self.writer.withLock { $0 = writer }
+        let writer = ResultWriter(database: database, store: store, metrics: metrics, state: state, configuration: configuration, logger: logger)
+        let requestShutdown: @Sendable (Bool) -> Void = { [self] immediately in self.requestShutdown(immediately: immediately) }
+        var checkEnvironment: (@Sendable () async throws -> Bool)?
+        if checkEnvironmentFirst {
+            checkEnvironment = { [self] () async throws -> Bool in try await self.checkEnvironment() }
+        }
+        let claimLoop = ClaimLoop(ClaimLoopDependencies(
+            database: claimDatabase, listens: configuration.listen, state: state, store: store, types: types, configuration: configuration,
+            metrics: metrics, health: health, systemd: systemd, storageMonitor: storageMonitor, pool: pool, executor: makeExecutor(),
+            writer: writer, memoryCapacity: memoryCapacity, logger: logger, requestShutdown: requestShutdown),
+            checkEnvironment: checkEnvironment)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = additionalServices.map {
             .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
         }
@@ -273,10 +245,13 @@ public final class WorkerRuntime: Sendable {
         // the list: it returns on its own at the first signal, and the group takes any other
         // service returning out of turn for a failure. Maintenance, when the worker runs it,
         // stops working at the signal (after its current step) and returns in its turn.
-        var own: [any Service] = [Heartbeat(runtime: self, database: database), writer]
+        var own: [any Service] = [Heartbeat(database: database, metrics: metrics, state: state, store: store, types: types,
+                                            configuration: configuration, logger: logger), writer]
         if let interval = configuration.maintenanceInterval {
-            own.append(MaintenanceService(runtime: self, database: database, interval: interval))
+            own.append(MaintenanceService(state: state, database: database, interval: interval, logger: logger))
         }
+        own.append(RescueService(database: database, store: store, metrics: metrics, state: state,
+                                 interval: configuration.rescueInterval, logger: logger))
         own.append(claimLoop)
         services += own.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -286,15 +261,30 @@ public final class WorkerRuntime: Sendable {
         let watcher = signals ? Task { await watchSignals() } : nil
         defer {
             watcher?.cancel()
-            // The writer holds the runtime: without this the two keep each other alive after
-            // the run (LeakSanitizer found the cycle; one runtime per run, every run).
-            self.writer.withLock { $0 = nil }
             pool.shutdown()
             database.close()
             if claimDatabase !== database { claimDatabase.close() }
         }
         try await group.run()
+        // Every run has been written or released by now. A handler stuck in C code past the
+        // hard deadline may still hold its thread: wait for the threads a moment, not forever.
+        pool.shutdown()
+        if await !onOwnThread(named: "medianest-pool-join", { [pool] in pool.join(until: .now + .seconds(1)) }) {
+            logger.warning("a job thread had not returned at exit; exiting without it")
+        }
         return claimLoop.outcome ?? .shutdown
+    }
+
+    /// What runs each claimed job: the handlers, the storage root, the time limits and the
+    /// retry policy.
+    private func makeExecutor() -> JobExecutor {
+        let monitor = storageMonitor
+        let metrics = self.metrics
+        var timeouts: [JobType: Duration] = [:]
+        for type in types { timeouts[type] = configuration.timeout(for: type) }
+        return JobExecutor(registry: registry, storage: configuration.storage, retryPolicy: configuration.retryPolicy,
+                           timeouts: timeouts, storageAvailable: { monitor?.isAvailable() ?? true },
+                           countBytesRead: { metrics.read($0, type: $1) }, logger: logger)
     }
 
     private func watchSignals() async {
@@ -304,22 +294,5 @@ public final class WorkerRuntime: Sendable {
             logger.notice("received signal \(signal == .sigterm ? "SIGTERM" : "SIGINT")")
             requestShutdown(immediately: seen > 1)
         }
-    }
-
-    /// Called on a pool thread when a handler returned.
-    func finishRun(jobID: String, token: UInt64, result: Result<JobOutcome, JobError>, environmentFault: Bool = false) {
-        let finished = state.withLock { state -> FinishedRun? in
-            guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return nil }
-            entry.handlerDone = true
-            state.runningHandlers[entry.work.job.type, default: 1] -= 1
-            // A finished handler freed a slot: claim for it while its result is written.
-            if state.shutdownRequestedAt == nil { state.claimWanted = true }
-            return FinishedRun(work: entry.work, token: token, result: result,
-                               stopReason: entry.cancellation.stopReason, startedAt: entry.startedAt,
-                               environmentFault: environmentFault, salvaged: entry.salvage.current)
-        }
-        guard let finished else { return }
-        writer.withLock { $0 }?.submit(finished)
-        state.signal()
     }
 }

@@ -32,7 +32,7 @@ struct JobPoolTests {
         let threads = Mutex<Set<UInt>>([])
         let latches = (0..<3).map { _ in Latch() }
         for index in 0..<3 {
-            pool.submit {
+            try pool.submit {
                 started.withLock { $0.append(index) }
                 threads.withLock { _ = $0.insert(UInt(pthread_self())) }
                 latches[index].wait()
@@ -57,13 +57,13 @@ struct JobPoolTests {
         defer { pool.shutdown() }
         // Start the threads and let them all fall asleep.
         let warmed = Mutex(0)
-        pool.submit(contentsOf: (0..<4).map { _ in { warmed.withLock { $0 += 1 } } })
+        try pool.submit(contentsOf: (0..<4).map { _ in { warmed.withLock { $0 += 1 } } })
         #expect(try await waitUntil(timeout: .seconds(10)) { warmed.withLock { $0 } == 4 })
         try await Task.sleep(for: .milliseconds(100))
 
         let started = Mutex<[Int]>([])
         let latch = Latch()
-        pool.submit(contentsOf: (0..<6).map { index in {
+        try pool.submit(contentsOf: (0..<6).map { index in {
             started.withLock { $0.append(index) }
             latch.wait()
         } })
@@ -74,8 +74,42 @@ struct JobPoolTests {
         #expect(try await waitUntil(timeout: .seconds(10)) { started.withLock { $0.count } == 6 })
     }
 
+    /// Shutdown lets queued work finish, refuses new work with an error the caller sees, and
+    /// its threads are joined: none is left once the join returns.
+    @Test func shutdownFinishesQueuedWorkRefusesNewWorkAndJoinsItsThreads() async throws {
+        let pool = JobPool(threads: 2)
+        #expect(pool.currentState == .idle)
+        let latch = Latch()
+        let ran = Mutex(0)
+        try pool.submit(contentsOf: (0..<4).map { _ in {
+            latch.wait()
+            ran.withLock { $0 += 1 }
+        } })
+        #expect(pool.currentState == .running)
+        #expect(pool.liveThreads == 2)
+        pool.shutdown()
+        #expect(pool.currentState == .draining)
+        #expect(throws: JobPool.Closed.self) { try pool.submit { ran.withLock { $0 += 100 } } }
+        // A job holds its thread: the join gives up at its deadline.
+        #expect(!pool.join(until: .now + .milliseconds(50)))
+        latch.release()
+        #expect(pool.join(until: .now + .seconds(30)))
+        #expect(pool.liveThreads == 0)
+        #expect(pool.currentState == .stopped)
+        #expect(ran.withLock { $0 } == 4, "queued work runs; work refused after shutdown never does")
+    }
+
+    @Test func aPoolShutDownBeforeItsFirstSubmissionStartsNoThread() {
+        let pool = JobPool(threads: 3)
+        pool.shutdown()
+        #expect(pool.currentState == .stopped)
+        #expect(throws: JobPool.Closed.self) { try pool.submit {} }
+        #expect(pool.liveThreads == 0)
+        #expect(pool.join(until: .now))
+    }
+
     /// A job's time limit counts from when a thread picks it up, not from its claim: the worker
-    /// calls `startClock` there (ClaimLoop.start). A token whose limit has long passed since it
+    /// calls `startClock` there (JobExecutor.execute). A token whose limit has long passed since it
     /// was made is not timed out once its clock is started.
     @Test func startingTheClockOnPickUpForgivesTheWait() {
         let cancellation = JobCancellation(timeout: .zero)

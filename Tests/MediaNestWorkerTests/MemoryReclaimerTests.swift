@@ -64,13 +64,13 @@ struct MemoryReclaimerTests {
         let pool = JobPool(threads: 2, reclaimer: MemoryReclaimer(settle: .milliseconds(20)) { reclaims.withLock { $0 += 1 } })
         defer { pool.shutdown() }
         let ran = Mutex(0)
-        pool.submit(contentsOf: (0..<6).map { _ in { ran.withLock { $0 += 1 } } })
+        try pool.submit(contentsOf: (0..<6).map { _ in { ran.withLock { $0 += 1 } } })
         #expect(try await waitUntil(timeout: .seconds(10)) { reclaims.withLock { $0 } == 1 })
         #expect(ran.withLock { $0 } == 6, "memory is given back after the batch, not during it")
 
         let latch = JobPoolTests.Latch()
         let started = Mutex(false)
-        pool.submit {
+        try pool.submit {
             started.withLock { $0 = true }
             latch.wait()
         }

@@ -1,10 +1,11 @@
 import Foundation
 import MediaNestDB
 import MediaNestTestSupport
+@testable import MediaNestWorker
 import Testing
 
 /// A slot frees when its handler returns, not when its result is stored, so the claim loop
-/// bounds the writer's backlog itself (`ClaimLoop.writeBacklogLimit`): a stalled writer must not
+/// bounds the writer's backlog itself (`Scheduler.writeBacklogLimit`): a stalled writer must not
 /// let it claim without end.
 @Suite("the writer's backlog bounds claiming", .serialized, .enabled(if: TestDatabase.isAvailable && executablesAvailable, "needs the test cluster and built executables"),
        .timeLimit(.minutes(2)))
@@ -25,7 +26,7 @@ struct WriteBacklogTests {
             try blocker.execute("BEGIN")
             try blocker.execute("LOCK TABLE notifications IN ACCESS EXCLUSIVE MODE")
             let concurrency = 8
-            let limit = 1024  // ClaimLoop.writeBacklogLimit(concurrency: 8)
+            let limit = Scheduler.writeBacklogLimit(concurrency: concurrency)
             // Writes held up for longer than the retry window are given up and their runs
             // forgotten, which frees backlog: on a slow machine that came before the count below.
             let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),

@@ -8,55 +8,64 @@ import MediaNestQueue
 import ServiceLifecycle
 import Synchronization
 
-/// The claim loop (the scheduler): claims jobs for free slots, hands them to the ``JobPool``,
-/// rescues expired leases, and decides when to stop.
+/// What the claim loop uses, given once when the runtime starts its services.
+struct ClaimLoopDependencies: Sendable {
+    /// The LISTEN session when `listens`, the worker's one connection otherwise.
+    var database: PGConnectionRunner
+    /// Whether to LISTEN and sleep on `database`.
+    var listens: Bool
+    var state: RuntimeState
+    var store: JobStore
+    var types: [JobType]
+    var configuration: WorkerConfiguration
+    var metrics: WorkerMetrics
+    var health: WorkerHealth
+    var systemd: SystemdReporter
+    var storageMonitor: StorageRootMonitor?
+    var pool: JobPool
+    var executor: JobExecutor
+    var writer: ResultWriter
+    /// What the jobs may hold at once, or `nil` for no memory budget.
+    var memoryCapacity: Int64?
+    var logger: Logger
+    /// ``WorkerRuntime/requestShutdown(immediately:)``.
+    var requestShutdown: @Sendable (_ immediately: Bool) -> Void
+
+    /// Called on a pool thread when a run ended: hands its outcome to the writer, once, if the
+    /// run is still the one in flight for its job, and tells the scheduler its slot is free.
+    func finishRun(jobID: String, token: UInt64, outcome: RunOutcome, startedAt: ContinuousClock.Instant) {
+        let finished = state.withLock { state -> FinishedRun? in
+            guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return nil }
+            state.inFlight[jobID]?.handlerDone = true
+            return FinishedRun(work: entry.work, token: token, outcome: outcome, startedAt: startedAt)
+        }
+        guard let finished else { return }
+        // A finished handler freed a slot: the scheduler claims for it while its result is written.
+        state.post(.finished(jobID: jobID, token: token))
+        writer.submit(finished)
+    }
+}
+
+/// The claim loop service: checks the environment, then runs the ``ClaimDriver`` on a thread of
+/// its own, over the worker's LISTEN session, where it also sleeps between claims (see
+/// ``Listener``); with `--no-listen` over the worker's one connection, sleeping on
+/// ``RuntimeState``'s condition.
 ///
-/// Runs on a thread of its own over the worker's LISTEN session, where it also sleeps between
-/// claims (see ``Listener``); with `--no-listen` over the worker's one connection, sleeping on
-/// ``RuntimeState``'s condition. Graceful shutdown (the first SIGTERM/SIGINT, through the
-/// ``ServiceGroup``) stops claiming and lets in-flight jobs finish for the grace period; then
-/// they are stopped and released. Cancellation, or a second signal, stops them at once. It
-/// returns when nothing is in flight, and the group then stops the writer and the heartbeat, in
-/// that order.
-final class ClaimLoop: Service, @unchecked Sendable {
-    private let runtime: WorkerRuntime
-    /// Claims, rescues, the drain check, queue samples and shutdown releases.
-    private let lane: DatabaseLane
-    /// Sleeps on the LISTEN session between claims; `nil` with `--no-listen`.
-    private var listener: Listener?
-    private var nextPoll: ContinuousClock.Instant = .now
-    private var pollIntervalInUse: Duration = .zero
-    private var storageWasAvailable = true
-    private var nextRescue: ContinuousClock.Instant = .now
-    private var nextSample: ContinuousClock.Instant = .now
-    private var drainingForRunAlone = false
-    /// The memory budget: what the runs in flight hold, and the job types held back for want of
-    /// room. Only this loop's thread touches it.
-    private var budget: MemoryBudget
-    private let estimator: JobMemoryEstimator
-    private var stoppedForShutdown = false
-    private var hardDeadline: ContinuousClock.Instant?
+/// Graceful shutdown (the first SIGTERM/SIGINT, through the ``ServiceGroup``) stops claiming
+/// and lets in-flight jobs finish for the grace period; then they are stopped and released.
+/// Cancellation, or a second signal, stops them at once. It returns when nothing is in flight,
+/// and the group then stops the other services, the heartbeat last.
+final class ClaimLoop: Service, Sendable {
+    private let dependencies: ClaimLoopDependencies
+    /// The start-up checks (``WorkerRuntime/checkEnvironment()``); `nil` to skip them.
+    private let checkEnvironment: (@Sendable () async throws -> Bool)?
     /// What ``WorkerRuntime/run(additionalServices:)`` returns.
     private let exit = Mutex<WorkerExit?>(nil)
 
-    private let checkEnvironmentFirst: Bool
-
-    /// - Parameters:
-    ///   - database: The LISTEN session when `listens`, the worker's one connection otherwise.
-    ///   - listens: Whether to LISTEN and sleep on `database` (`database.listen`).
-    init(runtime: WorkerRuntime, database: PGConnectionRunner, listens: Bool, checkEnvironmentFirst: Bool) {
-        self.runtime = runtime
-        self.checkEnvironmentFirst = checkEnvironmentFirst
-        self.lane = DatabaseLane(database, metrics: runtime.metrics)
-        self.listener = listens ? Listener(types: runtime.types) : nil
-        self.budget = MemoryBudget(capacity: runtime.memoryCapacity)
-        self.estimator = JobMemoryEstimator(configuration: runtime.configuration)
+    init(_ dependencies: ClaimLoopDependencies, checkEnvironment: (@Sendable () async throws -> Bool)?) {
+        self.dependencies = dependencies
+        self.checkEnvironment = checkEnvironment
     }
-
-    private var logger: Logger { runtime.logger }
-    private var store: JobStore { runtime.store }
-    private var configuration: WorkerConfiguration { runtime.configuration }
-    private var state: RuntimeState { runtime.state }
 
     /// How the loop ended, once it has.
     var outcome: WorkerExit? { exit.withLock { $0 } }
@@ -65,405 +74,34 @@ final class ClaimLoop: Service, @unchecked Sendable {
     /// left).
     /// - Throws: ``WorkerStartupError`` when the environment cannot work.
     func run() async throws {
-        try await withTaskCancellationHandler {
-            try await withGracefulShutdownHandler {
-                if checkEnvironmentFirst, try await !runtime.checkEnvironment() {
-                    exit.withLock { $0 = .shutdown }
-                    return
+        let requestShutdown = dependencies.requestShutdown
+        if let checkEnvironment {
+            // A signal while the database is awaited ends the wait.
+            let ready = try await withTaskCancellationHandler {
+                try await withGracefulShutdownHandler {
+                    try await checkEnvironment()
+                } onGracefulShutdown: {
+                    requestShutdown(false)
                 }
-                runtime.markStarted()
-                let result = await onOwnThread(named: "medianest-scheduler") { [self] in loop() }
-                exit.withLock { $0 = result }
-            } onGracefulShutdown: { [runtime] in
-                runtime.requestShutdown()
+            } onCancel: {
+                requestShutdown(true)
             }
-        } onCancel: { [runtime] in
-            runtime.requestShutdown(immediately: true)
-        }
-    }
-
-    private func withDatabase<T>(_ what: String, _ body: (PGConnection) throws -> T) -> T? {
-        lane.call(what, logger: logger, body)
-    }
-
-    private struct Snapshot {
-        var wakeCount: UInt64
-        var claimWanted: Bool
-        var shutdownAt: ContinuousClock.Instant?
-        var immediate: Bool
-        var runningHandlers: [JobType: Int]
-        var runAloneActive: Bool
-        var inFlight: Int
-        /// The memory estimates of the runs in flight, by job id: a run holds its reservation
-        /// until its result is written (see ``MemoryBudget``).
-        var reservations: [String: Int64]
-    }
-
-    private func loop() -> WorkerExit {
-        logger.info("worker starting", metadata: [
-            "types": "\(runtime.types.map(\.rawValue).joined(separator: ","))",
-            "concurrency": "\(configuration.concurrency)",
-            "memory_budget": "\(budget.capacity.map { "\($0 >> 20) MiB" } ?? "none")",
-            "lease_s": "\(configuration.lease.seconds)", "heartbeat_s": "\(configuration.heartbeatInterval.seconds)",
-            "listen": "\(configuration.listen)", "database": "\(configuration.database)",
-        ])
-        runtime.systemd.ready()
-        while true {
-            let snapshot = state.withLock { state -> Snapshot in
-                let claimWanted = state.claimWanted
-                state.claimWanted = false
-                return Snapshot(wakeCount: state.wakeCount, claimWanted: claimWanted, shutdownAt: state.shutdownRequestedAt,
-                                immediate: state.immediate, runningHandlers: state.runningHandlers,
-                                runAloneActive: state.inFlight.values.contains { $0.work.runAlone && !$0.handlerDone },
-                                inFlight: state.inFlight.count,
-                                reservations: state.inFlight.mapValues(\.memoryEstimate))
-            }
-            // In-flight gauges from here, not per job: every start and finish wakes the loop.
-            runtime.metrics.updateInFlight(snapshot.runningHandlers)
-            runtime.loopProgressed(inFlight: snapshot.runningHandlers, draining: snapshot.shutdownAt.map { ($0, configuration.gracePeriod) },
-                                   databaseReachable: !lane.isUnavailable)
-
-            let now = ContinuousClock.now
-            if let shutdownAt = snapshot.shutdownAt {
-                if !stoppedForShutdown && (snapshot.immediate || now >= shutdownAt + configuration.gracePeriod) {
-                    stoppedForShutdown = true
-                    // Handlers get a moment to notice the stop and return; one stuck in C code is
-                    // released anyway when the moment is over.
-                    hardDeadline = now + (snapshot.immediate ? .seconds(1) : .seconds(3))
-                    state.withLock { state in
-                        for entry in state.inFlight.values where !entry.handlerDone { entry.cancellation.stop(.shutdown) }
-                    }
-                }
-                if let hardDeadline, now >= hardDeadline {
-                    releaseAbandonedRuns()
-                    return finish(.shutdown)
-                }
-                if snapshot.inFlight == 0 { return finish(.shutdown) }
-            } else {
-                if let fatal = lane.fatal {
-                    state.withLock { $0.fatal = $0.fatal ?? fatal }
-                    logger.critical("stopping: \(fatal)")
-                    runtime.requestShutdown(immediately: true)
-                    continue
-                }
-                if now >= nextRescue {
-                    rescue()
-                    nextRescue = now + configuration.rescueInterval
-                }
-                if now >= nextSample {
-                    sampleQueue()
-                    nextSample = now + WorkerRuntime.queueSampleInterval
-                }
-                let retryDue = state.withLock { state -> Bool in
-                    let due = state.retryWakeups.contains { $0 <= now }
-                    if due { state.retryWakeups.removeAll { $0 <= now } }
-                    return due
-                }
-                // Nothing is claimed while the storage root is gone (checked with a stat each
-                // cycle); what is pending stays pending, uncharged, until it is back.
-                let storageAvailable = runtime.storageMonitor?.isAvailable() ?? true
-                // Wake-ups that came while the root was gone were spent: claim once it is back.
-                let storageCameBack = storageAvailable && !storageWasAvailable
-                storageWasAvailable = storageAvailable
-                let claimNow = storageAvailable && (snapshot.claimWanted || retryDue || storageCameBack || now >= nextPoll)
-                let pollTick = !snapshot.claimWanted
-                let pollInterval = currentPollInterval
-                if now >= nextPoll {
-                    nextPoll = now + jittered(pollInterval)
-                } else if pollInterval < pollIntervalInUse {
-                    // LISTEN just went down: do not sit out the slow poll.
-                    nextPoll = min(nextPoll, now + jittered(pollInterval))
-                }
-                pollIntervalInUse = pollInterval
-                if claimNow {
-                    budget.setReservations(snapshot.reservations)
-                    claim(runningHandlers: snapshot.runningHandlers, inFlight: snapshot.inFlight, runAloneActive: snapshot.runAloneActive, pollTick: pollTick)
-                }
-                if configuration.drain, drainFinished() { return finish(.drained) }
-            }
-            wait(seenWakeCount: snapshot.wakeCount)
-        }
-    }
-
-    private func drainFinished() -> Bool {
-        let busy = state.withLock { !$0.inFlight.isEmpty || $0.claimWanted }
-        guard !busy else { return false }
-        guard let runnable = withDatabase("drain check", { try store.runnableJobExists(types: runtime.types, on: $0) }) else { return false }
-        return !runnable
-    }
-
-    /// The fallback poll: slow while LISTEN delivers wake-ups, fast without it.
-    private var currentPollInterval: Duration {
-        configuration.listen && state.withLock({ $0.listenHealthy }) ? configuration.listenPollInterval : configuration.pollInterval
-    }
-
-    private func wait(seenWakeCount: UInt64) {
-        var deadline = nextPoll
-        let shuttingDown = state.withLock { $0.shutdownRequestedAt != nil }
-        if shuttingDown { deadline = .now + .milliseconds(100) }
-        deadline = min(deadline, nextRescue)
-        if runtime.metrics.sampling { deadline = min(deadline, nextSample) }
-        if let due = state.withLock({ $0.retryWakeups.min() }) { deadline = min(deadline, due) }
-        // While the storage root is gone, look again every second so claiming resumes soon.
-        if let monitor = runtime.storageMonitor, !monitor.isAvailableCached { deadline = min(deadline, .now + .seconds(1)) }
-        if configuration.drain { deadline = min(deadline, .now + .milliseconds(250)) }
-        // The watchdog is pinged from here, never from a timer: wake up in time for it.
-        if let ping = runtime.systemd.nextDue { deadline = min(deadline, max(ping, .now + .milliseconds(10))) }
-        if listener != nil {
-            listener?.wait(on: lane, runtime: runtime, until: deadline, seenWakeCount: seenWakeCount)
-        } else {
-            state.wait(until: deadline, seenWakeCount: seenWakeCount)
-        }
-    }
-
-    private func jittered(_ interval: Duration) -> Duration {
-        interval * Double.random(in: 0.8...1.2)
-    }
-
-    private func finish(_ exit: WorkerExit) -> WorkerExit {
-        state.withLock { $0.finished = true }
-        state.signal()
-        if let fatal = state.withLock({ $0.fatal }) {
-            logger.info("worker stopped", metadata: ["reason": "fatal"])
-            return .fatal(fatal)
-        }
-        _ = withDatabase("unregister") { try store.unregister(on: $0) }
-        logger.info("worker stopped", metadata: ["reason": "\(exit)"])
-        return exit
-    }
-
-    // MARK: Claim
-
-    /// How many finished runs may wait for their results to be written before the loop stops
-    /// claiming: the writer's backlog. Slots free up when a handler returns, not when its result
-    /// is stored, so without a bound a stalled writer (a lock it waits for, a slow disk) would
-    /// let the loop claim without end; every run in the backlog is one the heartbeat must keep
-    /// alive and one that runs again, alone, if the process dies.
-    static func writeBacklogLimit(concurrency: Int) -> Int { max(1024, 16 * concurrency) }
-
-    private func claim(runningHandlers: [JobType: Int], inFlight: Int, runAloneActive: Bool, pollTick: Bool) {
-        guard !runAloneActive else { return }
-        let running = runningHandlers.values.reduce(0, +)
-        // The writer's `forget` wakes the loop (claimWanted) once it has caught up.
-        guard inFlight - running < ClaimLoop.writeBacklogLimit(concurrency: configuration.concurrency) else { return }
-        let types = runtime.types
-        if running == 0 {
-            drainingForRunAlone = false
-            let sentAt = ContinuousClock.now
-            if let alone = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) }) {
-                if let alone {
-                    runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
-                    // It runs with nothing beside it, whatever its estimate.
-                    start([(alone, estimator.estimate(type: alone.job.type, item: alone.mediaItem))], claimSentAt: sentAt)
-                    return
-                }
-            } else {
+            guard ready else {
+                exit.withLock { $0 = .shutdown }
                 return
             }
-        } else {
-            if pollTick, let waiting = withDatabase("check run-alone", { try store.runAloneJobWaiting(types: types, on: $0) }), waiting {
-                if !drainingForRunAlone {
-                    logger.info("a job rescued after a crash waits to run alone; finishing in-flight jobs first")
-                }
-                drainingForRunAlone = true
-            }
-            if drainingForRunAlone { return }
         }
-        var globalFree = configuration.concurrency - running
-        guard globalFree > 0 else { return }
-        var slots: [JobType: Int] = [:]
-        for type in types {
-            let limit = min(configuration.perTypeLimits[type] ?? configuration.concurrency, configuration.concurrency)
-            slots[type] = max(0, min(limit - (runningHandlers[type] ?? 0), globalFree))
+        markStarted()
+        let result = await runOnOwnThread(named: "medianest-scheduler", stop: { requestShutdown(false) }, cancel: { requestShutdown(true) }) {
+            [dependencies] in ClaimDriver(dependencies).loop()
         }
-        // A job handed back for want of memory is claimed again first, alone in its claim, once
-        // its room is free.
-        for type in budget.takeHoldsThatFit() where (slots[type] ?? 0) > 0 && globalFree > 0 {
-            let sentAt = ContinuousClock.now
-            guard let claimed = withDatabase("claim", { try store.claim(slots: [type: 1], limit: 1, on: $0) }) else { return }
-            let started = admitted(claimed)
-            start(started, claimSentAt: sentAt)
-            globalFree -= started.count
-            slots[type, default: 0] -= started.count
-        }
-        guard globalFree > 0 else { return }
-        for type in types {
-            slots[type] = budget.slots(slots[type] ?? 0, of: type, minimum: estimator.minimum(for: type))
-        }
-        let sentAt = ContinuousClock.now
-        guard let claimed = withDatabase("claim", { try store.claim(slots: slots, limit: globalFree, on: $0) }) else { return }
-        if !claimed.isEmpty {
-            logger.debug("claimed jobs", metadata: ["count": "\(claimed.count)"])
-            start(admitted(claimed), claimSentAt: sentAt)
-        }
+        exit.withLock { $0 = result }
     }
 
-    /// Reserves memory for the claimed jobs that fit the budget, in claim order, and hands the
-    /// others straight back (uncharged, see ``JobStore/release(_:on:)``), holding their type back
-    /// until there is room (see ``MemoryBudget``).
-    /// - Returns: The jobs to start, with their estimates.
-    private func admitted(_ claimed: [ClaimedWork]) -> [(work: ClaimedWork, estimate: Int64)] {
-        var admitted: [(work: ClaimedWork, estimate: Int64)] = []
-        var handBack: [ClaimedWork] = []
-        for work in claimed {
-            let estimate = estimator.estimate(type: work.job.type, item: work.mediaItem)
-            if budget.admits(estimate) {
-                budget.reserve(work.job.id, bytes: estimate)
-                admitted.append((work, estimate))
-            } else {
-                budget.hold(work.job.type, bytes: estimate)
-                handBack.append(work)
-            }
-        }
-        guard !handBack.isEmpty else { return admitted }
-        if let released = withDatabase("hand back", { try store.release(handBack.map(\.job), on: $0) }) {
-            logger.debug("handed back jobs that do not fit the memory budget", metadata: [
-                "jobs": "\(released.joined(separator: ","))", "reserved_mib": "\(budget.reserved >> 20)",
-                "budget_mib": "\((budget.capacity ?? 0) >> 20)"])
-            return admitted
-        }
-        // The database went away between the claim and the hand-back: run them rather than let
-        // their leases expire, which would count them as lost.
-        logger.warning("could not hand back jobs that exceed the memory budget; running them anyway", metadata: ["count": "\(handBack.count)"])
-        for work in handBack {
-            let estimate = estimator.estimate(type: work.job.type, item: work.mediaItem)
-            budget.reserve(work.job.id, bytes: estimate)
-            admitted.append((work, estimate))
-        }
-        return admitted
-    }
-
-    /// Registers claimed runs as in flight (one lock for the batch) and hands them to the pool
-    /// (one submission, one wake-up).
-    /// - Parameter claimSentAt: When the claim was sent: each run owns its lease for
-    ///   ``WorkerConfiguration/ownedLease`` from then until a heartbeat extends it.
-    private func start(_ works: [(work: ClaimedWork, estimate: Int64)], claimSentAt: ContinuousClock.Instant) {
-        guard !works.isEmpty else { return }
-        // The root may have gone between the check and the claim: hand the jobs straight back.
-        let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
-        let runs = state.withLock { state in
-            works.map { work, estimate -> InFlightRun in
-                state.nextToken += 1
-                if let previous = state.inFlight[work.job.id] {
-                    // Our own lease on this job expired and it was rescued back to us: the old
-                    // run must not write anything, and the new one takes its place.
-                    previous.cancellation.stop(.leaseLost)
-                    if !previous.handlerDone { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
-                }
-                // The clock starts when a pool thread picks the job up (see JobPool).
-                let cancellation = JobCancellation(timeout: nil)
-                cancellation.extendLease(until: claimSentAt + configuration.ownedLease)
-                let run = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation,
-                                      progress: JobProgress(), salvage: JobSalvage(), memoryEstimate: estimate)
-                state.inFlight[work.job.id] = run
-                state.runningHandlers[work.job.type, default: 0] += 1
-                return run
-            }
-        }
-        var bodies: [@Sendable () -> Void] = []
-        bodies.reserveCapacity(runs.count)
-        for run in runs {
-            let work = run.work
-            runtime.metrics.claimed(work.job.type)
-            if storageGone {
-                runtime.finishRun(jobID: work.job.id, token: run.token,
-                                  result: .failure(JobError(.ioError, "The storage root is unavailable.")), environmentFault: true)
-                continue
-            }
-            guard let item = work.mediaItem else {
-                runtime.finishRun(jobID: work.job.id, token: run.token, result: .failure(JobError(.mediaItemMissing, "The media item \(work.job.mediaItemID) of this job no longer exists.")))
-                continue
-            }
-            guard let handler = runtime.registry.handler(for: work.job.type) else {
-                runtime.finishRun(jobID: work.job.id, token: run.token, result: .failure(JobError(.unknownJobType, "This worker has no handler for job type \(work.job.type).")))
-                continue
-            }
-            let jobLogger = runtime.jobLogger(for: work.job)
-            let cancellation = run.cancellation
-            let context = JobContext(job: work.job, mediaItem: item, storage: configuration.storage ?? StorageLayout(root: "/nonexistent"),
-                                     progress: run.progress, cancellation: cancellation, logger: jobLogger, salvage: run.salvage)
-            let timeout = configuration.timeout(for: work.job.type)
-            let runtime = self.runtime
-            let token = run.token
-            bodies.append {
-                cancellation.startClock(timeout: timeout)
-                runtime.state.withLock { state in
-                    if let run = state.inFlight[work.job.id], run.token == token { run.startedAt = .now }
-                }
-                let result: Result<JobOutcome, JobError>
-                if let reason = cancellation.stopReason {
-                    // Stopped while it waited for a thread (shutdown, lease lost): do not start it.
-                    result = .failure(reason.error)
-                } else {
-                    jobLogger.info("job started")
-                    do {
-                        result = .success(try handler.run(context))
-                    } catch {
-                        result = .failure(JobError.wrapping(error))
-                    }
-                    runtime.metrics.read(context.bytesRead.total, type: work.job.type)
-                }
-                // A read that failed because the whole volume went away is not the job's
-                // fault: judge that now, while the failure is fresh.
-                var environmentFault = false
-                if case .failure(let error) = result, [.ioError, .fileMissing].contains(error.code), let monitor = runtime.storageMonitor {
-                    environmentFault = !monitor.isAvailable()
-                }
-                runtime.finishRun(jobID: work.job.id, token: token, result: result, environmentFault: environmentFault)
-            }
-        }
-        runtime.pool.submit(contentsOf: bodies)
-    }
-
-    /// Puts back every run whose handler did not return in time after a shutdown stop.
-    private func releaseAbandonedRuns() {
-        let abandoned = state.withLock { state in state.inFlight.values.filter { !$0.handlerDone }.map(\.work.job) }
-        guard !abandoned.isEmpty else { return }
-        for _ in 0..<20 {
-            if let released = withDatabase("release on shutdown", { try store.release(abandoned, on: $0) }) {
-                logger.notice("released jobs still running at shutdown", metadata: ["count": "\(released.count)"])
-                return
-            }
-            Thread.sleep(forTimeInterval: 0.25)
-            lane.retryAt = .now
-        }
-        logger.error("could not release in-flight jobs; they return to pending when their lease expires", metadata: ["count": "\(abandoned.count)"])
-    }
-
-    // MARK: Rescue
-
-    private func rescue() {
-        let running = state.withLock { Array($0.inFlight.keys) }
-        guard let report = withDatabase("rescue", { try store.rescueExpired(excluding: running, on: $0) }) else { return }
-        if !report.requeued.isEmpty {
-            runtime.metrics.leaseRescues.increment(by: Int64(report.requeued.count))
-            logger.warning("rescued jobs whose worker stopped heartbeating; they will run alone", metadata: ["jobs": "\(report.requeued.joined(separator: ","))"])
-            state.withLock { $0.claimWanted = true }
-        }
-        if !report.poisoned.isEmpty {
-            runtime.metrics.poisonJobs.increment(by: Int64(report.poisoned.count))
-            logger.error("jobs failed as poison: they crashed the worker while running alone", metadata: ["jobs": "\(report.poisoned.joined(separator: ","))"])
-        }
-    }
-
-    // MARK: Queue figures
-
-    /// One grouped query for the queue gauges, every ``WorkerRuntime/queueSampleInterval``,
-    /// and only while a metrics backend is bootstrapped: a worker nobody scrapes pays nothing.
-    private func sampleQueue() {
-        guard runtime.metrics.sampling else { return }
-        let types = runtime.types.map(\.rawValue)
-        guard let rows = withDatabase("queue sample", { connection -> [(String, Int64, Double)] in
-            try connection.query("""
-                SELECT job_type, count(*)::int8 AS depth,
-                       coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest
-                  FROM processing_jobs
-                 WHERE status = 'pending' AND run_at <= now() AND job_type = ANY($1::text[])
-                 GROUP BY job_type
-                """, [types]).map { row in
-                (try row.decode("job_type", as: String.self), try row.decode("depth", as: Int64.self), try row.decode("oldest", as: Double.self))
-            }
-        }) else { return }
-        runtime.metrics.updateQueue(types: runtime.types, rows: rows)
+    /// The start-up checks passed: the other services may use the database.
+    private func markStarted() {
+        dependencies.state.withLock { $0.started = true }
+        dependencies.health.update { $0.databaseReachable = true }
+        dependencies.state.signal()
     }
 }

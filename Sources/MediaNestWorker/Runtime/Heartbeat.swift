@@ -13,36 +13,42 @@ import ServiceLifecycle
 /// A claimed job waiting for a pool thread is in flight too, so its lease is kept while it
 /// waits. Runs on a thread of its own over the result writer's connection, and stops last, after
 /// the claim loop has drained, so the leases of draining jobs stay alive.
-final class Heartbeat: Service, @unchecked Sendable {
-    private let runtime: WorkerRuntime
-    private let lane: DatabaseLane
+final class Heartbeat: Service, Sendable {
+    private let database: PGConnectionRunner
+    private let metrics: WorkerMetrics
+    private let state: RuntimeState
+    private let store: JobStore
+    private let types: [JobType]
+    private let configuration: WorkerConfiguration
+    private let logger: Logger
     private let stopFlag = StopFlag()
 
-    init(runtime: WorkerRuntime, database: PGConnectionRunner) {
-        self.runtime = runtime
-        self.lane = DatabaseLane(database, metrics: runtime.metrics)
+    /// - Parameters:
+    ///   - database: The writer's connection.
+    ///   - state: The in-flight runs whose leases it extends (and whose cancellation it stops).
+    ///   - store: The queue, as this worker.
+    ///   - types: The types this worker serves (its registry row says so).
+    init(database: PGConnectionRunner, metrics: WorkerMetrics, state: RuntimeState, store: JobStore, types: [JobType],
+         configuration: WorkerConfiguration, logger: Logger) {
+        self.database = database
+        self.metrics = metrics
+        self.state = state
+        self.store = store
+        self.types = types
+        self.configuration = configuration
+        self.logger = logger
     }
 
     func run() async {
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await onOwnThread(named: "medianest-heartbeat") { [self] in loop() }
-            } onGracefulShutdown: { [stopFlag] in
-                stopFlag.stop()
-            }
-        } onCancel: { [stopFlag] in
-            stopFlag.stop()
-        }
+        await runOnOwnThread(named: "medianest-heartbeat", stop: stopFlag.stop) { [self] in loop() }
     }
-
-    private var logger: Logger { runtime.logger }
-    private var configuration: WorkerConfiguration { runtime.configuration }
 
     private func loop() {
         // Nothing touches the database before the start-up checks passed.
-        while !runtime.state.withLock({ $0.started }) {
+        while !state.withLock({ $0.started }) {
             if !stopFlag.sleep(until: .now + .milliseconds(100)) { return }
         }
+        let lane = DatabaseLane(database, metrics: metrics)
         var nextBeat = ContinuousClock.now
         var nextRegistration = ContinuousClock.now
         var failing = false
@@ -51,12 +57,12 @@ final class Heartbeat: Service, @unchecked Sendable {
             do {
                 if ContinuousClock.now >= nextRegistration {
                     _ = try lane.runner.runBlocking { connection in
-                        try runtime.store.registerWorker(types: runtime.types, concurrency: configuration.concurrency, ttl: configuration.registryTTL, on: connection)
+                        try store.registerWorker(types: types, concurrency: configuration.concurrency, ttl: configuration.registryTTL, on: connection)
                     }
                     nextRegistration = .now + configuration.registryInterval * Double.random(in: 0.9...1.1)
                 }
                 if ContinuousClock.now >= nextBeat {
-                    try beat()
+                    try beat(on: lane)
                     nextBeat = .now + configuration.heartbeatInterval
                 }
                 if failing { logger.notice("heartbeat works again") }
@@ -74,25 +80,26 @@ final class Heartbeat: Service, @unchecked Sendable {
     }
 
     /// One heartbeat statement for every in-flight job; nothing at all when none is in flight.
-    private func beat() throws {
-        let state = runtime.state
+    private func beat(on lane: DatabaseLane) throws {
         let (entries, cancellations) = state.withLock { state in
-            let runs = Array(state.inFlight.values)
-            let entries = runs.map { run -> HeartbeatEntry in
+            var entries: [HeartbeatEntry] = []
+            var cancellations: [(String, JobCancellation)] = []
+            for (id, run) in state.inFlight {
                 let current = run.progress.current
                 let changed = current.version != run.sentProgressVersion
-                run.sentProgressVersion = current.version
-                return HeartbeatEntry(jobID: run.work.job.id, leaseID: run.work.job.leaseID,
-                                      progress: changed ? current.snapshot?.json : nil)
+                state.inFlight[id]?.sentProgressVersion = current.version
+                entries.append(HeartbeatEntry(jobID: run.work.job.id, leaseID: run.work.job.leaseID,
+                                              progress: changed ? current.snapshot?.json : nil))
+                cancellations.append((id, run.cancellation))
             }
-            return (entries, runs.map { ($0.work.job.id, $0.cancellation) })
+            return (entries, cancellations)
         }
         guard !entries.isEmpty else { return }
         // The database stamps the new expiry after this instant: the runs' own view of their
         // lease counts from here (see JobCancellation.extendLease(until:)).
         let sentAt = ContinuousClock.now
         let stops = try lane.runner.runBlocking { connection in
-            try runtime.store.heartbeat(entries, on: connection)
+            try store.heartbeat(entries, on: connection)
         }
         for (id, cancellation) in cancellations where stops[id] == nil {
             cancellation.extendLease(until: sentAt + configuration.ownedLease)
@@ -107,7 +114,7 @@ final class Heartbeat: Service, @unchecked Sendable {
                 case .mediaItemDeleted: "the job's media item was deleted; stopping it"
                 default: "lost the lease on a job; stopping it"
                 }
-                runtime.jobLogger(for: run.work.job).notice("\(what)")
+                JobExecutor.logger(logger, for: run.work.job).notice("\(what)")
             }
         }
     }

@@ -18,12 +18,38 @@ import MediaNestQueue
 /// With a ``MemoryReclaimer``, the pool gives the heap's free memory back once every thread
 /// has stayed idle for the reclaimer's settle time after some work (``IdleReclaimPolicy``): the
 /// last thread to fall idle waits that long, and reclaims on its own thread if no work came.
+///
+/// Its life is one ``State``: made, running (threads started by the first submission),
+/// draining (``shutdown()``: queued work still runs, nothing new is taken), stopped (every
+/// thread has returned, see ``join(until:)``). Submitting once it drains throws
+/// ``Closed``: the caller decides what becomes of work no thread will run.
+// @unchecked Sendable: every mutable field is read and written only while `condition` is held
+// (the threads sleep on it, so a Mutex cannot replace it); `size` and `reclaimer` are constants.
 final class JobPool: @unchecked Sendable {
+    /// Where the pool is in its life.
+    enum State: Equatable {
+        /// Made; no thread yet.
+        case idle
+        /// Threads started; work is taken.
+        case running
+        /// ``shutdown()`` was called: queued work still runs, then the threads return.
+        case draining
+        /// Every thread has returned.
+        case stopped
+    }
+
+    /// Work was submitted after ``shutdown()``; it will not run.
+    struct Closed: Error, CustomStringConvertible {
+        var count: Int
+        var description: String { "the job pool is shut down; \(count) submitted run(s) will not run" }
+    }
+
     private let condition = NSCondition()
+    private var state = State.idle
     private var queue: [@Sendable () -> Void] = []
     private var head = 0
-    private var closed = false
-    private var started = false
+    /// Threads started and not yet returned.
+    private var live = 0
     /// Threads asleep in `condition.wait()`.
     private var idle = 0
     /// The number of threads.
@@ -43,12 +69,35 @@ final class JobPool: @unchecked Sendable {
         reclaimPolicy = IdleReclaimPolicy(settle: reclaimer?.settle ?? .zero)
     }
 
+    /// Where the pool is in its life now.
+    var currentState: State {
+        condition.lock()
+        defer { condition.unlock() }
+        return state
+    }
+
+    /// Threads started and not yet returned.
+    var liveThreads: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return live
+    }
+
+    /// Called with `condition` held.
     private func startThreads() {
         for index in 0..<size {
-            let thread = Thread { [self] in work() }
+            let thread = Thread { [self] in
+                work()
+                condition.lock()
+                live -= 1
+                if live == 0 && state == .draining { state = .stopped }
+                condition.broadcast()
+                condition.unlock()
+            }
             thread.name = "medianest-job-\(index)"
             // FFmpeg's decoders and libheif use deep stacks; do not depend on the default.
             thread.stackSize = 8 << 20
+            live += 1
             thread.start()
         }
     }
@@ -59,36 +108,64 @@ final class JobPool: @unchecked Sendable {
     /// next idle one. A batch of short jobs is then run by as many threads as it keeps busy,
     /// not by one futex wake-up per job, and a batch of long ones still starts on every free
     /// thread within microseconds.
-    func submit(contentsOf bodies: [@Sendable () -> Void]) {
+    /// - Throws: ``Closed`` after ``shutdown()``: none of `bodies` will run.
+    func submit(contentsOf bodies: [@Sendable () -> Void]) throws(Closed) {
         guard !bodies.isEmpty else { return }
         condition.lock()
-        if !started && !closed {
-            started = true
+        defer { condition.unlock() }
+        switch state {
+        case .draining, .stopped:
+            throw Closed(count: bodies.count)
+        case .idle:
+            state = .running
             startThreads()
+        case .running:
+            break
         }
         queue.append(contentsOf: bodies)
         if idle > 0 { condition.signal() }
-        condition.unlock()
     }
 
     /// Queues `body` for the next free thread.
-    func submit(_ body: @escaping @Sendable () -> Void) {
-        submit(contentsOf: [body])
+    /// - Throws: ``Closed`` after ``shutdown()``.
+    func submit(_ body: @escaping @Sendable () -> Void) throws(Closed) {
+        try submit(contentsOf: [body])
     }
 
-    /// Lets the threads end once the queue is empty. Work submitted later never runs.
+    /// Stops taking work: what is queued still runs, then the threads return. Does not wait;
+    /// see ``join(until:)``.
     func shutdown() {
         condition.lock()
-        closed = true
+        switch state {
+        case .idle: state = .stopped
+        case .running: state = live == 0 ? .stopped : .draining
+        case .draining, .stopped: break
+        }
         condition.broadcast()
         condition.unlock()
+    }
+
+    /// Waits, after ``shutdown()``, until every thread has returned or `deadline` passes (a
+    /// handler stuck in C code does not return; the process may exit without it).
+    /// - Returns: Whether every thread returned.
+    @discardableResult
+    func join(until deadline: ContinuousClock.Instant) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        precondition(state != .idle && state != .running, "join(until:) waits for a pool that was shut down")
+        while live > 0 {
+            let remaining = deadline - .now
+            if remaining <= .zero { return false }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
+        }
+        return true
     }
 
     private func work() {
         while true {
             condition.lock()
             var reclaimNow = false
-            while head == queue.count && !closed {
+            while head == queue.count && state == .running {
                 idle += 1
                 if idle == size { reclaimPolicy.poolWentIdle(at: .now) }
                 if reclaimer != nil, !reclaimWaiter, let due = reclaimPolicy.reclaimAt {
@@ -97,7 +174,7 @@ final class JobPool: @unchecked Sendable {
                     reclaimWaiter = true
                     _ = condition.wait(until: Date(timeIntervalSinceNow: max(0, (due - .now).seconds)))
                     reclaimWaiter = false
-                    reclaimNow = idle == size && head == queue.count && !closed && reclaimPolicy.isDue(at: .now)
+                    reclaimNow = idle == size && head == queue.count && state == .running && reclaimPolicy.isDue(at: .now)
                     if reclaimNow { reclaimPolicy.reclaimed() }
                 } else {
                     condition.wait()

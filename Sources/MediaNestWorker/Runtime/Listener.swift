@@ -27,9 +27,8 @@ struct Listener {
 
     /// Sleeps on `lane`'s connection until `deadline`, a relevant NOTIFY, or a wake-up signalled
     /// after `seenWakeCount`. While the lane waits out a reconnect backoff it sleeps on the
-    /// runtime's condition instead.
-    mutating func wait(on lane: DatabaseLane, runtime: WorkerRuntime, until deadline: ContinuousClock.Instant, seenWakeCount: UInt64) {
-        let state = runtime.state
+    /// shared state's condition instead.
+    mutating func wait(on lane: DatabaseLane, state: RuntimeState, logger: Logger, until deadline: ContinuousClock.Instant, seenWakeCount: UInt64) {
         guard ContinuousClock.now >= lane.retryAt else {
             state.wait(until: min(deadline, lane.retryAt), seenWakeCount: seenWakeCount)
             return
@@ -42,10 +41,8 @@ struct Listener {
                     try connection.listen(JobStore.channel)
                     // Claim now what was enqueued while nobody listened; from now on the
                     // fallback poll may be slow.
-                    state.withLock {
-                        $0.listenHealthy = true
-                        $0.claimWanted = true
-                    }
+                    state.post(.listen(healthy: true))
+                    state.post(.woken)
                     return (connection.backendPID, false)
                 }
                 guard let wakeDescriptor = state.armSocketWait(seenWakeCount: seenWakeCount) else { return (listening, false) }
@@ -59,17 +56,17 @@ struct Listener {
                 // A short random delay keeps workers woken by the same NOTIFY from all querying
                 // in the same millisecond; SKIP LOCKED keeps them apart anyway.
                 Thread.sleep(forTimeInterval: Double.random(in: 0...0.02))
-                state.withLock { $0.claimWanted = true }
+                state.post(.woken)
             }
         } catch let error as DatabaseError where error.isConnectionProblem {
             listeningBackend = 0
             // Back to the fast poll until LISTEN works again.
-            state.withLock { $0.listenHealthy = false }
-            lane.noteUnavailable("listen", error: error, logger: runtime.logger)
+            state.post(.listen(healthy: false))
+            lane.noteUnavailable("listen", error: error, logger: logger)
         } catch {
             listeningBackend = 0
-            state.withLock { $0.listenHealthy = false }
-            runtime.logger.warning("LISTEN failed; polling until it works", metadata: ["error": "\(error)"])
+            state.post(.listen(healthy: false))
+            logger.warning("LISTEN failed; polling until it works", metadata: ["error": "\(error)"])
             lane.retryAt = .now + .seconds(1)
         }
     }

@@ -28,56 +28,50 @@ import ServiceLifecycle
 ///
 /// It reports each run as one info line with the ``MaintenanceReport`` figures and as metrics
 /// (see ``MaintenanceMetrics``).
-final class MaintenanceService: Service, @unchecked Sendable {
-    private let runtime: WorkerRuntime
+final class MaintenanceService: Service, Sendable {
+    private let state: RuntimeState
     private let database: PGConnectionRunner
     private let interval: Duration
     private let maintenance: Maintenance
+    private let logger: Logger
     private let metrics = MaintenanceMetrics()
     private let stopFlag = StopFlag()
 
     /// Creates the service.
     /// - Parameters:
-    ///   - runtime: The runtime whose start-up checks it waits for, and whose logger it uses.
+    ///   - state: Whose start-up and shutdown it follows.
     ///   - database: The worker's writer connection.
     ///   - interval: Time between runs.
+    ///   - logger: The worker's logger.
     ///   - policy: Retention and partitioning (the defaults of `medianest-worker maintenance`).
-    init(runtime: WorkerRuntime, database: PGConnectionRunner, interval: Duration, policy: MaintenancePolicy = MaintenancePolicy()) {
-        self.runtime = runtime
+    init(state: RuntimeState, database: PGConnectionRunner, interval: Duration, logger: Logger,
+         policy: MaintenancePolicy = MaintenancePolicy()) {
+        self.state = state
         self.database = database
         self.interval = interval
+        self.logger = logger
         // Maintenance's own per-step lines would repeat what the summary line says; keep only
         // its warnings (a partition left for the next run).
-        var quiet = runtime.logger
+        var quiet = logger
         quiet.logLevel = max(quiet.logLevel, .warning)
         self.maintenance = Maintenance(policy: policy, logger: quiet)
     }
 
     func run() async {
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await onOwnThread(named: "medianest-maintenance") { [self] in loop() }
-            } onGracefulShutdown: { [stopFlag] in
-                stopFlag.stop()
-            }
-        } onCancel: { [stopFlag] in
-            stopFlag.stop()
-        }
+        await runOnOwnThread(named: "medianest-maintenance", stop: stopFlag.stop) { [self] in loop() }
     }
-
-    private var logger: Logger { runtime.logger }
 
     /// Whether to stop working: the group's graceful shutdown, or the runtime's own (a signal,
     /// `--drain` finishing), whichever comes first.
     private var stopping: Bool {
-        stopFlag.isStopped || runtime.state.withLock { $0.shutdownRequestedAt != nil || $0.finished }
+        stopFlag.isStopped || state.withLock { $0.shutdownRequestedAt != nil || $0.finished }
     }
 
     /// Returns only once the group stops the service (``stopFlag``); from the runtime's shutdown
     /// request until then, it starts no run.
     private func loop() {
         // Nothing touches the database before the start-up checks passed.
-        while !runtime.state.withLock({ $0.started }) {
+        while !state.withLock({ $0.started }) {
             if !stopFlag.sleep(until: .now + .milliseconds(100)) { return }
         }
         var next = ContinuousClock.now + interval * Double.random(in: 0..<1)

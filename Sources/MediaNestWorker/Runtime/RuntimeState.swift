@@ -5,26 +5,18 @@ import MediaNestDB
 import MediaNestQueue
 
 /// One job this process has claimed and not yet written the result of.
-final class InFlightRun: @unchecked Sendable {
-    // Mutable fields are only touched under RuntimeState's lock.
+struct InFlightRun: Sendable {
     let work: ClaimedWork
     let token: UInt64
     let cancellation: JobCancellation
     let progress: JobProgress
     /// What the handler salvaged for a failure (checksums of a file it could read but not use).
     let salvage: JobSalvage
-    /// What the job is estimated to hold at its peak (``JobMemoryEstimator``): reserved in the
-    /// claim loop's ``MemoryBudget`` while the run is in flight, until its result is written.
-    let memoryEstimate: Int64
-    /// When a pool thread picked the run up (the claim time until then); durations count from it.
-    var startedAt = ContinuousClock.now
     var handlerDone = false
     var sentProgressVersion: UInt64 = 0
 
-    init(work: ClaimedWork, token: UInt64, cancellation: JobCancellation, progress: JobProgress, salvage: JobSalvage,
-         memoryEstimate: Int64 = 0) {
+    init(work: ClaimedWork, token: UInt64, cancellation: JobCancellation, progress: JobProgress, salvage: JobSalvage) {
         self.salvage = salvage
-        self.memoryEstimate = memoryEstimate
         self.work = work
         self.token = token
         self.cancellation = cancellation
@@ -32,44 +24,41 @@ final class InFlightRun: @unchecked Sendable {
     }
 }
 
-/// A handler's result on its way to the ``ResultWriter``.
+/// A run's ``RunOutcome`` on its way to the ``ResultWriter``.
 struct FinishedRun: Sendable {
     var work: ClaimedWork
     var token: UInt64
-    var result: Result<JobOutcome, JobError>
-    var stopReason: StopReason?
+    var outcome: RunOutcome
+    /// When a pool thread picked the run up; durations count from it.
     var startedAt: ContinuousClock.Instant
-    /// The run failed because the storage root was gone: release it, do not charge it.
-    var environmentFault = false
-    /// Item changes a failed run still records (checksums of a file it could read but not parse).
-    var salvaged = MediaItemUpdate()
     var duration: Duration { ContinuousClock.now - startedAt }
     var durationMilliseconds: Int { Int(duration.seconds * 1000) }
 }
 
-/// The in-flight set and the claim loop's wake-ups, shared by the services behind one lock.
+/// The in-flight set and the claim loop's inbox, shared by the services behind one lock.
 ///
-/// Only what more than one service reads lives here: the runs in flight (the claim loop adds
-/// them, the pool finishes them, the heartbeat extends them, the writer removes them) and the
-/// shutdown request. Each service keeps the rest of its state to itself.
+/// Only what more than one thread reads lives here: the runs in flight (the claim loop adds
+/// them, the pool finishes them, the heartbeat extends them, the writer removes them), the
+/// shutdown request, and the ``Scheduler/Event``s on their way to the claim loop, which owns the
+/// ``Scheduler`` and with it every scheduling decision. Each service keeps the rest of its state
+/// to itself.
+// @unchecked Sendable: `fields` and `socketWaitArmed` are read and written only while
+// `condition` is held (the claim loop sleeps on it, so a Mutex cannot replace it); the pipe's
+// descriptors are constants, written to and read from without shared memory.
 final class RuntimeState: @unchecked Sendable {
     struct Fields {
         var inFlight: [String: InFlightRun] = [:]
-        var runningHandlers: [JobType: Int] = [:]
-        var claimWanted = true
-        /// The claim loop's connection LISTENs, so the fallback poll may be slow.
-        var listenHealthy = false
         /// Why the worker must stop for good (see ``WorkerExit/fatal(_:)``).
         var fatal: String?
         var shutdownRequestedAt: ContinuousClock.Instant?
-        var immediate = false
+        /// The shutdown stops in-flight jobs at once (a second signal, cancellation, a fatal fault).
+        var stopImmediately = false
         /// Start-up checks passed: the other services may use the database.
         var started = false
         /// The claim loop returned.
         var finished = false
-        var nextToken: UInt64 = 0
-        /// When retries this worker scheduled come due (no NOTIFY announces that moment).
-        var retryWakeups: [ContinuousClock.Instant] = []
+        /// Events for the claim loop's ``Scheduler``, in the order they happened.
+        var events: [Scheduler.Event] = []
         /// Bumped by every ``RuntimeState/signal()``, so a wake-up that arrives while the
         /// claim loop is busy is not lost.
         var wakeCount: UInt64 = 0
@@ -103,6 +92,21 @@ final class RuntimeState: @unchecked Sendable {
         return try body(&fields)
     }
 
+    /// Hands `event` to the claim loop and wakes it.
+    func post(_ event: Scheduler.Event) {
+        withLock { $0.events.append(event) }
+        signal()
+    }
+
+    /// The events posted since the last call, and the wake count they go with (for
+    /// ``wait(until:seenWakeCount:)``).
+    func takeEvents() -> (events: [Scheduler.Event], wakeCount: UInt64) {
+        withLock { fields in
+            defer { fields.events.removeAll(keepingCapacity: true) }
+            return (fields.events, fields.wakeCount)
+        }
+    }
+
     /// Wakes the claim loop (and whoever waits on the condition), wherever it sleeps.
     func signal() {
         condition.lock()
@@ -120,11 +124,11 @@ final class RuntimeState: @unchecked Sendable {
     /// Prepares a sleep in `poll(2)` beside a socket: from now on ``signal()`` makes the
     /// returned descriptor readable.
     /// - Returns: The descriptor to poll, or `nil` when a signal came after `seenWakeCount` (or
-    ///   a claim is wanted) and the loop must not sleep at all.
+    ///   an event waits) and the loop must not sleep at all.
     func armSocketWait(seenWakeCount: UInt64) -> Int32? {
         condition.lock()
         defer { condition.unlock() }
-        guard wakePipe.read >= 0, fields.wakeCount == seenWakeCount, !fields.claimWanted else { return nil }
+        guard wakePipe.read >= 0, fields.wakeCount == seenWakeCount, fields.events.isEmpty else { return nil }
         socketWaitArmed = true
         return wakePipe.read
     }
@@ -142,7 +146,7 @@ final class RuntimeState: @unchecked Sendable {
     func wait(until deadline: ContinuousClock.Instant, seenWakeCount: UInt64) {
         condition.lock()
         defer { condition.unlock() }
-        while fields.wakeCount == seenWakeCount && !fields.claimWanted {
+        while fields.wakeCount == seenWakeCount && fields.events.isEmpty {
             let remaining = deadline - .now
             if remaining <= .zero { return }
             _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
@@ -159,46 +163,5 @@ final class RuntimeState: @unchecked Sendable {
             _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
         }
         return false
-    }
-}
-
-/// A stop flag with a condition, for a service thread that sleeps between rounds.
-final class StopFlag: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var stopped = false
-
-    func stop() {
-        condition.lock()
-        stopped = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    var isStopped: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return stopped
-    }
-
-    /// Sleeps until `deadline`; returns `false` when stopped (before or while sleeping).
-    func sleep(until deadline: ContinuousClock.Instant) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while !stopped {
-            let remaining = deadline - .now
-            if remaining <= .zero { return true }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: remaining.seconds))
-        }
-        return false
-    }
-}
-
-/// Runs `body` on a new OS thread and waits for it without blocking the cooperative pool: the
-/// services' loops make blocking libpq calls.
-func onOwnThread<T: Sendable>(named name: String, _ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
-        let thread = Thread { continuation.resume(returning: body()) }
-        thread.name = name
-        thread.start()
     }
 }
