@@ -42,16 +42,23 @@ extension JobStore {
             try connection.execute("SELECT pg_advisory_xact_lock($1::bigint)", [key])
         }
         // A statement of its own: its snapshot sees every half committed before the locks above.
-        return try connection.query("""
-            SELECT DISTINCT p.id::text AS id
-              FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) AS v(id, content_id, partner_kind)
-              JOIN media_items m ON m.id = v.id
-              JOIN media_items p ON p.owner_id = m.owner_id AND p.id <> m.id
-             WHERE p.metadata -> 'live_photo' ->> 'content_id' = v.content_id
-               AND p.metadata ->> 'kind' = v.partner_kind
-            """, [links.map(\.itemID), links.map(\.link.contentID), links.map(\.link.role.partnerKind)])
+        return try connection.query(partnerSearchSQL, [links.map(\.itemID), links.map(\.link.contentID), links.map(\.link.role.partnerKind)])
             .map { try $0.decode("id", as: String.self) }
     }
+
+    /// The search for the other halves: `$1` item ids, `$2` their identifiers, `$3` the kind of
+    /// the half wanted. Its `WHERE` repeats the expression and predicate of the partial index
+    /// `idx_media_items_live_photo` (migration 0015), so it reads only the owner's Live Photo
+    /// items with that identifier.
+    static let partnerSearchSQL = """
+        SELECT DISTINCT p.id::text AS id
+          FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) AS v(id, content_id, partner_kind)
+          JOIN media_items m ON m.id = v.id
+          JOIN media_items p ON p.owner_id = m.owner_id AND p.id <> m.id
+         WHERE p.metadata ? 'live_photo'
+           AND p.metadata #>> '{live_photo,content_id}' = v.content_id
+           AND p.metadata ->> 'kind' = v.partner_kind
+        """
 
     /// Links each item of `links` with the earliest other half (by `created_at`, then id), when
     /// one exists. The caller holds the advisory locks and the locks of both items, and has
@@ -63,7 +70,8 @@ extension JobStore {
                     SELECT id, owner_id FROM media_items WHERE id = $1::uuid
                 ), partner AS (
                     SELECT p.id FROM me JOIN media_items p ON p.owner_id = me.owner_id AND p.id <> me.id
-                     WHERE p.metadata -> 'live_photo' ->> 'content_id' = $2
+                     WHERE p.metadata ? 'live_photo'
+                       AND p.metadata #>> '{live_photo,content_id}' = $2
                        AND p.metadata ->> 'kind' = $3
                      ORDER BY p.created_at, p.id
                      LIMIT 1

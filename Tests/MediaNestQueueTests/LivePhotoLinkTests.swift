@@ -1,7 +1,7 @@
 import Foundation
 import MediaNestCore
 import MediaNestDB
-import MediaNestQueue
+@testable import MediaNestQueue
 import MediaNestTestSupport
 import Testing
 
@@ -102,6 +102,25 @@ struct LivePhotoLinkTests {
             #expect(try await call2.value())
 
             try Self.expectLinked(still: still, video: video, on: connection)
+        }
+    }
+
+    /// The search for the other half reads the partial index of migration 0015, not every item
+    /// of the owner (5,000 here, none of them a Live Photo).
+    @Test func theSearchForTheOtherHalfUsesItsIndex() async throws {
+        try await withMigratedDatabase("live-index") { database, connection, owner in
+            try connection.execute("""
+                INSERT INTO media_items (owner_id, filename, original_filename, mime_type, storage_path, metadata)
+                SELECT $1::uuid, 'f' || n, 'f' || n, 'image/jpeg', 'f' || n, jsonb_build_object('kind', 'image')
+                  FROM generate_series(1, 5000) n
+                """, [owner])
+            let still = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "IMG_0001.JPG", on: connection)
+            try connection.execute("UPDATE media_items SET metadata = $2 WHERE id = $1::uuid",
+                                   [still, JSONValue.object(["kind": "image", "live_photo": ["content_id": .string(Self.contentID)]])])
+            try connection.execute("ANALYZE media_items")
+            let plan = try connection.query("EXPLAIN " + JobStore.partnerSearchSQL, [[still], [Self.contentID], ["video"]])
+                .map { try $0.decode("QUERY PLAN", as: String.self) }.joined(separator: "\n")
+            #expect(plan.contains("idx_media_items_live_photo"), "\(plan)")
         }
     }
 
