@@ -12,7 +12,9 @@ import Testing
 struct LivePhotoEndToEndTests {
     static let contentID = "5E1F6C1A-0D3B-4C62-8F35-7A9E0B2C4D61"
 
-    @Test func stillAndVideoOfOneLivePhotoAreLinked() async throws {
+    /// The still as a JPEG, or as the HEIC heif-enc makes from that JPEG (it keeps the Exif).
+    @Test(arguments: ["JPG", "HEIC"])
+    func stillAndVideoOfOneLivePhotoAreLinked(_ stillFormat: String) async throws {
         let fixtures = try MediaFixtures.load()
         let root = try fixtures.makeScratchDirectory("live-photo")
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -25,6 +27,10 @@ struct LivePhotoEndToEndTests {
             "-metadata", "com.apple.quicktime.content.identifier=\(Self.contentID)", "-movflags", "use_metadata_tags", root + "/IMG_0001.MOV",
         ])
         try #require(made.status == 0, "\(made.stderr)")
+        if stillFormat == "HEIC" {
+            let encoded = try ProcessRunner.run("/usr/bin/heif-enc", ["-q", "80", "-o", root + "/IMG_0001.HEIC", root + "/IMG_0001.JPG"])
+            try #require(encoded.status == 0, "\(encoded.stderr)")
+        }
 
         try await withMigratedDatabase("live-photo") { database, connection, owner in
             func register(_ name: String, mime: String) throws -> String {
@@ -33,7 +39,7 @@ struct LivePhotoEndToEndTests {
                     VALUES ($1::uuid, $2, $2, $3, $2) RETURNING id::text AS id
                     """, [owner, name, mime])[0].decode("id", as: String.self)
             }
-            let still = try register("IMG_0001.JPG", mime: "image/jpeg")
+            let still = try register("IMG_0001.\(stillFormat)", mime: stillFormat == "HEIC" ? "image/heic" : "image/jpeg")
             let video = try register("IMG_0001.MOV", mime: "video/quicktime")
             for item in [video, still] {
                 let enqueue = try runCLI(["enqueue", item, "--types", "metadata", "--database-url", database.connectionString])
