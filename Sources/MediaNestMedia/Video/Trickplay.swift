@@ -192,13 +192,15 @@ public enum Trickplay {
         if let last { try emitTiles(upTo: last.time, inclusive: true, using: last.tile) }
     }
 
-    /// Collects tiles into `columns × rows` sheets, writing each sheet to a temporary file as soon
-    /// as it is full (or at the end); the caller commits them all at once.
+    /// Pastes tiles into `columns × rows` sheets, writing each sheet to a temporary file as soon
+    /// as it is full (or at the end, only as tall as the rows it uses); the caller commits them
+    /// all at once. One sheet is in memory at a time, whether or not the tile count is known.
     private struct SheetWriter {
         let directory: DerivedDirectory
         let columns: Int, rows: Int, tileWidth: Int, tileHeight: Int, quality: Int
         private(set) var tilesAdded = 0
-        private var tiles: [RGBAImage] = []
+        private var sheet: RGBAImage?
+        private var tilesOnSheet = 0
         private var pending: [PendingOutput] = []
 
         init(directory: DerivedDirectory, columns: Int, rows: Int, tileWidth: Int, tileHeight: Int, quality: Int) {
@@ -211,25 +213,31 @@ public enum Trickplay {
         }
 
         mutating func add(_ tile: RGBAImage) throws(JobError) {
-            tiles.append(tile)
+            if sheet == nil { sheet = RGBAImage(width: tileWidth * columns, height: tileHeight * rows) }
+            let slot = tilesOnSheet
+            Trickplay.paste(tile, into: &sheet!, x: (slot % columns) * tileWidth, y: (slot / columns) * tileHeight)
+            tilesOnSheet += 1
             tilesAdded += 1
-            if tiles.count == columns * rows { try flush() }
+            if tilesOnSheet == columns * rows { try flush() }
         }
 
         /// Writes the last, partial sheet and returns every sheet written.
         mutating func finish() throws(JobError) -> [PendingOutput] {
-            if !tiles.isEmpty { try flush() }
+            if tilesOnSheet > 0 { try flush() }
             return pending
         }
 
         private mutating func flush() throws(JobError) {
-            let usedRows = (tiles.count + columns - 1) / columns
-            var sheet = RGBAImage(width: tileWidth * columns, height: tileHeight * usedRows)
-            for (slot, tile) in tiles.enumerated() {
-                Trickplay.paste(tile, into: &sheet, x: (slot % columns) * tileWidth, y: (slot / columns) * tileHeight)
+            guard var full = sheet else { return }
+            sheet = nil
+            let usedRows = (tilesOnSheet + columns - 1) / columns
+            tilesOnSheet = 0
+            if usedRows < rows {
+                // The last sheet is only as tall as the rows it uses: keep the top rows.
+                full.pixels.removeSubrange((full.width * tileHeight * usedRows * 4)...)
+                full.height = tileHeight * usedRows
             }
-            tiles.removeAll()
-            let bytes = try ImageEncoder.encode(sheet, as: .jpeg, quality: quality)
+            let bytes = try ImageEncoder.encode(full, as: .jpeg, quality: quality)
             let output = try directory.createOutput(named: Trickplay.sheetName(pending.count))
             pending.append(output)
             try output.write(bytes)
