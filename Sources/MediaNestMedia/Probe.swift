@@ -27,11 +27,12 @@ public struct MediaProbe: Sendable, Hashable {
     public var primaryAudio: StreamInfo? { streams.first { $0.kind == .audio } }
 
     /// Whether the file is a still picture, though FFmpeg reads it: an image demuxer
-    /// (`jpegxl_pipe`, `png_pipe`, ...; ``MediaInput/imageDemuxers``), or a container whose only
-    /// stream is one video stream that says it holds a single frame, or only cover art. Such a
-    /// file is an image: a preview, never trickplay.
+    /// (`jpegxl_pipe`, `png_pipe`, ...; ``MediaInput/imageDemuxers``) other than `gif`, whose
+    /// files may animate, or a container whose only stream is one video stream that says it holds
+    /// a single frame, or only cover art. Such a file is an image: a preview, never trickplay,
+    /// no rendition.
     public var isStillImage: Bool {
-        if MediaInput.imageDemuxers.contains(formatName) { return true }
+        if formatName != "gif", MediaInput.imageDemuxers.contains(formatName) { return true }
         let pictures = streams.filter { $0.kind == .video }
         guard pictures.count == 1, !streams.contains(where: { $0.kind == .audio }) else { return false }
         return pictures[0].isAttachedPicture || pictures[0].frameCount == 1

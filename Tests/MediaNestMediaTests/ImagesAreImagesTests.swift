@@ -57,6 +57,15 @@ struct ImagesAreImagesTests {
         #expect(try decodeStill("clip.mp4", in: root).kind == .video)
     }
 
+    /// An animated GIF is an image for the metadata job (its MIME type says so) but not a still:
+    /// the transcode policy may still make a playable rendition of it.
+    @Test func animatedGIFIsNotAStill() throws {
+        let fixtures = try MediaFixtures.load()
+        let probe = try MediaInput.open(SafeFile.open(relativePath: MediaFixtures.Name.gif, in: fixtures.root), sniffedMimeType: "image/gif").probe()
+        #expect(probe.formatName == "gif")
+        #expect(!probe.isStillImage)
+    }
+
     /// JPEG XL, 8-bit bare codestream and 16-bit in the ISOBMFF container: images for both jobs.
     @Test(arguments: [("rgb24", "j8.jxl"), ("rgba64le", "j16.jxl")])
     func jpegXLIsAnImage(_ pixelFormat: String, _ name: String) throws {
