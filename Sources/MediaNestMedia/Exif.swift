@@ -1,11 +1,27 @@
-/// The EXIF fields the media library uses, parsed from a JPEG, PNG or WebP file's own bytes.
+/// The EXIF fields the media library uses, parsed from a JPEG, PNG or WebP file's own bytes
+/// (and from the Exif item of a HEIF file).
 public struct ExifData: Sendable, Hashable {
     /// EXIF Orientation, 1 to 8 (1 = as stored; 5 to 8 swap width and height for display).
     public var orientation: Int?
-    /// DateTimeOriginal as written (`YYYY:MM:DD HH:MM:SS`).
+    /// DateTimeOriginal (0x9003) as written (`YYYY:MM:DD HH:MM:SS`).
     public var dateTimeOriginal: String?
-    /// OffsetTimeOriginal (`+HH:MM`), when present.
+    /// SubSecTimeOriginal (0x9291): digits of a second's fraction for DateTimeOriginal.
+    public var subSecTimeOriginal: String?
+    /// OffsetTimeOriginal (0x9011, `+HH:MM`), when present.
     public var offsetTimeOriginal: String?
+    /// DateTimeDigitized (0x9004; exiftool's `CreateDate`), as written.
+    public var dateTimeDigitized: String?
+    /// SubSecTimeDigitized (0x9292).
+    public var subSecTimeDigitized: String?
+    /// OffsetTimeDigitized (0x9012).
+    public var offsetTimeDigitized: String?
+    /// OffsetTime (0x9010): the zone of DateTime (0x0132), and the camera's zone when the two
+    /// specific offsets are missing.
+    public var offsetTime: String?
+    /// GPSDateStamp (GPS 0x1D, `YYYY:MM:DD`, UTC).
+    public var gpsDateStamp: String?
+    /// GPSTimeStamp (GPS 0x07: hours, minutes, seconds, UTC).
+    public var gpsTimeStamp: [Double]?
     /// Camera make.
     public var make: String?
     /// Camera model.
@@ -14,33 +30,110 @@ public struct ExifData: Sendable, Hashable {
     public var latitude: Double?
     /// Longitude in signed decimal degrees (west negative).
     public var longitude: Double?
+    /// The Apple MakerNote's ContentIdentifier (tag 0x0011): the identifier an iPhone also
+    /// writes in the Live Photo's video (QuickTime `com.apple.quicktime.content.identifier`).
+    public var appleContentIdentifier: String?
 
     /// Creates an empty record.
     public init() {}
 
-    /// DateTimeOriginal in ISO 8601 (`2024-05-01T12:34:56+02:00`; no zone when the file has none).
-    public var takenAt: String? {
-        guard let raw = dateTimeOriginal else { return nil }
+    /// The capture time in ISO 8601 (``CaptureTime``), or `nil` when the EXIF has none.
+    public var takenAt: String? { (creationTime ?? gpsTime)?.value }
+
+    /// The capture time from the creation tags, in Immich's order: DateTimeOriginal (with
+    /// SubSecTimeOriginal and OffsetTimeOriginal), then DateTimeDigitized (with its own sub-seconds
+    /// and OffsetTimeDigitized). OffsetTime stands in for a missing specific offset. A time without
+    /// any offset is written without a zone (local time of the camera, zone unknown).
+    public var creationTime: CaptureTime? {
+        if let value = Self.isoDateTime(dateTimeOriginal, subSeconds: subSecTimeOriginal, offset: offsetTimeOriginal ?? offsetTime) {
+            return CaptureTime(value: value, source: "DateTimeOriginal")
+        }
+        if let value = Self.isoDateTime(dateTimeDigitized, subSeconds: subSecTimeDigitized, offset: offsetTimeDigitized ?? offsetTime) {
+            return CaptureTime(value: value, source: "DateTimeDigitized")
+        }
+        return nil
+    }
+
+    /// GPSDateStamp + GPSTimeStamp as a UTC time (`2024-05-01T10:34:56Z`): the last resort, when
+    /// nothing else dates the picture.
+    public var gpsTime: CaptureTime? {
+        guard let date = gpsDateStamp, let time = gpsTimeStamp, time.count == 3,
+              let day = Self.isoDate(date), time.allSatisfy({ $0.isFinite && $0 >= 0 }),
+              time[0] < 24, time[1] < 60, time[2] < 61,
+              time[0] == time[0].rounded(), time[1] == time[1].rounded() else { return nil }
+        let whole = Int(time[2])
+        var seconds = whole < 10 ? "0\(whole)" : "\(whole)"
+        let milliseconds = Int(((time[2] - Double(whole)) * 1000).rounded())
+        if milliseconds > 0, milliseconds < 1000 {
+            seconds += "." + String(String(milliseconds + 1000).dropFirst())
+        }
+        func two(_ value: Double) -> String { value < 10 ? "0\(Int(value))" : "\(Int(value))" }
+        return CaptureTime(value: "\(day)T\(two(time[0])):\(two(time[1])):\(seconds)Z", source: "GPSDateStamp+GPSTimeStamp")
+    }
+
+    /// `YYYY:MM:DD HH:MM:SS` with optional sub-second digits and offset, as ISO 8601; `nil` when
+    /// malformed or blank (`0000:00:00 00:00:00`, spaces).
+    static func isoDateTime(_ raw: String?, subSeconds: String?, offset: String?) -> String? {
+        guard let raw else { return nil }
         let chars = Array(raw.utf8)
-        guard chars.count >= 19 else { return nil }
-        let digitPositions = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
-        guard digitPositions.allSatisfy({ chars[$0] >= 0x30 && chars[$0] <= 0x39 }) else { return nil }
-        let text = String(decoding: chars[0..<19], as: UTF8.self)
-        if text.hasPrefix("0000") { return nil }
-        let date = text.prefix(10).replacingColons(with: "-")
-        var iso = "\(date)T\(text.suffix(8))"
-        if let offset = offsetTimeOriginal?.trimmingSpaces(), isValidOffset(offset) { iso += offset }
+        guard chars.count >= 19, chars[10] == UInt8(ascii: " ") || chars[10] == UInt8(ascii: "T"),
+              let date = isoDate(String(decoding: chars[0..<10], as: UTF8.self)) else { return nil }
+        let time = chars[11..<19]
+        guard [0, 1, 3, 4, 6, 7].allSatisfy({ isDigit(time[11 + $0]) }), time[13] == UInt8(ascii: ":"), time[16] == UInt8(ascii: ":") else { return nil }
+        let hours = Int(String(decoding: time.prefix(2), as: UTF8.self)) ?? 99
+        let minutes = Int(String(decoding: time.dropFirst(3).prefix(2), as: UTF8.self)) ?? 99
+        let secs = Int(String(decoding: time.dropFirst(6).prefix(2), as: UTF8.self)) ?? 99
+        guard hours < 24, minutes < 60, secs < 61 else { return nil }
+        var iso = "\(date)T\(String(decoding: time, as: UTF8.self))"
+        if let digits = subSeconds?.trimmingSpaces(), !digits.isEmpty, digits.utf8.allSatisfy(isDigit) {
+            iso += "." + digits.prefix(9)
+        }
+        if let offset = offset?.trimmingSpaces(), isValidOffset(offset) { iso += offset }
         return iso
     }
 
-    private func isValidOffset(_ text: String) -> Bool {
+    /// `YYYY:MM:DD` (or with dashes) as `YYYY-MM-DD`, when it is a plausible date.
+    static func isoDate(_ raw: String) -> String? {
+        let chars = Array(raw.utf8)
+        guard chars.count >= 10, [0, 1, 2, 3, 5, 6, 8, 9].allSatisfy({ isDigit(chars[$0]) }),
+              [4, 7].allSatisfy({ chars[$0] == UInt8(ascii: ":") || chars[$0] == UInt8(ascii: "-") }) else { return nil }
+        let text = String(decoding: chars[0..<10], as: UTF8.self)
+        let year = Int(text.prefix(4)) ?? 0
+        let month = Int(text.dropFirst(5).prefix(2)) ?? 0
+        let day = Int(text.dropFirst(8).prefix(2)) ?? 0
+        guard year > 0, (1...12).contains(month), (1...31).contains(day) else { return nil }
+        return "\(text.prefix(4))-\(text.dropFirst(5).prefix(2))-\(text.dropFirst(8).prefix(2))"
+    }
+
+    private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+
+    /// `Z`, or `±HH:MM` with hours up to 14 and minutes under 60.
+    static func isValidOffset(_ text: String) -> Bool {
         let bytes = Array(text.utf8)
         if text == "Z" { return true }
-        guard bytes.count == 6, bytes[0] == UInt8(ascii: "+") || bytes[0] == UInt8(ascii: "-"), bytes[3] == UInt8(ascii: ":") else { return false }
-        return [1, 2, 4, 5].allSatisfy { bytes[$0] >= 0x30 && bytes[$0] <= 0x39 }
+        guard bytes.count == 6, bytes[0] == UInt8(ascii: "+") || bytes[0] == UInt8(ascii: "-"), bytes[3] == UInt8(ascii: ":"),
+              [1, 2, 4, 5].allSatisfy({ isDigit(bytes[$0]) }) else { return false }
+        let hours = Int(bytes[1] - 0x30) * 10 + Int(bytes[2] - 0x30)
+        let minutes = Int(bytes[4] - 0x30) * 10 + Int(bytes[5] - 0x30)
+        return hours <= 14 && minutes < 60
     }
 
     var isEmpty: Bool { self == ExifData() }
+}
+
+/// A capture time and the tag it was read from.
+public struct CaptureTime: Sendable, Hashable {
+    /// ISO 8601: `2024-05-01T12:34:56.120+02:00`; no zone when the file gives none; `Z` for GPS time.
+    public var value: String
+    /// The tag: `DateTimeOriginal`, `DateTimeDigitized`, `GPSDateStamp+GPSTimeStamp`,
+    /// `com.apple.quicktime.creationdate` or `creation_time`.
+    public var source: String
+
+    /// Creates a capture time.
+    public init(value: String, source: String) {
+        self.value = value
+        self.source = source
+    }
 }
 
 /// Dimensions and EXIF read from an image's header bytes, without FFmpeg.
@@ -209,6 +302,13 @@ private struct TIFFReader {
         guard u16(2) == 42 else { return nil }
     }
 
+    /// A reader over bytes whose offsets are relative to their own start, without a TIFF header
+    /// (a MakerNote's IFD).
+    init(raw data: [UInt8], littleEndian: Bool) {
+        self.data = data
+        self.littleEndian = littleEndian
+    }
+
     func u16(_ o: Int) -> UInt16? {
         guard o >= 0, o + 2 <= data.count else { return nil }
         return littleEndian ? UInt16(data[o]) | UInt16(data[o + 1]) << 8 : UInt16(data[o]) << 8 | UInt16(data[o + 1])
@@ -296,7 +396,13 @@ private struct TIFFReader {
             for e in sub {
                 switch e.tag {
                 case 0x9003: exif.dateTimeOriginal = ascii(e)
+                case 0x9004: exif.dateTimeDigitized = ascii(e)
+                case 0x9010: exif.offsetTime = ascii(e)
                 case 0x9011: exif.offsetTimeOriginal = ascii(e)
+                case 0x9012: exif.offsetTimeDigitized = ascii(e)
+                case 0x9291: exif.subSecTimeOriginal = ascii(e)
+                case 0x9292: exif.subSecTimeDigitized = ascii(e)
+                case 0x927C: exif.appleContentIdentifier = appleContentIdentifier(makerNote: e)
                 default: break
                 }
             }
@@ -309,6 +415,8 @@ private struct TIFFReader {
                 case 2: lat = rationals(e)
                 case 3: lonRef = ascii(e)
                 case 4: lon = rationals(e)
+                case 7: exif.gpsTimeStamp = rationals(e)
+                case 0x1D: exif.gpsDateStamp = ascii(e)
                 default: break
                 }
             }
@@ -321,18 +429,27 @@ private struct TIFFReader {
         return exif
     }
 
+    /// The ContentIdentifier (tag 0x0011) of an Apple MakerNote: `Apple iOS\0`, two version bytes,
+    /// a byte order mark, then an IFD at offset 14 whose value offsets count from the MakerNote's
+    /// first byte (as exiftool's Apple.pm reads it). Other makers' notes give `nil`.
+    private func appleContentIdentifier(makerNote e: Entry) -> String? {
+        guard e.type == 7, e.count > 16 else { return nil }
+        let note = Array(data[e.valueOffset..<(e.valueOffset + e.count)])
+        guard note.starts(with: Array("Apple iOS".utf8) + [0]) else { return nil }
+        let order = note[12..<14]
+        guard order.elementsEqual("MM".utf8) || order.elementsEqual("II".utf8) else { return nil }
+        let reader = TIFFReader(raw: note, littleEndian: order.first == UInt8(ascii: "I"))
+        guard let entries = reader.entries(at: 14), let entry = entries.first(where: { $0.tag == 0x0011 }),
+              let identifier = reader.ascii(entry), identifier.utf8.count <= 128 else { return nil }
+        return identifier
+    }
+
     private func degrees(_ parts: [Double]?, negative: Bool) -> Double? {
         guard let parts, !parts.isEmpty, parts.allSatisfy({ $0.isFinite && $0 >= 0 }) else { return nil }
         var value = parts[0]
         if parts.count > 1 { value += parts[1] / 60 }
         if parts.count > 2 { value += parts[2] / 3600 }
         return negative ? -value : value
-    }
-}
-
-extension Substring {
-    fileprivate func replacingColons(with replacement: Character) -> String {
-        String(map { $0 == ":" ? replacement : $0 })
     }
 }
 

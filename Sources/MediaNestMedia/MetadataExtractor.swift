@@ -123,6 +123,14 @@ public enum MetadataExtractor {
             throw JobError(.unsupportedFormat, "The file \(relativePath) is a playlist (M3U/HLS, PLS or DASH manifest), not media; playlists are never followed.")
         }
         var sniffed = MimeSniffer.normalize(try MimeSniffer.sniff(header))
+        // HEIF/AVIF stills are read with libheif (HEIF/HEIFMetadata.swift): FFmpeg 5.1 cannot read
+        // item-based HEIF and ignores AVIF's irot/imir. The ftyp brands decide (HEIFBrands), not
+        // libmagic's guess, which may be QuickTime or MP4.
+        if usesHEIF(sniffed: sniffed, header: header) {
+            if !HEIFDecoder.mimeTypes.contains(sniffed), let byBrand = HEIFBrands.mimeType(header) { sniffed = byBrand }
+            return try extractHEIF(file: file, header: header, sniffed: sniffed, declared: declaredMimeType, limits: limits,
+                                   computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger)
+        }
         switch MimeSniffer.classify(sniffed) {
         case .notMedia:
             throw JobError(.mimeMismatch, "The file \(relativePath) was declared as \(declaredMimeType) but its content is \(sniffed), which is not image, video or audio.")
@@ -130,13 +138,6 @@ public enum MetadataExtractor {
             throw JobError(.unsupportedFormat, "The file \(relativePath) is a playlist (\(sniffed)), not media; playlists are never followed.")
         case .image, .video, .audio, .unknown:
             break
-        }
-
-        // HEIF/AVIF stills are read with libheif (HEIF/HEIFMetadata.swift): FFmpeg 5.1 cannot read
-        // item-based HEIF and ignores AVIF's irot/imir.
-        if usesHEIF(sniffed: sniffed, header: header) {
-            return try extractHEIF(file: file, header: header, sniffed: sniffed, declared: declaredMimeType, limits: limits,
-                                   computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger)
         }
 
         let image = ImageHeaderParser.parse(header)
@@ -185,7 +186,7 @@ public enum MetadataExtractor {
         let video = probe.primaryVideo
         let audio = probe.primaryAudio
         let kind: MediaKind
-        if video != nil, MimeSniffer.classify(sniffed) == .image || MediaInput.imageDemuxers.contains(probe.formatName) {
+        if video != nil, MimeSniffer.classify(sniffed) == .image || probe.isStillImage {
             kind = .image
         } else if video != nil {
             kind = .video
@@ -241,8 +242,15 @@ public enum MetadataExtractor {
         }
         if probe.streams.contains(where: \.isAttachedPicture) { summary["cover_art"] = .bool(true) }
 
-        if let takenAt = exif?.takenAt ?? firstTag(tags, ["com.apple.quicktime.creationdate", "creation_time"]) {
-            summary["taken_at"] = .string(takenAt)
+        if let takenAt = captureTime(exif: exif, tags: tags) {
+            summary["taken_at"] = .string(takenAt.value)
+            summary["taken_at_source"] = .string(takenAt.source)
+        }
+        // Apple Live Photo: the still's MakerNote ContentIdentifier, the video's QuickTime key.
+        let contentID = kind == .image ? exif?.appleContentIdentifier
+            : kind == .video ? firstTag(tags, ["com.apple.quicktime.content.identifier"]) : nil
+        if let contentID, contentID.utf8.count <= 128 {
+            summary["live_photo"] = ["content_id": .string(contentID)]
         }
         let make = exif?.make ?? firstTag(tags, ["com.apple.quicktime.make", "make"])
         let model = exif?.model ?? firstTag(tags, ["com.apple.quicktime.model", "model"])
@@ -275,7 +283,14 @@ public enum MetadataExtractor {
             object["exif"] = .object(compact([
                 "orientation": exif.orientation.map { .int(Int64($0)) },
                 "date_time_original": exif.dateTimeOriginal.map(JSONValue.string),
+                "sub_sec_time_original": exif.subSecTimeOriginal.map(JSONValue.string),
                 "offset_time_original": exif.offsetTimeOriginal.map(JSONValue.string),
+                "date_time_digitized": exif.dateTimeDigitized.map(JSONValue.string),
+                "sub_sec_time_digitized": exif.subSecTimeDigitized.map(JSONValue.string),
+                "offset_time_digitized": exif.offsetTimeDigitized.map(JSONValue.string),
+                "offset_time": exif.offsetTime.map(JSONValue.string),
+                "gps_date_time": exif.gpsTime.map { JSONValue.string($0.value) },
+                "apple_content_identifier": exif.appleContentIdentifier.map(JSONValue.string),
                 "make": exif.make.map(JSONValue.string),
                 "model": exif.model.map(JSONValue.string),
                 "gps_latitude": exif.latitude.map(JSONValue.double),
@@ -283,6 +298,29 @@ public enum MetadataExtractor {
             ]))
         }
         return .object(object)
+    }
+
+    /// The capture time, in Immich's order: EXIF DateTimeOriginal, then DateTimeDigitized
+    /// (``ExifData/creationTime``), then QuickTime's `com.apple.quicktime.creationdate` (local
+    /// time with its zone) and the container's `creation_time` (UTC), and only when none of them
+    /// is there, the EXIF GPS date and time (UTC). IPTC is not read, so IPTC TimeCreated alone
+    /// never dates a file.
+    static func captureTime(exif: ExifData?, tags: [String: String]) -> CaptureTime? {
+        if let fromExif = exif?.creationTime { return fromExif }
+        for key in ["com.apple.quicktime.creationdate", "creation_time"] {
+            if let raw = firstTag(tags, [key]) { return CaptureTime(value: normalizedQuickTimeDate(raw), source: key) }
+        }
+        return exif?.gpsTime
+    }
+
+    /// A QuickTime date as ISO 8601 with an extended offset: Apple writes
+    /// `2024-05-01T12:34:56+0200`, which becomes `2024-05-01T12:34:56+02:00`. Anything that is
+    /// not of that shape is kept as stored.
+    static func normalizedQuickTimeDate(_ raw: String) -> String {
+        let bytes = Array(raw.utf8)
+        guard bytes.count >= 24, let sign = bytes.dropFirst(19).lastIndex(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") }),
+              bytes.count - sign == 5, bytes[(sign + 1)...].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return raw }
+        return String(decoding: bytes[..<(sign + 3)], as: UTF8.self) + ":" + String(decoding: bytes[(sign + 3)...], as: UTF8.self)
     }
 
     private static func firstTag(_ tags: [String: String], _ keys: [String]) -> String? {

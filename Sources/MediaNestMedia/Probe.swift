@@ -25,6 +25,18 @@ public struct MediaProbe: Sendable, Hashable {
     public var primaryVideo: StreamInfo? { streams.first { $0.kind == .video && !$0.isAttachedPicture } }
     /// The first audio stream.
     public var primaryAudio: StreamInfo? { streams.first { $0.kind == .audio } }
+
+    /// Whether the file is a still picture, though FFmpeg reads it: an image demuxer
+    /// (`jpegxl_pipe`, `png_pipe`, ...; ``MediaInput/imageDemuxers``) other than `gif`, whose
+    /// files may animate, or a container whose only stream is one video stream that says it holds
+    /// a single frame, or only cover art. Such a file is an image: a preview, never trickplay,
+    /// no rendition.
+    public var isStillImage: Bool {
+        if formatName != "gif", MediaInput.imageDemuxers.contains(formatName) { return true }
+        let pictures = streams.filter { $0.kind == .video }
+        guard pictures.count == 1, !streams.contains(where: { $0.kind == .audio }) else { return false }
+        return pictures[0].isAttachedPicture || pictures[0].frameCount == 1
+    }
 }
 
 /// One stream of a ``MediaProbe``.
@@ -83,6 +95,8 @@ public struct StreamInfo: Sendable, Hashable {
     public var isDefault: Bool
     /// Stream duration in seconds, when known.
     public var duration: Double?
+    /// The number of frames the container says the stream holds (`nb_frames`), when it says.
+    public var frameCount: Int?
     /// Stream bit rate, when known.
     public var bitRate: Int64?
     /// Stream-level tags, keys lowercased.
@@ -143,6 +157,7 @@ extension MediaInput {
             tags: dictionary(stream.metadata))
         if stream.duration != CFFmpeg_AV_NOPTS_VALUE, stream.duration > 0 { info.duration = Double(stream.duration) * av_q2d(stream.time_base) }
         if p.bit_rate > 0 { info.bitRate = p.bit_rate }
+        if stream.nb_frames > 0 { info.frameCount = Int(stream.nb_frames) }
 
         if kind == .video {
             if p.format >= 0 {

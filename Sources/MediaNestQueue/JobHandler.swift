@@ -209,10 +209,46 @@ public struct MediaItemUpdate: Sendable, Hashable {
     public var providerMetadata: [ProviderMetadata] = []
     /// Merged into `media_items.processing_info` (top-level keys replace), e.g. `renditions`.
     public var processingInfoMerge: [String: JSONValue] = [:]
+    /// Set by the metadata job when the file is half of a Live Photo: the engine pairs it with
+    /// the other half of the same owner in the same transaction (see ``LivePhotoLink``).
+    public var livePhoto: LivePhotoLink?
 
     public init() {}
 
     public var isEmpty: Bool { self == MediaItemUpdate() }
+}
+
+/// One half of an Apple Live Photo, as the metadata job found it: the still (HEIC or JPEG whose
+/// Apple MakerNote has a ContentIdentifier) or the motion (a MOV whose QuickTime
+/// `com.apple.quicktime.content.identifier` is the same identifier).
+///
+/// When the run completes, the engine looks for the other half (same owner, same identifier,
+/// the other kind) and, when it exists, links both in the same transaction: the still's
+/// `metadata.live_photo.video_id`, the video's `metadata.live_photo.still_id` and
+/// `metadata.live_photo.role = "motion"`. docs/QUEUE.md (lock order) says why two halves
+/// completed at the same moment on two workers still find each other.
+public struct LivePhotoLink: Sendable, Hashable {
+    /// Which half an item is.
+    public enum Role: String, Sendable, Hashable {
+        /// The photo (`metadata.kind = "image"`).
+        case still
+        /// The short video (`metadata.kind = "video"`).
+        case motion
+
+        /// The `metadata.kind` of the other half.
+        var partnerKind: String { self == .still ? "video" : "image" }
+    }
+
+    /// The identifier both halves carry (`metadata.live_photo.content_id`).
+    public var contentID: String
+    /// This item's half.
+    public var role: Role
+
+    /// Creates a link request.
+    public init(contentID: String, role: Role) {
+        self.contentID = contentID
+        self.role = role
+    }
 }
 
 /// What a successful run returns.

@@ -345,7 +345,9 @@ public struct JobStore: Sendable {
     /// - Throws: ``DatabaseError``; the transaction is rolled back.
     public func complete(_ job: ClaimedJob, outcome: JobOutcome, on connection: PGConnection) throws -> Bool {
         try connection.transaction { connection in
-            try lockItemsForRecording([job.mediaItemID], on: connection)
+            let links = outcome.itemUpdate.livePhoto.map { [(job.mediaItemID, $0)] } ?? []
+            let partners = try JobStore.lockLivePhotoKeys(links, lockTimeout: lockTimeout, on: connection)
+            try lockItemsForRecording([job.mediaItemID] + partners, on: connection)
             let owned = try connection.execute("""
                 UPDATE processing_jobs
                    SET status = 'completed', completed_at = now(), output_data = $3, error_message = NULL,
@@ -354,6 +356,7 @@ public struct JobStore: Sendable {
                 """, [job.id, job.leaseID, outcome.output])
             guard owned == 1 else { return false }
             try JobStore.apply(outcome.itemUpdate, to: job.mediaItemID, on: connection)
+            try JobStore.linkLivePhotos(links, on: connection)
             try connection.execute("SELECT settle_media_items(ARRAY[$1::uuid])", [job.mediaItemID])
             return true
         }
@@ -377,7 +380,9 @@ public struct JobStore: Sendable {
         // Job ids in order: a heartbeat on another connection writes the same rows in this order.
         let sorted = runs.sorted { $0.job.id < $1.job.id }
         return try connection.transaction { connection in
-            try lockItemsForRecording(sorted.map(\.job.mediaItemID), on: connection)
+            let links = sorted.compactMap { run in run.outcome.itemUpdate.livePhoto.map { (run.job.mediaItemID, $0) } }
+            let partners = try JobStore.lockLivePhotoKeys(links, lockTimeout: lockTimeout, on: connection)
+            try lockItemsForRecording(sorted.map(\.job.mediaItemID) + partners, on: connection)
             let rows = try connection.query("""
                 UPDATE processing_jobs j
                    SET status = 'completed', completed_at = now(), output_data = v.output, error_message = NULL,
@@ -392,7 +397,9 @@ public struct JobStore: Sendable {
             for run in ownedRuns.sorted(by: { $0.job.mediaItemID < $1.job.mediaItemID }) where !run.outcome.itemUpdate.isEmpty {
                 try JobStore.apply(run.outcome.itemUpdate, to: run.job.mediaItemID, on: connection)
             }
-            try connection.execute("SELECT settle_media_items($1::text[]::uuid[])", [Array(Set(ownedRuns.map(\.job.mediaItemID))).sorted()])
+            let ownedItems = Set(ownedRuns.map(\.job.mediaItemID))
+            try JobStore.linkLivePhotos(links.filter { ownedItems.contains($0.0) }, on: connection)
+            try connection.execute("SELECT settle_media_items($1::text[]::uuid[])", [Array(ownedItems).sorted()])
             return owned
         }
     }

@@ -7,9 +7,10 @@ import MediaNestCore
 /// `irot`/`imir`, reporting sideways sizes. Here the size is the displayed size (transforms
 /// applied), EXIF comes from the Exif item, and the file gets a normal result.
 extension MetadataExtractor {
-    /// Whether the metadata job should read this file with libheif.
+    /// Whether the metadata job should read this file with libheif: its `ftyp` brands say HEIF
+    /// (``HEIFBrands``), whatever libmagic guessed, or libmagic and libheif both say so.
     static func usesHEIF(sniffed: String, header: [UInt8]) -> Bool {
-        HEIFDecoder.mimeTypes.contains(sniffed) && HEIFDecoder.recognizes(header)
+        HEIFBrands.isHEIF(header) || HEIFDecoder.mimeTypes.contains(sniffed) && HEIFDecoder.recognizes(header)
     }
 
     static func extractHEIF(file: SafeFile, header: [UInt8], sniffed: String, declared: String, limits: MediaLimits,

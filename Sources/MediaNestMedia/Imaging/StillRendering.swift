@@ -48,7 +48,7 @@ public enum StillRendering {
     public static func decode(file: SafeFile, declaredMimeType: String?, fileName: String?, maxLongEdge: Int,
                               limits: MediaLimits, decoderThreads: Int, cancellation: JobCancellation?,
                               logger: Logger) throws(JobError) -> RenderedStill {
-        let header = try file.read(at: 0, count: 64)
+        let header = try file.read(at: 0, count: 256)  // a long ftyp's compatible brands too
         let kind = try classify(header: header, declaredMimeType: declaredMimeType, fileName: fileName ?? file.relativePath)
         switch kind {
         case .image:
@@ -82,6 +82,13 @@ public enum StillRendering {
         case .video, .audio:
             let input = try MediaInput.open(file, limits: limits, cancellation: cancellation)
             let format = input.formatLongName ?? input.formatName
+            if input.hasMovingPicture, input.probe().isStillImage {
+                // A still FFmpeg reads (an image demuxer, or a single-frame video stream): its
+                // one picture, and an image, so the preview job makes no trickplay of it.
+                let image = try VideoStills.representativeFrame(file: file, limits: limits, maxLongEdge: maxLongEdge,
+                                                                cancellation: cancellation, logger: logger, threads: decoderThreads)
+                return RenderedStill(image: image, kind: .image, details: ["container": .string(format), "decoder": "ffmpeg"])
+            }
             if input.hasMovingPicture {
                 // A representative frame: seeks near 10 % and scores a few keyframes, so it is
                 // never a black fade-in; upright (display matrix), at its display aspect, tone-mapped.
@@ -119,10 +126,8 @@ public enum StillRendering {
             return .image
         }
         if JPEGXLDecoder.recognizes(header) { return .image }
-        if header.count >= 12, Array(header[4..<8]) == Array("ftyp".utf8) {
-            let brand = String(decoding: header[8..<12], as: UTF8.self)
-            if ["heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1", "avif", "avis"].contains(brand) { return .heif }
-        }
+        // HEIF-family by a major or compatible ftyp brand (HEIFBrands), as in the metadata job.
+        if HEIFBrands.isHEIF(header) { return .heif }
         if isRawByName || isRawByMime { return .raw }
         // Everything else is for the demuxer allowlist to judge: video or audio.
         return .video

@@ -81,6 +81,11 @@ public enum TranscodePolicy {
             decision.reason = "The transcode policy is 'never'."
             return decision
         }
+        // A still FFmpeg reads (JPEG XL, a one-frame video stream) is an image: nothing to play.
+        if probe.isStillImage {
+            decision.reason = "The file is a still image (\(probe.formatName)), not a video to play."
+            return decision
+        }
 
         var reasons: [String] = []
         // Video.

@@ -91,7 +91,7 @@ public enum Trickplay {
     ///   - threads: Decoder threads for this job.
     /// - Returns: The manifest; sheet paths are relative to the derived root.
     /// - Throws: ``JobError`` `invalid_input` (bad layout), `unsupported_format`, `corrupt_media`
-    ///   (no duration, no frame decodes), `pixel_limit`, `duration_limit`, `io_error`,
+    ///   (no frame decodes; a video of unknown duration is read forward instead), `pixel_limit`, `duration_limit`, `io_error`,
     ///   `disk_full`, or a stop's code.
     public static func build(file: SafeFile, limits: MediaLimits, into directory: DerivedDirectory, interval: Duration = .seconds(10),
                              tileWidth: Int = 320, columns: Int = 10, rows: Int = 10, quality: Int = 80, progress: JobProgress?,
@@ -113,43 +113,40 @@ public enum Trickplay {
         return try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> TrickplayManifest in
             let source = try VideoSource(file: file, limits: limits, cancellation: cancellation, threads: threads, outputLongEdge: tileWidth)
             defer { statistics = source.statistics }
-            guard let duration = source.duration, duration > 0 else {
-                throw JobError(.corruptMedia, "The video \(file.relativePath) has no known duration, so trickplay frames cannot be placed.")
-            }
             let display = source.displaySize
             let width = min(tileWidth, display.width)
             let height = max(1, Int((Double(width) * Double(display.height) / Double(display.width)).rounded()))
-            let count = max(1, Int((duration / seconds).rounded(.up)))
-            let perSheet = columns * rows
-            let sheetCount = (count + perSheet - 1) / perSheet
-            logger.debug("building trickplay", metadata: [
-                "tiles": "\(count)", "sheets": "\(sheetCount)", "tile": "\(width)x\(height)", "duration": "\(duration)",
-            ])
-
-            var pending: [PendingOutput] = []
-            var sheet: RGBAImage?
-            var previous: (timestamp: Int64, tile: RGBAImage)?
-            for index in 0..<count {
-                try source.checkStop()
-                let tile = try self.tile(at: Double(index) * seconds, source: source, width: width, height: height, previous: &previous)
-                let slot = index % perSheet
-                if slot == 0 {
-                    let tilesHere = min(perSheet, count - index)
-                    let usedRows = (tilesHere + columns - 1) / columns
-                    sheet = RGBAImage(width: width * columns, height: height * usedRows)
+            var sheets = SheetWriter(directory: directory, columns: columns, rows: rows, tileWidth: width, tileHeight: height, quality: quality)
+            if let duration = source.duration, duration > 0 {
+                let count = max(1, Int((duration / seconds).rounded(.up)))
+                logger.debug("building trickplay", metadata: [
+                    "tiles": "\(count)", "tile": "\(width)x\(height)", "duration": "\(duration)",
+                ])
+                var previous: (timestamp: Int64, tile: RGBAImage)?
+                for index in 0..<count {
+                    try source.checkStop()
+                    let tile = try self.tile(at: Double(index) * seconds, source: source, width: width, height: height, previous: &previous)
+                    try sheets.add(tile)
+                    progress?.report(stage: "trickplay", fraction: Double(index + 1) / Double(count),
+                                     details: ["tiles_done": .int(Int64(index + 1)), "tiles": .int(Int64(count))])
+                    afterTile(index)
                 }
-                paste(tile, into: &sheet!, x: (slot % columns) * width, y: (slot / columns) * height)
-                if slot == perSheet - 1 || index == count - 1 {
-                    let bytes = try ImageEncoder.encode(sheet!, as: .jpeg, quality: quality)
-                    sheet = nil
-                    let output = try directory.createOutput(named: sheetName(index / perSheet))
-                    pending.append(output)
-                    try output.write(bytes)
+            } else {
+                // No duration in the container (a Matroska or MPEG stream written to a pipe, a
+                // raw stream): the tiles cannot be placed by seeking, so the keyframes are read
+                // in order from the start, and each tile time gets the keyframe at or before it.
+                logger.debug("building trickplay by reading forward: the duration is unknown", metadata: ["tile": "\(width)x\(height)"])
+                try forwardTiles(source: source, interval: seconds, limits: limits, width: width, height: height,
+                                 progress: progress) { (tile, index) throws(JobError) in
+                    try sheets.add(tile)
+                    afterTile(index)
                 }
-                progress?.report(stage: "trickplay", fraction: Double(index + 1) / Double(count),
-                                 details: ["tiles_done": .int(Int64(index + 1)), "tiles": .int(Int64(count))])
-                afterTile(index)
             }
+            let pending = try sheets.finish()
+            guard !pending.isEmpty else {
+                throw JobError(.corruptMedia, "No picture could be decoded from the video of \(file.relativePath), so it has no trickplay.")
+            }
+            let count = sheets.tilesAdded
             try source.checkStop()
             for output in pending { try output.commit() }
             // Sheets of an earlier, longer run that this run does not replace.
@@ -159,6 +156,91 @@ public enum Trickplay {
             }
             return TrickplayManifest(interval: seconds, tileWidth: width, tileHeight: height, columns: columns, rows: rows,
                                      count: count, sheets: pending.map(\.relativePath))
+        }
+    }
+
+    /// The tiles of a video of unknown duration, in order: the keyframes are read forward from
+    /// the start (one intra decode each, non-key packets are skipped unread by the decoder), and
+    /// tile `i` is the last keyframe at or before `i × interval` (the first keyframe for times
+    /// before it). The last tile is the one for the last keyframe's time. Reading stops at the end
+    /// of the file; past ``MediaLimits/maxDuration`` the job fails with `duration_limit`.
+    private static func forwardTiles(source: VideoSource, interval: Double, limits: MediaLimits, width: Int, height: Int,
+                                     progress: JobProgress?, emit: (RGBAImage, Int) throws(JobError) -> Void) throws(JobError) {
+        try source.seek(to: 0)
+        var index = 0
+        var last: (time: Double, tile: RGBAImage)?
+        /// Emits `tile` for every tile time before `time` (or at it, when `inclusive`).
+        func emitTiles(upTo time: Double, inclusive: Bool, using tile: RGBAImage) throws(JobError) {
+            while Double(index) * interval < time || inclusive && Double(index) * interval <= time {
+                try emit(tile, index)
+                index += 1
+                progress?.report(stage: "trickplay", details: ["tiles_done": .int(Int64(index))])
+            }
+        }
+        while true {
+            try source.checkStop()
+            guard case .packet(let packetTime, _) = try source.readPacket(budget: Int.max) else { break }
+            let time = packetTime ?? last?.time ?? 0  // a packet without timestamps does not move time
+            if time > limits.maxDuration.seconds {
+                throw JobError(.durationLimit, "The video \(source.relativePath) runs past \(Int(limits.maxDuration.seconds)) s (the duration limit); found while reading it for trickplay.")
+            }
+            guard let frame = try source.decodeKeyframe() else { continue }
+            let tile = try VideoFrameRenderer.render(frame.pointer, width: width, height: height, source: source)
+            try emitTiles(upTo: time, inclusive: false, using: last?.tile ?? tile)
+            last = (max(time, last?.time ?? 0), tile)
+        }
+        if let last { try emitTiles(upTo: last.time, inclusive: true, using: last.tile) }
+    }
+
+    /// Pastes tiles into `columns × rows` sheets, writing each sheet to a temporary file as soon
+    /// as it is full (or at the end, only as tall as the rows it uses); the caller commits them
+    /// all at once. One sheet is in memory at a time, whether or not the tile count is known.
+    private struct SheetWriter {
+        let directory: DerivedDirectory
+        let columns: Int, rows: Int, tileWidth: Int, tileHeight: Int, quality: Int
+        private(set) var tilesAdded = 0
+        private var sheet: RGBAImage?
+        private var tilesOnSheet = 0
+        private var pending: [PendingOutput] = []
+
+        init(directory: DerivedDirectory, columns: Int, rows: Int, tileWidth: Int, tileHeight: Int, quality: Int) {
+            self.directory = directory
+            self.columns = columns
+            self.rows = rows
+            self.tileWidth = tileWidth
+            self.tileHeight = tileHeight
+            self.quality = quality
+        }
+
+        mutating func add(_ tile: RGBAImage) throws(JobError) {
+            if sheet == nil { sheet = RGBAImage(width: tileWidth * columns, height: tileHeight * rows) }
+            let slot = tilesOnSheet
+            Trickplay.paste(tile, into: &sheet!, x: (slot % columns) * tileWidth, y: (slot / columns) * tileHeight)
+            tilesOnSheet += 1
+            tilesAdded += 1
+            if tilesOnSheet == columns * rows { try flush() }
+        }
+
+        /// Writes the last, partial sheet and returns every sheet written.
+        mutating func finish() throws(JobError) -> [PendingOutput] {
+            if tilesOnSheet > 0 { try flush() }
+            return pending
+        }
+
+        private mutating func flush() throws(JobError) {
+            guard var full = sheet else { return }
+            sheet = nil
+            let usedRows = (tilesOnSheet + columns - 1) / columns
+            tilesOnSheet = 0
+            if usedRows < rows {
+                // The last sheet is only as tall as the rows it uses: keep the top rows.
+                full.pixels.removeSubrange((full.width * tileHeight * usedRows * 4)...)
+                full.height = tileHeight * usedRows
+            }
+            let bytes = try ImageEncoder.encode(full, as: .jpeg, quality: quality)
+            let output = try directory.createOutput(named: Trickplay.sheetName(pending.count))
+            pending.append(output)
+            try output.write(bytes)
         }
     }
 
@@ -180,7 +262,7 @@ public enum Trickplay {
     }
 
     /// Copies `tile` into `sheet` with its top-left corner at (`x`, `y`).
-    private static func paste(_ tile: RGBAImage, into sheet: inout RGBAImage, x: Int, y: Int) {
+    fileprivate static func paste(_ tile: RGBAImage, into sheet: inout RGBAImage, x: Int, y: Int) {
         let rowBytes = tile.width * 4
         let sheetWidth = sheet.width
         tile.pixels.withUnsafeBytes { src in

@@ -76,6 +76,10 @@ public struct MetadataHandler: JobHandler {
             update.fileSize = result.fileSize
         }
         update.providerMetadata = [ProviderMetadata(provider: "local", data: result.fullProbe, confidence: 1.0)]
+        // Half of a Live Photo: the engine pairs it with the other half in the same transaction.
+        if let contentID = result.summary["live_photo"]?.objectValue?["content_id"]?.stringValue, result.kind != .audio {
+            update.livePhoto = LivePhotoLink(contentID: contentID, role: result.kind == .video ? .motion : .still)
+        }
         return JobOutcome(output: .object(output), itemUpdate: update)
     }
 }

@@ -1,0 +1,2 @@
+-- medianest:no-transaction
+DROP INDEX CONCURRENTLY IF EXISTS idx_media_items_live_photo;
