@@ -115,18 +115,22 @@ SELECT m.original_filename AS item,
        CASE WHEN m.thumbnail_path IS NULL THEN '-' ELSE 'yes' END AS thumbnail,
        coalesce(round((m.metadata->>'duration')::numeric, 1) || ' s', '') AS duration,
        left(m.checksum_sha256, 12) AS sha256,
-       coalesce(string_agg(j.job_type || ': ' || coalesce(j.output_data #>> '{error,code}', 'failed'), '; '), '') AS error
+       coalesce((SELECT string_agg(f.code || ' (' || f.jobs || ')', '; ' ORDER BY f.code)
+                   FROM (SELECT coalesce(j.output_data #>> '{error,code}', 'failed') AS code,
+                                string_agg(j.job_type, ', ' ORDER BY j.job_type) AS jobs
+                           FROM processing_jobs j WHERE j.media_item_id = m.id AND j.status = 'failed' GROUP BY 1) f), '') AS error
   FROM media_items m
-  LEFT JOIN processing_jobs j ON j.media_item_id = m.id AND j.status = 'failed'
- GROUP BY m.id
  ORDER BY 2, 1;
 SQL
 psql -q -At -P pager=off <<'SQL'
 SELECT 'Waiting for a handler this build does not have: ' || string_agg(job_type || ' ' || n, ', ' ORDER BY job_type)
   FROM (SELECT job_type, count(*) AS n FROM processing_jobs WHERE status = 'pending' GROUP BY 1) p
 HAVING count(*) > 0;
+-- One line per item and reason: a broken file fails all its jobs with the same sentence.
 SELECT m.original_filename || ': ' || coalesce(j.output_data #>> '{error,message}', j.error_message)
-  FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id WHERE j.status = 'failed' ORDER BY 1;
+       || ' (' || string_agg(j.job_type, ', ' ORDER BY j.job_type) || ')'
+  FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id WHERE j.status = 'failed'
+ GROUP BY m.id, m.original_filename, coalesce(j.output_data #>> '{error,message}', j.error_message) ORDER BY 1;
 SQL
 
 log "gallery"

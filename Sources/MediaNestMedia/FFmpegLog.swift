@@ -15,6 +15,8 @@ import Synchronization
 public enum FFmpegLog {
     private static let fallback = Mutex<Logger>(Logger(label: "medianest.ffmpeg"))
     private static let installed = Mutex(false)
+    /// The `av_log` level ``install(fallback:)`` sets: FFmpeg formats no line below it.
+    private static let minimumFFmpegLevel = Mutex<Int32>(AV_LOG_VERBOSE)
     static let current = ThreadLocal<LoggerBox>()
 
     final class LoggerBox {
@@ -29,8 +31,32 @@ public enum FFmpegLog {
         installed.withLock { done in
             guard !done else { return }
             done = true
-            av_log_set_level(AV_LOG_VERBOSE)
+            av_log_set_level(minimumFFmpegLevel.withLock { $0 })
             av_log_set_callback(ffmpegLogCallback)
+        }
+    }
+
+    /// Makes FFmpeg drop lines below `level` before it formats them, and installs the callback.
+    ///
+    /// Without it FFmpeg hands every line up to verbose to the callback, which drops what the
+    /// receiving logger does not want; a process whose loggers all share one level (the tests,
+    /// a quiet command) says so here and FFmpeg does not format them at all.
+    /// - Parameter level: The lowest swift-log level any logger of the process writes.
+    public static func setLevel(_ level: Logger.Level) {
+        let value = ffmpegLevel(for: level)
+        minimumFFmpegLevel.withLock { $0 = value }
+        install()
+        av_log_set_level(value)
+    }
+
+    /// The `av_log` level whose lines map to `level` or above (the inverse of ``level(for:)``).
+    static func ffmpegLevel(for level: Logger.Level) -> Int32 {
+        switch level {
+        case .trace: AV_LOG_VERBOSE
+        case .debug: AV_LOG_INFO
+        case .info, .notice, .warning: AV_LOG_WARNING
+        case .error: AV_LOG_ERROR
+        case .critical: AV_LOG_FATAL
         }
     }
 

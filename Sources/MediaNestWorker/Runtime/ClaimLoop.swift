@@ -448,22 +448,11 @@ final class ClaimLoop: Service, @unchecked Sendable {
 
     // MARK: Queue figures
 
-    /// One grouped query for the queue gauges, every ``WorkerRuntime/queueSampleInterval``,
+    /// The queue gauges from ``QueueStateReader/runnable(types:on:)`` (what `status` shows), every ``WorkerRuntime/queueSampleInterval``,
     /// and only while a metrics backend is bootstrapped: a worker nobody scrapes pays nothing.
     private func sampleQueue() {
         guard runtime.metrics.sampling else { return }
-        let types = runtime.types.map(\.rawValue)
-        guard let rows = withDatabase("queue sample", { connection -> [(String, Int64, Double)] in
-            try connection.query("""
-                SELECT job_type, count(*)::int8 AS depth,
-                       coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest
-                  FROM processing_jobs
-                 WHERE status = 'pending' AND run_at <= now() AND job_type = ANY($1::text[])
-                 GROUP BY job_type
-                """, [types]).map { row in
-                (try row.decode("job_type", as: String.self), try row.decode("depth", as: Int64.self), try row.decode("oldest", as: Double.self))
-            }
-        }) else { return }
-        runtime.metrics.updateQueue(types: runtime.types, rows: rows)
+        guard let sample = withDatabase("queue sample", { try QueueStateReader.runnable(types: runtime.types, on: $0) }) else { return }
+        runtime.metrics.updateQueue(types: runtime.types, rows: sample.runnable.map { ($0.type.rawValue, Int64($0.count), $0.age(at: sample.takenAt)) })
     }
 }
