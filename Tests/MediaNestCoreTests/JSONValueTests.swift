@@ -20,7 +20,7 @@ struct JSONValueTests {
     }
 
     @Test func malformedTextIsRefusedWithAnOffset() {
-        for text in ["{", #"{"a":}"#, "[1,]", "01", "true false", #""\ud800""#] {
+        for text in ["{", #"{"a":}"#, "[1,]", "true false", #"{"a" 1}"#, "nul"] {
             #expect(throws: JSONValue.ParseError.self, "\(text)") { try JSONValue(parsing: text) }
         }
         do {
