@@ -106,10 +106,12 @@ public final class CapturedLog: Sendable {
         matching(text).map(\.level)
     }
 
-    /// Every line as `[level] message metadata`, one a line, for a failure message.
+    /// Every line as `[level] message key=value…` (keys sorted), one a line, for a failure message.
     public var text: String {
-        all.map { "[\($0.level)] \($0.message)" + ($0.metadata.isEmpty ? "" : " \($0.metadata.sorted { $0.key < $1.key })") }
-            .joined(separator: "\n")
+        all.map { line in
+            (["[\(line.level)] \(line.message)"] + line.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+                .joined(separator: " ")
+        }.joined(separator: "\n")
     }
 
     /// A logger whose lines from `level` up come here.

@@ -210,7 +210,7 @@ public enum StatusView {
     }
 
     /// `failures` with those of one item, code and message merged into the first (the newest):
-    /// its type becomes the comma-separated types, in the order they failed.
+    /// its type becomes the comma-separated types, newest failure first.
     static func oneLinePerReason(_ failures: [WatchSnapshot.Failure]) -> [WatchSnapshot.Failure] {
         var merged: [WatchSnapshot.Failure] = []
         for failure in failures {
