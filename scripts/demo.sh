@@ -94,13 +94,22 @@ log "importing the same folder again adds nothing"
 log "medianest-worker run --drain, with status --watch in the foreground"
 "$WORKER" run --drain --log-level warning 2>"$PG_DIR/worker.log" &
 worker_pid=$!
-"$WORKER" status --watch --interval 1 &
-watch_pid=$!
+# The live view redraws in place on a terminal. Into a pipe it would print a whole snapshot every
+# second (each with the broken file's sentence), so a log gets the summary below instead.
+watch_pid=""
+if [[ -t 1 ]]; then
+    "$WORKER" status --watch --interval 1 &
+    watch_pid=$!
+else
+    echo "(not a terminal: no live view; the summary follows once the queue has drained)"
+fi
 worker_status=0
 wait "$worker_pid" || worker_status=$?
-sleep 1   # one more refresh, so the view shows the final state
-kill -INT "$watch_pid" 2>/dev/null || true
-wait "$watch_pid" || true
+if [[ -n "$watch_pid" ]]; then
+    sleep 1   # one more refresh, so the view shows the final state
+    kill -INT "$watch_pid" 2>/dev/null || true
+    wait "$watch_pid" || true
+fi
 if ((worker_status != 0)); then
     cat "$PG_DIR/worker.log" >&2
     echo "the worker exited with status $worker_status" >&2
