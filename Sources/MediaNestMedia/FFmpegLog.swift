@@ -9,9 +9,11 @@ import Synchronization
 /// `job_id` and `media_id` metadata; anything else (FFmpeg's own worker threads, library
 /// initialisation) goes to the fallback logger.
 ///
-/// Levels: FFmpeg panic/fatal → critical, error → error, warning → warning, info → debug
-/// (FFmpeg's informational lines are version banners and stream dumps), verbose → trace;
-/// FFmpeg debug and trace lines are dropped before they are formatted.
+/// Levels: FFmpeg panic → critical; fatal and error → error (FFmpeg's "fatal" is fatal to one
+/// stream, such as "No JPEG data found in image" for a corrupt upload: that job's error, not the
+/// daemon's); warning → warning, info → debug (FFmpeg's informational lines are version banners
+/// and stream dumps), verbose → trace; FFmpeg debug and trace lines are dropped before they are
+/// formatted.
 public enum FFmpegLog {
     private static let fallback = Mutex<Logger>(Logger(label: "medianest.ffmpeg"))
     private static let installed = Mutex(false)
@@ -56,7 +58,7 @@ public enum FFmpegLog {
         case .debug: AV_LOG_INFO
         case .info, .notice, .warning: AV_LOG_WARNING
         case .error: AV_LOG_ERROR
-        case .critical: AV_LOG_FATAL
+        case .critical: AV_LOG_PANIC
         }
     }
 
@@ -125,7 +127,7 @@ public enum FFmpegLog {
 
     static func level(for ffmpegLevel: Int32) -> Logger.Level? {
         switch ffmpegLevel {
-        case ...AV_LOG_FATAL: .critical
+        case ...AV_LOG_PANIC: .critical
         case ...AV_LOG_ERROR: .error
         case ...AV_LOG_WARNING: .warning
         case ...AV_LOG_INFO: .debug

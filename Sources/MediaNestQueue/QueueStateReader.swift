@@ -179,21 +179,25 @@ public enum QueueStateReader {
     /// - Returns: The figures, by type name, and the `now()` they were read at.
     /// - Throws: ``DatabaseError``.
     public static func runnable(types: [JobType]? = nil, on connection: PGConnection) throws(DatabaseError) -> (takenAt: Date, runnable: [QueueSnapshot.Runnable]) {
+        // One statement whatever the queue holds (the sampler's cadence is one transaction a
+        // sample): the clock row is there even when no job is runnable.
         let rows = try connection.query("""
-            SELECT now() AS taken_at, job_type, count(*)::int8 AS n, min(run_at) AS oldest
-              FROM processing_jobs
-             WHERE status = 'pending' AND run_at <= now() AND ($1::text[] IS NULL OR job_type = ANY ($1::text[]))
-             GROUP BY job_type ORDER BY job_type
+            SELECT clock.taken_at, r.job_type, r.n, r.oldest
+              FROM (SELECT now() AS taken_at) clock
+              LEFT JOIN (SELECT job_type, count(*)::int8 AS n, min(run_at) AS oldest
+                           FROM processing_jobs
+                          WHERE status = 'pending' AND run_at <= now() AND ($1::text[] IS NULL OR job_type = ANY ($1::text[]))
+                          GROUP BY job_type) r ON true
+             ORDER BY r.job_type
             """, [types?.map(\.rawValue)])
-        var takenAt: Date?
+        let takenAt = try rows[0].decode("taken_at", as: Date.self)
         var runnable: [QueueSnapshot.Runnable] = []
         for row in rows {
-            takenAt = try row.decode("taken_at", as: Date.self)
-            runnable.append(QueueSnapshot.Runnable(type: JobType(try row.decode("job_type", as: String.self)), count: Int(try row.decode("n", as: Int64.self)),
-                                     oldestRunAt: try row.decode("oldest")))
+            guard let type = try row.decode("job_type", as: String?.self) else { continue }
+            runnable.append(QueueSnapshot.Runnable(type: JobType(type), count: Int(try row.decode("n", as: Int64.self)),
+                                                   oldestRunAt: try row.decode("oldest")))
         }
-        if takenAt == nil { takenAt = try connection.query("SELECT now() AS now")[0].decode("now", as: Date.self) }
-        return (takenAt ?? Date(), runnable)
+        return (takenAt, runnable)
     }
 
     /// Reads the whole snapshot in one read-only REPEATABLE READ transaction, so that every

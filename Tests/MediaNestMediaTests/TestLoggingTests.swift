@@ -25,7 +25,9 @@ struct TestLoggingTests {
     }
 
     @Test func ffmpegLevelsMapOntoSwiftLogLevels() {
-        #expect(FFmpegLog.ffmpegLevel(for: .critical) == AV_LOG_FATAL)
+        #expect(FFmpegLog.ffmpegLevel(for: .critical) == AV_LOG_PANIC)
+        // FFmpeg's "fatal" is fatal to one stream (a corrupt upload), so it is the job's error.
+        #expect(FFmpegLog.level(for: AV_LOG_FATAL) == .error)
         #expect(FFmpegLog.ffmpegLevel(for: .error) == AV_LOG_ERROR)
         #expect(FFmpegLog.ffmpegLevel(for: .warning) == AV_LOG_WARNING)
         #expect(FFmpegLog.ffmpegLevel(for: .debug) == AV_LOG_INFO)
