@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import MediaNestCore
 import MediaNestMedia
 import Synchronization
 
@@ -8,7 +9,7 @@ import Synchronization
 /// A passing test prints nothing but its name. Every logger of the test process (the tests' own,
 /// and those the libraries make with a default `Logger(label:)`) writes to stderr at
 /// ``level``, which `MEDIANEST_TEST_LOG` sets (`trace` … `critical`; default `critical`, so
-/// nothing below a crash is printed). FFmpeg's own log goes through the same loggers and follows
+/// only critical lines are printed), escaped as the daemon escapes its own (``SanitizingLogHandler``). FFmpeg's own log goes through the same loggers and follows
 /// the level too (see ``bootstrap()``).
 ///
 /// To see what a failing test logged, run it again with the level lowered:
@@ -42,7 +43,7 @@ public enum TestLogging {
     private static let bootstrapped: Void = {
         let level = TestLogging.level
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = SanitizingLogHandler(StreamLogHandler.standardError(label: label))
             handler.logLevel = level
             return handler
         }
