@@ -14,6 +14,8 @@
 //   MediaNestMetrics     Prometheus /metrics, /healthz, /readyz (swift-prometheus, NIO HTTP/1)
 //   MediaNestFuzzing     the fuzz targets as plain functions; replayed by `make test`, fuzzed by `make fuzz`
 //   medianest-worker     thin ArgumentParser executable
+//   medianest-testworker the same runtime with synthetic handlers, for the tests; never installed
+//   MediaNestTestSupport the tests' throwaway databases, fixtures, quiet logging (TestLogging)
 import PackageDescription
 
 let upcoming: [SwiftSetting] = [
@@ -198,7 +200,7 @@ let package = Package(
         // Shared by the test targets only: throwaway databases, the fixture corpus, process helpers.
         .target(
             name: "MediaNestTestSupport",
-            dependencies: ["MediaNestDB", "MediaNestMigrations", "MediaNestCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MediaNestDB", "MediaNestMigrations", "MediaNestCore", "MediaNestMedia", .product(name: "Logging", package: "swift-log")],
             swiftSettings: upcoming
         ),
         .testTarget(
@@ -231,7 +233,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MediaNestMetricsTests",
-            dependencies: ["MediaNestMetrics", .product(name: "Metrics", package: "swift-metrics"),
+            dependencies: ["MediaNestMetrics", "MediaNestTestSupport", .product(name: "Metrics", package: "swift-metrics"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: upcoming
         ),
@@ -246,6 +248,12 @@ let package = Package(
         .testTarget(
             name: "MediaNestSystemdTests",
             dependencies: ["MediaNestSystemd", "MediaNestDB", "MediaNestTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: upcoming
+        ),
+        // The error model, the stop token, progress and JSON: plain values, no database, no media.
+        .testTarget(
+            name: "MediaNestCoreTests",
+            dependencies: ["MediaNestCore"],
             swiftSettings: upcoming
         ),
     ],

@@ -94,13 +94,22 @@ log "importing the same folder again adds nothing"
 log "medianest-worker run --drain, with status --watch in the foreground"
 "$WORKER" run --drain --log-level warning 2>"$PG_DIR/worker.log" &
 worker_pid=$!
-"$WORKER" status --watch --interval 1 &
-watch_pid=$!
+# The live view redraws in place on a terminal. Into a pipe it would print a whole snapshot every
+# second (each with the broken file's sentence), so a log gets the summary below instead.
+watch_pid=""
+if [[ -t 1 ]]; then
+    "$WORKER" status --watch --interval 1 &
+    watch_pid=$!
+else
+    echo "(not a terminal: no live view; the summary follows once the queue has drained)"
+fi
 worker_status=0
 wait "$worker_pid" || worker_status=$?
-sleep 1   # one more refresh, so the view shows the final state
-kill -INT "$watch_pid" 2>/dev/null || true
-wait "$watch_pid" || true
+if [[ -n "$watch_pid" ]]; then
+    sleep 1   # one more refresh, so the view shows the final state
+    kill -INT "$watch_pid" 2>/dev/null || true
+    wait "$watch_pid" || true
+fi
 if ((worker_status != 0)); then
     cat "$PG_DIR/worker.log" >&2
     echo "the worker exited with status $worker_status" >&2
@@ -115,18 +124,22 @@ SELECT m.original_filename AS item,
        CASE WHEN m.thumbnail_path IS NULL THEN '-' ELSE 'yes' END AS thumbnail,
        coalesce(round((m.metadata->>'duration')::numeric, 1) || ' s', '') AS duration,
        left(m.checksum_sha256, 12) AS sha256,
-       coalesce(string_agg(j.job_type || ': ' || coalesce(j.output_data #>> '{error,code}', 'failed'), '; '), '') AS error
+       coalesce((SELECT string_agg(f.code || ' (' || f.jobs || ')', '; ' ORDER BY f.code)
+                   FROM (SELECT coalesce(j.output_data #>> '{error,code}', 'failed') AS code,
+                                string_agg(j.job_type, ', ' ORDER BY j.job_type) AS jobs
+                           FROM processing_jobs j WHERE j.media_item_id = m.id AND j.status = 'failed' GROUP BY 1) f), '') AS error
   FROM media_items m
-  LEFT JOIN processing_jobs j ON j.media_item_id = m.id AND j.status = 'failed'
- GROUP BY m.id
  ORDER BY 2, 1;
 SQL
 psql -q -At -P pager=off <<'SQL'
 SELECT 'Waiting for a handler this build does not have: ' || string_agg(job_type || ' ' || n, ', ' ORDER BY job_type)
   FROM (SELECT job_type, count(*) AS n FROM processing_jobs WHERE status = 'pending' GROUP BY 1) p
 HAVING count(*) > 0;
+-- One line per item and reason: a broken file fails all its jobs with the same sentence.
 SELECT m.original_filename || ': ' || coalesce(j.output_data #>> '{error,message}', j.error_message)
-  FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id WHERE j.status = 'failed' ORDER BY 1;
+       || ' (' || string_agg(j.job_type, ', ' ORDER BY j.job_type) || ')'
+  FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id WHERE j.status = 'failed'
+ GROUP BY m.id, m.original_filename, coalesce(j.output_data #>> '{error,message}', j.error_message) ORDER BY 1;
 SQL
 
 log "gallery"

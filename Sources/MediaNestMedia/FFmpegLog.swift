@@ -9,12 +9,16 @@ import Synchronization
 /// `job_id` and `media_id` metadata; anything else (FFmpeg's own worker threads, library
 /// initialisation) goes to the fallback logger.
 ///
-/// Levels: FFmpeg panic/fatal → critical, error → error, warning → warning, info → debug
-/// (FFmpeg's informational lines are version banners and stream dumps), verbose → trace;
-/// FFmpeg debug and trace lines are dropped before they are formatted.
+/// Levels: FFmpeg panic → critical; fatal and error → error (FFmpeg's "fatal" is fatal to one
+/// stream, such as "No JPEG data found in image" for a corrupt upload: that job's error, not the
+/// daemon's); warning → warning, info → debug (FFmpeg's informational lines are version banners
+/// and stream dumps), verbose → trace; FFmpeg debug and trace lines are dropped before they are
+/// formatted.
 public enum FFmpegLog {
     private static let fallback = Mutex<Logger>(Logger(label: "medianest.ffmpeg"))
     private static let installed = Mutex(false)
+    /// The `av_log` level ``install(fallback:)`` sets: FFmpeg formats no line below it.
+    private static let minimumFFmpegLevel = Mutex<Int32>(AV_LOG_VERBOSE)
     static let current = ThreadLocal<LoggerBox>()
 
     final class LoggerBox {
@@ -29,8 +33,32 @@ public enum FFmpegLog {
         installed.withLock { done in
             guard !done else { return }
             done = true
-            av_log_set_level(AV_LOG_VERBOSE)
+            av_log_set_level(minimumFFmpegLevel.withLock { $0 })
             av_log_set_callback(ffmpegLogCallback)
+        }
+    }
+
+    /// Makes FFmpeg drop lines below `level` before it formats them, and installs the callback.
+    ///
+    /// Without it FFmpeg hands every line up to verbose to the callback, which drops what the
+    /// receiving logger does not want; a process whose loggers all share one level (the tests,
+    /// a quiet command) says so here and FFmpeg does not format them at all.
+    /// - Parameter level: The lowest swift-log level any logger of the process writes.
+    public static func setLevel(_ level: Logger.Level) {
+        let value = ffmpegLevel(for: level)
+        minimumFFmpegLevel.withLock { $0 = value }
+        install()
+        av_log_set_level(value)
+    }
+
+    /// The `av_log` level whose lines map to `level` or above (the inverse of ``level(for:)``).
+    static func ffmpegLevel(for level: Logger.Level) -> Int32 {
+        switch level {
+        case .trace: AV_LOG_VERBOSE
+        case .debug: AV_LOG_INFO
+        case .info, .notice, .warning: AV_LOG_WARNING
+        case .error: AV_LOG_ERROR
+        case .critical: AV_LOG_PANIC
         }
     }
 
@@ -99,7 +127,7 @@ public enum FFmpegLog {
 
     static func level(for ffmpegLevel: Int32) -> Logger.Level? {
         switch ffmpegLevel {
-        case ...AV_LOG_FATAL: .critical
+        case ...AV_LOG_PANIC: .critical
         case ...AV_LOG_ERROR: .error
         case ...AV_LOG_WARNING: .warning
         case ...AV_LOG_INFO: .debug

@@ -152,7 +152,7 @@ public struct JobContext: Sendable {
 /// the failure, fenced like a completion, so a run that lost its job writes nothing. A successful
 /// run's ``JobOutcome/itemUpdate`` is what counts; the salvage is ignored then.
 ///
-/// Safe to use from any thread: the handler runs on the engine's Dispatch pool.
+/// Safe to use from any thread: the handler runs on one of the worker's job threads.
 public final class JobSalvage: Sendable {
     private let update = Mutex(MediaItemUpdate())
 
@@ -265,8 +265,9 @@ public struct JobOutcome: Sendable, Hashable {
 
 /// Does the work of one job type.
 ///
-/// The engine calls ``run(_:)`` on a thread of its Dispatch pool, never on Swift's cooperative
-/// pool, so a handler may block in C code (FFmpeg, libmagic, file reads). It must:
+/// The worker calls ``run(_:)`` on one of its own job threads (exactly one per slot of
+/// `--concurrency`), never on Swift's cooperative pool nor a Dispatch queue, so a handler may
+/// block in C code (FFmpeg, libmagic, file reads). It must:
 /// - poll ``JobContext/cancellation`` often enough to stop within a heartbeat interval;
 /// - throw ``JobError`` for every failure, with a stable code and a message a person understands;
 /// - write outputs to a temporary file, fsync and rename them into place, so that a killed run

@@ -1,5 +1,5 @@
 import Foundation
-public import MediaNestCore
+import MediaNestCore
 public import MediaNestDB
 
 /// An operator request that cannot be carried out, with a message for the person who made it.
@@ -16,43 +16,7 @@ public struct EnqueuedJob: Sendable, Hashable {
     public var status: String
 }
 
-/// What `status` shows.
-public struct QueueStatus: Sendable {
-    /// Job counts per type and status.
-    public struct Count: Sendable, Hashable {
-        public var type: JobType
-        public var status: String
-        public var count: Int
-    }
-    /// A running job.
-    public struct Running: Sendable, Hashable {
-        public var id: String
-        public var type: JobType
-        public var mediaItemID: String
-        public var workerID: String
-        public var attempt: Int
-        public var startedAt: Date?
-        public var leaseExpiresAt: Date?
-        public var progress: JSONValue
-    }
-    /// A registered worker whose heartbeat is current.
-    public struct Worker: Sendable, Hashable {
-        public var id: String
-        public var types: [String]
-        public var concurrency: Int
-        public var startedAt: Date
-        public var lastSeenAt: Date
-    }
-    public var counts: [Count]
-    /// Age of the oldest runnable pending job, in seconds, or `nil` when none waits.
-    public var oldestPendingAge: Double?
-    public var running: [Running]
-    /// Types with pending jobs that no live worker serves.
-    public var typesWaitingForWorker: [JobType]
-    public var workers: [Worker]
-}
-
-/// The operator's queue commands: enqueue, status, retry, cancel.
+/// The operator's queue commands: enqueue, retry, cancel (`status` reads ``QueueStateReader``).
 ///
 /// Each method blocks on the connection; the CLI calls them from a synchronous command.
 public enum QueueAdmin {
@@ -97,43 +61,6 @@ public enum QueueAdmin {
             jobs.append(EnqueuedJob(id: try row.decode("id"), type: JobType(try row.decode("job_type", as: String.self)), status: try row.decode("status")))
         }
         return jobs
-    }
-
-    /// Gathers what `status` prints.
-    /// - Throws: ``DatabaseError``.
-    public static func status(on connection: PGConnection) throws(DatabaseError) -> QueueStatus {
-        let counts = try connection.query("""
-            SELECT job_type, status::text AS status, count(*) AS n FROM processing_jobs GROUP BY 1, 2 ORDER BY 1, 2
-            """).map { row throws(DatabaseError) in
-            QueueStatus.Count(type: JobType(try row.decode("job_type", as: String.self)), status: try row.decode("status"), count: try row.decode("n"))
-        }
-        let oldest = try connection.query("""
-            SELECT extract(epoch FROM now() - min(run_at))::float8 AS age FROM processing_jobs
-             WHERE status = 'pending' AND run_at <= now()
-            """)[0].decode("age", as: Double?.self)
-        let running = try connection.query("""
-            SELECT id::text AS id, job_type, media_item_id::text AS media_item_id, worker_id, attempts, started_at,
-                   lease_expires_at, progress_info
-              FROM processing_jobs WHERE status = 'running' ORDER BY started_at LIMIT 100
-            """).map { row throws(DatabaseError) in
-            QueueStatus.Running(id: try row.decode("id"), type: JobType(try row.decode("job_type", as: String.self)),
-                                mediaItemID: try row.decode("media_item_id"), workerID: try row.decode("worker_id", as: String?.self) ?? "?",
-                                attempt: try row.decode("attempts"), startedAt: try row.decode("started_at"),
-                                leaseExpiresAt: try row.decode("lease_expires_at"), progress: try row.decode("progress_info", as: JSONValue?.self) ?? [:])
-        }
-        let workers = try connection.query("""
-            SELECT id, types, concurrency, started_at, last_seen_at FROM processing_workers WHERE expires_at > now() ORDER BY id
-            """).map { row throws(DatabaseError) in
-            QueueStatus.Worker(id: try row.decode("id"), types: try row.decode("types"), concurrency: try row.decode("concurrency"),
-                               startedAt: try row.decode("started_at"), lastSeenAt: try row.decode("last_seen_at"))
-        }
-        let waiting = try connection.query("""
-            SELECT DISTINCT j.job_type FROM processing_jobs j
-             WHERE j.status = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM processing_workers w WHERE w.expires_at > now() AND j.job_type = ANY (w.types))
-             ORDER BY 1
-            """).map { row throws(DatabaseError) in JobType(try row.decode("job_type", as: String.self)) }
-        return QueueStatus(counts: counts, oldestPendingAge: oldest, running: running, typesWaitingForWorker: waiting, workers: workers)
     }
 
     /// Puts a failed or cancelled job back to pending with its attempts reset, and wakes workers.

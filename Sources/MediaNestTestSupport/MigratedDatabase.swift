@@ -9,8 +9,7 @@ public let repositoryRoot = URL(fileURLWithPath: #filePath)
 
 /// Applies every project migration to `connection`.
 public func applyProjectMigrations(_ connection: PGConnection) throws {
-    var logger = Logger(label: "medianest.tests")
-    logger.logLevel = .warning
+    let logger = TestLogging.logger("medianest.tests.migrations")
     let catalog = try MigrationCatalog.load(from: repositoryRoot.appendingPathComponent("migrations"))
     _ = try Migrator(catalog: catalog, logger: logger).migrateUp(on: connection)
 }

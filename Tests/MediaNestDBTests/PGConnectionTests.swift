@@ -201,7 +201,7 @@ struct PGConnectionTests {
 
     @Test func runnerReopensItsConnectionAfterTheServerDroppedIt() async throws {
         try await TestDatabase.with("runner") { database in
-            let runner = PGConnectionRunner(configuration: database.configuration, label: "test", logger: Logger(label: "test"))
+            let runner = PGConnectionRunner(configuration: database.configuration, label: "test", logger: TestLogging.logger())
             let firstPID = try await runner.run { $0.backendPID }
             let admin = try database.connect()
             try admin.execute("SELECT pg_terminate_backend($1)", [firstPID])

@@ -9,8 +9,8 @@ import Testing
 /// Untrusted text (a `storage_path` with a newline or ESC) must not forge a log line, send
 /// terminal escapes, or reach `processing_jobs` and notifications unescaped.
 ///
-/// These live with the media tests because MediaNestCore has no test target of its own; the
-/// media module is where such paths enter.
+/// The escaping and the handler are MediaNestCore's; these tests live with the media tests
+/// because the media module is where such paths enter, and they run its extractor on one.
 @Suite("Control characters are escaped in logs and job errors")
 struct ControlCharacterTests {
     /// A storage path that would forge a second, critical log line and clear the screen.

@@ -70,10 +70,10 @@ struct MimeTests {
 struct FFmpegLogTests {
     @Test func ffmpegErrorsReachTheJobLoggerTaggedAsFFmpeg() throws {
         let fixtures = try MediaFixtures.load()
-        let (logger, store) = CollectingLogHandler.logger()
-        let error = jobError { () throws(JobError) in _ = try extract(fixtures, MediaFixtures.Name.truncatedMP4, logger: logger) }
+        let log = CapturedLog()
+        let error = jobError { () throws(JobError) in _ = try extract(fixtures, MediaFixtures.Name.truncatedMP4, logger: log.logger()) }
         #expect(error?.code == .corruptMedia)
-        let ffmpegLines = store.lines.withLock { $0.filter { $0.2?["source"] == "ffmpeg" }.map(\.1) }
+        let ffmpegLines = log.all.filter { $0.metadata["source"] == "ffmpeg" }.map(\.message)
         #expect(ffmpegLines.contains { $0.contains("moov atom not found") }, "\(ffmpegLines)")
         #expect(error?.message.contains("Invalid data") == true, "FFmpeg's error text, not a number: \(error?.message ?? "")")
     }

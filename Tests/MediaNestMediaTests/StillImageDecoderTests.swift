@@ -258,15 +258,16 @@ struct FFmpegLogContextTests {
     }
 
     @Test func linesFromCodecThreadsReachTheJobLogger() throws {
-        let (logger, store) = CollectingLogHandler.logger()
+        let log = CapturedLog()
+        let logger = log.logger()
         let codec = try #require(avcodec_find_decoder(AV_CODEC_ID_MJPEG))
         let decoder = try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> DecoderContext in try DecoderContext(codec: codec) }
         logFromAnotherThread(UnsafeMutableRawPointer(decoder.pointer), "line from a codec thread")
-        #expect(store.messages.contains { $0.contains("line from a codec thread") })
+        #expect(log.messages.contains { $0.contains("line from a codec thread") })
 
         // A context made outside any job is not tied to this job's logger.
         let unrelated = try DecoderContext(codec: codec)
         logFromAnotherThread(UnsafeMutableRawPointer(unrelated.pointer), "line from an unrelated context")
-        #expect(!store.messages.contains { $0.contains("unrelated") })
+        #expect(!log.messages.contains { $0.contains("unrelated") })
     }
 }

@@ -117,7 +117,7 @@ enum FFprobe {
 
 @Suite("Transcoder", .serialized)
 struct TranscoderTests {
-    let logger = Logger(label: "test.transcode")
+    let logger = TestLogging.logger("medianest.tests.transcode")
 
     /// Runs the policy and pipeline on `path`, into a fresh directory; returns the decision,
     /// the result and the output path (nil when no rendition was needed).

@@ -19,7 +19,7 @@ struct TrickplayTests {
                        afterTile: (Int) -> Void = { _ in }) throws(JobError) -> TrickplayManifest {
         let file = try SafeFile.open(relativePath: MediaFixtures.StillsName.lumaRamp, in: fixtures.root)
         return try Trickplay.build(file: file, limits: .default, into: directory, interval: interval, tileWidth: 320, columns: columns, rows: rows,
-                                   quality: 90, progress: progress, cancellation: cancellation, logger: Logger(label: "test"), threads: 1,
+                                   quality: 90, progress: progress, cancellation: cancellation, logger: TestLogging.logger(), threads: 1,
                                    statistics: &statistics, afterTile: afterTile)
     }
 
@@ -71,7 +71,7 @@ struct TrickplayTests {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let file = try SafeFile.open(relativePath: MediaFixtures.StillsName.lumaRamp, in: fixtures.root)
         let manifest = try Trickplay.build(file: file, limits: .default, into: directory, interval: .seconds(2), progress: nil,
-                                           cancellation: nil, logger: Logger(label: "test"))
+                                           cancellation: nil, logger: TestLogging.logger())
         // 9.5 s every 2 s: 0, 2, 4, 6, 8 → five tiles in the first row of a 10×10 sheet.
         #expect(manifest.count == 5 && manifest.columns == 10 && manifest.rows == 10)
         let image = try sheet(root, try #require(manifest.sheets.first))
@@ -132,7 +132,7 @@ struct TrickplayTests {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let file = try SafeFile.open(relativePath: MediaFixtures.Name.rotatedMP4, in: fixtures.root)
         let manifest = try Trickplay.build(file: file, limits: .default, into: directory, interval: .seconds(1), progress: nil,
-                                           cancellation: nil, logger: Logger(label: "test"))
+                                           cancellation: nil, logger: TestLogging.logger())
         #expect(manifest.tileWidth == 32 && manifest.tileHeight == 64 && manifest.count == 1)
     }
 
@@ -142,7 +142,7 @@ struct TrickplayTests {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let file = try SafeFile.open(relativePath: MediaFixtures.StillsName.lumaRamp, in: fixtures.root)
         let error = jobError { () throws(JobError) in
-            _ = try Trickplay.build(file: file, limits: .default, into: directory, columns: 0, progress: nil, cancellation: nil, logger: Logger(label: "test"))
+            _ = try Trickplay.build(file: file, limits: .default, into: directory, columns: 0, progress: nil, cancellation: nil, logger: TestLogging.logger())
         }
         #expect(error?.code == .invalidInput)
         #expect(directory.fileNames().isEmpty)

@@ -41,7 +41,7 @@ struct VideoStillsMeasurement {
             let cpuStart = threadCPU()
             let file = try SafeFile.open(relativePath: name, in: directory)
             let image = try VideoStills.representativeFrame(file: file, limits: .default, maxLongEdge: 320, cancellation: nil,
-                                                            logger: Logger(label: "measure"), threads: threads, statistics: &statistics)
+                                                            logger: TestLogging.logger("medianest.tests.measure"), threads: threads, statistics: &statistics)
             bytes = try ImageEncoder.encode(image, as: .webp, quality: 80).count
             if round > 0 {
                 total += clock.now - start

@@ -36,19 +36,19 @@ struct PictureStats: CustomStringConvertible {
 func still(_ fixtures: MediaFixtures, _ name: String, maxLongEdge: Int = 320, statistics: inout VideoDecodeStatistics) throws(JobError) -> RGBAImage {
     let file = try SafeFile.open(relativePath: name, in: fixtures.root)
     return try VideoStills.representativeFrame(file: file, limits: .default, maxLongEdge: maxLongEdge, cancellation: nil,
-                                               logger: Logger(label: "test"), statistics: &statistics)
+                                               logger: TestLogging.logger(), statistics: &statistics)
 }
 
 /// Runs ``VideoStills/representativeFrame`` on a file under `root`.
 func still(root: String, _ name: String, limits: MediaLimits, maxLongEdge: Int) throws(JobError) -> RGBAImage {
     let file = try SafeFile.open(relativePath: name, in: root, limits: limits)
-    return try VideoStills.representativeFrame(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: nil, logger: Logger(label: "test"))
+    return try VideoStills.representativeFrame(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: nil, logger: TestLogging.logger())
 }
 
 /// Builds trickplay sheets of `file` (one tile per second, 4×4) into `directory`.
 func trickplay(_ file: SafeFile, into directory: DerivedDirectory) throws(JobError) -> TrickplayManifest {
     try Trickplay.build(file: file, limits: MediaLimits(timeout: .seconds(20)), into: directory, interval: .seconds(1), columns: 4, rows: 4,
-                        progress: nil, cancellation: nil, logger: Logger(label: "test"))
+                        progress: nil, cancellation: nil, logger: TestLogging.logger())
 }
 
 func still(_ fixtures: MediaFixtures, _ name: String, maxLongEdge: Int = 320) throws(JobError) -> RGBAImage {
@@ -161,7 +161,7 @@ struct VideoStillsTests {
         cancellation.stop(.shutdown)
         let file = try SafeFile.open(relativePath: MediaFixtures.Name.plainMP4, in: fixtures.root)
         let error = jobError { () throws(JobError) in
-            _ = try VideoStills.representativeFrame(file: file, limits: .default, maxLongEdge: 320, cancellation: cancellation, logger: Logger(label: "test"))
+            _ = try VideoStills.representativeFrame(file: file, limits: .default, maxLongEdge: 320, cancellation: cancellation, logger: TestLogging.logger())
         }
         #expect(error?.code == .shutdown)
     }

@@ -7,6 +7,7 @@ import MediaNestMetrics
 import Metrics
 import ServiceLifecycle
 import Synchronization
+import MediaNestTestSupport
 import Testing
 
 /// The operator's probes over a real loopback socket: the Prometheus exposition of a
@@ -34,7 +35,7 @@ struct MetricsEndpointTests {
         let registry = PrometheusMetrics.bootstrap()
         let ready = Flag()
         let (boundStream, bound) = AsyncStream<MetricsListenAddress>.makeStream()
-        let logger = Logger(label: "test.metrics")
+        let logger = TestLogging.logger("medianest.tests.metrics")
         let server = MetricsHTTPServer(
             address: MetricsListenAddress(host: "127.0.0.1", port: 0), registry: registry,
             readiness: { ready.isSet ? (true, "claim loop progressing") : (false, "database unreachable") },
@@ -74,7 +75,7 @@ struct MetricsEndpointTests {
     @Test func aBusyPortFailsTheServiceInsteadOfServingNothing() async throws {
         let registry = PrometheusMetrics.bootstrap()
         let (boundStream, bound) = AsyncStream<MetricsListenAddress>.makeStream()
-        let logger = Logger(label: "test.metrics")
+        let logger = TestLogging.logger("medianest.tests.metrics")
         let first = MetricsHTTPServer(address: MetricsListenAddress(host: "127.0.0.1", port: 0), registry: registry,
                                       readiness: { (true, "") }, logger: logger, onBound: { bound.yield($0) })
         let group = ServiceGroup(services: [first], gracefulShutdownSignals: [], logger: logger)

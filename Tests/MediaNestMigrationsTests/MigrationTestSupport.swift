@@ -11,12 +11,8 @@ let migrationsDirectory = repositoryRoot.appendingPathComponent("migrations")
 /// The seed design document the schema is checked against.
 let seedDocument = repositoryRoot.appendingPathComponent("docs/seed/medianest-database-schema.md")
 
-/// A logger that stays quiet unless something is wrong.
-let quietLogger: Logger = {
-    var logger = Logger(label: "medianest.migrations.tests")
-    logger.logLevel = .warning
-    return logger
-}()
+/// The migrator's logger in these tests: at `MEDIANEST_TEST_LOG` (see ``TestLogging``).
+let quietLogger: Logger = TestLogging.logger("medianest.migrations.tests")
 
 func projectMigrator() throws -> Migrator {
     Migrator(catalog: try MigrationCatalog.load(from: migrationsDirectory), logger: quietLogger)

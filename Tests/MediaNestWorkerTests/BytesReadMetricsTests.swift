@@ -24,7 +24,7 @@ struct BytesReadMetricsTests {
         let item = MediaItemRecord(id: job.mediaItemID, ownerID: "owner", filename: path, originalFilename: nil, mimeType: mime,
                                    fileSize: nil, storagePath: path, metadata: [:])
         return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: root), progress: JobProgress(),
-                          cancellation: JobCancellation(), logger: Logger(label: "test"))
+                          cancellation: JobCancellation(), logger: TestLogging.logger())
     }
 
     @Test(arguments: [4096, Checksummer.defaultBufferSize])

@@ -14,7 +14,7 @@ struct MetadataHandlerTests {
     init() throws { fixtures = try MediaFixtures.load() }
 
     func context(path: String, mime: String, size: Int64?, cancellation: JobCancellation = JobCancellation(),
-                 root: String? = nil, logger: Logger = Logger(label: "test")) -> JobContext {
+                 root: String? = nil, logger: Logger = TestLogging.logger()) -> JobContext {
         let job = ClaimedJob(id: "job-1", mediaItemID: "item-1", type: .metadata, attempt: 1, maxAttempts: 3, priority: 0, input: [:])
         let item = MediaItemRecord(id: "item-1", ownerID: "owner-1", filename: path, originalFilename: nil, mimeType: mime,
                                    fileSize: size, storagePath: path, metadata: [:])
@@ -25,29 +25,6 @@ struct MetadataHandlerTests {
     /// The first field `tool` prints for a corpus file (md5sum, sha256sum).
     func digest(_ tool: String, _ name: String) throws -> String {
         String(try ProcessRunner.run("/usr/bin/env", [tool, fixtures.path(name)]).stdout.prefix { $0 != " " })
-    }
-
-    /// Keeps every log line with its level.
-    final class LogLines: Sendable {
-        let lines = Mutex<[(Logger.Level, String)]>([])
-        func logger() -> Logger {
-            var logger = Logger(label: "collect") { _ in Handler(store: self) }
-            logger.logLevel = .trace
-            return logger
-        }
-        func levels(containing text: String) -> [Logger.Level] {
-            lines.withLock { $0.filter { $0.1.contains(text) }.map(\.0) }
-        }
-        struct Handler: LogHandler {
-            let store: LogLines
-            var metadata: Logger.Metadata = [:]
-            var logLevel: Logger.Level = .trace
-            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-                get { metadata[key] }
-                set { metadata[key] = newValue }
-            }
-            func log(event: LogEvent) { store.lines.withLock { $0.append((event.level, event.message.description)) } }
-        }
     }
 
     func fileSize(_ name: String) throws -> Int64 {
@@ -142,12 +119,12 @@ struct MetadataHandlerTests {
 
     @Test func aNullFileSizeIsFilledInAtDebugLevelAndAWrongOneWarns() throws {
         let name = MediaFixtures.Name.flac
-        let unknown = LogLines()
+        let unknown = CapturedLog()
         let filled = try MetadataHandler().run(context(path: name, mime: "audio/flac", size: nil, logger: unknown.logger()))
         #expect(filled.itemUpdate.fileSize == (try fileSize(name)))
         #expect(unknown.levels(containing: "file_size") == [.debug])
 
-        let wrong = LogLines()
+        let wrong = CapturedLog()
         _ = try MetadataHandler().run(context(path: name, mime: "audio/flac", size: 1, logger: wrong.logger()))
         #expect(wrong.levels(containing: "file_size") == [.warning])
     }

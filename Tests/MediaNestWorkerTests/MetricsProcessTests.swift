@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import MediaNestDB
+import MediaNestQueue
 import MediaNestTestSupport
 import Testing
 
@@ -61,6 +62,44 @@ struct MetricsProcessTests {
             #expect(bytesRead >= Double(5 * photoSize), "\(metrics.body)")
             worker.signal(SIGTERM)
             #expect(try await worker.waitForExit(timeout: .seconds(30)) == 0, "log:\n\(worker.log)")
+        }
+    }
+
+    /// The queue gauges a worker exports and what `status` prints come from one reader
+    /// (``QueueStateReader``), so they agree: with one slot busy on a long job, the two jobs
+    /// behind it are the depth both report.
+    @Test func theQueueGaugesShowWhatStatusShows() async throws {
+        try await withMigratedDatabase("gaugestatus") { database, connection, owner in
+            for n in 1...3 {
+                let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, name: "p\(n).jpg", on: connection)
+                _ = try DatabaseFixtures.insertJob(mediaItemID: item, type: "metadata", input: #"{"sleep_ms": 600000}"#, on: connection)
+            }
+            let worker = try WorkerProcess(connectionString: database.connectionString, runLog: makeRunLog(),
+                                           arguments: ["--metrics-address", "127.0.0.1:0", "--types", "metadata", "--concurrency", "1"])
+            defer { worker.stop() }
+            let base = try await metricsBaseURL(of: worker)
+            let depth = #"medianest_queue_depth{type="metadata"}"#
+            // The sampler runs every 15 s: wait for a sample taken after the first claim.
+            var body = ""
+            var sampled = false
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !sampled && ContinuousClock.now < deadline {
+                if try connection.query("SELECT count(*) AS n FROM processing_jobs WHERE status = 'running'")[0].decode("n", as: Int.self) == 1 {
+                    body = try await httpGet(base + "/metrics").body
+                    sampled = sample(depth, in: body) == 2
+                }
+                if !sampled { try await Task.sleep(for: .milliseconds(500)) }
+            }
+            #expect(sampled, "metrics:\n\(body)\nlog:\n\(worker.log)")
+
+            let snapshot = try QueueStateReader.snapshot(on: connection)
+            let metadata = try #require(snapshot.types.first { $0.type == .metadata })
+            #expect(metadata.runnable?.count == 2 && metadata.pending == 2 && metadata.running == 1)
+            let status = try runCLI(["status", "--database-url", database.connectionString])
+            #expect(status.status == 0, "\(status.error)")
+            #expect(status.output.contains("metadata   pending 2, running 1"), "\(status.output)")
+            let oldest = try #require(sample(#"medianest_queue_oldest_pending_seconds{type="metadata"}"#, in: body), "\(body)")
+            #expect(oldest > 0 && oldest <= (snapshot.oldestRunnableAge ?? 0), "sampled before the snapshot, so not older than it says")
         }
     }
 }

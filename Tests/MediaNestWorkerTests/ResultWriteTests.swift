@@ -8,43 +8,6 @@ import MediaNestWorker
 import Synchronization
 import Testing
 
-/// Keeps every log line of an in-process runtime, with its metadata, for assertions.
-final class CapturedLog: Sendable {
-    struct Line: Sendable {
-        var level: Logger.Level
-        var message: String
-        var metadata: [String: String]
-    }
-    private let lines = Mutex<[Line]>([])
-
-    var all: [Line] { lines.withLock { $0 } }
-    func append(_ line: Line) { lines.withLock { $0.append(line) } }
-    func matching(_ message: String, jobID: String? = nil) -> [Line] {
-        all.filter { $0.message.contains(message) && (jobID == nil || $0.metadata["job_id"] == jobID) }
-    }
-    var text: String { all.map { "[\($0.level)] \($0.message) \($0.metadata)" }.joined(separator: "\n") }
-
-    func logger() -> Logger {
-        var logger = Logger(label: "medianest.tests.runtime") { _ in CapturingHandler(log: self) }
-        logger.logLevel = .debug
-        return logger
-    }
-
-    private struct CapturingHandler: LogHandler {
-        let log: CapturedLog
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .debug
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-            log.append(Line(level: event.level, message: event.message.description, metadata: merged.mapValues { "\($0)" }))
-        }
-    }
-}
-
 /// A one-shot gate a handler waits on until the test opens it.
 final class Gate: Sendable {
     private let isOpen = Mutex(false)

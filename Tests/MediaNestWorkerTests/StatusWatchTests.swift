@@ -41,6 +41,26 @@ struct StatusViewTests {
         #expect(text.contains("host:42  metadata,transcode  concurrency 4  up 2m05s"))
     }
 
+    @Test func aBrokenFileIsShownOnceWithEveryJobItStopped() {
+        var broken = snapshot()
+        let sentence = "The file is not a complete video: no moov atom."
+        broken.failures = ["transcode", "preview", "thumbnail", "metadata"].map {
+            .init(type: $0, item: "IMG_0004 (broken).MOV", code: "corrupt_media", message: sentence, ago: 5, mediaItemID: "item-4")
+        } + [
+            // Another item with the same name and reason, and the same item failing for another reason, stay apart.
+            .init(type: "metadata", item: "IMG_0004 (broken).MOV", code: "corrupt_media", message: sentence, ago: 6, mediaItemID: "item-5"),
+            .init(type: "transcode", item: "IMG_0004 (broken).MOV", code: "timeout", message: "The job ran past its time limit.", ago: 7, mediaItemID: "item-4"),
+        ]
+        broken.failuresLastHour = 6
+        let lines = StatusView.render(broken)
+        let withSentence = lines.filter { $0.contains(sentence) }
+        #expect(withSentence.count == 2, "\(lines.joined(separator: "\n"))")
+        #expect(withSentence.first?.contains("transcode,preview,thumbnail,metadata  IMG_0004 (broken).MOV  corrupt_media") == true,
+                "\(withSentence)")
+        #expect(lines.contains { $0.contains("timeout: The job ran past its time limit.") })
+        #expect(lines.contains("FAILED IN THE LAST HOUR (6)"), "the count is of jobs")
+    }
+
     @Test func drainedQueueSaysSoAndProgressWithoutETAIsEstimated() {
         var drained = snapshot()
         drained.types = [.init(type: "metadata", pending: 0, running: 0, completed: 5, failedLastHour: 0)]

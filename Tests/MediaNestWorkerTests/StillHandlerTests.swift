@@ -48,7 +48,7 @@ struct StillHandlerTests {
         let item = MediaItemRecord(id: itemID, ownerID: "owner", filename: path, originalFilename: nil, mimeType: "image/jpeg",
                                    fileSize: nil, storagePath: path, metadata: [:])
         return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: storage), progress: JobProgress(),
-                          cancellation: cancellation, logger: Logger(label: "test"))
+                          cancellation: cancellation, logger: TestLogging.logger())
     }
 
     func inode(_ name: String) throws -> UInt64 {
@@ -285,7 +285,7 @@ struct NonFFmpegStillTests {
         let item = MediaItemRecord(id: itemID, ownerID: "owner", filename: path, originalFilename: nil, mimeType: mime,
                                    fileSize: nil, storagePath: path, metadata: [:])
         return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: storage), progress: JobProgress(),
-                          cancellation: JobCancellation(), logger: Logger(label: "test"))
+                          cancellation: JobCancellation(), logger: TestLogging.logger())
     }
 
     @Test func aGridHEICWithIrotGetsAnUprightThumbnailAndAThumbHash() throws {
@@ -329,7 +329,7 @@ struct AVStillHandlerTests {
         let item = MediaItemRecord(id: itemID, ownerID: "owner", filename: path, originalFilename: nil, mimeType: mime,
                                    fileSize: nil, storagePath: path, metadata: [:])
         return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: fixtures.root), progress: JobProgress(),
-                          cancellation: JobCancellation(), logger: Logger(label: "test"))
+                          cancellation: JobCancellation(), logger: TestLogging.logger())
     }
 
     /// Decodes an output with the ffmpeg CLI to RGBA and returns its mean luma (0–255).

@@ -1,6 +1,7 @@
 import Foundation
 public import MediaNestCore
 public import MediaNestDB
+public import MediaNestQueue
 
 /// What `status --watch` shows on one refresh.
 public struct WatchSnapshot: Sendable, Hashable {
@@ -59,12 +60,15 @@ public struct WatchSnapshot: Sendable, Hashable {
         public var message: String
         /// Seconds since it failed.
         public var ago: Double
-        public init(type: String, item: String, code: String, message: String, ago: Double) {
+        /// The item's id: failures of one item with one reason are shown as one line.
+        public var mediaItemID: String
+        public init(type: String, item: String, code: String, message: String, ago: Double, mediaItemID: String = "") {
             self.type = type
             self.item = item
             self.code = code
             self.message = message
             self.ago = ago
+            self.mediaItemID = mediaItemID
         }
     }
     /// A live worker.
@@ -110,56 +114,33 @@ public struct WatchSnapshot: Sendable, Hashable {
         self.workers = workers
     }
 
-    /// Reads a snapshot: four small queries in one read-only transaction, so the numbers agree.
+    /// The view of a queue snapshot: ages as seconds before ``QueueSnapshot/takenAt``.
+    /// - Parameter snapshot: What ``QueueStateReader`` read.
+    public init(_ snapshot: QueueSnapshot) {
+        let now = snapshot.takenAt
+        func since(_ date: Date?) -> Double { max(0, now.timeIntervalSince(date ?? now)) }
+        self.init(takenAt: now,
+                  types: snapshot.types.map {
+                      TypeRow(type: $0.type.rawValue, pending: $0.pending, delayed: $0.delayed, running: $0.running, completed: $0.completed,
+                              failedLastHour: $0.failedLastHour)
+                  },
+                  running: snapshot.running.map {
+                      RunningJob(type: $0.type.rawValue, item: $0.item, workerID: $0.workerID, runningFor: since($0.startedAt), progress: $0.progress)
+                  },
+                  failures: snapshot.failures.map {
+                      Failure(type: $0.type.rawValue, item: $0.item, code: $0.code, message: $0.message, ago: since($0.failedAt),
+                              mediaItemID: $0.mediaItemID)
+                  },
+                  failuresLastHour: snapshot.failuresLastHour,
+                  workers: snapshot.workers.map {
+                      Worker(id: $0.id, types: $0.types, concurrency: $0.concurrency, up: since($0.startedAt), seenAgo: since($0.lastSeenAt))
+                  })
+    }
+
+    /// Reads a snapshot through ``QueueStateReader`` (one read-only transaction, so the numbers agree).
     /// - Throws: ``DatabaseError``.
     public static func load(on connection: PGConnection, runningLimit: Int = 20, failureLimit: Int = 8) throws -> WatchSnapshot {
-        try connection.transaction { connection in
-            try connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            let now = try connection.query("SELECT now() AS now")[0].decode("now", as: Date.self)
-            let types = try connection.query("""
-                SELECT job_type,
-                       count(*) FILTER (WHERE status = 'pending')::int AS pending,
-                       count(*) FILTER (WHERE status = 'pending' AND run_at > now())::int AS delayed,
-                       count(*) FILTER (WHERE status = 'running')::int AS running,
-                       count(*) FILTER (WHERE status = 'completed')::int AS completed,
-                       count(*) FILTER (WHERE status = 'failed' AND completed_at > now() - interval '1 hour')::int AS failed
-                  FROM processing_jobs GROUP BY job_type ORDER BY job_type
-                """).map { row throws(DatabaseError) in
-                TypeRow(type: try row.decode("job_type"), pending: try row.decode("pending"), delayed: try row.decode("delayed"),
-                        running: try row.decode("running"), completed: try row.decode("completed"), failedLastHour: try row.decode("failed"))
-            }
-            let running = try connection.query("""
-                SELECT j.job_type, m.original_filename, coalesce(j.worker_id, '?') AS worker_id,
-                       extract(epoch FROM now() - coalesce(j.started_at, now()))::float8 AS running_for, j.progress_info
-                  FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id
-                 WHERE j.status = 'running' ORDER BY j.started_at, j.id LIMIT $1
-                """, [runningLimit]).map { row throws(DatabaseError) in
-                RunningJob(type: try row.decode("job_type"), item: try row.decode("original_filename"), workerID: try row.decode("worker_id"),
-                           runningFor: try row.decode("running_for"), progress: try row.decode("progress_info", as: JSONValue?.self) ?? [:])
-            }
-            let failures = try connection.query("""
-                SELECT j.job_type, m.original_filename,
-                       coalesce(j.output_data #>> '{error,code}', 'internal_error') AS code,
-                       coalesce(j.output_data #>> '{error,message}', j.error_message, 'failed') AS message,
-                       extract(epoch FROM now() - j.completed_at)::float8 AS ago
-                  FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id
-                 WHERE j.status = 'failed' AND j.completed_at > now() - interval '1 hour'
-                 ORDER BY j.completed_at DESC, j.id LIMIT $1
-                """, [failureLimit]).map { row throws(DatabaseError) in
-                Failure(type: try row.decode("job_type"), item: try row.decode("original_filename"), code: try row.decode("code"),
-                        message: try row.decode("message"), ago: try row.decode("ago"))
-            }
-            let workers = try connection.query("""
-                SELECT id, types, concurrency, extract(epoch FROM now() - started_at)::float8 AS up,
-                       extract(epoch FROM now() - last_seen_at)::float8 AS seen
-                  FROM processing_workers WHERE expires_at > now() ORDER BY id
-                """).map { row throws(DatabaseError) in
-                Worker(id: try row.decode("id"), types: try row.decode("types"), concurrency: try row.decode("concurrency"),
-                       up: try row.decode("up"), seenAgo: try row.decode("seen"))
-            }
-            return WatchSnapshot(takenAt: now, types: types, running: running, failures: failures,
-                                 failuresLastHour: types.reduce(0) { $0 + $1.failedLastHour }, workers: workers)
-        }
+        WatchSnapshot(try QueueStateReader.snapshot(on: connection, runningLimit: runningLimit, failureLimit: failureLimit))
     }
 
     /// Nothing pending or running.
@@ -209,7 +190,9 @@ public enum StatusView {
         if snapshot.failuresLastHour > 0 {
             lines.append("")
             lines.append(style("FAILED IN THE LAST HOUR (\(snapshot.failuresLastHour))", "1"))
-            for failure in snapshot.failures {
+            // One line per item and reason: a broken file fails each of its jobs with the same
+            // sentence, which is worth reading once, with the jobs it stopped.
+            for failure in oneLinePerReason(snapshot.failures) {
                 lines.append("  " + pad(failure.type, nameWidth) + "  " + failure.item.escapingControlCharacters() + "  "
                              + style(failure.code, "31") + ": " + failure.message.escapingControlCharacters()
                              + "  (\(ProgressLine.duration(failure.ago)) ago)")
@@ -224,6 +207,22 @@ public enum StatusView {
         }
         guard width > 0 else { return lines }
         return lines.map { cut($0, to: width) }
+    }
+
+    /// `failures` with those of one item, code and message merged into the first (the newest):
+    /// its type becomes the comma-separated types, newest failure first.
+    static func oneLinePerReason(_ failures: [WatchSnapshot.Failure]) -> [WatchSnapshot.Failure] {
+        var merged: [WatchSnapshot.Failure] = []
+        for failure in failures {
+            if let index = merged.firstIndex(where: {
+                $0.mediaItemID == failure.mediaItemID && $0.item == failure.item && $0.code == failure.code && $0.message == failure.message
+            }) {
+                merged[index].type += "," + failure.type
+            } else {
+                merged.append(failure)
+            }
+        }
+        return merged
     }
 
     /// `[████······] 45%  62 fps  2.1×  ETA 12s  (8s)` from a job's `progress_info`. Tolerates

@@ -88,14 +88,14 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         if watch { return try operatorAction { try StatusWatch.run(connection: connection, interval: max(0.1, interval)) } }
         try operatorAction {
-            let status = try QueueAdmin.status(on: try connection.connect())
+            let status = try QueueStateReader.snapshot(on: try connection.connect())
             print("Jobs by type and status:")
-            if status.counts.isEmpty { print("  (no jobs)") }
-            for type in Set(status.counts.map(\.type)).sorted() {
-                let parts = status.counts.filter { $0.type == type }.map { "\($0.status) \($0.count)" }
-                print("  \(type.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(parts.joined(separator: ", "))")
+            if status.types.isEmpty { print("  (no jobs)") }
+            for row in status.types {
+                let parts = QueueSnapshot.TypeState.states.compactMap { state in row.counts[state].map { "\(state) \($0)" } }
+                print("  \(row.type.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(parts.joined(separator: ", "))")
             }
-            if let age = status.oldestPendingAge {
+            if let age = status.oldestRunnableAge {
                 print("Oldest runnable pending job: waiting \(formatSeconds(age))")
             } else {
                 print("Oldest runnable pending job: none")
@@ -104,7 +104,7 @@ struct StatusCommand: ParsableCommand {
             for job in status.running {
                 let stage = job.progress["stage"]?.stringValue.map { " \($0)" } ?? ""
                 let fraction = job.progress["fraction"]?.doubleValue.map { " \(Int($0 * 100))%" } ?? ""
-                let elapsed = job.startedAt.map { " for \(formatSeconds(Date().timeIntervalSince($0)))" } ?? ""
+                let elapsed = job.startedAt.map { " for \(formatSeconds(status.takenAt.timeIntervalSince($0)))" } ?? ""
                 // Transcode progress: frames, fps, speed (× realtime), out_time and ETA.
                 var details: [String] = []
                 if let frames = job.progress["frames"]?.doubleValue { details.append("frame \(Int(frames))") }
@@ -120,7 +120,7 @@ struct StatusCommand: ParsableCommand {
             }
             print("Live workers (\(status.workers.count)):")
             for worker in status.workers {
-                print("  \(worker.id)  types \(worker.types.joined(separator: ","))  concurrency \(worker.concurrency)  up \(formatSeconds(Date().timeIntervalSince(worker.startedAt)))  seen \(formatSeconds(Date().timeIntervalSince(worker.lastSeenAt))) ago")
+                print("  \(worker.id)  types \(worker.types.joined(separator: ","))  concurrency \(worker.concurrency)  up \(formatSeconds(status.takenAt.timeIntervalSince(worker.startedAt)))  seen \(formatSeconds(status.takenAt.timeIntervalSince(worker.lastSeenAt))) ago")
             }
         }
     }
