@@ -6,7 +6,7 @@ import MediaNestTestSupport
 import Testing
 
 private let quietLogger: Logger = {
-    var logger = Logger(label: "test.heif-brands")
+    var logger = TestLogging.logger("test.heif-brands")
     logger.logLevel = .critical
     return logger
 }()

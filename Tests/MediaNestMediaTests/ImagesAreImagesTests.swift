@@ -6,7 +6,7 @@ import MediaNestTestSupport
 import Testing
 
 private let quietLogger: Logger = {
-    var logger = Logger(label: "test.images-are-images")
+    var logger = TestLogging.logger("test.images-are-images")
     logger.logLevel = .critical
     return logger
 }()
