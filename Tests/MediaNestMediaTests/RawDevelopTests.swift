@@ -108,4 +108,55 @@ struct RawDevelopTests {
         #expect(error.code == .corruptMedia, "\(error.code): \(error.message)")
         #expect(error.message.contains("cut.dng"), "\(error.message)")
     }
+
+    @Test func metadataComesFromLibRaw() throws {
+        let scratch = try CommittedFixtures.scratch("raw-metadata")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var builder = DNGBuilder()
+        builder.width = 160
+        builder.height = 120
+        builder.orientation = 6
+        builder.make = "Nikon"
+        builder.model = "Z 6"
+        builder.lens = "NIKKOR Z 24-70mm f/4 S"
+        builder.exposureTime = (1, 250)
+        builder.fNumber = (56, 10)
+        builder.iso = 400
+        builder.focalLength = (35, 1)
+        builder.dateTimeOriginal = "2024:05:01 12:34:56"
+        builder.preview = try DNGBuilder.jpegPreview(width: 16, height: 12)
+        _ = try Self.write(builder, named: "camera.dng", in: scratch)
+
+        let result = try MetadataExtractor.extract(root: scratch, relativePath: "camera.dng", declaredMimeType: "image/x-adobe-dng",
+                                                   computeChecksums: false, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        let summary = result.summary
+        #expect(result.kind == .image)
+        #expect(summary["mime_sniffed"] == "image/x-adobe-dng", "libmagic's image/tiff is a DNG to libraw")
+        #expect(summary["mime_declared_matches"] == true)
+        #expect(summary["container"] == "dng")
+        // The sensor's size, turned by Orientation 6; FFmpeg's tiff_pipe saw the 16×12 preview.
+        #expect(summary["width"] == 120 && summary["height"] == 160, "\(summary)")
+        #expect(summary["orientation"] == 6)
+        #expect(summary["camera"]?.objectValue?["make"] == "Nikon", "\(summary)")
+        #expect(summary["camera"]?.objectValue?["model"] == "Z 6", "\(summary)")
+        #expect(summary["lens"] == "NIKKOR Z 24-70mm f/4 S", "\(summary)")
+        #expect(abs((summary["exposure_time"]?.doubleValue ?? 0) - 0.004) < 1e-6, "\(summary)")
+        #expect(abs((summary["f_number"]?.doubleValue ?? 0) - 5.6) < 1e-4, "\(summary)")
+        #expect(summary["iso"]?.doubleValue == 400, "\(summary)")
+        #expect(summary["focal_length"]?.doubleValue == 35, "\(summary)")
+        #expect(summary["taken_at"] == "2024-05-01T12:34:56", "\(summary)")
+    }
+
+    @Test func metadataOfAHugeDeclaredSensorIsPixelLimit() throws {
+        let scratch = try CommittedFixtures.scratch("raw-metadata-huge")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var builder = DNGBuilder()
+        builder.declaredSize = (60_000, 40_000)
+        _ = try Self.write(builder, named: "huge.dng", in: scratch)
+        let error = try #require(jobError { () throws(JobError) in
+            _ = try MetadataExtractor.extract(root: scratch, relativePath: "huge.dng", declaredMimeType: "image/x-adobe-dng",
+                                              computeChecksums: false, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        })
+        #expect(error.code == .pixelLimit, "\(error.code): \(error.message)")
+    }
 }
