@@ -38,6 +38,17 @@ public enum MotionPhotoExtraction {
     public static func extract(file: SafeFile, into openDirectory: () throws(JobError) -> DerivedDirectory, derivedRoot: String, storageRelativePrefix: String,
                                limits: MediaLimits, transcodeSettings: TranscodeSettings, maxVideoBytes: Int64 = maxVideoBytes,
                                cancellation: JobCancellation?, logger: Logger) throws(JobError) -> JSONValue? {
+        // FFmpeg's own lines (the probe below) go to the job's logger, as in the metadata job.
+        try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> JSONValue? in
+            try extract(file: file, openDirectory: openDirectory, derivedRoot: derivedRoot, storageRelativePrefix: storageRelativePrefix,
+                        limits: limits, transcodeSettings: transcodeSettings, maxVideoBytes: maxVideoBytes,
+                        cancellation: cancellation, logger: logger)
+        }
+    }
+
+    private static func extract(file: SafeFile, openDirectory: () throws(JobError) -> DerivedDirectory, derivedRoot: String,
+                                storageRelativePrefix: String, limits: MediaLimits, transcodeSettings: TranscodeSettings,
+                                maxVideoBytes: Int64, cancellation: JobCancellation?, logger: Logger) throws(JobError) -> JSONValue? {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         let finding = try MotionPhotoLocator.locate(size: file.size) { (offset: Int64, count: Int) throws(JobError) -> [UInt8] in
             try stop.check()
