@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 public import MediaNestCore
 
@@ -106,7 +107,9 @@ public enum MotionPhotoExtraction {
             throw error
         } catch {
             output.discard()
-            return failure(location.layout, error.code, error.message)
+            // The probe names the hidden temporary file; name what it is instead.
+            let message = error.message.replacingOccurrences(of: output.temporaryRelativePath, with: "the embedded video")
+            return failure(location.layout, error.code, message)
         }
         guard TranscodePolicy.playableContainers.contains(probe.formatName), let video = probe.primaryVideo else {
             output.discard()
