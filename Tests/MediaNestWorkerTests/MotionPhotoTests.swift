@@ -117,6 +117,8 @@ struct MotionPhotoTests {
             (.googleContainer, MotionPhotoFixtures.google(jpeg, mp4)),
             (.googleMicroVideo, MotionPhotoFixtures.microVideo(jpeg, mp4)),
             (.samsungTrailer, MotionPhotoFixtures.samsung(jpeg, mp4)),
+            // Newer Samsung JPEGs: Google's XMP directory too, but the SEF trailer follows the MP4.
+            (.samsungTrailer, MotionPhotoFixtures.samsung(MotionPhotoFixtures.withXMP(jpeg, MotionPhotoFixtures.googleContainerXMP(videoLength: mp4.count)), mp4)),
             (.samsungBox, MotionPhotoFixtures.samsungHEIC(try MotionPhotoFixtures.heic(), mp4)),
         ]
         for (layout, bytes) in cases {

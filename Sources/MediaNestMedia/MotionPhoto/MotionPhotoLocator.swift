@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// Finds the video a phone hid inside a photo, from the photo's bytes alone.
 ///
@@ -146,8 +147,17 @@ public enum MotionPhotoLocator {
         }
         scanStart = offset
 
-        if let xmp, let finding = googleFinding(xmp: xmp, size: size) { return finding }
-        return try samsungTrailer(size: size, from: scanStart, read: read)
+        guard let xmp, let google = googleFinding(xmp: xmp, size: size) else {
+            return try samsungTrailer(size: size, from: scanStart, read: read)
+        }
+        // Samsung JPEGs carry Google's XMP too, but keep their trailer directory after the video,
+        // so "appended at the end" misses by the trailer's size: when Google's place holds no MP4,
+        // Samsung's marker decides.
+        if case .video(let location) = google, try !read(location.offset + 4, 4).elementsEqual(Array("ftyp".utf8)),
+           case .video(let samsung) = try samsungTrailer(size: size, from: scanStart, read: read) {
+            return .video(samsung)
+        }
+        return google
     }
 
     /// The Google layouts, from the XMP packet; `nil` when the XMP names no motion photo.
@@ -220,15 +230,23 @@ public enum MotionPhotoLocator {
         return nil
     }
 
+    /// Where `needle` first occurs in `haystack`: `memchr` for its first byte, then a compare
+    /// (the search runs over every photo the metadata job reads).
     static func firstIndex(of needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard let first = needle.first, haystack.count >= needle.count else { return nil }
-        var i = 0
-        let last = haystack.count - needle.count
-        while i <= last {
-            if haystack[i] == first, haystack[i..<(i + needle.count)].elementsEqual(needle) { return i }
-            i += 1
+        return haystack.withUnsafeBytes { hay -> Int? in
+            needle.withUnsafeBytes { pin -> Int? in
+                let last = hay.count - pin.count
+                var from = 0
+                while from <= last {
+                    guard let hit = memchr(hay.baseAddress! + from, Int32(first), last - from + 1) else { return nil }
+                    let at = hay.baseAddress!.distance(to: UnsafeRawPointer(hit))
+                    if memcmp(hay.baseAddress! + at, pin.baseAddress!, pin.count) == 0 { return at }
+                    from = at + 1
+                }
+                return nil
+            }
         }
-        return nil
     }
 
     private static func be32(_ b: [UInt8], _ at: Int) -> UInt32 {
