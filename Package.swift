@@ -267,7 +267,7 @@ let package = Package(
 // one file under Fuzz/ defining LLVMFuzzerTestOneInput (hence -parse-as-library: libFuzzer
 // supplies main). A normal `swift build` never sees them.
 if Context.environment["MEDIANEST_FUZZ"] == "1" {
-    for name in ["exif", "probe", "still", "thumbhash", "json"] {
+    for name in ["exif", "probe", "still", "thumbhash", "json", "motionphoto"] {
         package.targets.append(.executableTarget(
             name: "fuzz-\(name)",
             dependencies: ["MediaNestFuzzing"],

@@ -35,6 +35,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case thumbhash
     /// The JSON reader behind `stills.json` and `jsonb` columns (`JSONValue(parsing:)`).
     case json
+    /// The motion-photo locator (`MotionPhotoLocator`): JPEG segments, XMP container directory
+    /// and MicroVideo offset, Samsung's marker and trailer, HEIC top-level boxes.
+    case motionphoto
 
     /// What the product made of one input.
     public enum Outcome: Sendable, Equatable {
@@ -49,7 +52,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     public var maxInputBytes: Int {
         switch self {
         case .exif: 65_536
-        case .probe, .still: 262_144
+        case .probe, .still, .motionphoto: 262_144
         case .thumbhash: 64
         case .json: 16_384
         }
@@ -73,6 +76,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .json: return Self.json(input)
         case .probe: return Self.withScratchFile(input, name: "upload") { root, path in Self.probe(root: root, path: path) }
         case .still: return Self.still(input)
+        case .motionphoto: return Self.motionPhoto(input)
         }
     }
 
@@ -103,6 +107,20 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         // A video's `location` tag is text from the file, too.
         let location = MetadataExtractor.parseISO6709(String(decoding: input.prefix(256), as: UTF8.self))
         return header != nil || exif != nil || location != nil ? .accepted : .rejected(.unsupportedFormat)
+    }
+
+    private static func motionPhoto(_ input: [UInt8]) -> Outcome {
+        switch MotionPhotoLocator.locate(in: input) {
+        case .none:
+            return .rejected(.unsupportedFormat)
+        case .video(let location):
+            // Whatever it found must lie inside the input.
+            precondition(location.offset >= 0 && location.length >= 0 && location.offset + location.length <= Int64(input.count),
+                         "the motion-photo locator pointed outside the file")
+            return .accepted
+        case .unusable(_, let code, _):
+            return .rejected(JobError.Code(code))
+        }
     }
 
     private static func thumbhash(_ input: [UInt8]) -> Outcome {

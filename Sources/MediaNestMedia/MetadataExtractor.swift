@@ -140,6 +140,12 @@ public enum MetadataExtractor {
             break
         }
 
+        // Camera RAW (DNG, NEF, CR2, ...) is read with libraw (RAW/RawMetadata.swift), not as a TIFF.
+        if usesLibRaw(sniffed: sniffed, header: header) {
+            return try extractRAW(file: file, sniffed: sniffed, declared: declaredMimeType, limits: limits,
+                                  computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger)
+        }
+
         let image = ImageHeaderParser.parse(header)
         if let image, let w = image.width, let h = image.height, limits.exceedsPixelLimit(width: w, height: h) {
             throw JobError(.pixelLimit, "The image \(relativePath) is \(w)x\(h) (\(UInt64(w) * UInt64(h)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded.")

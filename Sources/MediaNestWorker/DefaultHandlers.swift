@@ -16,7 +16,7 @@ extension HandlerRegistry {
         guard configuration.storage != nil else { return registry }
         var limits = configuration.mediaLimits
         if let jobTimeout = configuration.jobTimeout { limits.timeout = jobTimeout }
-        registry.register(MetadataHandler(limits: limits))
+        registry.register(MetadataHandler(limits: limits, transcodeSettings: configuration.transcode))
         registerStillHandlers(in: &registry, configuration: configuration)
         // Transcode jobs need the target video encoder and AAC; without them the type is not
         // served (its jobs wait for a worker that has them) and one line says why.

@@ -18,15 +18,16 @@ struct RawPreviewTests {
         #expect(ImageEncoderTests.close(result.image.pixel(x: 300, y: 220), Marker.grey))
     }
 
-    @Test func previewSmallerThanTheRequestIsRefusedByName() throws {
+    @Test func previewSmallerThanTheRequestMakesTheRAWBeDeveloped() throws {
+        // small-preview.dng has a 160×120 preview and a 4000×3000 sensor whose data is a 64-byte
+        // token: too small a preview, so the mosaic is developed, and it is cut short.
         let file = try CommittedFixtures.open(CommittedFixtures.smallPreviewDNG)
         let error = try #require(jobError { () throws(JobError) in _ = try RawPreview.decode(file: file, limits: .default, maxLongEdge: 1440) })
-        #expect(error.code == .unsupportedFormat)
-        #expect(error.message.contains("160×120") && error.message.contains("too small") && error.message.contains("1440"), "\(error.message)")
-        #expect(error.message.contains(CommittedFixtures.smallPreviewDNG))
+        #expect(error.code == .corruptMedia, "\(error.code): \(error.message)")
+        #expect(error.message.contains(CommittedFixtures.smallPreviewDNG), "\(error.message)")
         // The same preview serves a request it covers.
         let small = try RawPreview.decode(file: file, limits: .default, maxLongEdge: 100)
-        #expect(small.image.width == 100 && small.image.height == 75 && small.orientation == 1)
+        #expect(small.image.width == 100 && small.image.height == 75 && small.orientation == 1 && !small.developed)
     }
 
     @Test func anotherFormatFailsAsUnsupportedNamingIt() throws {

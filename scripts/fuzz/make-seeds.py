@@ -18,7 +18,7 @@ import tempfile
 import zlib
 
 out, repo = sys.argv[1], sys.argv[2]
-MAX = {"exif": 65536, "probe": 262144, "still": 262144, "thumbhash": 64, "json": 16384}
+MAX = {"exif": 65536, "probe": 262144, "still": 262144, "thumbhash": 64, "json": 16384, "motionphoto": 262144}
 for target in MAX:
     os.makedirs(os.path.join(out, target), exist_ok=True)
 
@@ -200,3 +200,26 @@ manifest = (
 put("json", "stills.json", manifest.encode())
 put("json", "escapes.json", '["a\\"b\\\\c\\/d\\b\\f\\n\\r\\t", "\\u00e9\\ud83d\\ude00", "\\u0000", -12.5e3, 9223372036854775807, true, false, null]'.encode())
 put("json", "nested.json", b"[[[[{\"a\":[{}]}]]]]")
+
+# Motion photos (docs/MOTION-PHOTOS.md): the four layouts, each around the small MP4 above.
+if "still.jpg" in made and "video.mp4" in made:
+    jpeg, mp4 = made["still.jpg"], made["video.mp4"]
+
+    def with_xmp(xmp):
+        body = b"http://ns.adobe.com/xap/1.0/\0" + xmp.encode()
+        return b"\xff\xd8\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+    container = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description GCamera:MotionPhoto="1">'
+                 '<Container:Directory><rdf:Seq><rdf:li><Container:Item Item:Mime="image/jpeg" Item:Semantic="Primary" Item:Length="0"/></rdf:li>'
+                 '<rdf:li><Container:Item Item:Mime="video/mp4" Item:Semantic="MotionPhoto" Item:Length="%d"/></rdf:li>'
+                 '</rdf:Seq></Container:Directory></rdf:Description></rdf:RDF></x:xmpmeta>' % len(mp4))
+    put("motionphoto", "google-container.jpg", with_xmp(container) + mp4)
+    put("motionphoto", "google-microvideo.jpg",
+        with_xmp('<x:xmpmeta><GCamera:MicroVideoOffset>%d</GCamera:MicroVideoOffset></x:xmpmeta>' % len(mp4)) + mp4)
+    block = b"\0\0\x30\x0a" + struct.pack("<I", 16) + b"MotionPhoto_Data" + mp4
+    sefh = b"SEFH" + struct.pack("<III", 107, 1, 0x0a300000) + struct.pack("<II", len(block), len(block))
+    put("motionphoto", "samsung.jpg", jpeg + block + sefh + struct.pack("<I", len(sefh)) + b"SEFT")
+    heic = os.path.join(repo, "Tests/MediaNestMediaTests/Fixtures/HEIF/iphone-grid-irot.heic")
+    if os.path.exists(heic):
+        put("motionphoto", "samsung.heic", open(heic, "rb").read() + struct.pack(">I", len(mp4) + 8) + b"mpvd" + mp4)
+    put("motionphoto", "plain.jpg", jpeg)

@@ -8,7 +8,7 @@ public enum StillSourceKind: String, Sendable, Hashable {
     case image
     /// HEIC/HEIF/AVIF, decoded with libheif.
     case heif
-    /// Camera RAW (CR2, NEF, ARW, DNG): its embedded JPEG preview.
+    /// Camera RAW (CR2, NEF, ARW, DNG): its embedded JPEG preview, or the RAW developed at half size.
     case raw
     /// A video: a representative frame.
     case video
@@ -69,10 +69,11 @@ public enum StillRendering {
             let image = try HEIFDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation)
             return RenderedStill(image: image, kind: .heif, details: ["decoder": "libheif"])
         case .raw:
-            // The embedded JPEG preview, turned upright by the RAW file's own orientation.
+            // The embedded JPEG preview (or, when it is too small, the RAW developed at half size),
+            // turned upright by the RAW file's own orientation.
             let preview = try RawPreview.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation)
             var details: [String: JSONValue] = [
-                "decoder": "libraw embedded preview",
+                "decoder": .string(preview.developed ? "libraw half-size development" : "libraw embedded preview"),
                 "source_width": .int(Int64(preview.rawWidth)),
                 "source_height": .int(Int64(preview.rawHeight)),
                 "orientation": .int(Int64(preview.orientation)),

@@ -1,17 +1,16 @@
 import CLibRaw
 public import MediaNestCore
 
-/// Camera RAW files (CR2, CR3, NEF, ARW, DNG, ORF, RW2, RAF, ...) served from the JPEG preview the
-/// camera embedded, read with libraw.
+/// Camera RAW files (CR2, CR3, NEF, ARW, DNG, ORF, RW2, RAF, ...) read with libraw: from the
+/// JPEG preview the camera embedded when it is large enough, else developed (``RawDevelop``).
 ///
-/// The worker never demosaics: a full RAW development costs seconds and hundreds of megabytes,
-/// and every camera already stores a preview of its own rendering. When that preview is too
-/// small for the request, the job fails with `unsupported_format` and says so, instead of
-/// producing a blurry upscale.
+/// Every camera stores a preview of its own rendering, usually at full or 1616 px size, and
+/// decoding it costs a fraction of developing the sensor data. Some cameras embed only a tiny
+/// one (160×120); then the RAW is developed at half size with the camera's white balance.
 public enum RawPreview {
-    /// A decoded embedded preview and how to turn it upright.
+    /// A decoded picture and how to turn it upright.
     public struct Result: Sendable, Hashable {
-        /// The preview, reduced to the requested size; **not yet oriented**.
+        /// The picture, reduced to the requested size; **not yet oriented**.
         public var image: RGBAImage
         /// The camera's orientation as an EXIF value (1–8) that the caller applies, from libraw's
         /// `sizes.flip`.
@@ -22,119 +21,86 @@ public enum RawPreview {
         public var rawWidth: Int
         /// Height of the full RAW image.
         public var rawHeight: Int
+        /// Whether the picture was developed from the sensor data (the embedded preview was too
+        /// small or missing) rather than taken from the embedded preview.
+        public var developed: Bool = false
     }
 
     /// Largest RAW file read into memory for libraw (libraw's C API reads from a buffer; it is
     /// never given a path). Larger files fail with `too_large`.
     public static let maxFileBytes: Int64 = 512 << 20
 
-    /// Decodes the embedded preview of a camera RAW file, reduced to `maxLongEdge`.
+    /// Decodes a camera RAW file, reduced to `maxLongEdge`: its embedded preview when that covers
+    /// the request, else the RAW developed at half size.
     ///
     /// The preview is used when its long edge covers `maxLongEdge` (or the whole RAW image, for
-    /// RAW files smaller than the request).
+    /// RAW files smaller than the request). A smaller, missing or unreadable preview makes
+    /// ``RawDevelop`` develop the sensor data instead.
     /// - Parameters:
     ///   - file: The open file.
-    ///   - limits: ``MediaLimits/maxPixels`` applies to the preview (checked from its header).
+    ///   - limits: ``MediaLimits/maxPixels`` applies to the preview (checked from its header) and
+    ///     to the sensor (checked before anything is unpacked); ``MediaLimits/timeout`` is the
+    ///     deadline.
     ///   - maxLongEdge: Longest edge of the result (never upscaled).
-    ///   - cancellation: The job's token, polled between steps.
-    /// - Returns: The preview and its EXIF-style orientation.
-    /// - Throws: ``JobError`` `unsupported_format` (not a RAW format libraw knows, no usable
-    ///   preview, or a preview smaller than requested), `too_large`, `pixel_limit`,
-    ///   `corrupt_media`, `io_error`, or a stop's code.
+    ///   - cancellation: The job's token, polled between steps and by libraw while it develops.
+    /// - Returns: The picture and its EXIF-style orientation.
+    /// - Throws: ``JobError`` `unsupported_format` (not a RAW format libraw knows, or a layout
+    ///   it cannot develop), `too_large`, `pixel_limit`, `corrupt_media`, `io_error`, or a stop's
+    ///   code.
     public static func decode(file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
                               cancellation: JobCancellation? = nil) throws(JobError) -> Result {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         let name = file.relativePath
-        guard file.size <= maxFileBytes else {
-            throw JobError(.tooLarge, "The RAW file \(name) is \(file.size) bytes; at most \(maxFileBytes) bytes are read for its preview.")
-        }
-        let extracted = try extractPreview(file, stop: stop)
-        let camera = extracted.camera
-        let what = "the embedded preview of \(name)\(camera.map { " (\($0) RAW)" } ?? "")"
-        let (rawWidth, rawHeight, orientation) = (extracted.rawWidth, extracted.rawHeight, extracted.orientation)
-        let previewLong = max(extracted.width, extracted.height)
+        let session = try LibRawSession(file: file, stop: stop)
+        let camera = session.cameraName
+        let orientation = session.exifOrientation
+        let (rawWidth, rawHeight) = (Int(session.data.pointee.sizes.width), Int(session.data.pointee.sizes.height))
         let needed = min(maxLongEdge, max(rawWidth, rawHeight) > 0 ? max(rawWidth, rawHeight) : maxLongEdge)
-        if previewLong > 0 && previewLong < needed {
-            throw JobError(.unsupportedFormat, "The RAW file \(name)\(camera.map { " (\($0))" } ?? "") has an embedded preview of only \(extracted.width)×\(extracted.height) pixels, too small for the \(maxLongEdge) px requested; full RAW decoding is not supported.")
-        }
-        let previewBytes = extracted.bytes
-        guard !previewBytes.isEmpty else {
-            throw JobError(.unsupportedFormat, "The RAW file \(name) has an empty embedded preview, and full RAW decoding is not supported.")
+        let what = "the embedded preview of \(name)\(camera.map { " (\($0) RAW)" } ?? "")"
+
+        func developed() throws(JobError) -> Result {
+            let image = try RawDevelop.develop(session, camera: camera, limits: limits, maxLongEdge: maxLongEdge)
+            return Result(image: image, orientation: orientation, camera: camera, rawWidth: rawWidth, rawHeight: rawHeight, developed: true)
         }
 
-        let image: RGBAImage
-        switch extracted.format {
-        case UInt32(CLibRaw_LIBRAW_THUMBNAIL_JPEG):
-            image = try PacketImageDecoder.decode(previewBytes, codec: .jpeg, maxLongEdge: maxLongEdge, limits: limits, what: what)
-        case UInt32(CLibRaw_LIBRAW_THUMBNAIL_BITMAP):
-            image = try bitmap(previewBytes, width: extracted.width, height: extracted.height,
-                               colors: extracted.colors, maxLongEdge: maxLongEdge, limits: limits, what: what)
-        default:
-            throw JobError(.unsupportedFormat, "The embedded preview of \(name) is in a layout the worker does not read (libraw thumbnail format \(extracted.format)); full RAW decoding is not supported.")
-        }
+        guard let extracted = try extractPreview(session) else { return try developed() }
+        let previewLong = max(extracted.width, extracted.height)
+        if previewLong > 0 && previewLong < needed { return try developed() }
+        let isJPEG = extracted.format == UInt32(CLibRaw_LIBRAW_THUMBNAIL_JPEG)
+        // A preview layout the worker does not read: develop instead.
+        guard isJPEG || extracted.format == UInt32(CLibRaw_LIBRAW_THUMBNAIL_BITMAP) else { return try developed() }
+        // A preview known to cover the request no longer needs the file's bytes or libraw.
+        if previewLong >= needed { session.close() }
+        let image = isJPEG
+            ? try PacketImageDecoder.decode(extracted.bytes, codec: .jpeg, maxLongEdge: maxLongEdge, limits: limits, what: what)
+            : try bitmap(extracted.bytes, width: extracted.width, height: extracted.height,
+                         colors: extracted.colors, maxLongEdge: maxLongEdge, limits: limits, what: what)
         // libraw does not always know the preview's size before decoding it; judge the result then.
-        if previewLong == 0, max(image.width, image.height) < needed {
-            throw JobError(.unsupportedFormat, "The RAW file \(name) has an embedded preview of only \(image.width)×\(image.height) pixels, too small for the \(maxLongEdge) px requested; full RAW decoding is not supported.")
-        }
+        if previewLong == 0, max(image.width, image.height) < needed { return try developed() }
         return Result(image: image, orientation: orientation, camera: camera, rawWidth: rawWidth, rawHeight: rawHeight)
     }
 
-    /// What libraw found: the preview's bytes and layout, and the RAW image's facts.
+    /// What libraw found of the embedded preview: its bytes and layout.
     private struct Extracted {
         var bytes: [UInt8]
         var format: UInt32
         var width: Int
         var height: Int
         var colors: Int
-        var orientation: Int
-        var camera: String?
-        var rawWidth: Int
-        var rawHeight: Int
     }
 
-    /// Reads the file into a buffer libraw owns for its whole life (libraw keeps the pointer it is
-    /// given), lets libraw find the preview, and copies the preview out; the buffer and libraw's
-    /// state are gone before the preview is decoded.
-    private static func extractPreview(_ file: SafeFile, stop: StopGuard) throws(JobError) -> Extracted {
-        let name = file.relativePath
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(file.size), alignment: 16)
-        defer { buffer.deallocate() }
-        switch file.readFully(into: buffer, at: 0) {
-        case .success(let n) where n == buffer.count: break
-        case .success(let n): throw JobError(.ioError, "The file \(name) shrank while being read (\(n) of \(buffer.count) bytes).")
-        case .failure(let error): throw JobError(.ioError, "Reading \(name) failed: \(errnoText(error)).")
-        }
-        try stop.check()
-
-        guard let raw = libraw_init(0) else { throw JobError(.internalError, "libraw could not be initialised.") }
-        defer { libraw_close(raw) }
-        let opened = libraw_open_buffer(raw, buffer.baseAddress, buffer.count)
-        if opened != CLibRaw_LIBRAW_SUCCESS {
-            let header = [UInt8](UnsafeRawBufferPointer(rebasing: buffer.prefix(MimeSniffer.headerSize)))
-            // libraw reports a file it cannot place as unsupported, or as an I/O error when its
-            // format guesses run off the end of the buffer: either way, unless the bytes start like
-            // a RAW container, this is simply another format.
-            if opened == CLibRaw_LIBRAW_FILE_UNSUPPORTED || !looksLikeRaw(header) {
-                let kind = (try? MimeSniffer.sniff(header)) ?? "unknown"
-                throw JobError(.unsupportedFormat, "The file \(name) (\(kind)) is not a camera RAW format libraw can read, and no other decoder handles it.")
-            }
-            throw JobError(.corruptMedia, "The RAW file \(name) cannot be read: \(errorText(opened)).")
-        }
-        try stop.check()
-        let camera = cameraName(raw)
+    /// Lets libraw find the embedded preview and copies it out; `nil` when the file has none
+    /// (or none libraw can extract), so the RAW is developed instead.
+    private static func extractPreview(_ session: LibRawSession) throws(JobError) -> Extracted? {
+        let raw = session.data
         let unpacked = libraw_unpack_thumb(raw)
-        if unpacked != CLibRaw_LIBRAW_SUCCESS {
-            if unpacked == CLibRaw_LIBRAW_NO_THUMBNAIL || unpacked == CLibRaw_LIBRAW_UNSUPPORTED_THUMBNAIL {
-                throw JobError(.unsupportedFormat, "The RAW file \(name)\(camera.map { " (\($0))" } ?? "") has no usable embedded preview, and full RAW decoding is not supported.")
-            }
-            throw JobError(.corruptMedia, "The embedded preview of \(name) cannot be read: \(errorText(unpacked)).")
-        }
-        try stop.check()
+        try session.stop.check()
+        guard unpacked == CLibRaw_LIBRAW_SUCCESS else { return nil }
         let thumbnail = raw.pointee.thumbnail
-        let bytes = thumbnail.thumb.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: Int(thumbnail.tlength))) } ?? []
+        guard let start = thumbnail.thumb, thumbnail.tlength > 0 else { return nil }
+        let bytes = [UInt8](UnsafeRawBufferPointer(start: start, count: Int(thumbnail.tlength)))
         return Extracted(bytes: bytes, format: thumbnail.tformat.rawValue, width: Int(thumbnail.twidth), height: Int(thumbnail.theight),
-                         colors: Int(thumbnail.tcolors), orientation: exifOrientation(fromFlip: raw.pointee.sizes.flip), camera: camera,
-                         rawWidth: Int(raw.pointee.sizes.width), rawHeight: Int(raw.pointee.sizes.height))
+                         colors: Int(thumbnail.tcolors))
     }
 
     /// MIME types libmagic gives camera RAW formats (most TIFF-based ones, NEF, ARW, DNG, PEF,
@@ -235,21 +201,5 @@ public enum RawPreview {
         let full = RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: false)
         let size = RGBAImage.fittedSize(width: width, height: height, maxLongEdge: maxLongEdge)
         return try FrameConverter.resize(full, width: size.width, height: size.height)
-    }
-
-    private static func cameraName(_ raw: UnsafeMutablePointer<libraw_data_t>) -> String? {
-        func text<T>(_ tuple: T) -> String {
-            withUnsafeBytes(of: tuple) { buffer in
-                String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
-            }
-        }
-        let make = text(raw.pointee.idata.make).trimmingSpaces()
-        let model = text(raw.pointee.idata.model).trimmingSpaces()
-        let name = model.hasPrefix(make) ? model : [make, model].filter { !$0.isEmpty }.joined(separator: " ")
-        return name.isEmpty ? nil : name
-    }
-
-    private static func errorText(_ code: Int32) -> String {
-        libraw_strerror(code).map { String(cString: $0) } ?? "libraw error \(code)"
     }
 }

@@ -20,11 +20,16 @@ public struct MetadataHandler: JobHandler {
     public let jobType: JobType = .metadata
     /// The limits applied to every file.
     public var limits: MediaLimits
+    /// The transcode policy, which decides whether a motion photo's video needs a rendition.
+    public var transcodeSettings: TranscodeSettings
 
     /// Creates the handler.
-    /// - Parameter limits: Size, pixel, duration and time limits.
-    public init(limits: MediaLimits = .default) {
+    /// - Parameters:
+    ///   - limits: Size, pixel, duration and time limits.
+    ///   - transcodeSettings: The transcode policy (for motion photos' videos).
+    public init(limits: MediaLimits = .default, transcodeSettings: TranscodeSettings = TranscodeSettings()) {
         self.limits = limits
+        self.transcodeSettings = transcodeSettings
     }
 
     /// Extracts the item's metadata.
@@ -74,6 +79,11 @@ public struct MetadataHandler: JobHandler {
             // The schema allows uploads without a size; filling it in is routine, not a warning.
             context.logger.debug("file_size set to \(result.fileSize) (was NULL)")
             update.fileSize = result.fileSize
+        }
+        // A motion photo's video (MotionPhotoStep.swift); never fails the job for a bad video.
+        if result.kind == .image, let motion = try MotionPhotoStep.run(context, limits: limits, transcodeSettings: transcodeSettings) {
+            update.metadataMerge["motion_photo"] = motion
+            output["motion_photo"] = .bool(motion.objectValue?["file"] != nil)
         }
         update.providerMetadata = [ProviderMetadata(provider: "local", data: result.fullProbe, confidence: 1.0)]
         // Half of a Live Photo: the engine pairs it with the other half in the same transaction.
