@@ -209,6 +209,9 @@ public struct MediaItemUpdate: Sendable, Hashable {
     public var providerMetadata: [ProviderMetadata] = []
     /// Merged into `media_items.processing_info` (top-level keys replace), e.g. `renditions`.
     public var processingInfoMerge: [String: JSONValue] = [:]
+    /// `media_items.perceptual_hash`: the still's 64-bit perceptual hash, its bits as a signed
+    /// integer (see docs/DUPLICATES.md).
+    public var perceptualHash: Int64?
 
     public init() {}
 

@@ -323,17 +323,27 @@ public struct JobStore: Sendable {
     }
 
     /// ``lockItems(_:on:)`` after setting ``lockTimeout`` for the transaction.
-    private func lockItemsForRecording(_ itemIDs: some Collection<String>, on connection: PGConnection) throws(DatabaseError) {
-        try JobStore.lockItems(itemIDs, lockTimeout: lockTimeout, on: connection)
+    ///
+    /// When some of the runs record a checksum (`contents`: item id → SHA-256), the items of
+    /// those contents' groups are locked too, after the groups' own locks (see
+    /// ``ExactDuplicates``), so that ``ExactDuplicates/mark(_:on:)`` may update them.
+    private func lockItemsForRecording(_ itemIDs: some Collection<String>, contents: [String: String] = [:],
+                                       on connection: PGConnection) throws(DatabaseError) {
+        try JobStore.lockItems(itemIDs, contents: contents, lockTimeout: lockTimeout, on: connection)
     }
 
-    private static func lockItems(_ itemIDs: some Collection<String>, lockTimeout: Duration?, on connection: PGConnection) throws(DatabaseError) {
+    private static func lockItems(_ itemIDs: some Collection<String>, contents: [String: String] = [:], lockTimeout: Duration?,
+                                  on connection: PGConnection) throws(DatabaseError) {
         if let lockTimeout {
             // A statement of its own, before the locks: within one statement the order in
             // which PostgreSQL evaluates the setting and the locking is not defined.
             try connection.execute("SELECT set_config('lock_timeout', $1, true)", ["\(max(1, Int(lockTimeout.seconds * 1000)))ms"])
         }
         guard !itemIDs.isEmpty else { return }
+        if !contents.isEmpty {
+            try ExactDuplicates.lockItems(Array(Set(itemIDs)).sorted(), contents: contents, on: connection)
+            return
+        }
         try connection.execute("""
             SELECT count(*) FROM (SELECT 1 FROM media_items WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE) locked
             """, [Array(Set(itemIDs)).sorted()])
@@ -345,7 +355,8 @@ public struct JobStore: Sendable {
     /// - Throws: ``DatabaseError``; the transaction is rolled back.
     public func complete(_ job: ClaimedJob, outcome: JobOutcome, on connection: PGConnection) throws -> Bool {
         try connection.transaction { connection in
-            try lockItemsForRecording([job.mediaItemID], on: connection)
+            try lockItemsForRecording([job.mediaItemID], contents: ExactDuplicates.contents([(job.mediaItemID, outcome.itemUpdate)]),
+                                      on: connection)
             let owned = try connection.execute("""
                 UPDATE processing_jobs
                    SET status = 'completed', completed_at = now(), output_data = $3, error_message = NULL,
@@ -354,6 +365,7 @@ public struct JobStore: Sendable {
                 """, [job.id, job.leaseID, outcome.output])
             guard owned == 1 else { return false }
             try JobStore.apply(outcome.itemUpdate, to: job.mediaItemID, on: connection)
+            try ExactDuplicates.mark(ExactDuplicates.contents([(job.mediaItemID, outcome.itemUpdate)]), on: connection)
             try connection.execute("SELECT settle_media_items(ARRAY[$1::uuid])", [job.mediaItemID])
             return true
         }
@@ -377,7 +389,9 @@ public struct JobStore: Sendable {
         // Job ids in order: a heartbeat on another connection writes the same rows in this order.
         let sorted = runs.sorted { $0.job.id < $1.job.id }
         return try connection.transaction { connection in
-            try lockItemsForRecording(sorted.map(\.job.mediaItemID), on: connection)
+            try lockItemsForRecording(sorted.map(\.job.mediaItemID),
+                                      contents: ExactDuplicates.contents(sorted.map { ($0.job.mediaItemID, $0.outcome.itemUpdate) }),
+                                      on: connection)
             let rows = try connection.query("""
                 UPDATE processing_jobs j
                    SET status = 'completed', completed_at = now(), output_data = v.output, error_message = NULL,
@@ -392,6 +406,7 @@ public struct JobStore: Sendable {
             for run in ownedRuns.sorted(by: { $0.job.mediaItemID < $1.job.mediaItemID }) where !run.outcome.itemUpdate.isEmpty {
                 try JobStore.apply(run.outcome.itemUpdate, to: run.job.mediaItemID, on: connection)
             }
+            try ExactDuplicates.mark(ExactDuplicates.contents(ownedRuns.map { ($0.job.mediaItemID, $0.outcome.itemUpdate) }), on: connection)
             try connection.execute("SELECT settle_media_items($1::text[]::uuid[])", [Array(Set(ownedRuns.map(\.job.mediaItemID))).sorted()])
             return owned
         }
@@ -404,10 +419,11 @@ public struct JobStore: Sendable {
             UPDATE media_items
                SET metadata = metadata || $2, checksum_md5 = coalesce($3, checksum_md5),
                    checksum_sha256 = coalesce($4, checksum_sha256), file_size = coalesce($5, file_size),
-                   thumbnail_path = coalesce($6, thumbnail_path), preview_path = coalesce($7, preview_path)
+                   thumbnail_path = coalesce($6, thumbnail_path), preview_path = coalesce($7, preview_path),
+                   perceptual_hash = coalesce($8, perceptual_hash)
              WHERE id = $1
             """, [itemID, JSONValue.object(update.metadataMerge), update.checksumMD5, update.checksumSHA256,
-                  update.fileSize, update.thumbnailPath, update.previewPath])
+                  update.fileSize, update.thumbnailPath, update.previewPath, update.perceptualHash])
         if !update.processingInfoMerge.isEmpty {
             try connection.execute("UPDATE media_items SET processing_info = processing_info || $2 WHERE id = $1",
                                    [itemID, JSONValue.object(update.processingInfoMerge)])
@@ -449,7 +465,7 @@ public struct JobStore: Sendable {
         let retrying = error.isRetryable && job.attempt < maxAttempts
         let delay = retryPolicy.delay(afterAttempt: job.attempt)
         return try connection.transaction { connection in
-            try lockItemsForRecording([job.mediaItemID], on: connection)
+            try lockItemsForRecording([job.mediaItemID], contents: ExactDuplicates.contents([(job.mediaItemID, itemUpdate)]), on: connection)
             let disposition: FailureDisposition
             if retrying {
                 let rows = try connection.query("""
@@ -475,6 +491,7 @@ public struct JobStore: Sendable {
                 disposition = .failed
             }
             try JobStore.apply(itemUpdate, to: job.mediaItemID, on: connection)
+            try ExactDuplicates.mark(ExactDuplicates.contents([(job.mediaItemID, itemUpdate)]), on: connection)
             if disposition == .failed {
                 try connection.execute("SELECT settle_media_items(ARRAY[$1::uuid])", [job.mediaItemID])
             }
