@@ -62,7 +62,7 @@ struct GalleryFixture {
         func insert(_ name: String, mime: String, path: String, status: String) throws -> String {
             try connection.query("""
                 INSERT INTO media_items (owner_id, filename, original_filename, mime_type, file_size, storage_path, status, checksum_sha256)
-                VALUES ($1::uuid, $2, $2, $3, 1000, $4, $5::media_status, encode(sha256(convert_to($4, 'UTF8')), 'hex')) RETURNING id::text AS id
+                VALUES ($1::uuid, $2, $2, $3, 1000, $4::text, $5::media_status, encode(sha256(convert_to($4::text, 'UTF8')), 'hex')) RETURNING id::text AS id
                 """, [owner, name, mime, path, status])[0].decode("id", as: String.self)
         }
         let fm = FileManager.default
@@ -177,8 +177,9 @@ struct GalleryBrowserTests {
             let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(String(decoding: data, as: UTF8.self)) \(errors)")
             #expect(report["loaded"] as? Bool == true)
             let images = try #require(report["images"] as? [[String: Any]])
-            // Photo preview + thumbnail, video thumbnail: three pictures, all decoded, all described.
-            #expect(images.count == 3)
+            // Photo preview + thumbnail, video thumbnail, the copy's original (it has no outputs
+            // yet): four pictures, all decoded, all described.
+            #expect(images.count == 4)
             for image in images {
                 #expect((image["naturalWidth"] as? Int ?? 0) > 0, "\(image)")
                 #expect(!((image["alt"] as? String) ?? "").isEmpty, "\(image)")

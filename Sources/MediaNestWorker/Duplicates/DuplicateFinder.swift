@@ -97,37 +97,57 @@ public enum DuplicateFinder {
             return i
         }
         var start = [Int32](repeating: 0, count: 65_537)
+        var next = [Int32](repeating: 0, count: 65_537)
+        // The items sorted by one chunk's value, and their hashes in the same order: a bucket's
+        // candidates are compared where they lie, one cache line for most buckets.
         var members = [Int32](repeating: 0, count: count)
-        hashes.withUnsafeBufferPointer { hashes in
-            for chunk in 0..<4 {
-                let shift = UInt64(chunk * 16)
-                // A table of the items by this chunk's value: counting sort into `members`.
-                for i in 0..<start.count { start[i] = 0 }
-                for hash in hashes { start[Int((hash >> shift) & 0xFFFF) + 1] += 1 }
-                for value in 0..<65_536 { start[value + 1] += start[value] }
-                var next = start
-                for (index, hash) in hashes.enumerated() {
-                    let value = Int((hash >> shift) & 0xFFFF)
-                    members[Int(next[value])] = Int32(index)
-                    next[value] += 1
-                }
-                for (index, hash) in hashes.enumerated() {
-                    let value = UInt16(truncatingIfNeeded: hash >> shift)
-                    for mask in masks {
-                        let bucket = Int(value ^ mask)
-                        var slot = Int(start[bucket])
-                        let end = Int(start[bucket + 1])
-                        while slot < end {
-                            let other = Int(members[slot])
-                            slot += 1
-                            // Each pair once per chunk, from its lower index.
-                            guard other > index, (hash ^ hashes[other]).nonzeroBitCount <= distance else { continue }
-                            let a = root(index), b = root(other)
-                            if a != b { parent[max(a, b)] = min(a, b) }
+        var memberHashes = [UInt64](repeating: 0, count: count)
+        var pairs: [(Int32, Int32)] = []
+        for chunk in 0..<4 {
+            let shift = UInt64(chunk * 16)
+            hashes.withUnsafeBufferPointer { hashes in
+                start.withUnsafeMutableBufferPointer { start in
+                    next.withUnsafeMutableBufferPointer { next in
+                        members.withUnsafeMutableBufferPointer { members in
+                            memberHashes.withUnsafeMutableBufferPointer { memberHashes in
+                                // Counting sort by the chunk's value.
+                                for i in 0..<start.count { start[i] = 0 }
+                                for hash in hashes { start[Int((hash >> shift) & 0xFFFF) + 1] += 1 }
+                                for value in 0..<65_536 { start[value + 1] += start[value] }
+                                for i in 0..<start.count { next[i] = start[i] }
+                                for index in 0..<hashes.count {
+                                    let hash = hashes[index]
+                                    let value = Int((hash >> shift) & 0xFFFF)
+                                    members[Int(next[value])] = Int32(index)
+                                    memberHashes[Int(next[value])] = hash
+                                    next[value] += 1
+                                }
+                                for index in 0..<hashes.count {
+                                    let hash = hashes[index]
+                                    let value = UInt16(truncatingIfNeeded: hash >> shift)
+                                    for mask in masks {
+                                        let bucket = Int(value ^ mask)
+                                        var slot = Int(start[bucket])
+                                        let end = Int(start[bucket + 1])
+                                        while slot < end {
+                                            // Each pair once per chunk, from its lower index.
+                                            if (hash ^ memberHashes[slot]).nonzeroBitCount <= distance, Int(members[slot]) > index {
+                                                pairs.append((Int32(index), members[slot]))
+                                            }
+                                            slot += 1
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
+            for (a, b) in pairs {
+                let rootA = root(Int(a)), rootB = root(Int(b))
+                if rootA != rootB { parent[max(rootA, rootB)] = min(rootA, rootB) }
+            }
+            pairs.removeAll(keepingCapacity: true)
         }
         var byRoot: [Int: [Int]] = [:]
         for index in 0..<count { byRoot[root(index), default: []].append(index) }
