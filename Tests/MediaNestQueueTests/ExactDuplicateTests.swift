@@ -87,6 +87,24 @@ struct ExactDuplicateTests {
         }
     }
 
+    /// The thumbnail job's perceptual hash reaches `media_items.perceptual_hash` bit for bit (a
+    /// hash with its top bit set is a negative bigint), and `hamming_distance` compares it.
+    @Test func thePerceptualHashIsStoredBitForBit() async throws {
+        try await withMigratedDatabase("dupsphash") { _, connection, owner in
+            let store = JobStore(workerID: "w:1:0")
+            let (item, jobs) = try itemWithRunningJobs([.thumbnail], store: store, owner: owner, on: connection)
+            let hash: UInt64 = 0x8F00_0000_0000_00F1
+            var update = MediaItemUpdate()
+            update.perceptualHash = Int64(bitPattern: hash)
+            #expect(try store.complete(try #require(jobs[.thumbnail]), outcome: JobOutcome(output: [:], itemUpdate: update), on: connection))
+            let row = try connection.query("""
+                SELECT perceptual_hash, hamming_distance(perceptual_hash, 0) AS ones FROM media_items WHERE id = $1::uuid
+                """, [item])[0]
+            #expect(UInt64(bitPattern: try row.decode("perceptual_hash", as: Int64.self)) == hash)
+            #expect(try row.decode("ones", as: Int.self) == hash.nonzeroBitCount)
+        }
+    }
+
     /// Equal `created_at`: the smaller id is the original. Another owner's copy is not a duplicate.
     @Test func equalTimesAreDecidedByIdAndOwnersAreSeparate() async throws {
         try await withMigratedDatabase("dupsties") { _, connection, owner in
