@@ -1,5 +1,7 @@
+import Dispatch
 public import MediaNestDB
 import MediaNestQueue
+import Synchronization
 
 /// A group of items that are the same picture: the engine of `medianest-worker duplicates`.
 public struct DuplicateGroup: Sendable, Hashable {
@@ -96,62 +98,78 @@ public enum DuplicateFinder {
             while parent[i] != i { parent[i] = parent[parent[i]]; i = parent[i] }
             return i
         }
+        // The four chunks are searched at once (one table each), the pairs joined afterwards.
+        let pairsByChunk = Mutex<[[(Int32, Int32)]]>(Array(repeating: [], count: 4))
+        DispatchQueue.concurrentPerform(iterations: 4) { chunk in
+            let pairs = closePairs(hashes, chunk: chunk, masks: masks, distance: distance)
+            pairsByChunk.withLock { $0[chunk] = pairs }
+        }
+        for pairs in pairsByChunk.withLock({ $0 }) {
+            for (a, b) in pairs {
+                let rootA = root(Int(a)), rootB = root(Int(b))
+                if rootA != rootB { parent[max(rootA, rootB)] = min(rootA, rootB) }
+            }
+        }
+        var byRoot: [Int: [Int]] = [:]
+        for index in 0..<count { byRoot[root(index), default: []].append(index) }
+        return byRoot.values.filter { $0.count > 1 }.sorted { $0[0] < $1[0] }
+    }
+
+    /// The pairs (lower index first) at most `distance` apart whose 16-bit chunk number `chunk`
+    /// differs by one of `masks`.
+    ///
+    /// The items are sorted by the chunk's value (a counting sort), with their hashes beside them
+    /// so that a bucket's candidates are compared where they lie. Then every pair of buckets whose
+    /// values differ by a mask is visited once (the one with the larger value from the smaller),
+    /// and a bucket with itself for the zero mask: each pair of items is compared once per chunk.
+    static func closePairs(_ hashes: [UInt64], chunk: Int, masks: [UInt16], distance: Int) -> [(Int32, Int32)] {
+        let shift = UInt64(chunk * 16)
         var start = [Int32](repeating: 0, count: 65_537)
-        var next = [Int32](repeating: 0, count: 65_537)
-        // The items sorted by one chunk's value, and their hashes in the same order: a bucket's
-        // candidates are compared where they lie, one cache line for most buckets.
-        var members = [Int32](repeating: 0, count: count)
-        var memberHashes = [UInt64](repeating: 0, count: count)
+        var members = [Int32](repeating: 0, count: hashes.count)
+        var sorted = [UInt64](repeating: 0, count: hashes.count)
         var pairs: [(Int32, Int32)] = []
-        for chunk in 0..<4 {
-            let shift = UInt64(chunk * 16)
-            hashes.withUnsafeBufferPointer { hashes in
-                start.withUnsafeMutableBufferPointer { start in
-                    next.withUnsafeMutableBufferPointer { next in
-                        members.withUnsafeMutableBufferPointer { members in
-                            memberHashes.withUnsafeMutableBufferPointer { memberHashes in
-                                // Counting sort by the chunk's value.
-                                for i in 0..<start.count { start[i] = 0 }
-                                for hash in hashes { start[Int((hash >> shift) & 0xFFFF) + 1] += 1 }
-                                for value in 0..<65_536 { start[value + 1] += start[value] }
-                                for i in 0..<start.count { next[i] = start[i] }
-                                for index in 0..<hashes.count {
-                                    let hash = hashes[index]
-                                    let value = Int((hash >> shift) & 0xFFFF)
-                                    members[Int(next[value])] = Int32(index)
-                                    memberHashes[Int(next[value])] = hash
-                                    next[value] += 1
-                                }
-                                for index in 0..<hashes.count {
-                                    let hash = hashes[index]
-                                    let value = UInt16(truncatingIfNeeded: hash >> shift)
-                                    for mask in masks {
-                                        let bucket = Int(value ^ mask)
-                                        var slot = Int(start[bucket])
-                                        let end = Int(start[bucket + 1])
-                                        while slot < end {
-                                            // Each pair once per chunk, from its lower index.
-                                            if (hash ^ memberHashes[slot]).nonzeroBitCount <= distance, Int(members[slot]) > index {
-                                                pairs.append((Int32(index), members[slot]))
-                                            }
-                                            slot += 1
+        hashes.withUnsafeBufferPointer { hashes in
+            start.withUnsafeMutableBufferPointer { start in
+                members.withUnsafeMutableBufferPointer { members in
+                    sorted.withUnsafeMutableBufferPointer { sorted in
+                        for hash in hashes { start[Int((hash >> shift) & 0xFFFF) + 1] += 1 }
+                        for value in 0..<65_536 { start[value + 1] += start[value] }
+                        var next = Array(start)
+                        for index in 0..<hashes.count {
+                            let value = Int((hashes[index] >> shift) & 0xFFFF)
+                            members[Int(next[value])] = Int32(index)
+                            sorted[Int(next[value])] = hashes[index]
+                            next[value] += 1
+                        }
+                        for value in 0..<65_536 {
+                            let first = Int(start[value]), end = Int(start[value + 1])
+                            guard first < end else { continue }
+                            for mask in masks {
+                                let other = value ^ Int(mask)
+                                guard other >= value else { continue }
+                                let otherStart = Int(start[other]), otherEnd = Int(start[other + 1])
+                                guard otherStart < otherEnd else { continue }
+                                var a = first
+                                while a < end {
+                                    let hashA = sorted[a]
+                                    // Within one bucket, each pair once: only the slots after a.
+                                    var b = other == value ? a + 1 : otherStart
+                                    while b < otherEnd {
+                                        if (hashA ^ sorted[b]).nonzeroBitCount <= distance {
+                                            let i = members[a], j = members[b]
+                                            pairs.append(i < j ? (i, j) : (j, i))
                                         }
+                                        b += 1
                                     }
+                                    a += 1
                                 }
                             }
                         }
                     }
                 }
             }
-            for (a, b) in pairs {
-                let rootA = root(Int(a)), rootB = root(Int(b))
-                if rootA != rootB { parent[max(rootA, rootB)] = min(rootA, rootB) }
-            }
-            pairs.removeAll(keepingCapacity: true)
         }
-        var byRoot: [Int: [Int]] = [:]
-        for index in 0..<count { byRoot[root(index), default: []].append(index) }
-        return byRoot.values.filter { $0.count > 1 }.sorted { $0[0] < $1[0] }
+        return pairs
     }
 
     /// Every 16-bit mask with at most `radius` bits set (radius 2: 137 masks).
