@@ -3,7 +3,8 @@
 #
 #   1. start a throwaway PostgreSQL and migrate the MediaNest schema into it;
 #   2. create a small sample library (a photo with EXIF rotation, a HEIC photo, a rotated phone
-#      video, an HEVC 10-bit clip, a song with cover art, a FLAC without, and one broken file);
+#      video, an HEVC 10-bit clip, a song with cover art, a FLAC without, one broken file, and a
+#      photo with a smaller recompressed copy of it);
 #   3. `medianest-worker import` it (and once more, to show that nothing is added twice);
 #   4. run the daemon (`run --drain`) with the live view (`status --watch`) in the foreground
 #      until the daemon has nothing left that it can run;
@@ -84,6 +85,12 @@ ff -f lavfi -i "sine=frequency=330:sample_rate=44100" -i "$PG_DIR/cover.png" -t 
     "$LIBRARY/Music/01 Sine of the Times.mp3"
 ff -f lavfi -i "sine=frequency=440:sample_rate=48000" -t 5 -c:a flac -metadata title="A440" "$LIBRARY/Music/02 A440.flac"
 head -c 60000 "$LIBRARY/2024 Holiday/IMG_0003.MOV" >"$LIBRARY/2024 Holiday/IMG_0004 (broken).MOV"   # no moov atom
+# A duplicate pair: a photo and the copy a messaging app sent back (half the size, recompressed).
+# Not the same bytes, so import keeps both; `duplicates` and the gallery group them as similar.
+mkdir -p "$LIBRARY/Shared"
+ff -f lavfi -i "mandelbrot=size=1600x1200:start_x=-0.7453:start_y=0.1127:start_scale=0.02:end_scale=0.02:maxiter=400" -frames:v 1 \
+    -vf "gblur=sigma=1.2,noise=alls=6:allf=u" -q:v 3 "$LIBRARY/2024 Holiday/IMG_0005.jpg"
+ff -i "$LIBRARY/2024 Holiday/IMG_0005.jpg" -vf scale=800:600 -q:v 12 "$LIBRARY/Shared/IMG_0005 (sent).jpg"
 ls -l "$LIBRARY"/*
 
 log "medianest-worker import"
@@ -141,6 +148,9 @@ SELECT m.original_filename || ': ' || coalesce(j.output_data #>> '{error,message
   FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id WHERE j.status = 'failed'
  GROUP BY m.id, m.original_filename, coalesce(j.output_data #>> '{error,message}', j.error_message) ORDER BY 1;
 SQL
+
+log "duplicates"
+"$WORKER" duplicates
 
 log "gallery"
 rm -rf "$GALLERY"

@@ -212,6 +212,9 @@ public struct MediaItemUpdate: Sendable, Hashable {
     /// Set by the metadata job when the file is half of a Live Photo: the engine pairs it with
     /// the other half of the same owner in the same transaction (see ``LivePhotoLink``).
     public var livePhoto: LivePhotoLink?
+    /// `media_items.perceptual_hash`: the still's 64-bit perceptual hash, its bits as a signed
+    /// integer (see docs/DUPLICATES.md).
+    public var perceptualHash: Int64?
 
     public init() {}
 

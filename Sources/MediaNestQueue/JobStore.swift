@@ -323,17 +323,27 @@ public struct JobStore: Sendable {
     }
 
     /// ``lockItems(_:on:)`` after setting ``lockTimeout`` for the transaction.
-    private func lockItemsForRecording(_ itemIDs: some Collection<String>, on connection: PGConnection) throws(DatabaseError) {
-        try JobStore.lockItems(itemIDs, lockTimeout: lockTimeout, on: connection)
+    ///
+    /// When some of the runs record a checksum (`contents`: item id → SHA-256), the items of
+    /// those contents' groups are locked too, after the groups' own locks (see
+    /// ``ExactDuplicates``), so that ``ExactDuplicates/mark(_:on:)`` may update them.
+    private func lockItemsForRecording(_ itemIDs: some Collection<String>, contents: [String: String] = [:],
+                                       on connection: PGConnection) throws(DatabaseError) {
+        try JobStore.lockItems(itemIDs, contents: contents, lockTimeout: lockTimeout, on: connection)
     }
 
-    private static func lockItems(_ itemIDs: some Collection<String>, lockTimeout: Duration?, on connection: PGConnection) throws(DatabaseError) {
+    private static func lockItems(_ itemIDs: some Collection<String>, contents: [String: String] = [:], lockTimeout: Duration?,
+                                  on connection: PGConnection) throws(DatabaseError) {
         if let lockTimeout {
             // A statement of its own, before the locks: within one statement the order in
             // which PostgreSQL evaluates the setting and the locking is not defined.
             try connection.execute("SELECT set_config('lock_timeout', $1, true)", ["\(max(1, Int(lockTimeout.seconds * 1000)))ms"])
         }
         guard !itemIDs.isEmpty else { return }
+        if !contents.isEmpty {
+            try ExactDuplicates.lockItems(Array(Set(itemIDs)).sorted(), contents: contents, on: connection)
+            return
+        }
         try connection.execute("""
             SELECT count(*) FROM (SELECT 1 FROM media_items WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE) locked
             """, [Array(Set(itemIDs)).sorted()])
@@ -346,8 +356,10 @@ public struct JobStore: Sendable {
     public func complete(_ job: ClaimedJob, outcome: JobOutcome, on connection: PGConnection) throws -> Bool {
         try connection.transaction { connection in
             let links = outcome.itemUpdate.livePhoto.map { [(job.mediaItemID, $0)] } ?? []
+            // Live Photo keys, then content keys (inside lockItemsForRecording), then item rows.
             let partners = try JobStore.lockLivePhotoKeys(links, lockTimeout: lockTimeout, on: connection)
-            try lockItemsForRecording([job.mediaItemID] + partners, on: connection)
+            try lockItemsForRecording([job.mediaItemID] + partners, contents: ExactDuplicates.contents([(job.mediaItemID, outcome.itemUpdate)]),
+                                      on: connection)
             let owned = try connection.execute("""
                 UPDATE processing_jobs
                    SET status = 'completed', completed_at = now(), output_data = $3, error_message = NULL,
@@ -357,6 +369,7 @@ public struct JobStore: Sendable {
             guard owned == 1 else { return false }
             try JobStore.apply(outcome.itemUpdate, to: job.mediaItemID, on: connection)
             try JobStore.linkLivePhotos(links, on: connection)
+            try ExactDuplicates.mark(ExactDuplicates.contents([(job.mediaItemID, outcome.itemUpdate)]), on: connection)
             try connection.execute("SELECT settle_media_items(ARRAY[$1::uuid])", [job.mediaItemID])
             return true
         }
@@ -381,8 +394,11 @@ public struct JobStore: Sendable {
         let sorted = runs.sorted { $0.job.id < $1.job.id }
         return try connection.transaction { connection in
             let links = sorted.compactMap { run in run.outcome.itemUpdate.livePhoto.map { (run.job.mediaItemID, $0) } }
+            // Live Photo keys, then content keys (inside lockItemsForRecording), then item rows.
             let partners = try JobStore.lockLivePhotoKeys(links, lockTimeout: lockTimeout, on: connection)
-            try lockItemsForRecording(sorted.map(\.job.mediaItemID) + partners, on: connection)
+            try lockItemsForRecording(sorted.map(\.job.mediaItemID) + partners,
+                                      contents: ExactDuplicates.contents(sorted.map { ($0.job.mediaItemID, $0.outcome.itemUpdate) }),
+                                      on: connection)
             let rows = try connection.query("""
                 UPDATE processing_jobs j
                    SET status = 'completed', completed_at = now(), output_data = v.output, error_message = NULL,
@@ -399,6 +415,7 @@ public struct JobStore: Sendable {
             }
             let ownedItems = Set(ownedRuns.map(\.job.mediaItemID))
             try JobStore.linkLivePhotos(links.filter { ownedItems.contains($0.0) }, on: connection)
+            try ExactDuplicates.mark(ExactDuplicates.contents(ownedRuns.map { ($0.job.mediaItemID, $0.outcome.itemUpdate) }), on: connection)
             try connection.execute("SELECT settle_media_items($1::text[]::uuid[])", [Array(ownedItems).sorted()])
             return owned
         }
@@ -411,10 +428,11 @@ public struct JobStore: Sendable {
             UPDATE media_items
                SET metadata = metadata || $2, checksum_md5 = coalesce($3, checksum_md5),
                    checksum_sha256 = coalesce($4, checksum_sha256), file_size = coalesce($5, file_size),
-                   thumbnail_path = coalesce($6, thumbnail_path), preview_path = coalesce($7, preview_path)
+                   thumbnail_path = coalesce($6, thumbnail_path), preview_path = coalesce($7, preview_path),
+                   perceptual_hash = coalesce($8, perceptual_hash)
              WHERE id = $1
             """, [itemID, JSONValue.object(update.metadataMerge), update.checksumMD5, update.checksumSHA256,
-                  update.fileSize, update.thumbnailPath, update.previewPath])
+                  update.fileSize, update.thumbnailPath, update.previewPath, update.perceptualHash])
         if !update.processingInfoMerge.isEmpty {
             try connection.execute("UPDATE media_items SET processing_info = processing_info || $2 WHERE id = $1",
                                    [itemID, JSONValue.object(update.processingInfoMerge)])
@@ -465,7 +483,7 @@ public struct JobStore: Sendable {
         let output: JSONValue = ["error": error.json(attempt: job.attempt)]
         let maxAttempts = retryPolicy.maxAttemptsOverride ?? job.maxAttempts
         return try connection.transaction { connection in
-            try lockItemsForRecording([job.mediaItemID], on: connection)
+            try lockItemsForRecording([job.mediaItemID], contents: ExactDuplicates.contents([(job.mediaItemID, itemUpdate)]), on: connection)
             let disposition: FailureDisposition
             if let delay {
                 let rows = try connection.query("""
@@ -491,6 +509,7 @@ public struct JobStore: Sendable {
                 disposition = .failed
             }
             try JobStore.apply(itemUpdate, to: job.mediaItemID, on: connection)
+            try ExactDuplicates.mark(ExactDuplicates.contents([(job.mediaItemID, itemUpdate)]), on: connection)
             if disposition == .failed {
                 try connection.execute("SELECT settle_media_items(ARRAY[$1::uuid])", [job.mediaItemID])
             }

@@ -20,6 +20,7 @@ struct MediaNestWorkerCommand: AsyncParsableCommand {
         EnqueueCommand.self,
         StatusCommand.self,
         GalleryCommand.self,
+        DuplicatesCommand.self,
         RetryCommand.self,
         CancelCommand.self,
         MigrateCommand.self,

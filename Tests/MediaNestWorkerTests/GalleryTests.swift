@@ -62,7 +62,7 @@ struct GalleryFixture {
         func insert(_ name: String, mime: String, path: String, status: String) throws -> String {
             try connection.query("""
                 INSERT INTO media_items (owner_id, filename, original_filename, mime_type, file_size, storage_path, status, checksum_sha256)
-                VALUES ($1::uuid, $2, $2, $3, 1000, $4, $5::media_status, repeat('ab', 32)) RETURNING id::text AS id
+                VALUES ($1::uuid, $2, $2, $3, 1000, $4::text, $5::media_status, encode(sha256(convert_to($4::text, 'UTF8')), 'hex')) RETURNING id::text AS id
                 """, [owner, name, mime, path, status])[0].decode("id", as: String.self)
         }
         let fm = FileManager.default
@@ -106,7 +106,12 @@ struct GalleryFixture {
                     '{"error":{"code":"corrupt_media","message":"broken.mp4 is a truncated MP4: the moov atom is missing."}}',
                     'corrupt_media', now())
             """, [broken])
-        return GalleryFixture(storage: storage, itemIDs: [photo, video, broken])
+        // The photo uploaded a second time (same bytes, no outputs yet): an exact duplicate pair.
+        try fm.linkItem(atPath: storage + "/uploads/photo.jpg", toPath: storage + "/uploads/photo (1).jpg")
+        let copy = try insert("Sunset copy.jpg", mime: "image/jpeg", path: "uploads/photo (1).jpg", status: "processing")
+        try connection.execute("UPDATE media_items SET checksum_sha256 = (SELECT checksum_sha256 FROM media_items WHERE id = $2::uuid) WHERE id = $1::uuid",
+                               [copy, photo])
+        return GalleryFixture(storage: storage, itemIDs: [photo, video, broken, copy])
     }
 }
 
@@ -131,7 +136,7 @@ struct GalleryBrowserTests {
             let output = scratch.base + "/gallery"
             let result = try runCLI(["gallery", "--output", output, "--storage-root", scratch.storage, "--database-url", database.connectionString])
             #expect(result.status == 0, "\(result.error)")
-            #expect(result.output.contains("Gallery of 3 items: \(output)/index.html"))
+            #expect(result.output.contains("Gallery of 4 items: \(output)/index.html"))
             let files = try FileManager.default.subpathsOfDirectory(atPath: output).sorted()
             let video = fixture.itemIDs[1]
             #expect(files.contains("media/\(video)/rendition.mp4"))
@@ -142,6 +147,7 @@ struct GalleryBrowserTests {
             #expect(!files.contains { $0.hasPrefix("media/\(fixture.itemIDs[2])") })
             let html = try String(contentsOfFile: output + "/index.html", encoding: .utf8)
             #expect(html.contains("Sunset &lt;beach&gt; &amp; friends.jpg"))
+            #expect(html.contains("Same file as <a href=\"#item-\(fixture.itemIDs[3])\">Sunset copy.jpg</a>"), "the photo's card links its copy")
             #expect(html.contains("hevc 10-bit"))
             #expect(!html.contains("/etc/passwd"))
         }
@@ -151,7 +157,7 @@ struct GalleryBrowserTests {
     func chromiumShowsEveryPictureAndPlaysTheVideo() async throws {
         let scratch = try ImportScratch()
         try await withMigratedDatabase("gallerybrowser") { database, connection, owner in
-            _ = try GalleryFixture.make(in: scratch.storage, owner: owner, on: connection)
+            let fixture = try GalleryFixture.make(in: scratch.storage, owner: owner, on: connection)
             let output = scratch.base + "/gallery"
             let result = try runCLI(["gallery", "--output", output, "--storage-root", scratch.storage, "--database-url", database.connectionString])
             #expect(result.status == 0, "\(result.error)")
@@ -171,8 +177,9 @@ struct GalleryBrowserTests {
             let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(String(decoding: data, as: UTF8.self)) \(errors)")
             #expect(report["loaded"] as? Bool == true)
             let images = try #require(report["images"] as? [[String: Any]])
-            // Photo preview + thumbnail, video thumbnail: three pictures, all decoded, all described.
-            #expect(images.count == 3)
+            // Photo preview + thumbnail, video thumbnail, the copy's original (it has no outputs
+            // yet): four pictures, all decoded, all described.
+            #expect(images.count == 4)
             for image in images {
                 #expect((image["naturalWidth"] as? Int ?? 0) > 0, "\(image)")
                 #expect(!((image["alt"] as? String) ?? "").isEmpty, "\(image)")
@@ -181,6 +188,12 @@ struct GalleryBrowserTests {
             #expect(videos.count == 1)
             #expect((videos.first?["readyState"] as? Int ?? 0) >= 2, "\(videos)")
             #expect((report["console_errors"] as? [String]) == [], "\(report["console_errors"] ?? "")")
+            // The duplicate pair: each card shows a link to the other, and the link leads to a card.
+            let duplicates = try #require(report["duplicates"] as? [[String: Any]])
+            let (photo, copy) = (fixture.itemIDs[0], fixture.itemIDs[3])
+            #expect(Set(duplicates.map { "\($0["from"] ?? "")>\($0["href"] ?? "")" }) == ["item-\(photo)>#item-\(copy)", "item-\(copy)>#item-\(photo)"],
+                    "\(duplicates)")
+            #expect(duplicates.allSatisfy { $0["target"] as? Bool == true && $0["visible"] as? Bool == true && $0["kind"] as? String == "exact" })
             #expect(FileManager.default.fileExists(atPath: screenshot))
         }
     }

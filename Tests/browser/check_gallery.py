@@ -7,7 +7,7 @@ network port nor a websocket library.
 
 usage: check_gallery.py PAGE.html [SCREENSHOT.png]
 prints {"loaded", "images": [{src, naturalWidth, complete}], "videos": [{src, readyState, error}],
-        "console_errors": [...], "title"}
+        "duplicates": [{from, href, kind, visible, target}], "console_errors": [...], "title"}
 """
 import base64, json, os, subprocess, sys, tempfile, time
 
@@ -17,6 +17,9 @@ CHECK = r"""
   loaded: document.readyState === 'complete',
   images: [...document.images].map(i => ({src: i.getAttribute('src'), alt: i.alt, complete: i.complete, naturalWidth: i.naturalWidth})),
   videos: [...document.querySelectorAll('video')].map(v => ({src: v.currentSrc, readyState: v.readyState, error: v.error ? v.error.code : null})),
+  duplicates: [...document.querySelectorAll('.duplicate a')].map(a => ({from: a.closest('article').id, href: a.getAttribute('href'),
+    kind: a.closest('.duplicate').classList.contains('exact') ? 'exact' : 'similar',
+    visible: a.getBoundingClientRect().width > 0, target: !!document.getElementById(a.getAttribute('href').slice(1))})),
 }))()
 """
 

@@ -47,6 +47,20 @@ public struct GalleryItem: Sendable, Hashable {
     public var sha256: String?
     /// The latest job of each type.
     public var jobs: [Job]
+    /// The other items of its duplicate group, if it is in one (``DuplicateFinder``).
+    public var duplicates: Duplicates?
+
+    /// The item's duplicate group as the gallery shows it.
+    public struct Duplicates: Sendable, Hashable {
+        /// `exact` (same bytes) or `similar` (perceptual hash).
+        public var kind: DuplicateGroup.Kind
+        /// The other members' ids, the earliest first.
+        public var others: [String]
+        public init(kind: DuplicateGroup.Kind, others: [String]) {
+            self.kind = kind
+            self.others = others
+        }
+    }
 
     public init(id: String, name: String, mimeType: String, size: Int64?, status: String, storagePath: String,
                 thumbnailPath: String? = nil, previewPath: String? = nil, metadata: JSONValue = [:], processingInfo: JSONValue = [:],
@@ -86,16 +100,22 @@ public struct GalleryItem: Sendable, Hashable {
                                       WHERE media_item_id = m.id ORDER BY job_type, created_at DESC, id) j), '[]') AS jobs
               FROM media_items m ORDER BY m.created_at, m.original_filename, m.id
             """)
+        var groups: [String: Duplicates] = [:]
+        for group in try DuplicateFinder.groups(ownerID: nil, on: connection) {
+            for id in group.items where groups[id] == nil { groups[id] = Duplicates(kind: group.kind, others: group.items.filter { $0 != id }) }
+        }
         return try rows.map { row throws(DatabaseError) in
             let jobs = (try row.decode("jobs", as: JSONValue.self).arrayValue ?? []).map { job in
                 Job(type: job["type"]?.stringValue ?? "?", status: job["status"]?.stringValue ?? "?",
                     errorCode: job["code"]?.stringValue, errorMessage: job["message"]?.stringValue)
             }
-            return GalleryItem(id: try row.decode("id"), name: try row.decode("original_filename"), mimeType: try row.decode("mime_type"),
+            var item = GalleryItem(id: try row.decode("id"), name: try row.decode("original_filename"), mimeType: try row.decode("mime_type"),
                                size: try row.decode("file_size"), status: try row.decode("status"), storagePath: try row.decode("storage_path"),
                                thumbnailPath: try row.decode("thumbnail_path"), previewPath: try row.decode("preview_path"),
                                metadata: try row.decode("metadata"), processingInfo: try row.decode("processing_info"),
                                sha256: try row.decode("checksum_sha256"), jobs: jobs)
+            item.duplicates = groups[item.id]
+            return item
         }
     }
 }

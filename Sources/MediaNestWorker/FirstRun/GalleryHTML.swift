@@ -92,12 +92,13 @@ public enum GalleryHTML {
             <main>
 
             """
-        for card in cards { html += renderCard(card) }
+        let names = Dictionary(cards.map { ($0.item.id, $0.item.name) }, uniquingKeysWith: { first, _ in first })
+        for card in cards { html += renderCard(card, names: names) }
         html += "</main>\n</body>\n</html>\n"
         return html
     }
 
-    static func renderCard(_ card: Card) -> String {
+    static func renderCard(_ card: Card, names: [String: String] = [:]) -> String {
         let item = card.item
         let name = escape(item.name)
         var html = "<article class=\"card \(escape(item.kind)) status-\(escape(item.status))\" id=\"item-\(escape(item.id))\">\n"
@@ -116,6 +117,7 @@ public enum GalleryHTML {
         html += "<p class=\"badges\"><span class=\"kind\">\(escape(item.kind))</span> <span class=\"status\">\(escape(statusWord(item.status)))</span>"
         if let playable = card.playable { html += " <span class=\"note\">\(playable.isRendition ? "web rendition" : "original plays as is")</span>" }
         html += "</p>\n"
+        html += renderDuplicates(item, names: names)
         if let playable = card.playable, item.kind == "audio" {
             html += "<audio controls preload=\"metadata\" src=\"\(escape(playable.url))\" aria-label=\"Play \(name)\"></audio>\n"
         }
@@ -154,6 +156,16 @@ public enum GalleryHTML {
         html += "<details><summary>All metadata (JSON)</summary><pre>\(escape(item.metadata.jsonText))</pre></details>\n"
         html += "</div>\n</article>\n"
         return html
+    }
+
+    /// "Duplicate of" / "similar to" links to the other cards of the item's duplicate group.
+    static func renderDuplicates(_ item: GalleryItem, names: [String: String]) -> String {
+        guard let group = item.duplicates, !group.others.isEmpty else { return "" }
+        let label = group.kind == .exact ? "Same file as" : "Looks like"
+        let links = group.others.map { id in
+            "<a href=\"#item-\(escape(id))\">\(escape(names[id] ?? id))</a>"
+        }.joined(separator: ", ")
+        return "<p class=\"duplicate \(group.kind.rawValue)\"><span>\(group.kind == .exact ? "duplicate" : "similar")</span> \(label) \(links)</p>\n"
     }
 
     static func statusWord(_ status: String) -> String {
@@ -279,6 +291,7 @@ public enum GalleryHTML {
         .visual img,.visual video{width:100%;height:100%;object-fit:contain;display:block}.visual a{display:block;width:100%;height:100%}
         .placeholder{font-size:64px;color:#5d6472}.status-error .visual{background:repeating-linear-gradient(45deg,#2a1414,#2a1414 12px,#321919 12px,#321919 24px)}
         .body{padding:14px 16px 16px}h2{margin:0 0 6px;font-size:16px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+        .duplicate{margin:0 0 10px;font-size:13px;color:var(--muted)}.duplicate span{font-size:12px;padding:2px 8px;border-radius:99px;margin-right:4px;background:color-mix(in srgb,#d9a53a 22%,transparent);color:#e7b94f}.duplicate a{color:inherit}
         .badges{margin:0 0 10px;display:flex;gap:6px;flex-wrap:wrap}.badges span{font-size:12px;padding:2px 8px;border-radius:99px;background:var(--line);color:var(--muted)}
         .status-ready .status{background:color-mix(in srgb,var(--ok) 18%,transparent);color:var(--ok)}
         .status-error .status{background:color-mix(in srgb,var(--bad) 18%,transparent);color:var(--bad)}

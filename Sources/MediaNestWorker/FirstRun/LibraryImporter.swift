@@ -59,6 +59,12 @@ public struct ImportError: Error, Sendable, CustomStringConvertible {
 /// 4. every ``batchSize`` files, the file system is synced and one transaction inserts the batch's
 ///    `media_items` rows and calls `enqueue_media_processing` for each.
 ///
+/// Two imports of one owner running at once both read the library before either inserts. The
+/// unique index `media_items_one_import_per_content` (migration 0014: owner, SHA-256, for items
+/// under `imports/`) decides: the insert is `ON CONFLICT DO NOTHING`, so the second import's row
+/// waits for the first one's transaction and is then not added; its file is removed (unless it
+/// is the very path the first import's row points at) and it counts as already in the library.
+///
 /// A crash between 3 and 4 leaves a file in place with no row; the next import finds the same
 /// path, checks it holds the same bytes and uses it.
 public struct LibraryImporter: Sendable {
@@ -172,7 +178,9 @@ public struct LibraryImporter: Sendable {
                     do {
                         // The rows must never point at bytes a power cut could still take away.
                         context.syncStorage()
-                        inserts.add(try insert(batchRows, ownerID: ownerID, on: connection))
+                        let (jobs, lost, orphaned) = try insert(batchRows, ownerID: ownerID, on: connection)
+                        inserts.add(jobs, lost: lost)
+                        for file in orphaned { context.removePlaced(file) }
                     } catch {
                         inserts.fail(error)
                     }
@@ -187,6 +195,13 @@ public struct LibraryImporter: Sendable {
         inserting.wait()
         if let error = inserts.error { throw error }
         report.jobs = inserts.jobs
+        // Files another import added first, while this one was hashing them.
+        for lost in inserts.lost {
+            report.imported -= 1
+            report.alreadyInLibrary += 1
+            if lost.linked { report.linked -= 1 } else { report.copied -= 1 }
+            report.bytes -= lost.size
+        }
         return report
     }
 
@@ -206,9 +221,13 @@ public struct LibraryImporter: Sendable {
         return try row.decode("id", as: String.self)
     }
 
-    private func insert(_ rows: [StagedFile], ownerID: String, on connection: PGConnection) throws -> Int {
+    /// Inserts a batch's rows and enqueues their jobs, in one transaction.
+    /// - Returns: The jobs created; the files whose content another import added first (no row
+    ///   was inserted for them); and of those, the ones no row points at (to remove).
+    private func insert(_ rows: [StagedFile], ownerID: String, on connection: PGConnection) throws
+        -> (jobs: Int, lost: [StagedFile], orphaned: [StagedFile]) {
         try connection.transaction { connection in
-            let ids = try connection.query("""
+            let inserted = try connection.query("""
                 WITH inserted AS (
                     INSERT INTO media_items (owner_id, filename, original_filename, mime_type, file_size, storage_path,
                                              checksum_md5, checksum_sha256, status)
@@ -218,14 +237,28 @@ public struct LibraryImporter: Sendable {
                       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
                            WITH ORDINALITY AS u(filename, original, mime, size, path, md5, sha256, n)
                      ORDER BY u.n
-                    RETURNING id
+                    -- One imported item per content and owner (migration 0014): a concurrent
+                    -- import that inserted this content first wins; this row waits for its
+                    -- transaction, then is skipped.
+                    ON CONFLICT (owner_id, checksum_sha256) WHERE storage_path LIKE 'imports/%' AND NOT (metadata ? 'duplicate_of')
+                    DO NOTHING
+                    RETURNING id, checksum_sha256
                 )
-                SELECT array_agg(id::text) AS ids FROM inserted
+                SELECT coalesce(array_agg(id::text), '{}') AS ids, coalesce(array_agg(checksum_sha256), '{}') AS sums FROM inserted
                 """, [ownerID, rows.map(\.filename), rows.map(\.originalFilename), rows.map(\.mimeType), rows.map { String($0.size) },
-                      rows.map(\.storagePath), rows.map(\.md5), rows.map(\.sha256)])[0].decode("ids", as: [String].self)
-            return try connection.query("""
+                      rows.map(\.storagePath), rows.map(\.md5), rows.map(\.sha256)])[0]
+            let ids = try inserted.decode("ids", as: [String].self)
+            let added = Set(try inserted.decode("sums", as: [String].self))
+            let lost = rows.filter { !added.contains($0.sha256) }
+            // The winner's row may point at the very file this import placed (same name, same
+            // content-addressed path): that file is not ours to remove.
+            let taken = lost.isEmpty ? [] : Set(try connection.query("""
+                SELECT storage_path FROM media_items WHERE owner_id = $1::uuid AND storage_path = ANY($2::text[])
+                """, [ownerID, lost.map(\.storagePath)]).map { row throws(DatabaseError) in try row.decode("storage_path", as: String.self) })
+            let jobs = ids.isEmpty ? 0 : try connection.query("""
                 SELECT count(*)::int AS n FROM unnest($1::text[]::uuid[]) AS i(id), LATERAL enqueue_media_processing(i.id) AS e
                 """, [ids])[0].decode("n", as: Int.self)
+            return (jobs, lost, lost.filter { !taken.contains($0.storagePath) })
         }
     }
 
@@ -351,6 +384,11 @@ struct PlacementContext: Sendable {
         unlink(storageRoot + "/" + staged.stagedPath)
     }
 
+    /// Removes a placed file no row points at (its content was added by another import first).
+    func removePlaced(_ placed: StagedFile) {
+        unlink(storageRoot + "/" + placed.storagePath)
+    }
+
     func syncStorage() {
         let fd = open(storageRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
@@ -449,10 +487,13 @@ public enum ImportNaming {
 private final class InsertResults: @unchecked Sendable {
     private let lock = NSLock()
     private var jobCount = 0
+    private var lostFiles: [StagedFile] = []
     private var firstError: (any Error)?
     var jobs: Int { lock.withLock { jobCount } }
+    /// Files whose content another import added first.
+    var lost: [StagedFile] { lock.withLock { lostFiles } }
     var error: (any Error)? { lock.withLock { firstError } }
-    func add(_ jobs: Int) { lock.withLock { jobCount += jobs } }
+    func add(_ jobs: Int, lost: [StagedFile]) { lock.withLock { jobCount += jobs; lostFiles += lost } }
     func fail(_ error: any Error) { lock.withLock { if firstError == nil { firstError = error } } }
 }
 

@@ -105,6 +105,10 @@ struct StillJob: Sendable {
             if target == .thumbnail {
                 // A placeholder clients paint before the thumbnail loads (ThumbHash, base64).
                 entry.thumbhash = Data(try ThumbHash.encode(fitting: image)).base64EncodedString()
+                // What `duplicates` compares (docs/DUPLICATES.md); photos only: every waveform looks alike.
+                if [.image, .heif, .raw].contains(decoded.kind) {
+                    entry.details["perceptual_hash"] = .string(PerceptualHash.hex(PerceptualHash.compute(image)))
+                }
             }
             pending.append((target, output, entry))
             try context.cancellation.check()
@@ -151,6 +155,9 @@ struct StillJob: Sendable {
         case .thumbnail:
             update.thumbnailPath = try storagePath(entry.file)
             if let hash = entry.thumbhash { update.metadataMerge["thumbhash"] = .string(hash) }
+            if let hex = entry.details["perceptual_hash"]?.stringValue, let bits = UInt64(hex, radix: 16) {
+                update.perceptualHash = Int64(bitPattern: bits)
+            }
         case .preview:
             update.previewPath = try storagePath(entry.file)
         }

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import MediaNestCore
+import MediaNestDB
+import MediaNestWorker
+
+/// `medianest-worker duplicates`: the library's exact and near-duplicate groups.
+struct DuplicatesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "duplicates",
+        abstract: "List groups of duplicate items: exact copies (same SHA-256) and similar pictures (perceptual hash).",
+        discussion: """
+            Exact groups list one owner's items with the same content, the original (the earliest) first; the others \
+            carry metadata.duplicate_of. Similar groups list pictures whose perceptual hashes differ in at most --distance \
+            of 64 bits (a resized, recompressed or slightly cropped copy). With --json, one line per group: \
+            {"kind": "exact" | "similar", "items": [ids...]}. See docs/DUPLICATES.md.
+            """)
+
+    @Option(help: "Only this owner's library (a users.id).") var owner: String?
+    @Option(help: "Most bits two similar pictures' hashes may differ in (0-\(DuplicateFinder.maxDistance)).")
+    var distance: Int = DuplicateFinder.defaultDistance
+    @Flag(help: "One JSON object per line.") var json = false
+    @OptionGroup var connection: ConnectionOptions
+
+    func validate() throws {
+        guard (0...DuplicateFinder.maxDistance).contains(distance) else {
+            throw ValidationError("--distance must be between 0 and \(DuplicateFinder.maxDistance)")
+        }
+        if let owner, UUID(uuidString: owner) == nil {
+            throw ValidationError("--owner must be a users.id (a UUID), got \(owner.escapingControlCharacters())")
+        }
+    }
+
+    func run() throws {
+        try operatorAction {
+            let groups = try DuplicateFinder.groups(ownerID: owner?.lowercased(), distance: distance, on: try connection.connect())
+            var out = ""
+            for group in groups {
+                if json {
+                    let line: JSONValue = ["kind": .string(group.kind.rawValue), "items": .array(group.items.map { .string($0) })]
+                    out += line.jsonText + "\n"
+                } else {
+                    out += "\(group.kind.rawValue) \(group.items.joined(separator: " "))\n"
+                }
+            }
+            if !json {
+                let exact = groups.filter { $0.kind == .exact }.count
+                out += "\(exact) exact group\(exact == 1 ? "" : "s"), \(groups.count - exact) similar group\(groups.count - exact == 1 ? "" : "s") (distance \(distance))\n"
+            }
+            FileHandle.standardOutput.write(Data(out.utf8))
+        }
+    }
+}
