@@ -35,6 +35,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case thumbhash
     /// The JSON reader behind `stills.json` and `jsonb` columns (`JSONValue(parsing:)`).
     case json
+    /// The colour readers (`Colour/`): a JPEG's APP2 ICC chunks reassembled, a PNG's `iCCP`
+    /// inflated (bounded), `cICP` and `sRGB`, a WebP's `ICCP`, a TIFF's ICC tag; the profile
+    /// opened by LittleCMS, described for `metadata.color`, and a transform to sRGB built.
+    case icc
 
     /// What the product made of one input.
     public enum Outcome: Sendable, Equatable {
@@ -49,7 +53,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     public var maxInputBytes: Int {
         switch self {
         case .exif: 65_536
-        case .probe, .still: 262_144
+        case .probe, .still, .icc: 262_144
         case .thumbhash: 64
         case .json: 16_384
         }
@@ -73,6 +77,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .json: return Self.json(input)
         case .probe: return Self.withScratchFile(input, name: "upload") { root, path in Self.probe(root: root, path: path) }
         case .still: return Self.still(input)
+        case .icc: return Self.icc(input)
         }
     }
 
@@ -111,6 +116,12 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         _ = ThumbHash.hasAlpha(input)
         // The decoded placeholder is a small picture; encoding it again must work too.
         _ = ThumbHash.encode(image)
+        return .accepted
+    }
+
+    private static func icc(_ input: [UInt8]) -> Outcome {
+        guard let description = ColourMetadata.describe(imageBytes: input) else { return .rejected(.unsupportedFormat) }
+        _ = description.jsonText
         return .accepted
     }
 

@@ -40,6 +40,31 @@ public enum ColourMetadata {
         return nil
     }
 
+    /// The colour description of the JPEG, PNG, WebP or TIFF image in `bytes`, after building the
+    /// transform its stills would use (so that a profile is read as far as a job reads it); `nil`
+    /// when the bytes are none of those formats. The `icc` fuzz target's entry point.
+    public static func describe(imageBytes bytes: [UInt8]) -> JSONValue? {
+        guard PacketImageDecoder.Codec.sniff(bytes) != nil else { return nil }
+        let embedded = EmbeddedColour.read(bytes)
+        let layout: ColourManagement.Layout = embedded.model == "cmyk" ? (embedded.adobeInverted ? .cmyk8Inverted : .cmyk8) : .rgba16
+        for target in StillColourSpace.allCases {
+            if let transform = ColourManagement.plan(for: embedded.colour, layout: layout, target: target)?.transform {
+                // Every 16-bit (or 8-bit CMYK) corner of the cube through the transform.
+                let corners: [UInt16] = (0..<16).flatMap { i -> [UInt16] in
+                    (0..<4).map { bit in i & (1 << bit) != 0 ? 0xFFFF : 0 }
+                }
+                var output = [UInt8](repeating: 0, count: 16 * 4)
+                if layout == .rgba16 {
+                    corners.withUnsafeBytes { input in output.withUnsafeMutableBytes { transform.apply(input.baseAddress!, to: $0.baseAddress!, pixels: 16) } }
+                } else {
+                    let bytes = corners.map { UInt8($0 >> 8) }
+                    bytes.withUnsafeBytes { input in output.withUnsafeMutableBytes { transform.apply(input.baseAddress!, to: $0.baseAddress!, pixels: 16) } }
+                }
+            }
+        }
+        return describe(embedded, nclxName: "cicp")
+    }
+
     /// The JSON of what a header says.
     static func describe(_ embedded: EmbeddedColour, nclxName: String) -> JSONValue {
         var object: [String: JSONValue] = [:]
