@@ -48,6 +48,15 @@ struct ColourPlan: Sendable {
     let output: StillColourSpace
     /// What the source was, for the job output ("Display P3", "BT.2020, BT.709").
     let sourceName: String
+    /// The source's colour and the target the plan was made for (to find its twin for another
+    /// layout, see ``ColourManagement/plan(for:layout:target:)``).
+    var source: SourceColour = .unspecified
+    var target: StillColourSpace = .srgb
+
+    /// The same conversion for pixels in `layout` (cached like every plan).
+    func with(layout: ColourManagement.Layout) -> ColourPlan? {
+        ColourManagement.plan(for: source, layout: layout, target: target)
+    }
 }
 
 /// Colour management of the stills with LittleCMS 2: the source's embedded profile (or its H.273
@@ -104,7 +113,9 @@ enum ColourManagement {
         let key = Key(source: colour, layout: layout, target: target)
         if let cached = cache.withLock({ $0[key] }) { return cached }
         // Built outside the lock: two jobs meeting a new profile at once both build it, once.
-        let plan = makePlan(for: colour, layout: layout, target: target)
+        var plan = makePlan(for: colour, layout: layout, target: target)
+        plan?.source = colour
+        plan?.target = target
         cache.withLock { plans in
             if plans.count >= cacheLimit { plans.removeAll() }
             plans[key] = plan
