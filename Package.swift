@@ -3,7 +3,7 @@
 // MediaNest Worker: the media-processing daemon of MediaNest.
 //
 // Module map (one module per concern; see docs/ARCHITECTURE.md):
-//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw, CTurboJPEG, CJXL, CMalloc   (system libraries; pkg-config except CLibRaw, CJXL, CMalloc)
+//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw, CTurboJPEG, CJXL, CMalloc, CLcms2, CZlib   (system libraries; pkg-config except CLibRaw, CJXL, CMalloc)
 //   MediaNestCore        errors, progress, cancellation, JSON; no C, no database
 //   MediaNestDB          libpq wrapper: connections, bound parameters, decoding, LISTEN/NOTIFY
 //   MediaNestMigrations  versioned SQL migrations with checksums and an advisory lock
@@ -93,6 +93,18 @@ let package = Package(
             name: "CJXL",
             providers: [.apt(["libjxl-dev"])]
         ),
+        // Colour management of the stills: embedded ICC profiles converted to sRGB (or Display P3).
+        .systemLibrary(
+            name: "CLcms2",
+            pkgConfig: "lcms2",
+            providers: [.apt(["liblcms2-dev"])]
+        ),
+        // A PNG's iCCP profile is zlib-compressed.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
 
         // MARK: Libraries
         .target(
@@ -127,7 +139,7 @@ let package = Package(
         .target(
             name: "MediaNestMedia",
             dependencies: [
-                "CFFmpeg", "CMagic", "CLibCrypto", "CHeif", "CLibRaw", "CTurboJPEG", "CJXL", "MediaNestCore",
+                "CFFmpeg", "CMagic", "CLibCrypto", "CHeif", "CLibRaw", "CTurboJPEG", "CJXL", "CLcms2", "CZlib", "MediaNestCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: upcoming
@@ -220,7 +232,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MediaNestMediaTests",
-            dependencies: ["MediaNestMedia", "MediaNestCore", "MediaNestTestSupport", "CFFmpeg"],
+            dependencies: ["MediaNestMedia", "MediaNestCore", "MediaNestTestSupport", "CFFmpeg", "CLcms2"],
             // Small committed HEIF/AVIF/DNG fixtures (scripts/fixtures/make-*.py), read through #filePath.
             exclude: ["Fixtures"],
             swiftSettings: upcoming
@@ -267,7 +279,7 @@ let package = Package(
 // one file under Fuzz/ defining LLVMFuzzerTestOneInput (hence -parse-as-library: libFuzzer
 // supplies main). A normal `swift build` never sees them.
 if Context.environment["MEDIANEST_FUZZ"] == "1" {
-    for name in ["exif", "probe", "still", "thumbhash", "json", "motionphoto"] {
+    for name in ["exif", "probe", "still", "thumbhash", "json", "motionphoto", "icc"] {
         package.targets.append(.executableTarget(
             name: "fuzz-\(name)",
             dependencies: ["MediaNestFuzzing"],

@@ -18,6 +18,7 @@ APT_PACKAGES=(
     imagemagick libvips-tools time
     chromium libheif-examples   # the gallery's browser test; HEIC sample in the demo (heif-enc)
     faketime socat util-linux python3   # make chaos (a skewed clock, a TCP proxy to freeze, mount/runuser), make fuzz's seed generator, make soak's driver, the demo's EXIF writer
+    liblcms2-dev zlib1g-dev   # colour management of the stills (LittleCMS 2; zlib for PNG iCCP)
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

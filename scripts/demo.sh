@@ -71,6 +71,12 @@ if command -v heif-enc >/dev/null; then
 else
     log "heif-enc not found (apt-get install libheif-examples): no HEIC photo in the sample"
 fi
+# A Display P3 photo, as iPhones take them: libvips converts a test picture to Display P3 and
+# embeds the profile; the thumbnail and preview are converted back to sRGB (docs/THUMBNAILS.md).
+if command -v vips >/dev/null; then
+    ff -f lavfi -i "testsrc2=size=1024x768" -frames:v 1 "$PG_DIR/colours.png"
+    vips icc_transform "$PG_DIR/colours.png" "$LIBRARY/2024 Holiday/IMG_0005 Display P3.jpg[Q=90]" p3 --input-profile srgb
+fi
 # A phone video: H.264/AAC in QuickTime, recorded sideways (display matrix: 90° clockwise;
 # FFmpeg 5.1's mov muxer writes "rotate" counter-clockwise, hence 270).
 ff -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=523:sample_rate=48000 -t 4 \

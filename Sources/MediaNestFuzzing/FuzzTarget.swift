@@ -38,6 +38,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// The motion-photo locator (`MotionPhotoLocator`): JPEG segments, XMP container directory
     /// and MicroVideo offset, Samsung's marker and trailer, HEIC top-level boxes.
     case motionphoto
+    /// The colour readers (`Colour/`): a JPEG's APP2 ICC chunks reassembled, a PNG's `iCCP`
+    /// inflated (bounded), `cICP` and `sRGB`, a WebP's `ICCP`, a TIFF's ICC tag; the profile
+    /// opened by LittleCMS, described for `metadata.color`, and a transform to sRGB built.
+    case icc
 
     /// What the product made of one input.
     public enum Outcome: Sendable, Equatable {
@@ -52,7 +56,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     public var maxInputBytes: Int {
         switch self {
         case .exif: 65_536
-        case .probe, .still, .motionphoto: 262_144
+        case .probe, .still, .motionphoto, .icc: 262_144
         case .thumbhash: 64
         case .json: 16_384
         }
@@ -77,6 +81,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .probe: return Self.withScratchFile(input, name: "upload") { root, path in Self.probe(root: root, path: path) }
         case .still: return Self.still(input)
         case .motionphoto: return Self.motionPhoto(input)
+        case .icc: return Self.icc(input)
         }
     }
 
@@ -129,6 +134,12 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         _ = ThumbHash.hasAlpha(input)
         // The decoded placeholder is a small picture; encoding it again must work too.
         _ = ThumbHash.encode(image)
+        return .accepted
+    }
+
+    private static func icc(_ input: [UInt8]) -> Outcome {
+        guard let description = ColourMetadata.describe(imageBytes: input) else { return .rejected(.unsupportedFormat) }
+        _ = description.jsonText
         return .accepted
     }
 

@@ -79,10 +79,12 @@ public enum MetadataExtractor {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         return try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> MetadataResult in
             let file = try SafeFile.open(relativePath: relativePath, in: root, limits: limits, countingInto: readCounter)
-            let result: MetadataResult
+            var result: MetadataResult
             do throws(JobError) {
                 result = try extract(file: file, declaredMimeType: declaredMimeType, limits: limits,
                                      computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger)
+                // The colour space the file declares (Colour/ColourMetadata.swift).
+                if let color = ColourMetadata.describe(file: file, limits: limits) { result.summary["color"] = color }
             } catch where stopCodes.contains(error.code) {
                 throw error
             } catch {

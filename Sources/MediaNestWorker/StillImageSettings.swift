@@ -59,6 +59,9 @@ public struct StillImageSettings: Sendable, Hashable {
     public var oneDecode: Bool = true
     /// The trickplay sprite sheets the preview job makes for videos.
     public var trickplay = TrickplaySettings()
+    /// The colour space of the thumbnail and preview (`stills.colorspace`): sRGB, or Display P3
+    /// (with its profile embedded) for sources wider than sRGB. The ThumbHash is sRGB either way.
+    public var colourSpace: StillColourSpace = .srgb
 
     /// The defaults.
     public init() {}

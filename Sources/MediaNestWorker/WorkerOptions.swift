@@ -78,6 +78,8 @@ public struct WorkerOptions: ParsableArguments {
     var previewQuality: Int?
     @Option(help: "Most decoder threads per thumbnail or preview job (default: 1; keep concurrency × threads within the cores).")
     var decoderThreads: Int?
+    @Option(help: "Colour space of thumbnails and previews: srgb, or p3 to keep Display P3 (profile embedded) where the source is wider (default: srgb).")
+    var stillsColorspace: String?
     @Option(help: "When transcode jobs make a rendition: required (only when the source does not play in browsers), optimal (also when larger than the target), always or never (default: required).")
     var transcodeMode: String?
     @Option(help: "Rendition video codec: h264 (libx264), hevc (libx265) or av1 (libsvtav1) (default: h264).")

@@ -229,6 +229,15 @@ enum WorkerSettings {
         WorkerSetting("preview.quality", flag: "--preview-quality", default: "80",
                       given: { text($0.previewQuality) }, apply: { c, v in c.stills.preview.quality = try v.integer() },
                       current: { c, _ in String(c.stills.preview.quality) }),
+        WorkerSetting("stills.colorspace", flag: "--stills-colorspace", default: "srgb",
+                      given: { $0.stillsColorspace },
+                      apply: { c, v in
+                          guard let space = StillColourSpace(rawValue: v.text.lowercased()) else {
+                              throw WorkerConfigurationError("\(v.name) must be srgb or p3 (got \(v.text)).")
+                          }
+                          c.stills.colourSpace = space
+                      },
+                      current: { c, _ in c.stills.colourSpace.rawValue }),
     ] + transcodeSettings + [
         // MARK: metrics and logs
         WorkerSetting("metrics.listen", flag: "--metrics-address", env: ["MEDIANEST_METRICS_LISTEN"], default: "127.0.0.1:9464 (+ N for a numeric --instance N)",

@@ -18,7 +18,7 @@ import tempfile
 import zlib
 
 out, repo = sys.argv[1], sys.argv[2]
-MAX = {"exif": 65536, "probe": 262144, "still": 262144, "thumbhash": 64, "json": 16384, "motionphoto": 262144}
+MAX = {"exif": 65536, "probe": 262144, "still": 262144, "thumbhash": 64, "json": 16384, "motionphoto": 262144, "icc": 262144}
 for target in MAX:
     os.makedirs(os.path.join(out, target), exist_ok=True)
 
@@ -223,3 +223,19 @@ if "still.jpg" in made and "video.mp4" in made:
     if os.path.exists(heic):
         put("motionphoto", "samsung.heic", open(heic, "rb").read() + struct.pack(">I", len(mp4) + 8) + b"mpvd" + mp4)
     put("motionphoto", "plain.jpg", jpeg)
+
+# --- ICC: the colour readers. The kept regressions (a Display P3 profile in every container and
+# the hostile shapes) are the seeds, and libvips writes a Display P3 PNG, JPEG and WebP. ------------
+icc_regressions = os.path.join(repo, "Tests", "FuzzRegressions", "icc")
+for name in sorted(os.listdir(icc_regressions)) if os.path.isdir(icc_regressions) else []:
+    with open(os.path.join(icc_regressions, name), "rb") as f:
+        put("icc", name.rsplit(".", 1)[0], f.read())
+with tempfile.TemporaryDirectory() as scratch:
+    plain = os.path.join(scratch, "plain.png")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=0x838DC0:s=16x12", "-frames:v", "1",
+                    "-pix_fmt", "rgb24", plain], check=True)
+    for ext in ("png", "jpg", "webp", "tif"):
+        tagged = os.path.join(scratch, "p3." + ext)
+        if subprocess.run(["vips", "icc_transform", plain, tagged, "p3", "--input-profile", "srgb"]).returncode == 0:
+            with open(tagged, "rb") as f:
+                put("icc", "p3." + ext, f.read())

@@ -61,12 +61,15 @@ public enum HEIFDecoder {
     ///   - maxLongEdge: Longest edge of the result (never upscaled).
     ///   - cancellation: The job's token, polled on every read.
     ///   - useEmbeddedThumbnail: Whether a covering embedded thumbnail may stand in for the image.
-    /// - Returns: The upright picture, 8-bit sRGB; `hasAlpha` when the image has an alpha plane.
+    ///   - colourSpace: The output's colour space; the image's `colr` profile (ICC or nclx) is
+    ///     converted to it with LittleCMS (``ColourManagement``).
+    /// - Returns: The upright picture, 8-bit sRGB (or Display P3); `hasAlpha` when the image has an alpha plane.
     /// - Throws: ``JobError`` `pixel_limit` (checked before decoding), `corrupt_media`,
     ///   `unsupported_format` (a HEIF feature or codec libheif cannot handle), `io_error`, or a
     ///   stop's code.
     public static func decode(file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
-                              cancellation: JobCancellation? = nil, useEmbeddedThumbnail: Bool = true) throws(JobError) -> RGBAImage {
+                              cancellation: JobCancellation? = nil, useEmbeddedThumbnail: Bool = true,
+                              colourSpace: StillColourSpace = .srgb) throws(JobError) -> RGBAImage {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         let context = try HEIFContext(file: file, limits: limits, stop: stop)
         let primary = try context.primaryHandle()
@@ -80,13 +83,17 @@ public enum HEIFDecoder {
         heif_context_set_maximum_image_size_limit(context.pointer, Int32(max(codedWidth, codedHeight) + 1))
         try stop.check()
 
+        // The decoded item's own colr, else the primary's (a thumbnail item may have none).
+        var colour = sourceColour(of: handle)
+        if colour == .unspecified, thumbnail != nil { colour = sourceColour(of: primary) }
+        let colourPlan = ColourManagement.plan(for: colour, layout: .rgba16, target: colourSpace)
         let hasAlpha = heif_image_handle_has_alpha_channel(handle) != 0
         let premultiplied = hasAlpha && heif_image_handle_is_premultiplied_alpha(handle) != 0
         // The decoder's own planes, reduced straight to the output size (about 1.5 to 3 bytes per
         // pixel for the YCbCr planes instead of those plus two full-size RGBA copies); libheif's
         // RGBA conversion only for what libswscale cannot read (e.g. GBR or YCgCo matrices).
         if let image = try decodePlanar(handle, context: context, file: file, limits: limits, maxLongEdge: maxLongEdge,
-                                        hasAlpha: hasAlpha, stop: stop) {
+                                        hasAlpha: hasAlpha, stop: stop, colour: colourPlan) {
             return premultiplied ? image.unpremultiplied() : image
         }
         try stop.check()
@@ -107,7 +114,7 @@ public enum HEIFDecoder {
         var planes: [UnsafePointer<UInt8>?] = [plane, nil, nil, nil]
         var strides: [Int32] = [stride, 0, 0, 0]
         var image = try FrameConverter.convert(planes: &planes, strides: &strides, width: width, height: height, format: AV_PIX_FMT_RGBA,
-                                               fullRange: true, matrix: nil, toWidth: size.width, height: size.height)
+                                               fullRange: true, matrix: nil, toWidth: size.width, height: size.height, colour: colourPlan)
         image.hasAlpha = hasAlpha
         // RGBAImage is straight alpha; libheif 1.15 hands premultiplied images over as stored.
         return premultiplied ? image.unpremultiplied() : image
@@ -134,7 +141,7 @@ public enum HEIFDecoder {
     /// conversion would); `nil` when the planes are in a layout or matrix libswscale cannot take,
     /// for the caller to use libheif's RGBA conversion instead.
     private static func decodePlanar(_ handle: OpaquePointer, context: HEIFContext, file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
-                                     hasAlpha: Bool, stop: StopGuard) throws(JobError) -> RGBAImage? {
+                                     hasAlpha: Bool, stop: StopGuard, colour: ColourPlan?) throws(JobError) -> RGBAImage? {
         guard let matrix = swscaleMatrix(handleProfile(handle)) else { return nil }
         // YCbCr with the chroma left as coded: libheif 1.15 converts "undefined" to planar RGB.
         let decoded = try decodeImage(handle, context: context, file: file, colorspace: heif_colorspace_YCbCr,
@@ -177,7 +184,7 @@ public enum HEIFDecoder {
         var image = try FrameConverter.convert(planes: &planes, strides: &strides, width: width, height: height, format: format,
                                                fullRange: imageFullRange,
                                                matrix: colorspace == heif_colorspace_monochrome ? nil : imageMatrix,
-                                               toWidth: size.width, height: size.height)
+                                               toWidth: size.width, height: size.height, colour: colour)
         image.hasAlpha = alpha
         return image
     }

@@ -21,9 +21,10 @@ enum FrameConverter {
     ///   - frame: A decoded video or image frame.
     ///   - width: Output width (at least 1).
     ///   - height: Output height (at least 1).
-    /// - Returns: The picture, 8-bit sRGB.
+    ///   - colour: The source's colour plan, if its colours need converting (see ``ColourManagement``).
+    /// - Returns: The picture, 8-bit sRGB (or the plan's output space).
     /// - Throws: ``JobError`` `unsupported_format` for a pixel format libswscale cannot read.
-    static func convert(_ frame: UnsafePointer<AVFrame>, width: Int, height: Int) throws(JobError) -> RGBAImage {
+    static func convert(_ frame: UnsafePointer<AVFrame>, width: Int, height: Int, colour: ColourPlan? = nil) throws(JobError) -> RGBAImage {
         let source = sourceFormat(of: frame)
         let matrix: Int32? = CFFmpeg_pix_fmt_is_rgb(source.format.rawValue) == 0 ? yuvMatrix(of: frame) : nil
         return try withUnsafePointer(to: frame.pointee.data) { dataTuple throws(JobError) -> RGBAImage in
@@ -32,7 +33,7 @@ enum FrameConverter {
                     try strideTuple.withMemoryRebound(to: Int32.self, capacity: 8) { srcStride throws(JobError) -> RGBAImage in
                         try convert(planes: src, strides: srcStride, width: Int(frame.pointee.width), height: Int(frame.pointee.height),
                                     format: source.format, fullRange: source.fullRange, matrix: matrix,
-                                    toWidth: width, height: height)
+                                    toWidth: width, height: height, colour: colour)
                     }
                 }
             }
@@ -55,12 +56,23 @@ enum FrameConverter {
     ///   - matrix: The libswscale YUV matrix constant (`SWS_CS_*`), or `nil` for RGB sources.
     ///   - toWidth: Output width.
     ///   - outHeight: Output height.
-    /// - Returns: The picture, 8-bit sRGB, with alpha when `format` has it.
+    ///   - colour: The source's colour plan, when its colours need converting: libswscale then
+    ///     reduces to 16-bit RGBA in the source's colour space and LittleCMS converts that reduced
+    ///     picture to 8-bit sRGB (or Display P3), so 10- and 16-bit sources keep their precision up
+    ///     to the conversion and only the output's pixels are transformed.
+    /// - Returns: The picture, 8-bit sRGB (or the plan's output space), with alpha when `format` has it.
     /// - Throws: ``JobError`` `unsupported_format` for a pixel format libswscale cannot read.
     static func convert(planes: UnsafePointer<UnsafePointer<UInt8>?>, strides: UnsafePointer<Int32>, width sourceWidth: Int, height sourceHeight: Int,
-                        format: AVPixelFormat, fullRange: Bool, matrix: Int32?, toWidth width: Int, height: Int) throws(JobError) -> RGBAImage {
+                        format: AVPixelFormat, fullRange: Bool, matrix: Int32?, toWidth width: Int, height: Int,
+                        colour: ColourPlan? = nil) throws(JobError) -> RGBAImage {
+        // Sources of more than 8 bits are reduced to 16-bit RGBA and converted from that; 8-bit ones
+        // are reduced to 8-bit RGBA and converted by LittleCMS's 8-bit matrix-shaper path, which
+        // is several times faster and loses nothing their samples had.
+        let deep = CFFmpeg_pix_fmt_depth(format.rawValue) > 8
+        let transform = deep ? colour?.transform : colour?.with(layout: .rgba8)?.transform
+        let outputFormat = transform == nil || !deep ? AV_PIX_FMT_RGBA : rgba64Native
         guard let context = sws_getContext(Int32(sourceWidth), Int32(sourceHeight), format,
-                                           Int32(width), Int32(height), AV_PIX_FMT_RGBA,
+                                           Int32(width), Int32(height), outputFormat,
                                            qualityFlags, nil, nil, nil) else {
             let name = CFFmpeg_pix_fmt_name(format.rawValue).map { String(cString: $0) } ?? "format \(format.rawValue)"
             throw JobError(.unsupportedFormat, "The picture's pixel format (\(name)) cannot be converted.")
@@ -72,15 +84,46 @@ enum FrameConverter {
             _ = sws_setColorspaceDetails(context, coefficients, fullRange ? 1 : 0, rgbMatrix, 1, 0, 1 << 16, 1 << 16)
         }
         var pixels = [UInt8](repeating: 0, count: width * height * 4)
-        let status: Int32 = pixels.withUnsafeMutableBufferPointer { out in
-            var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
-            var dstStride: [Int32] = [Int32(width * 4), 0, 0, 0]
-            return sws_scale(context, planes, strides, 0, Int32(sourceHeight), &dst, &dstStride)
+        let status: Int32
+        if let transform, deep {
+            // The reduced picture at 16 bits in the source's space, then LittleCMS to 8 bits.
+            var wide = [UInt16](repeating: 0, count: width * height * 4)
+            status = wide.withUnsafeMutableBytes { out in
+                var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, nil, nil]
+                var dstStride: [Int32] = [Int32(width * 8), 0, 0, 0]
+                return sws_scale(context, planes, strides, 0, Int32(sourceHeight), &dst, &dstStride)
+            }
+            if status > 0 {
+                wide.withUnsafeBytes { source in
+                    pixels.withUnsafeMutableBytes { transform.apply(source.baseAddress!, to: $0.baseAddress!, pixels: width * height) }
+                }
+            }
+        } else {
+            status = pixels.withUnsafeMutableBufferPointer { out in
+                var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
+                var dstStride: [Int32] = [Int32(width * 4), 0, 0, 0]
+                return sws_scale(context, planes, strides, 0, Int32(sourceHeight), &dst, &dstStride)
+            }
+            if let transform, status > 0 {
+                // In place: LittleCMS allows the same buffer for input and output of one layout.
+                pixels.withUnsafeMutableBytes { transform.apply(UnsafeRawPointer($0.baseAddress!), to: $0.baseAddress!, pixels: width * height) }
+            }
         }
         guard status > 0 else {
             throw ffmpegError(status, code: .corruptMedia, "The picture could not be converted")
         }
-        return RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: CFFmpeg_pix_fmt_has_alpha(format.rawValue) != 0)
+        var image = RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: CFFmpeg_pix_fmt_has_alpha(format.rawValue) != 0)
+        image.colourSpace = colour?.output ?? .srgb
+        return image
+    }
+
+    /// 16-bit RGBA in the machine's byte order, as LittleCMS's `TYPE_RGBA_16` reads it.
+    static var rgba64Native: AVPixelFormat {
+        #if _endian(big)
+        AV_PIX_FMT_RGBA64BE
+        #else
+        AV_PIX_FMT_RGBA64LE
+        #endif
     }
 
     /// Converts `frame` to fit `maxLongEdge`, correcting a non-square sample aspect ratio first
@@ -89,11 +132,13 @@ enum FrameConverter {
     ///   - frame: A decoded frame.
     ///   - maxLongEdge: Longest output edge in pixels.
     ///   - sampleAspectRatio: The stream's or frame's SAR; `0/1` or `nil` means square pixels.
-    static func convert(_ frame: UnsafePointer<AVFrame>, fittingLongEdge maxLongEdge: Int, sampleAspectRatio: AVRational? = nil) throws(JobError) -> RGBAImage {
+    ///   - colour: The source's colour plan, if its colours need converting.
+    static func convert(_ frame: UnsafePointer<AVFrame>, fittingLongEdge maxLongEdge: Int, sampleAspectRatio: AVRational? = nil,
+                        colour: ColourPlan? = nil) throws(JobError) -> RGBAImage {
         let (w, h) = displaySize(width: Int(frame.pointee.width), height: Int(frame.pointee.height),
                                  sampleAspectRatio: sampleAspectRatio ?? frame.pointee.sample_aspect_ratio)
         let size = RGBAImage.fittedSize(width: w, height: h, maxLongEdge: maxLongEdge)
-        return try convert(frame, width: size.width, height: size.height)
+        return try convert(frame, width: size.width, height: size.height, colour: colour)
     }
 
     /// The display size of a `width` × `height` frame with the given SAR (the width is stretched).
@@ -121,7 +166,9 @@ enum FrameConverter {
                 _ = sws_scale(context, &srcPlanes, &srcStride, 0, Int32(image.height), &dstPlanes, &dstStride)
             }
         }
-        return RGBAImage(width: width, height: height, pixels: out, hasAlpha: image.hasAlpha)
+        var resized = RGBAImage(width: width, height: height, pixels: out, hasAlpha: image.hasAlpha)
+        resized.colourSpace = image.colourSpace
+        return resized
     }
 
     /// The pixel format to hand libswscale, and whether the YUV is full range.

@@ -41,6 +41,8 @@ public enum ImageFormat: String, Sendable, Hashable, CaseIterable, Codable {
 /// - JPEG has no alpha: the picture is flattened onto a neutral background, converted to
 ///   full-range BT.601 YUV 4:2:0 (what JFIF means) and written with optimal Huffman tables.
 /// - PNG is lossless; RGBA when the picture has alpha, RGB otherwise.
+/// - A Display P3 picture (``RGBAImage/colourSpace``) carries the Display P3 ICC profile
+///   (``ICCEmbedding``); an sRGB one carries none, which every reader takes as sRGB.
 public enum ImageEncoder {
     /// Whether this FFmpeg build has the encoder `format` needs (checked at start-up so that a
     /// type whose encoder is missing is not served).
@@ -129,7 +131,18 @@ public enum ImageEncoder {
             av_packet_unref(packet)
         }
         guard !output.isEmpty else { throw JobError(.internalError, "The \(format.rawValue) encoder produced no data.") }
-        return output
+        guard image.colourSpace == .p3 else { return output }
+        let profile = ColourManagement.displayP3Profile
+        let tagged: [UInt8]?
+        switch format {
+        case .jpeg: tagged = ICCEmbedding.jpeg(output, profile: profile)
+        case .webp: tagged = ICCEmbedding.webp(output, profile: profile, width: picture.width, height: picture.height, hasAlpha: picture.hasAlpha)
+        case .png: tagged = ICCEmbedding.png(output, profile: profile, name: "Display P3")
+        }
+        guard let tagged else {
+            throw JobError(.internalError, "The Display P3 profile could not be embedded in the \(format.rawValue) output.")
+        }
+        return tagged
     }
 
     /// Copies `picture` into `frame`'s planes in `format`.

@@ -36,8 +36,12 @@ public struct JPEGXLHeader: Sendable, Hashable {
 ///
 /// Both forms are read: a bare codestream (`FF 0A`) and the ISOBMFF container (`JXL ` box).
 /// The picture is decoded single-threaded (the engine's thread budget is per job); libjxl applies
-/// the orientation itself, so the result is upright. Colour is what libjxl renders for the
-/// file's colour encoding (as FFmpeg's decoder gets it); ICC profiles are not applied.
+/// the orientation itself, so the result is upright.
+///
+/// Colour: a lossy (XYB) picture is rendered by libjxl itself into sRGB (or Display P3 in `p3`
+/// mode when the original is wider), in floating point before the 8-bit output. A picture kept in
+/// its original space (lossless) comes out in it, and its profile (libjxl's ICC of the pixel
+/// data) is converted with LittleCMS like any other (``ColourManagement``).
 public enum JPEGXLDecoder {
     /// Whether `header` (the file's first bytes) starts a JPEG XL file, either form.
     public static func recognizes(_ header: [UInt8]) -> Bool {
@@ -73,7 +77,7 @@ public enum JPEGXLDecoder {
     /// - Returns: The picture and what was learnt about the source.
     /// - Throws: ``JobError`` `pixel_limit`, `too_large`, `corrupt_media`, `io_error`, or a stop's code.
     public static func decode(file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
-                              cancellation: JobCancellation? = nil) throws(JobError) -> DecodedStill {
+                              cancellation: JobCancellation? = nil, colourSpace: StillColourSpace = .srgb) throws(JobError) -> DecodedStill {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         try stop.check()
         let what = "The JPEG XL image \(file.relativePath)"
@@ -83,7 +87,9 @@ public enum JPEGXLDecoder {
         let bytes = try StillImageDecoder.readWhole(file)
         guard let decoder = JxlDecoderCreate(nil) else { throw JobError(.internalError, "libjxl could not make a decoder.") }
         defer { JxlDecoderDestroy(decoder) }
-        let events = Int32(JXL_DEC_BASIC_INFO.rawValue | JXL_DEC_FULL_IMAGE.rawValue)
+        let events = Int32(JXL_DEC_BASIC_INFO.rawValue | JXL_DEC_COLOR_ENCODING.rawValue | JXL_DEC_FULL_IMAGE.rawValue)
+        var usesOriginalProfile = true
+        var dataColour = SourceColour.unspecified
         guard JxlDecoderSubscribeEvents(decoder, events) == JXL_DEC_SUCCESS else {
             throw JobError(.internalError, "libjxl refused the decoder's settings.")
         }
@@ -111,7 +117,21 @@ public enum JPEGXLDecoder {
                         return .failure(JobError(.pixelLimit, "\(what) is \(read.width)×\(read.height) pixels (\(pixels) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded."))
                     }
                     header = read
+                    usesOriginalProfile = info.uses_original_profile != 0
                     format.num_channels = read.alphaBits > 0 ? 4 : 3
+                case JXL_DEC_COLOR_ENCODING:
+                    if !usesOriginalProfile {
+                        // XYB: libjxl renders into the space asked for.
+                        let wide = colourSpace == .p3 && Self.profile(decoder, .original).map { ICCProfile($0)?.primariesExceed(.srgb()) ?? false } ?? false
+                        var wanted = JxlColorEncoding()
+                        wanted.color_space = header?.colorChannels == 1 ? JXL_COLOR_SPACE_GRAY : JXL_COLOR_SPACE_RGB
+                        wanted.white_point = JXL_WHITE_POINT_D65
+                        wanted.primaries = wide ? JXL_PRIMARIES_P3 : JXL_PRIMARIES_SRGB
+                        wanted.transfer_function = JXL_TRANSFER_FUNCTION_SRGB
+                        wanted.rendering_intent = JXL_RENDERING_INTENT_RELATIVE
+                        _ = JxlDecoderSetPreferredColorProfile(decoder, &wanted)
+                    }
+                    if let icc = Self.profile(decoder, .data) { dataColour = .icc(icc) }
                 case JXL_DEC_NEED_IMAGE_OUT_BUFFER:
                     guard let read = header else { return .failure(JobError(.corruptMedia, "\(what) has no readable header.")) }
                     var size = 0
@@ -142,13 +162,46 @@ public enum JPEGXLDecoder {
         let fitted = RGBAImage.fittedSize(width: header.width, height: header.height, maxLongEdge: maxLongEdge)
         var planes: [UnsafePointer<UInt8>?] = [UnsafePointer(base.assumingMemoryBound(to: UInt8.self)), nil, nil, nil]
         var strides: [Int32] = [Int32(header.width * Int(format.num_channels)), 0, 0, 0]
+        let colourPlan = ColourManagement.plan(for: dataColour, layout: .rgba16, target: colourSpace)
         var image = try FrameConverter.convert(planes: &planes, strides: &strides, width: header.width, height: header.height,
                                                format: alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24, fullRange: true, matrix: nil,
-                                               toWidth: fitted.width, height: fitted.height)
+                                               toWidth: fitted.width, height: fitted.height, colour: colourPlan)
         image.clearAlphaIfOpaque()
         let stored = header.orientation >= 5 ? (header.height, header.width) : (header.width, header.height)
-        return DecodedStill(image: image, sourceWidth: stored.0, sourceHeight: stored.1, format: "jpegxl",
-                            orientation: header.orientation, lowres: 0)
+        var still = DecodedStill(image: image, sourceWidth: stored.0, sourceHeight: stored.1, format: "jpegxl",
+                                 orientation: header.orientation, lowres: 0)
+        still.convertedFrom = colourPlan?.transform == nil ? nil : colourPlan?.sourceName
+        return still
+    }
+
+    /// The ICC profile of the original picture of the JPEG XL file whose first bytes are `bytes`
+    /// (libjxl's, from the header alone), or `nil`.
+    static func originalProfile(_ bytes: [UInt8]) -> [UInt8]? {
+        guard recognizes(bytes), let decoder = JxlDecoderCreate(nil) else { return nil }
+        defer { JxlDecoderDestroy(decoder) }
+        guard JxlDecoderSubscribeEvents(decoder, Int32(JXL_DEC_COLOR_ENCODING.rawValue)) == JXL_DEC_SUCCESS else { return nil }
+        return bytes.withUnsafeBufferPointer { buffer -> [UInt8]? in
+            guard JxlDecoderSetInput(decoder, buffer.baseAddress, buffer.count) == JXL_DEC_SUCCESS else { return nil }
+            JxlDecoderCloseInput(decoder)
+            guard JxlDecoderProcessInput(decoder) == JXL_DEC_COLOR_ENCODING else { return nil }
+            defer { JxlDecoderReleaseInput(decoder) }
+            return profile(decoder, .original)
+        }
+    }
+
+    /// Which of libjxl's colour profiles to read.
+    enum ProfileTarget { case original, data }
+
+    /// libjxl's ICC profile of the original picture or of the pixel data it renders, at most
+    /// ``EmbeddedColour/maxProfileBytes``; `nil` when it has none.
+    static func profile(_ decoder: OpaquePointer, _ target: ProfileTarget) -> [UInt8]? {
+        let which = target == .original ? JXL_COLOR_PROFILE_TARGET_ORIGINAL : JXL_COLOR_PROFILE_TARGET_DATA
+        var size = 0
+        guard JxlDecoderGetICCProfileSize(decoder, nil, which, &size) == JXL_DEC_SUCCESS,
+              size > 0, size <= EmbeddedColour.maxProfileBytes else { return nil }
+        var bytes = [UInt8](repeating: 0, count: size)
+        guard JxlDecoderGetColorAsICCProfile(decoder, nil, which, &bytes, size) == JXL_DEC_SUCCESS else { return nil }
+        return bytes
     }
 }
 

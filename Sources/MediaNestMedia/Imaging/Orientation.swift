@@ -59,7 +59,9 @@ public enum ImageOrientation: Int, Sendable, Hashable, CaseIterable {
                 }
             }
         }
-        return RGBAImage(width: outWidth, height: outHeight, pixels: out, hasAlpha: image.hasAlpha)
+        var turned = RGBAImage(width: outWidth, height: outHeight, pixels: out, hasAlpha: image.hasAlpha)
+        turned.colourSpace = image.colourSpace
+        return turned
     }
 }
 

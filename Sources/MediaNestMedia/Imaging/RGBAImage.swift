@@ -1,5 +1,5 @@
-/// A decoded still picture: 8-bit sRGB, four bytes per pixel (R, G, B, A), rows top to bottom
-/// with no padding, alpha not premultiplied.
+/// A decoded still picture: 8-bit sRGB (or Display P3, see ``colourSpace``), four bytes per pixel
+/// (R, G, B, A), rows top to bottom with no padding, alpha not premultiplied.
 ///
 /// This is the one picture type every image path of the worker meets in: the FFmpeg decoders
 /// (through ``FrameConverter``), libheif, the embedded previews of camera RAW files, video
@@ -17,6 +17,9 @@ public struct RGBAImage: Sendable, Hashable {
     public var pixels: [UInt8]
     /// Whether any pixel may be less than fully opaque (decides WebP/PNG alpha and JPEG flattening).
     public var hasAlpha: Bool
+    /// The colour space of the pixels: sRGB, or Display P3 when `stills.colorspace` is `p3` and the
+    /// source was wider (the encoders then embed the Display P3 profile).
+    public var colourSpace: StillColourSpace = .srgb
 
     /// Wraps existing pixels.
     /// - Parameters:
@@ -75,7 +78,9 @@ public struct RGBAImage: Sendable, Hashable {
                 p[i + 3] = 255
             }
         }
-        return RGBAImage(width: width, height: height, pixels: out, hasAlpha: false)
+        var flat = RGBAImage(width: width, height: height, pixels: out, hasAlpha: false)
+        flat.colourSpace = colourSpace
+        return flat
     }
 
     /// The size that fits inside `maxLongEdge` on the long edge, keeping the aspect ratio and never

@@ -16,6 +16,9 @@ public struct DecodedStill: Sendable, Hashable {
     /// The JPEG reduction used while decoding (0: none, 1–3: 1/2, 1/4, 1/8). JPEGs decoded with
     /// TurboJPEG may use a finer factor (3/8, 3/4 …); this is then its power-of-two part.
     public var lowres: Int
+    /// What the source's colours were converted from ("Display P3", "Adobe RGB (1998)"), or `nil`
+    /// when they were sRGB or untagged and left as they are.
+    public var convertedFrom: String?
 
     public init(image: RGBAImage, sourceWidth: Int, sourceHeight: Int, format: String, orientation: Int, lowres: Int) {
         self.image = image
@@ -49,8 +52,10 @@ public struct DecodedStill: Sendable, Hashable {
 ///   `corrupt_media`; never a crash.
 /// - **Orientation.** The EXIF orientation (JPEG APP1, PNG eXIf, WebP EXIF, TIFF IFD0) is applied
 ///   to the reduced picture.
-/// - **Colour.** CMYK and YCCK JPEGs (Adobe) are converted to RGB by libavcodec; YUV is expanded
-///   with the right range and matrix by ``FrameConverter``; output is 8-bit sRGB.
+/// - **Colour.** CMYK and YCCK JPEGs (Adobe) are converted to RGB by libavcodec, or through
+///   their embedded CMYK profile; YUV is expanded with the right range and matrix by
+///   ``FrameConverter``; an embedded ICC profile (JPEG APP2, PNG iCCP/cICP, WebP ICCP, TIFF) is
+///   converted with LittleCMS (``ColourManagement``); output is 8-bit sRGB (or Display P3).
 /// - **Animation.** GIF and WebP give their first frame. FFmpeg 5.1 cannot decode animated WebP,
 ///   so the first `ANMF` frame is rewritten as a still WebP first.
 public enum StillImageDecoder {
@@ -71,11 +76,12 @@ public enum StillImageDecoder {
     ///   - maxLongEdge: Longest edge of the result, after orientation.
     ///   - threads: Most decoder threads (at least 1).
     ///   - cancellation: The job's token, checked before and after the decode.
+    ///   - colourSpace: The output's colour space (`stills.colorspace`).
     /// - Returns: The picture and what was learnt about the source.
     /// - Throws: ``JobError`` `unsupported_format`, `pixel_limit`, `corrupt_media`, `too_large`,
     ///   `io_error`, or the stop's code.
     public static func decode(file: SafeFile, limits: MediaLimits = .default, maxLongEdge: Int, threads: Int = 1,
-                              cancellation: JobCancellation? = nil) throws(JobError) -> DecodedStill {
+                              cancellation: JobCancellation? = nil, colourSpace: StillColourSpace = .srgb) throws(JobError) -> DecodedStill {
         FFmpegLog.install()
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         try stop.check()
@@ -123,6 +129,7 @@ public enum StillImageDecoder {
 
         // The packet is filled straight from the file: no zeroed array, no second copy.
         var payload: PacketPayload = .file(file)
+        var colourPlan: ColourPlan?
         if header.count == Int(file.size) { payload = .bytes(header) }
         if codec == .webp {
             let bytes = header.count == Int(file.size) ? header : try file.read(at: 0, count: Int(file.size))
@@ -134,20 +141,28 @@ public enum StillImageDecoder {
         if codec == .jpeg {
             // TurboJPEG first; libavcodec for CMYK/YCCK and for what TurboJPEG refuses outright.
             let bytes = header.count == Int(file.size) ? header : try readWhole(file)
+            let embedded = try EmbeddedColour.jpeg(ByteReader(bytes))
             if let still = try decodeWithTurboJPEG(bytes, maxLongEdge: maxLongEdge, limits: limits, what: what,
-                                                   orientation: orientationToApply, stop: stop) {
+                                                   orientation: orientationToApply, stop: stop, colour: embedded, colourSpace: colourSpace) {
                 return still
             }
             payload = .bytes(bytes)
+            colourPlan = ColourManagement.plan(for: embedded.colour, layout: .rgba16, target: colourSpace)
+        } else {
+            // The profile (or cICP/sRGB chunk) from the header: a few small reads, no decoding.
+            let embedded = try EmbeddedColour.read(codec: codec, from: header.count == Int(file.size) ? ByteReader(header) : ByteReader(file))
+            colourPlan = ColourManagement.plan(for: embedded.colour, layout: .rgba16, target: colourSpace)
         }
         let lowres: Int32 = codec == .jpeg ? (width.flatMap { w in height.map { h in PacketImageDecoder.jpegLowres(width: w, height: h, maxLongEdge: maxLongEdge) } } ?? 0) : 0
         let decoded = try decodePacket(payload, codec: codec, lowres: lowres, threads: threads, limits: limits, what: what)
         try stop.check()
-        var image = try FrameConverter.convert(decoded.frame.pointer, fittingLongEdge: maxLongEdge)
+        var image = try FrameConverter.convert(decoded.frame.pointer, fittingLongEdge: maxLongEdge, colour: colourPlan)
         image.clearAlphaIfOpaque()
         image = orientationToApply.apply(to: image)
-        return DecodedStill(image: image, sourceWidth: width ?? decoded.width, sourceHeight: height ?? decoded.height,
-                            format: codec.rawValue, orientation: orientationToApply.rawValue, lowres: Int(lowres))
+        var still = DecodedStill(image: image, sourceWidth: width ?? decoded.width, sourceHeight: height ?? decoded.height,
+                                 format: codec.rawValue, orientation: orientationToApply.rawValue, lowres: Int(lowres))
+        still.convertedFrom = colourPlan?.transform == nil ? nil : colourPlan?.sourceName
+        return still
     }
 
     /// The whole file in memory, without zeroing the buffer first; a file that shrank since it
@@ -168,31 +183,63 @@ public enum StillImageDecoder {
     /// Decodes a JPEG with TurboJPEG (DCT-domain scaling, then the same Lanczos reduction and
     /// orientation as the libavcodec path), or `nil` when libavcodec should decode it instead:
     /// CMYK/YCCK (TurboJPEG 2.1 gives no RGB for them) or data TurboJPEG refuses with a hard error.
+    ///
+    /// With an embedded profile the picture is converted with LittleCMS: an RGB one while it is
+    /// reduced (``RGBAImage/fitted(maxLongEdge:colour:)``), a CMYK one (for CMYK/YCCK JPEGs, which
+    /// TurboJPEG then decodes as CMYK) before it is reduced.
     static func decodeWithTurboJPEG(_ bytes: [UInt8], maxLongEdge: Int, limits: MediaLimits, what: String,
-                                    orientation: ImageOrientation, stop: StopGuard) throws(JobError) -> DecodedStill? {
+                                    orientation: ImageOrientation, stop: StopGuard,
+                                    colour: EmbeddedColour = EmbeddedColour(), colourSpace: StillColourSpace = .srgb) throws(JobError) -> DecodedStill? {
+        var cmykPlan: ColourPlan?
         let result: Result<(TurboJPEGDecoder.Header, RGBAImage, (num: Int, denom: Int))?, JobError> = bytes.withUnsafeBytes { raw in
             guard let handle = try? TurboJPEGDecoder.Handle(),
-                  let header = try? TurboJPEGDecoder.header(raw, handle: handle), header.decodesToRGB else { return .success(nil) }
+                  let header = try? TurboJPEGDecoder.header(raw, handle: handle) else { return .success(nil) }
+            if !header.decodesToRGB {
+                // CMYK/YCCK: only through its own profile; without one, libavcodec's conversion as before.
+                cmykPlan = ColourManagement.plan(for: colour.colour, layout: colour.adobeInverted ? .cmyk8Inverted : .cmyk8, target: colourSpace)
+                guard cmykPlan?.transform != nil else { return .success(nil) }
+            }
             // The pixel limit again from TurboJPEG's own reading of the header, before decoding.
             guard Int64(header.width) * Int64(header.height) <= limits.maxPixels else {
                 return .failure(JobError(.pixelLimit, "\(capitalised(what)) is \(header.width)×\(header.height) pixels (\(Int64(header.width) * Int64(header.height)) pixels), over the limit of \(limits.maxPixels) pixels; nothing was decoded."))
             }
             let factor = TurboJPEGDecoder.scalingFactor(width: header.width, height: header.height, maxLongEdge: maxLongEdge)
             // Accurate DCT: TJFLAG_FASTDCT only changes the full-size (8/8) IDCT, where it is less exact.
-            guard let decoded = try? TurboJPEGDecoder.decode(raw, header: header, factor: factor, fastDCT: false, handle: handle) else {
+            guard let decoded = try? TurboJPEGDecoder.decode(raw, header: header, factor: factor, fastDCT: false, handle: handle,
+                                                             cmyk: cmykPlan != nil) else {
                 return .success(nil)
             }
             return .success((header, decoded.image, factor))
         }
-        guard let (header, decoded, factor) = try result.get() else { return nil }
+        guard let (header, decodedPicture, factor) = try result.get() else { return nil }
+        var decoded = decodedPicture
         try stop.check()
-        var image = try decoded.fitted(maxLongEdge: maxLongEdge)
+        var convertedFrom: String?
+        if let cmykPlan, let transform = cmykPlan.transform {
+            // CMYK → RGBA at the decoded size (4 bytes per pixel either way), then the usual reduction.
+            var rgba = [UInt8](repeating: 255, count: decoded.pixels.count)
+            decoded.pixels.withUnsafeBytes { source in
+                rgba.withUnsafeMutableBytes { transform.apply(source.baseAddress!, to: $0.baseAddress!, pixels: decoded.width * decoded.height) }
+            }
+            decoded.pixels = rgba
+            decoded.colourSpace = cmykPlan.output
+            convertedFrom = cmykPlan.sourceName
+        }
+        var image: RGBAImage
+        if cmykPlan == nil, let plan = ColourManagement.plan(for: colour.colour, layout: .rgba16, target: colourSpace) {
+            image = try decoded.fitted(maxLongEdge: maxLongEdge, colour: plan)
+            if plan.transform != nil { convertedFrom = plan.sourceName }
+        } else {
+            image = try decoded.fitted(maxLongEdge: maxLongEdge)
+        }
         image = orientation.apply(to: image)
         // The power-of-two part of the reduction, comparable with libavcodec's `lowres`.
         var lowres = 0
         while lowres < 3 && factor.num << (lowres + 1) <= factor.denom { lowres += 1 }
-        return DecodedStill(image: image, sourceWidth: header.width, sourceHeight: header.height,
-                            format: PacketImageDecoder.Codec.jpeg.rawValue, orientation: orientation.rawValue, lowres: lowres)
+        var still = DecodedStill(image: image, sourceWidth: header.width, sourceHeight: header.height,
+                                 format: PacketImageDecoder.Codec.jpeg.rawValue, orientation: orientation.rawValue, lowres: lowres)
+        still.convertedFrom = convertedFrom
+        return still
     }
 
     /// Decodes one packet holding a whole image.
@@ -286,6 +333,25 @@ extension RGBAImage {
     public func fitted(maxLongEdge: Int) throws(JobError) -> RGBAImage {
         let size = RGBAImage.fittedSize(width: width, height: height, maxLongEdge: maxLongEdge)
         return try FrameConverter.resize(self, width: size.width, height: size.height)
+    }
+
+    /// The picture reduced to fit `maxLongEdge` and converted by `colour`: libswscale reduces it
+    /// to 16-bit RGBA, LittleCMS converts that to 8 bits (see ``FrameConverter``).
+    func fitted(maxLongEdge: Int, colour: ColourPlan) throws(JobError) -> RGBAImage {
+        let size = RGBAImage.fittedSize(width: width, height: height, maxLongEdge: maxLongEdge)
+        let result: Result<RGBAImage, JobError> = pixels.withUnsafeBufferPointer { buffer in
+            var planes: [UnsafePointer<UInt8>?] = [buffer.baseAddress, nil, nil, nil]
+            var strides: [Int32] = [Int32(width * 4), 0, 0, 0]
+            do throws(JobError) {
+                return .success(try FrameConverter.convert(planes: &planes, strides: &strides, width: width, height: height, format: AV_PIX_FMT_RGBA,
+                                                            fullRange: true, matrix: nil, toWidth: size.width, height: size.height, colour: colour))
+            } catch {
+                return .failure(error)
+            }
+        }
+        var image = try result.get()
+        image.hasAlpha = hasAlpha
+        return image
     }
 }
 

@@ -42,31 +42,37 @@ public enum StillRendering {
     ///   - decoderThreads: Most decoder threads.
     ///   - cancellation: The job's token.
     ///   - logger: The job's logger.
+    ///   - colourSpace: The outputs' colour space (`stills.colorspace`): sRGB, or Display P3 for
+    ///     sources wider than sRGB.
     /// - Returns: The picture and its source facts.
     /// - Throws: ``JobError``: `unsupported_format` (naming the format), `pixel_limit`,
     ///   `corrupt_media`, `io_error`, or the stop's code.
     public static func decode(file: SafeFile, declaredMimeType: String?, fileName: String?, maxLongEdge: Int,
                               limits: MediaLimits, decoderThreads: Int, cancellation: JobCancellation?,
-                              logger: Logger) throws(JobError) -> RenderedStill {
+                              logger: Logger, colourSpace: StillColourSpace = .srgb) throws(JobError) -> RenderedStill {
         let header = try file.read(at: 0, count: 256)  // a long ftyp's compatible brands too
         let kind = try classify(header: header, declaredMimeType: declaredMimeType, fileName: fileName ?? file.relativePath)
         switch kind {
         case .image:
             // JPEG XL with libjxl itself, at 8 bits (see JPEGXLDecoder); the rest with libavcodec.
             let still = JPEGXLDecoder.recognizes(header)
-                ? try JPEGXLDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation)
+                ? try JPEGXLDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation,
+                                           colourSpace: colourSpace)
                 : try StillImageDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge,
-                                               threads: decoderThreads, cancellation: cancellation)
-            return RenderedStill(image: still.image, kind: .image, details: [
+                                               threads: decoderThreads, cancellation: cancellation, colourSpace: colourSpace)
+            var details: [String: JSONValue] = [
                 "source_format": .string(still.format),
                 "source_width": .int(Int64(still.sourceWidth)),
                 "source_height": .int(Int64(still.sourceHeight)),
                 "orientation": .int(Int64(still.orientation)),
-            ])
+            ]
+            if let from = still.convertedFrom { details["color_converted_from"] = .string(from) }
+            return RenderedStill(image: still.image, kind: .image, details: details)
         case .heif:
             // libheif applies irot/imir itself: the picture is upright, and the EXIF orientation
             // (which iPhones also write) must not be applied a second time.
-            let image = try HEIFDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation)
+            let image = try HEIFDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation,
+                                               colourSpace: colourSpace)
             return RenderedStill(image: image, kind: .heif, details: ["decoder": "libheif"])
         case .raw:
             // The embedded JPEG preview (or, when it is too small, the RAW developed at half size),

@@ -71,9 +71,11 @@ enum TurboJPEGDecoder {
 
     /// Decodes `bytes` at `factor` to RGBA. A truncated or slightly damaged JPEG (a TurboJPEG
     /// warning) gives what decoded; rows never reached stay mid-grey.
+    /// - Parameter cmyk: Decode a CMYK/YCCK JPEG to its CMYK samples instead (four bytes per
+    ///   pixel in the picture's RGBA slots), for its ICC profile to convert.
     /// - Returns: The picture (opaque) and whether TurboJPEG warned.
     static func decode(_ bytes: UnsafeRawBufferPointer, header: Header, factor: (num: Int, denom: Int), fastDCT: Bool,
-                       handle: Handle) throws(Failure) -> (image: RGBAImage, warned: Bool) {
+                       handle: Handle, cmyk: Bool = false) throws(Failure) -> (image: RGBAImage, warned: Bool) {
         let width = (header.width * factor.num + factor.denom - 1) / factor.denom
         let height = (header.height * factor.num + factor.denom - 1) / factor.denom
         // Mid-grey, opaque: what a row the decoder never reached shows (as libavcodec does).
@@ -84,7 +86,7 @@ enum TurboJPEGDecoder {
         let status = pixels.withUnsafeMutableBytes { out in
             tjDecompress2(handle.pointer, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt(bytes.count),
                           out.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(width), Int32(width * 4), Int32(height),
-                          Int32(TJPF_RGBA.rawValue), flags)
+                          Int32(cmyk ? TJPF_CMYK.rawValue : TJPF_RGBA.rawValue), flags)
         }
         var warned = false
         if status != 0 {

@@ -25,6 +25,8 @@ public enum ThumbHash {
     /// - Parameter image: The picture (straight alpha).
     /// - Returns: The hash, 5 to 25 bytes.
     public static func encode(_ image: RGBAImage) -> [UInt8] {
+        // Clients paint the placeholder as sRGB, whatever colour space the thumbnail is in.
+        let image = image.inSRGB()
         let small = image.width > maxSide || image.height > maxSide ? boxReduced(image) : image
         return encodeSmall(small)
     }
@@ -35,7 +37,8 @@ public enum ThumbHash {
     /// - Throws: ``JobError`` `internal_error` if the scaler cannot be set up.
     public static func encode(fitting image: RGBAImage) throws(JobError) -> [UInt8] {
         let size = RGBAImage.fittedSize(width: image.width, height: image.height, maxLongEdge: maxSide)
-        return encodeSmall(try FrameConverter.resize(image, width: size.width, height: size.height))
+        // Clients paint the placeholder as sRGB, whatever colour space the thumbnail is in.
+        return encodeSmall(try FrameConverter.resize(image.inSRGB(), width: size.width, height: size.height))
     }
 
     /// Renders a hash back to a small picture (32 pixels on the long side), as clients do.

@@ -83,7 +83,7 @@ struct StillJob: Sendable {
         let decoded = try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> RenderedStill in
             try StillRendering.decode(file: file, declaredMimeType: item.mimeType, fileName: item.originalFilename ?? item.filename,
                                       maxLongEdge: decodeEdge, limits: limits, decoderThreads: settings.decoderThreads,
-                                      cancellation: context.cancellation, logger: logger)
+                                      cancellation: context.cancellation, logger: logger, colourSpace: settings.colourSpace)
         }
         try context.cancellation.check()
         context.progress.report(stage: "encoding", fraction: 0.6)

@@ -29,6 +29,8 @@ struct ThumbnailCommand: ParsableCommand {
     var threads: Int = 1
     @Option(help: "Files rendered at once (default: the number of cores).")
     var jobs: Int?
+    @Option(help: "srgb, or p3 to keep Display P3 (profile embedded) where the source is wider (default: srgb).")
+    var colorspace: String = "srgb"
     @Option(help: "Directory to write the thumbnails into (created if missing).")
     var outputDir: String
     @Flag(help: "Print nothing for files that succeed (errors are still printed).")
@@ -37,6 +39,9 @@ struct ThumbnailCommand: ParsableCommand {
     var files: [String]
 
     func validate() throws {
+        guard StillColourSpace(rawValue: colorspace.lowercased()) != nil else {
+            throw ValidationError("--colorspace must be srgb or p3 (got \(colorspace)).")
+        }
         guard ImageFormat(rawValue: format.lowercased() == "jpg" ? "jpeg" : format.lowercased()) != nil else {
             throw ValidationError("--format must be webp, jpeg or png (got \(format)).")
         }
@@ -91,7 +96,8 @@ struct ThumbnailCommand: ParsableCommand {
             let cancellation = JobCancellation(timeout: limits.timeout)
             let still = try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> RenderedStill in
                 try StillRendering.decode(file: file, declaredMimeType: nil, fileName: name, maxLongEdge: size, limits: limits,
-                                          decoderThreads: threads, cancellation: cancellation, logger: logger)
+                                          decoderThreads: threads, cancellation: cancellation, logger: logger,
+                                          colourSpace: StillColourSpace(rawValue: colorspace.lowercased()) ?? .srgb)
             }
             let image = try still.image.fitted(maxLongEdge: size)
             let bytes = try ImageEncoder.encode(image, as: outputFormat, quality: quality)
