@@ -308,18 +308,35 @@ public final class WorkerRuntime: Sendable {
 
     /// Called on a pool thread when a handler returned.
     func finishRun(jobID: String, token: UInt64, result: Result<JobOutcome, JobError>, environmentFault: Bool = false) {
-        let finished = state.withLock { state -> FinishedRun? in
-            guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return nil }
-            entry.handlerDone = true
-            state.runningHandlers[entry.work.job.type, default: 1] -= 1
-            // A finished handler freed a slot: claim for it while its result is written.
-            if state.shutdownRequestedAt == nil { state.claimWanted = true }
-            return FinishedRun(work: entry.work, token: token, result: result,
-                               stopReason: entry.cancellation.stopReason, startedAt: entry.startedAt,
-                               environmentFault: environmentFault, salvaged: entry.salvage.current)
+        finishRuns([RunResult(jobID: jobID, token: token, result: result, environmentFault: environmentFault)])
+    }
+
+    /// What one run of a claimed unit came to (see ``finishRuns(_:)``).
+    struct RunResult: Sendable {
+        var jobID: String
+        var token: UInt64
+        var result: Result<JobOutcome, JobError>
+        var environmentFault = false
+    }
+
+    /// Called on a pool thread when the handler of a claimed unit (one job, or an item's jobs run
+    /// together) returned: the unit's results go to the writer in one submission, so that its
+    /// successes are completed in one transaction.
+    func finishRuns(_ results: [RunResult]) {
+        let finished = state.withLock { state -> [FinishedRun] in
+            results.compactMap { result -> FinishedRun? in
+                guard let entry = state.inFlight[result.jobID], entry.token == result.token, !entry.handlerDone else { return nil }
+                entry.handlerDone = true
+                if entry.holdsSlot { state.runningHandlers[entry.work.job.type, default: 1] -= 1 }
+                // A finished handler freed a slot: claim for it while its result is written.
+                if state.shutdownRequestedAt == nil { state.claimWanted = true }
+                return FinishedRun(work: entry.work, token: result.token, result: result.result,
+                                   stopReason: entry.cancellation.stopReason, startedAt: entry.startedAt,
+                                   environmentFault: result.environmentFault, salvaged: entry.salvage.current)
+            }
         }
-        guard let finished else { return }
-        writer.withLock { $0 }?.submit(finished)
+        guard !finished.isEmpty else { return }
+        writer.withLock { $0 }?.submit(contentsOf: finished)
         state.signal()
     }
 }

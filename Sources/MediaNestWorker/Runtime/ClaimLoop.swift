@@ -254,7 +254,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
                 if let alone {
                     runtime.jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
                     // It runs with nothing beside it, whatever its estimate.
-                    start([(alone, estimator.estimate(type: alone.job.type, item: alone.mediaItem))], claimSentAt: sentAt)
+                    start([(ClaimedUnit([alone]), estimator.estimate(type: alone.job.type, item: alone.mediaItem))], claimSentAt: sentAt)
                     return
                 }
             } else {
@@ -281,7 +281,7 @@ final class ClaimLoop: Service, @unchecked Sendable {
         for type in budget.takeHoldsThatFit() where (slots[type] ?? 0) > 0 && globalFree > 0 {
             let sentAt = ContinuousClock.now
             guard let claimed = withDatabase("claim", { try store.claim(slots: [type: 1], limit: 1, on: $0) }) else { return }
-            let started = admitted(claimed)
+            let started = admitted(claimed.map { ClaimedUnit([$0]) })
             start(started, claimSentAt: sentAt)
             globalFree -= started.count
             slots[type, default: 0] -= started.count
@@ -291,32 +291,43 @@ final class ClaimLoop: Service, @unchecked Sendable {
             slots[type] = budget.slots(slots[type] ?? 0, of: type, minimum: estimator.minimum(for: type))
         }
         let sentAt = ContinuousClock.now
-        guard let claimed = withDatabase("claim", { try store.claim(slots: slots, limit: globalFree, on: $0) }) else { return }
+        let together = claimedTogether
+        guard let claimed = withDatabase("claim", { try store.claimUnits(slots: slots, limit: globalFree, together: together, on: $0) }) else { return }
         if !claimed.isEmpty {
-            logger.debug("claimed jobs", metadata: ["count": "\(claimed.count)"])
+            logger.debug("claimed jobs", metadata: ["count": "\(claimed.reduce(0) { $0 + $1.works.count })"])
             start(admitted(claimed), claimSentAt: sentAt)
         }
     }
 
-    /// Reserves memory for the claimed jobs that fit the budget, in claim order, and hands the
+    /// The job types whose pending jobs of one media item are claimed together and run as one
+    /// execution by a ``JointJobHandler`` (an item's thumbnail and preview, from one decode).
+    private var claimedTogether: Set<JobType> {
+        runtime.registry.jointTypes(servedFrom: Set(runtime.types)).reduce(into: Set<JobType>()) { $0.formUnion($1) }
+    }
+
+    /// Reserves memory for the claimed units that fit the budget, in claim order, and hands the
     /// others straight back (uncharged, see ``JobStore/release(_:on:)``), holding their type back
-    /// until there is room (see ``MemoryBudget``).
-    /// - Returns: The jobs to start, with their estimates.
-    private func admitted(_ claimed: [ClaimedWork]) -> [(work: ClaimedWork, estimate: Int64)] {
-        var admitted: [(work: ClaimedWork, estimate: Int64)] = []
-        var handBack: [ClaimedWork] = []
-        for work in claimed {
-            let estimate = estimator.estimate(type: work.job.type, item: work.mediaItem)
-            if budget.admits(estimate) {
-                budget.reserve(work.job.id, bytes: estimate)
-                admitted.append((work, estimate))
+    /// until there is room (see ``MemoryBudget``). A unit of several jobs runs as one execution:
+    /// its estimate is its largest job's, reserved under its lead.
+    /// - Returns: The units to start, with their estimates.
+    private func admitted(_ claimed: [ClaimedUnit]) -> [(unit: ClaimedUnit, estimate: Int64)] {
+        var admitted: [(unit: ClaimedUnit, estimate: Int64)] = []
+        var handBack: [ClaimedUnit] = []
+        func estimate(_ unit: ClaimedUnit) -> Int64 {
+            unit.works.map { estimator.estimate(type: $0.job.type, item: $0.mediaItem) }.max() ?? 0
+        }
+        for unit in claimed {
+            let bytes = estimate(unit)
+            if budget.admits(bytes) {
+                budget.reserve(unit.lead.job.id, bytes: bytes)
+                admitted.append((unit, bytes))
             } else {
-                budget.hold(work.job.type, bytes: estimate)
-                handBack.append(work)
+                budget.hold(unit.lead.job.type, bytes: bytes)
+                handBack.append(unit)
             }
         }
         guard !handBack.isEmpty else { return admitted }
-        if let released = withDatabase("hand back", { try store.release(handBack.map(\.job), on: $0) }) {
+        if let released = withDatabase("hand back", { try store.release(handBack.flatMap(\.works).map(\.job), on: $0) }) {
             logger.debug("handed back jobs that do not fit the memory budget", metadata: [
                 "jobs": "\(released.joined(separator: ","))", "reserved_mib": "\(budget.reserved >> 20)",
                 "budget_mib": "\((budget.capacity ?? 0) >> 20)"])
@@ -325,94 +336,147 @@ final class ClaimLoop: Service, @unchecked Sendable {
         // The database went away between the claim and the hand-back: run them rather than let
         // their leases expire, which would count them as lost.
         logger.warning("could not hand back jobs that exceed the memory budget; running them anyway", metadata: ["count": "\(handBack.count)"])
-        for work in handBack {
-            let estimate = estimator.estimate(type: work.job.type, item: work.mediaItem)
-            budget.reserve(work.job.id, bytes: estimate)
-            admitted.append((work, estimate))
+        for unit in handBack {
+            let bytes = estimate(unit)
+            budget.reserve(unit.lead.job.id, bytes: bytes)
+            admitted.append((unit, bytes))
         }
         return admitted
     }
 
     /// Registers claimed runs as in flight (one lock for the batch) and hands them to the pool
-    /// (one submission, one wake-up).
+    /// (one submission, one wake-up): one body per claimed unit, so the jobs of an item claimed
+    /// together run as one execution on one thread.
     /// - Parameter claimSentAt: When the claim was sent: each run owns its lease for
     ///   ``WorkerConfiguration/ownedLease`` from then until a heartbeat extends it.
-    private func start(_ works: [(work: ClaimedWork, estimate: Int64)], claimSentAt: ContinuousClock.Instant) {
-        guard !works.isEmpty else { return }
+    private func start(_ units: [(unit: ClaimedUnit, estimate: Int64)], claimSentAt: ContinuousClock.Instant) {
+        guard !units.isEmpty else { return }
         // The root may have gone between the check and the claim: hand the jobs straight back.
         let storageGone = !(runtime.storageMonitor?.isAvailable() ?? true)
-        let runs = state.withLock { state in
-            works.map { work, estimate -> InFlightRun in
-                state.nextToken += 1
-                if let previous = state.inFlight[work.job.id] {
-                    // Our own lease on this job expired and it was rescued back to us: the old
-                    // run must not write anything, and the new one takes its place.
-                    previous.cancellation.stop(.leaseLost)
-                    if !previous.handlerDone { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
+        let runsByUnit = state.withLock { state in
+            units.map { unit, estimate in
+                unit.works.enumerated().map { index, work -> InFlightRun in
+                    state.nextToken += 1
+                    if let previous = state.inFlight[work.job.id] {
+                        // Our own lease on this job expired and it was rescued back to us: the old
+                        // run must not write anything, and the new one takes its place.
+                        previous.cancellation.stop(.leaseLost)
+                        if !previous.handlerDone && previous.holdsSlot { state.runningHandlers[previous.work.job.type, default: 1] -= 1 }
+                    }
+                    // The clock starts when a pool thread picks the job up (see JobPool).
+                    let cancellation = JobCancellation(timeout: nil)
+                    cancellation.extendLease(until: claimSentAt + configuration.ownedLease)
+                    // The lead takes the unit's slot and holds its memory estimate; the jobs that
+                    // came along with it run in its execution.
+                    let run = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation,
+                                          progress: JobProgress(), salvage: JobSalvage(), memoryEstimate: index == 0 ? estimate : 0,
+                                          holdsSlot: index == 0)
+                    state.inFlight[work.job.id] = run
+                    if run.holdsSlot { state.runningHandlers[work.job.type, default: 0] += 1 }
+                    return run
                 }
-                // The clock starts when a pool thread picks the job up (see JobPool).
-                let cancellation = JobCancellation(timeout: nil)
-                cancellation.extendLease(until: claimSentAt + configuration.ownedLease)
-                let run = InFlightRun(work: work, token: state.nextToken, cancellation: cancellation,
-                                      progress: JobProgress(), salvage: JobSalvage(), memoryEstimate: estimate)
-                state.inFlight[work.job.id] = run
-                state.runningHandlers[work.job.type, default: 0] += 1
-                return run
             }
         }
         var bodies: [@Sendable () -> Void] = []
-        bodies.reserveCapacity(runs.count)
-        for run in runs {
-            let work = run.work
-            runtime.metrics.claimed(work.job.type)
-            if storageGone {
-                runtime.finishRun(jobID: work.job.id, token: run.token,
-                                  result: .failure(JobError(.ioError, "The storage root is unavailable.")), environmentFault: true)
-                continue
-            }
-            guard let item = work.mediaItem else {
-                runtime.finishRun(jobID: work.job.id, token: run.token, result: .failure(JobError(.mediaItemMissing, "The media item \(work.job.mediaItemID) of this job no longer exists.")))
-                continue
-            }
-            guard let handler = runtime.registry.handler(for: work.job.type) else {
-                runtime.finishRun(jobID: work.job.id, token: run.token, result: .failure(JobError(.unknownJobType, "This worker has no handler for job type \(work.job.type).")))
-                continue
-            }
-            let jobLogger = runtime.jobLogger(for: work.job)
-            let cancellation = run.cancellation
-            let context = JobContext(job: work.job, mediaItem: item, storage: configuration.storage ?? StorageLayout(root: "/nonexistent"),
-                                     progress: run.progress, cancellation: cancellation, logger: jobLogger, salvage: run.salvage)
-            let timeout = configuration.timeout(for: work.job.type)
-            let runtime = self.runtime
-            let token = run.token
-            bodies.append {
-                cancellation.startClock(timeout: timeout)
-                runtime.state.withLock { state in
-                    if let run = state.inFlight[work.job.id], run.token == token { run.startedAt = .now }
-                }
-                let result: Result<JobOutcome, JobError>
-                if let reason = cancellation.stopReason {
-                    // Stopped while it waited for a thread (shutdown, lease lost): do not start it.
-                    result = .failure(reason.error)
+        bodies.reserveCapacity(runsByUnit.count)
+        for runs in runsByUnit {
+            var runnable: [(run: InFlightRun, item: MediaItemRecord)] = []
+            for run in runs {
+                let work = run.work
+                runtime.metrics.claimed(work.job.type)
+                if storageGone {
+                    runtime.finishRun(jobID: work.job.id, token: run.token,
+                                      result: .failure(JobError(.ioError, "The storage root is unavailable.")), environmentFault: true)
+                } else if let item = work.mediaItem {
+                    runnable.append((run, item))
                 } else {
-                    jobLogger.info("job started")
-                    do {
-                        result = .success(try handler.run(context))
-                    } catch {
-                        result = .failure(JobError.wrapping(error))
-                    }
-                    runtime.metrics.read(context.bytesRead.total, type: work.job.type)
+                    runtime.finishRun(jobID: work.job.id, token: run.token, result: .failure(JobError(.mediaItemMissing, "The media item \(work.job.mediaItemID) of this job no longer exists.")))
                 }
+            }
+            guard !runnable.isEmpty else { continue }
+            if runnable.count > 1, let joint = runtime.registry.jointHandler(for: Set(runnable.map(\.run.work.job.type))) {
+                bodies.append(unitBody(runnable, handler: JobUnitHandler.together(joint)))
+                continue
+            }
+            for entry in runnable {
+                guard let handler = runtime.registry.handler(for: entry.run.work.job.type) else {
+                    runtime.finishRun(jobID: entry.run.work.job.id, token: entry.run.token,
+                                      result: .failure(JobError(.unknownJobType, "This worker has no handler for job type \(entry.run.work.job.type).")))
+                    continue
+                }
+                bodies.append(unitBody([entry], handler: .alone(handler)))
+            }
+        }
+        runtime.pool.submit(contentsOf: bodies)
+    }
+
+    /// What runs a claimed unit: a job's own handler, or the joint handler of an item's jobs.
+    private enum JobUnitHandler: Sendable {
+        case alone(any JobHandler)
+        case together(any JointJobHandler)
+    }
+
+    /// The code a pool thread runs for one claimed unit: it starts each job's clock, runs the
+    /// jobs that have not been stopped meanwhile in one call of the handler, and hands all their
+    /// results to ``WorkerRuntime/finishRuns(_:)`` at once.
+    private func unitBody(_ runs: [(run: InFlightRun, item: MediaItemRecord)], handler: JobUnitHandler) -> @Sendable () -> Void {
+        let runtime = self.runtime
+        let storage = configuration.storage ?? StorageLayout(root: "/nonexistent")
+        let members = runs.map { run, item in
+            (run: run, timeout: configuration.timeout(for: run.work.job.type),
+             context: JobContext(job: run.work.job, mediaItem: item, storage: storage, progress: run.progress,
+                                 cancellation: run.cancellation, logger: runtime.jobLogger(for: run.work.job), salvage: run.salvage))
+        }
+        return {
+            for member in members {
+                member.context.cancellation.startClock(timeout: member.timeout)
+            }
+            runtime.state.withLock { state in
+                for member in members {
+                    if let run = state.inFlight[member.run.work.job.id], run.token == member.run.token { run.startedAt = .now }
+                }
+            }
+            var results = [Result<JobOutcome, JobError>?](repeating: nil, count: members.count)
+            var started: [Int] = []
+            for (index, member) in members.enumerated() {
+                if let reason = member.context.cancellation.stopReason {
+                    // Stopped while it waited for a thread (shutdown, lease lost): do not start it.
+                    results[index] = .failure(reason.error)
+                } else {
+                    started.append(index)
+                }
+            }
+            if !started.isEmpty {
+                for index in started {
+                    members[index].context.logger.info("job started", metadata: started.count > 1 ? [
+                        "together_with": "\(started.filter { $0 != index }.map { members[$0].run.work.job.id }.joined(separator: ","))"] : [:])
+                }
+                let outcomes: [Result<JobOutcome, JobError>]
+                switch handler {
+                case .alone(let handler):
+                    let context = members[started[0]].context
+                    outcomes = [Result { () throws(JobError) in try handler.run(context) }]
+                case .together(let handler):
+                    outcomes = handler.run(together: started.map { members[$0].context })
+                }
+                for (position, index) in started.enumerated() {
+                    results[index] = position < outcomes.count ? outcomes[position]
+                        : .failure(JobError(.internalError, "The handler returned no result for this job.", retryable: true))
+                    runtime.metrics.read(members[index].context.bytesRead.total, type: members[index].run.work.job.type)
+                }
+            }
+            runtime.finishRuns(members.enumerated().map { index, member in
+                let result = results[index] ?? .failure(JobError(.internalError, "The job was not run.", retryable: true))
                 // A read that failed because the whole volume went away is not the job's
                 // fault: judge that now, while the failure is fresh.
                 var environmentFault = false
                 if case .failure(let error) = result, [.ioError, .fileMissing].contains(error.code), let monitor = runtime.storageMonitor {
                     environmentFault = !monitor.isAvailable()
                 }
-                runtime.finishRun(jobID: work.job.id, token: token, result: result, environmentFault: environmentFault)
-            }
+                return WorkerRuntime.RunResult(jobID: member.run.work.job.id, token: member.run.token, result: result,
+                                               environmentFault: environmentFault)
+            })
         }
-        runtime.pool.submit(contentsOf: bodies)
     }
 
     /// Puts back every run whose handler did not return in time after a shutdown stop.

@@ -50,13 +50,16 @@ final class ResultWriter: Service, @unchecked Sendable {
     private let store: JobStore
     private var configuration: WorkerConfiguration { runtime.configuration }
 
-    /// Hands a finished run to the writer.
-    func submit(_ run: FinishedRun) {
+    /// Hands finished runs to the writer together: the runs of one claimed unit (an item's
+    /// thumbnail and preview run as one), whose successes then go into one batch transaction.
+    func submit(contentsOf runs: [FinishedRun]) {
+        guard !runs.isEmpty else { return }
         mailbox.lock()
-        if submitted.isEmpty { oldestSubmittedAt = .now }
-        submitted.append(run)
-        // While results gather, only the first one and the target wake the writer.
-        if submitted.count == 1 || submitted.count >= coalesceTarget { mailbox.signal() }
+        let wasEmpty = submitted.isEmpty
+        if wasEmpty { oldestSubmittedAt = .now }
+        submitted.append(contentsOf: runs)
+        // While results gather, only the first ones and the target wake the writer.
+        if wasEmpty || submitted.count >= coalesceTarget { mailbox.signal() }
         mailbox.unlock()
     }
 

@@ -16,14 +16,19 @@ final class InFlightRun: @unchecked Sendable {
     /// What the job is estimated to hold at its peak (``JobMemoryEstimator``): reserved in the
     /// claim loop's ``MemoryBudget`` while the run is in flight, until its result is written.
     let memoryEstimate: Int64
+    /// Whether the run takes a slot of its type in ``RuntimeState/Fields/runningHandlers``: every
+    /// run but the jobs that came along with a claimed unit's lead (see ``ClaimedUnit``), which
+    /// run on the lead's thread, in the same execution.
+    let holdsSlot: Bool
     /// When a pool thread picked the run up (the claim time until then); durations count from it.
     var startedAt = ContinuousClock.now
     var handlerDone = false
     var sentProgressVersion: UInt64 = 0
 
     init(work: ClaimedWork, token: UInt64, cancellation: JobCancellation, progress: JobProgress, salvage: JobSalvage,
-         memoryEstimate: Int64 = 0) {
+         memoryEstimate: Int64 = 0, holdsSlot: Bool = true) {
         self.salvage = salvage
+        self.holdsSlot = holdsSlot
         self.memoryEstimate = memoryEstimate
         self.work = work
         self.token = token
