@@ -58,7 +58,7 @@ extension Scheduler {
                 }
             case .slots:
                 budget.setReservations(runs.mapValues(\.claim.estimate))
-                cycle.globalFree = settings.concurrency - runningCount
+                cycle.globalFree = settings.concurrency - executions
                 guard cycle.globalFree > 0 else { cycle.stage = .drain; continue }
                 for type in settings.types {
                     let limit = min(settings.perTypeLimits[type] ?? settings.concurrency, settings.concurrency)
@@ -125,8 +125,9 @@ extension Scheduler {
             return (claimed, [])
         case .awaitingHeldClaim(let type):
             let admitted = admit(claimed)
-            cycle.globalFree -= admitted.start.count
-            cycle.slots[type, default: 0] -= admitted.start.count
+            let executions = admitted.start.filter { $0.ledBy == nil }.count
+            cycle.globalFree -= executions
+            cycle.slots[type, default: 0] -= executions
             cycle.stage = .heldClaims
             return admitted
         case .awaitingMainClaim:
@@ -138,12 +139,19 @@ extension Scheduler {
     }
 
     /// Reserves memory for the claims that fit the budget, in claim order; holds back the
-    /// others' types.
+    /// others' types. A claimed unit fits or not as a whole, by its lead's estimate (the
+    /// unit's): the jobs that came along follow their lead.
     private mutating func admit(_ claimed: [Claim]) -> (start: [Claim], handBack: [Claim]) {
         var start: [Claim] = []
         var handBack: [Claim] = []
+        var leadStarted: [String: Bool] = [:]
         for claim in claimed {
-            if budget.admits(claim.estimate) {
+            if let lead = claim.ledBy, let started = leadStarted[lead] {
+                if started { start.append(claim) } else { handBack.append(claim) }
+                continue
+            }
+            leadStarted[claim.jobID] = budget.admits(claim.estimate)
+            if leadStarted[claim.jobID] == true {
                 budget.reserve(claim.jobID, bytes: claim.estimate)
                 start.append(claim)
             } else {

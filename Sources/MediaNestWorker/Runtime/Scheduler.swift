@@ -11,9 +11,10 @@ import MediaNestQueue
 /// randomness only through ``random``, so the tests drive it with a manual clock.
 ///
 /// Policies it owns:
-/// - **Slots.** At most ``Settings/concurrency`` handlers run, at most
-///   ``Settings/perTypeLimits`` of a type; the memory budget trims the slots further
-///   (``MemoryBudget``).
+/// - **Slots.** At most ``Settings/concurrency`` executions run (one per pool thread), at most
+///   ``Settings/perTypeLimits`` jobs of a type; the memory budget trims the slots further
+///   (``MemoryBudget``). An item's jobs claimed together (a unit: its thumbnail and preview) are
+///   one execution, and each of its jobs counts against its own type's slots.
 /// - **Run alone.** A job rescued after a crash runs with nothing beside it: claimed first when
 ///   nothing runs, and while it waits behind running jobs nothing else is claimed.
 /// - **Writer backlog.** A slot frees when its handler returns, not when its result is stored:
@@ -100,8 +101,13 @@ struct Scheduler {
         var jobID: String
         var type: JobType
         var runAlone = false
-        /// Its memory estimate (``JobMemoryEstimator``).
+        /// Its memory estimate (``JobMemoryEstimator``); for a claimed unit, the lead's holds the
+        /// unit's (its largest job's) and the others' are zero.
         var estimate: Int64 = 0
+        /// The lead of the claimed unit this job came along with (``ClaimedUnit``): it runs in
+        /// the lead's execution, on the lead's thread. `nil` for a unit's lead or a job claimed
+        /// alone, each of which is an execution of its own.
+        var ledBy: String? = nil
     }
 
     /// A run in flight: from its claim until its result is written.
@@ -116,8 +122,10 @@ struct Scheduler {
     var random: () -> Double
 
     private(set) var runs: [String: Run] = [:]
-    /// Handlers running, by type (runs whose handler has not returned).
+    /// Jobs whose handler runs, by type (runs whose handler has not returned).
     private(set) var running: [JobType: Int] = [:]
+    /// Executions running: the pool threads taken (a claimed unit is one).
+    private(set) var executions = 0
     private var nextToken: UInt64 = 0
     /// Something asked for a claim (a wake-up, a finished or written run).
     private(set) var claimWanted = true
@@ -144,8 +152,15 @@ struct Scheduler {
         budget = MemoryBudget(capacity: settings.memoryCapacity)
     }
 
-    /// Handlers running now.
+    /// Jobs whose handler runs now.
     var runningCount: Int { running.values.reduce(0, +) }
+
+    /// A run's handler returned (or its run was replaced or written first): its job leaves its
+    /// type's count, and a unit's lead gives back the execution's thread.
+    private mutating func handlerReturned(_ run: Run) {
+        running[run.claim.type, default: 1] -= 1
+        if run.claim.ledBy == nil { executions -= 1 }
+    }
 
     mutating func handle(_ event: Event, now: Instant) {
         switch event {
@@ -157,11 +172,11 @@ struct Scheduler {
             guard var run = runs[jobID], run.token == token, !run.handlerDone else { return }
             run.handlerDone = true
             runs[jobID] = run
-            running[run.claim.type, default: 1] -= 1
+            handlerReturned(run)
             if shutdownAt == nil { claimWanted = true }
         case .written(let jobID, let token):
             if let run = runs[jobID], run.token == token {
-                if !run.handlerDone { running[run.claim.type, default: 1] -= 1 }
+                if !run.handlerDone { handlerReturned(run) }
                 runs[jobID] = nil
             }
             // A finished job frees a slot and hints that more work may be waiting.
@@ -179,10 +194,11 @@ struct Scheduler {
     mutating func start(_ claims: [Claim]) -> [Run] {
         claims.map { claim in
             nextToken += 1
-            if let previous = runs[claim.jobID], !previous.handlerDone { running[previous.claim.type, default: 1] -= 1 }
+            if let previous = runs[claim.jobID], !previous.handlerDone { handlerReturned(previous) }
             let run = Run(claim: claim, token: nextToken)
             runs[claim.jobID] = run
             running[claim.type, default: 0] += 1
+            if claim.ledBy == nil { executions += 1 }
             budget.reserve(claim.jobID, bytes: claim.estimate)
             return run
         }
