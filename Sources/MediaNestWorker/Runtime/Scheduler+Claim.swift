@@ -1,9 +1,30 @@
 import MediaNestCore
 import MediaNestQueue
 
-/// One cycle of the scheduler: the steps of a wake-up, in order, and the claim pass's progress
-/// between the driver's reports.
+/// What a claim is to the scheduler, and one cycle of it: the steps of a wake-up, in order, and
+/// the claim pass's progress between the driver's reports.
 extension Scheduler {
+    /// A claimed job as the scheduler sees it.
+    struct Claim: Sendable, Equatable {
+        var jobID: String
+        var type: JobType
+        var runAlone = false
+        /// Its memory estimate (``JobMemoryEstimator``); for a claimed unit, the lead's holds the
+        /// unit's (its largest job's) and the others' are zero.
+        var estimate: Int64 = 0
+        /// The lead of the claimed unit this job came along with (``ClaimedUnit``): it runs in
+        /// the lead's execution, on the lead's thread. `nil` for a unit's lead or a job claimed
+        /// alone, each of which is an execution of its own.
+        var ledBy: String? = nil
+    }
+
+    /// A run in flight: from its claim until its result is written.
+    struct Run: Sendable, Equatable {
+        var claim: Claim
+        var token: UInt64
+        var handlerDone = false
+    }
+
     struct Cycle: Equatable {
         let now: Instant
         let storageAvailable: Bool
