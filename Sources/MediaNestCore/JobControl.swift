@@ -45,11 +45,26 @@ public final class JobCancellation: Sendable {
         var leaseDeadline: ContinuousClock.Instant?
     }
     private let state: Mutex<State>
+    /// For a token of work shared by several jobs: the jobs' own tokens (see
+    /// ``init(stoppingWhenAllOf:)``); empty otherwise.
+    private let members: [JobCancellation]
 
     /// Creates a token.
     /// - Parameter timeout: The job's wall-clock limit, counted from now; `nil` for none.
     public init(timeout: Duration? = nil) {
         state = Mutex(State(reason: nil, deadline: timeout.map { ContinuousClock.now + $0 }))
+        members = []
+    }
+
+    /// A token for work shared by several jobs (one decode for an item's thumbnail and preview):
+    /// it stops once every one of `members` must stop, with the first member's reason, so the
+    /// shared work goes on while any job still wants it. Each job's own outputs are still
+    /// committed only after a check of that job's own token. ``stop(_:)`` stops it at once.
+    /// - Parameter members: The jobs' tokens, not empty.
+    public init(stoppingWhenAllOf members: [JobCancellation]) {
+        precondition(!members.isEmpty, "shared work belongs to at least one job")
+        state = Mutex(State(reason: nil, deadline: nil))
+        self.members = members
     }
 
     /// Starts (or restarts) the wall-clock limit from now. The worker calls it when a thread
@@ -78,7 +93,11 @@ public final class JobCancellation: Sendable {
 
     /// The reason the job must stop, or `nil` while it may go on. Cheap enough for a C callback.
     public var stopReason: StopReason? {
-        state.withLock { state in
+        if !members.isEmpty, state.withLock({ $0.reason }) == nil {
+            let reasons = members.map(\.stopReason)
+            if reasons.allSatisfy({ $0 != nil }), let first = reasons[0] { stop(first) }
+        }
+        return state.withLock { state in
             if state.reason == nil, let leaseDeadline = state.leaseDeadline, ContinuousClock.now >= leaseDeadline {
                 state.reason = .leaseLost
             }

@@ -33,7 +33,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case still
     /// The ThumbHash decoder (hashes are stored in metadata and handed back to clients).
     case thumbhash
-    /// The JSON reader behind `stills.json` and `jsonb` columns (`JSONValue(parsing:)`).
+    /// The JSON reader behind `jsonb` columns (`JSONValue(parsing:)`).
     case json
     /// The motion-photo locator (`MotionPhotoLocator`): JPEG segments, XMP container directory
     /// and MicroVideo offset, Samsung's marker and trailer, HEIC top-level boxes.
@@ -144,7 +144,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     }
 
     private static func json(_ input: [UInt8]) -> Outcome {
-        // As StillManifest reads stills.json: the bytes as UTF-8, repaired.
+        // As a file of JSON is read: the bytes as UTF-8, repaired.
         do {
             let value = try JSONValue(parsing: String(decoding: input, as: UTF8.self))
             _ = value.jsonText

@@ -285,3 +285,25 @@ public protocol JobHandler: Sendable {
     /// - Throws: ``JobError``.
     func run(_ context: JobContext) throws(JobError) -> JobOutcome
 }
+
+/// Runs the claimed jobs of one media item as one execution: the item's thumbnail and preview
+/// from one decode of its file.
+///
+/// The engine claims an item's pending jobs of ``jobTypes`` together (see
+/// ``JobStore/claimUnits(slots:limit:together:on:)``) and hands them to ``run(together:)`` on one
+/// thread of its pool; a job claimed without its sibling (retried alone, or its sibling held or
+/// already done) goes to the type's ordinary ``JobHandler``. Every job keeps its own context: its
+/// lease and ``JobCancellation`` (a cancel, a lost lease or a time limit stops that job only),
+/// its progress, logger and salvage. A handler must:
+/// - go on with the shared work while any of the jobs may go on, and check each job's own
+///   cancellation right before committing that job's outputs;
+/// - return one result per context, in the same order; a job that must stop gets its stop's error.
+public protocol JointJobHandler: Sendable {
+    /// The job types it runs together (at least two).
+    var jobTypes: Set<JobType> { get }
+    /// Does the work of the jobs of one media item.
+    /// - Parameter contexts: One context per job, all of the same media item, of distinct types
+    ///   in ``jobTypes``.
+    /// - Returns: One result per context, in the order of `contexts`.
+    func run(together contexts: [JobContext]) -> [Result<JobOutcome, JobError>]
+}

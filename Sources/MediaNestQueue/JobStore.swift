@@ -17,6 +17,26 @@ public struct ClaimedWork: Sendable, Hashable {
     }
 }
 
+/// What one execution runs: a single claimed job, or the jobs of one media item that were claimed
+/// together to run as one (its thumbnail and preview, from one decode; see
+/// ``JobStore/claimUnits(slots:limit:together:on:)``).
+///
+/// Each job keeps its own claim token (``ClaimedJob/leaseID``): the heartbeat extends, and every
+/// write fences, each one on its own, so a cancel or a lost lease of one touches only that one.
+public struct ClaimedUnit: Sendable, Hashable {
+    /// The jobs, never empty, all of one media item when there are several; the first is the
+    /// one the claim picked by priority (the unit's *lead*), the others came along with it, by type.
+    public var works: [ClaimedWork]
+
+    public init(_ works: [ClaimedWork]) {
+        precondition(!works.isEmpty, "a claimed unit holds at least one job")
+        self.works = works
+    }
+
+    /// The job the claim picked; the others came with it.
+    public var lead: ClaimedWork { works[0] }
+}
+
 /// What became of a failed run.
 public enum FailureDisposition: Sendable, Hashable {
     /// Back to pending; it may run again at `runAt`.
@@ -156,6 +176,105 @@ public struct JobStore: Sendable {
             """
         let rows = try connection.query(sql, [workerID, lease.seconds, wanted.map(\.key.rawValue), wanted.map { String(min($0.value, limit)) }, limit])
         return try rows.map(JobStore.decodeClaim)
+    }
+
+    /// Claims like ``claim(slots:limit:on:)``, and with every claimed job whose type is in
+    /// `together`, also the media item's other pending jobs of those types: one *unit* that runs
+    /// as one execution (the item's thumbnail and preview from one decode).
+    ///
+    /// One statement, no lock outlives it. The jobs that come along are locked
+    /// `FOR UPDATE SKIP LOCKED` like the picked ones, so the claim never waits for them: a job of
+    /// the item that another transaction holds (another worker's claim being made, an operator's
+    /// `cancel` or `retry`) is left out and the unit is smaller. Under READ COMMITTED a row that
+    /// another claim set running after this statement's snapshot is re-checked when it is locked
+    /// and skipped, so no job is taken twice. Only jobs that could be claimed on their own come
+    /// along: pending, runnable (`run_at` passed) and not marked to run alone, so a job retried
+    /// with a backoff, or rescued after a crash, runs alone. Claims still touch job rows only and
+    /// never an item row, so they stay outside the engine's lock order (docs/QUEUE.md).
+    ///
+    /// A job that comes along takes no slot of its own: the unit runs on one thread, as its lead.
+    /// - Parameters:
+    ///   - slots: Free slots per job type, as for ``claim(slots:limit:on:)``.
+    ///   - limit: Free slots in all: how many units at most.
+    ///   - together: The job types whose pending jobs of one item are claimed together; fewer
+    ///     than two types claims each job alone.
+    ///   - connection: The connection to use.
+    /// - Returns: The units, in the claim's priority order; the jobs of a unit ordered lead first,
+    ///   then by type.
+    /// - Throws: ``DatabaseError``.
+    public func claimUnits(slots: [JobType: Int], limit: Int, together: Set<JobType>, on connection: PGConnection) throws(DatabaseError) -> [ClaimedUnit] {
+        let wanted = slots.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+        guard limit > 0, !wanted.isEmpty else { return [] }
+        let joint = together.count >= 2 ? together.map(\.rawValue).sorted() : []
+        // Nothing to claim together: the plain claim, whose plan is the queue bench's.
+        guard !joint.isEmpty else { return try claim(slots: slots, limit: limit, on: connection).map { ClaimedUnit([$0]) } }
+        let sql = """
+            WITH wanted AS (
+                SELECT * FROM unnest($3::text[], $4::text[]::int[]) AS w(job_type, slots)
+            ), candidate AS (
+                SELECT c.* FROM wanted w CROSS JOIN LATERAL (
+                    SELECT j.id, j.media_item_id, j.job_type, j.priority, j.run_at, j.created_at FROM processing_jobs j
+                     WHERE j.status = 'pending' AND NOT j.run_alone AND j.job_type = w.job_type AND j.run_at <= now()
+                     ORDER BY j.priority DESC, j.run_at, j.created_at
+                     LIMIT least(w.slots, $5::int)
+                       FOR UPDATE SKIP LOCKED) c
+            ), lead AS (
+                -- One lead per unit: of the candidates of one item's joint types, the first by
+                -- priority; the other comes along below (it is locked by this statement already).
+                SELECT * FROM (
+                    SELECT DISTINCT ON (unit) c.id, c.media_item_id, c.job_type, c.priority, c.run_at, c.created_at
+                      FROM candidate c, LATERAL (SELECT CASE WHEN c.job_type = ANY($6::text[]) THEN c.media_item_id ELSE c.id END AS unit) u
+                     ORDER BY unit, c.priority DESC, c.run_at, c.created_at, c.job_type) d
+                 ORDER BY d.priority DESC, d.run_at, d.created_at
+                 LIMIT $5::int
+            ), along AS (
+                -- The item's other pending jobs of the joint types, locked without waiting (a
+                -- candidate of this statement is locked by it already and comes out too).
+                SELECT s.id FROM lead l CROSS JOIN LATERAL (
+                    SELECT s.id FROM processing_jobs s
+                     WHERE s.media_item_id = l.media_item_id AND s.job_type = ANY($6::text[]) AND s.job_type <> l.job_type
+                       AND s.status = 'pending' AND NOT s.run_alone AND s.run_at <= now()
+                       FOR UPDATE SKIP LOCKED) s
+                 WHERE l.job_type = ANY($6::text[])
+            ), picked AS (
+                SELECT id FROM lead UNION SELECT id FROM along
+            ), \(JobStore.claimUpdate)
+            \(JobStore.claimedColumns.replacingOccurrences(of: "SELECT c.id,", with: "SELECT c.id, c.id IN (SELECT id FROM lead) AS is_lead,"))
+            """
+        let rows = try connection.query(sql, [workerID, lease.seconds, wanted.map(\.key.rawValue), wanted.map { String(min($0.value, limit)) },
+                                              limit, joint])
+        var claimed: [(work: ClaimedWork, isLead: Bool)] = []
+        for row in rows {
+            claimed.append((try JobStore.decodeClaim(row), try row.decode("is_lead", as: Bool.self)))
+        }
+        return JobStore.units(of: claimed, together: Set(joint.map { JobType($0) }))
+    }
+
+    /// Groups claimed jobs into units, in claim order: a lead of a type in `together` opens its
+    /// item's unit (or joins it, when the item's other job was picked as a lead too); the jobs
+    /// that came along join their item's unit; every other job is a unit of its own.
+    static func units(of claimed: [(work: ClaimedWork, isLead: Bool)], together: Set<JobType>) -> [ClaimedUnit] {
+        var units: [[ClaimedWork]] = []
+        var unitOfItem: [String: Int] = [:]
+        for (work, isLead) in claimed where isLead {
+            if together.contains(work.job.type), let index = unitOfItem[work.job.mediaItemID] {
+                units[index].append(work)
+            } else {
+                if together.contains(work.job.type) { unitOfItem[work.job.mediaItemID] = units.count }
+                units.append([work])
+            }
+        }
+        for (work, isLead) in claimed where !isLead {
+            if let index = unitOfItem[work.job.mediaItemID] {
+                units[index].append(work)
+            } else {
+                // Not reachable (a job comes along only with a lead of its item); kept runnable.
+                units.append([work])
+            }
+        }
+        return units.map { works in
+            ClaimedUnit([works[0]] + works.dropFirst().sorted { $0.job.type < $1.job.type })
+        }
     }
 
     /// Claims one job that must run alone (rescued after a crash), if any of `types` waits.

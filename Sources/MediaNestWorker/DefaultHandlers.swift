@@ -33,26 +33,30 @@ extension HandlerRegistry {
 extension HandlerRegistry {
     /// Registers the thumbnail and preview handlers whose encoder this FFmpeg build has; a type
     /// whose encoder is missing is not served (its jobs wait for a worker that has it), and one
-    /// log line says why.
+    /// log line says why. When both are served (and ``StillImageSettings/oneDecode`` is on), also
+    /// ``StillJobsHandler``: the engine then claims an item's pending thumbnail and preview jobs
+    /// together and runs them from one decode.
     public static func registerStillHandlers(in registry: inout HandlerRegistry, configuration: WorkerConfiguration,
                                       encoderAvailable: (ImageFormat) -> Bool = ImageEncoder.isAvailable,
                                       logger: Logger = Logger(label: "medianest.worker")) {
+        var limitsByType: [JobType: MediaLimits] = [:]
         for kind in StillKind.allCases {
             let type: JobType = kind == .thumbnail ? .thumbnail : .preview
             var limits = configuration.mediaLimits
             if let timeout = configuration.timeout(for: type) { limits.timeout = timeout }
             let format = configuration.stills.settings(for: kind).format
-            // With one decode a job may also write its sibling's output, so it needs both encoders.
-            let needed = Set([format] + (configuration.stills.oneDecode ? [configuration.stills.settings(for: kind.sibling).format] : []))
-            let missing = needed.filter { !encoderAvailable($0) }.sorted { $0.rawValue < $1.rawValue }
-            guard missing.isEmpty else {
-                logger.warning("not serving \(type) jobs: this FFmpeg build has no \(missing.map { "\($0.rawValue) encoder (\($0.encoderName))" }.joined(separator: " and "))")
+            guard encoderAvailable(format) else {
+                logger.warning("not serving \(type) jobs: this FFmpeg build has no \(format.rawValue) encoder (\(format.encoderName))")
                 continue
             }
+            limitsByType[type] = limits
             switch kind {
             case .thumbnail: registry.register(ThumbnailHandler(settings: configuration.stills, limits: limits))
             case .preview: registry.register(PreviewHandler(settings: configuration.stills, limits: limits))
             }
+        }
+        if configuration.stills.oneDecode, limitsByType.count == 2 {
+            registry.register(StillJobsHandler(settings: configuration.stills, limits: limitsByType))
         }
     }
 }

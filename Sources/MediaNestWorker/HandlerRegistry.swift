@@ -7,6 +7,7 @@ public import MediaNestQueue
 /// that has one.
 public struct HandlerRegistry: Sendable {
     private var handlers: [JobType: any JobHandler] = [:]
+    private var jointHandlers: [any JointJobHandler] = []
 
     /// Creates an empty registry.
     public init() {}
@@ -19,6 +20,27 @@ public struct HandlerRegistry: Sendable {
     /// Adds a handler; a later handler for the same type replaces an earlier one.
     public mutating func register(_ handler: any JobHandler) {
         handlers[handler.jobType] = handler
+    }
+
+    /// Adds a handler that runs the claimed jobs of one media item together (see
+    /// ``JointJobHandler``). It is used only for types that also have an ordinary handler here
+    /// (a job claimed alone runs in that one); a later joint handler sharing a type with an
+    /// earlier one replaces it.
+    public mutating func register(_ handler: any JointJobHandler) {
+        jointHandlers.removeAll { !$0.jobTypes.isDisjoint(with: handler.jobTypes) }
+        jointHandlers.append(handler)
+    }
+
+    /// The joint handler whose types are exactly `types`, if one is registered.
+    public func jointHandler(for types: Set<JobType>) -> (any JointJobHandler)? {
+        jointHandlers.first { $0.jobTypes == types }
+    }
+
+    /// The job types to claim together, each set served by a joint handler, narrowed to `served`
+    /// (the types this worker claims). A set with a type missing is left out: its jobs are
+    /// claimed alone.
+    public func jointTypes(servedFrom served: Set<JobType>) -> [Set<JobType>] {
+        jointHandlers.map(\.jobTypes).filter { $0.count >= 2 && $0.isSubset(of: served) && $0.allSatisfy { handlers[$0] != nil } }
     }
 
     /// The handler for `type`, if one is registered.

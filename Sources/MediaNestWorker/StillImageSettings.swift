@@ -54,8 +54,9 @@ public struct StillImageSettings: Sendable, Hashable {
     /// Most decoder threads one job may use. With the default per-type limits (one thumbnail or
     /// preview job per core) 1 keeps `concurrency × threads` within the cores.
     public var decoderThreads: Int = 1
-    /// Whether a job also writes its sibling's output from the same decode when that output is
-    /// missing or stale (see docs/THUMBNAILS.md, "One decode").
+    /// Whether the worker claims an item's pending thumbnail and preview jobs together and makes
+    /// both outputs from one decode (see docs/THUMBNAILS.md, "One decode"); off, every still job
+    /// is claimed and decoded on its own.
     public var oneDecode: Bool = true
     /// The trickplay sprite sheets the preview job makes for videos.
     public var trickplay = TrickplaySettings()
@@ -83,9 +84,6 @@ public struct StillImageSettings: Sendable, Hashable {
 /// The two still outputs of an item.
 public enum StillKind: String, Sendable, Hashable, CaseIterable {
     case thumbnail, preview
-
-    /// The other one.
-    public var sibling: StillKind { self == .thumbnail ? .preview : .thumbnail }
 }
 
 /// The trickplay sprite sheets of a video (scrub previews for players, as Plex and Jellyfin show):

@@ -47,12 +47,39 @@ struct StillEndToEndTests {
                     #expect(decoded.width == size.0 && decoded.height == size.1, "\(path): upright, never upscaled")
                 }
                 let jobs = try connection.query("""
-                    SELECT job_type::text AS t, status::text AS s, output_data FROM processing_jobs WHERE media_item_id = $1::uuid ORDER BY job_type
+                    SELECT job_type::text AS t, status::text AS s, output_data, completed_at FROM processing_jobs
+                     WHERE media_item_id = $1::uuid ORDER BY job_type
                     """, [id])
                 #expect(try jobs.map { try $0.decode("s", as: String.self) } == ["completed", "completed"])
-                let reused = try jobs.map { try $0.decode("output_data", as: JSONValue.self)["reused"] }
-                #expect(reused.contains(.bool(true)), "one of the two jobs took the output the other decoded for it: \(reused)")
+                // Claimed together, run as one: one decode at the preview's size made both
+                // outputs, and one transaction completed both.
+                let decodes = try jobs.map { try $0.decode("output_data", as: JSONValue.self)["decode"] }
+                for decode in decodes {
+                    #expect(decode?["long_edge"] == 1440, "\(decodes)")
+                    #expect(Set(decode?["jobs"]?.arrayValue?.compactMap(\.stringValue) ?? []) == ["thumbnail", "preview"], "\(decodes)")
+                }
+                #expect(try Set(jobs.map { try $0.decode("completed_at", as: Date.self) }).count == 1, "one result write")
             }
+
+            // A job retried on its own is claimed alone and renders alone, at its own size; its
+            // sibling's file is left as it was.
+            let thumbnailJob = try connection.query("""
+                SELECT id::text AS id FROM processing_jobs WHERE media_item_id = $1::uuid AND job_type = 'thumbnail'
+                """, [portrait])[0].decode("id", as: String.self)
+            let previewFile = storage + "/.derived/\(portrait.prefix(2))/\(portrait)/preview.jpg"
+            let previewInode = try FileManager.default.attributesOfItem(atPath: previewFile)[.systemFileNumber] as? UInt64
+            try connection.execute("UPDATE processing_jobs SET status = 'failed', completed_at = now() WHERE id = $1::uuid", [thumbnailJob])
+            let retry = try runCLI(["retry", thumbnailJob, "--database-url", database.connectionString])
+            #expect(retry.status == 0, "\(retry.error)")
+            let again = try runCLI(["run", "--drain", "--database-url", database.connectionString, "--storage-root", storage,
+                                    "--types", "thumbnail,preview", "--log-level", "warning"])
+            #expect(again.status == 0, "worker log:\n\(again.error)")
+            let retried = try connection.query("""
+                SELECT status::text AS s, output_data FROM processing_jobs WHERE id = $1::uuid
+                """, [thumbnailJob])[0]
+            #expect(try retried.decode("s", as: String.self) == "completed")
+            #expect(try retried.decode("output_data", as: JSONValue.self)["decode"] == ["long_edge": 320, "jobs": ["thumbnail"]])
+            #expect(try FileManager.default.attributesOfItem(atPath: previewFile)[.systemFileNumber] as? UInt64 == previewInode)
             let failed = try connection.query("""
                 SELECT j.status::text AS s, j.output_data, m.thumbnail_path FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id
                  WHERE m.id = $1::uuid

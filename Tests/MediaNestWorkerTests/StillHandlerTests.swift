@@ -5,7 +5,6 @@ import MediaNestMedia
 import MediaNestQueue
 import MediaNestTestSupport
 import MediaNestWorker
-import Synchronization
 import Testing
 
 /// Decodes an image file with the ffmpeg CLI (an independent decoder): its size, or `nil`.
@@ -59,52 +58,100 @@ struct StillHandlerTests {
         ((try? FileManager.default.contentsOfDirectory(atPath: itemDirectory)) ?? []).sorted()
     }
 
-    @Test func thumbnailJobWritesBothOutputsAndThePreviewJobTakesItsOwnWithoutDecoding() throws {
+    @Test func aJobRunAloneRendersOnlyItsOwnOutputAtItsOwnSize() throws {
         let thumb = try ThumbnailHandler().run(context(.thumbnail))
         let relative = ".derived/\(itemID.prefix(2))/\(itemID)/thumbnail.webp"
         #expect(thumb.itemUpdate.thumbnailPath == relative)
         #expect(thumb.output["path"] == .string(relative))
         #expect(thumb.output["format"] == "webp")
         #expect(thumb.output["source_kind"] == "image")
-        #expect(thumb.output["reused"] == false)
         #expect(thumb.output["orientation"] == 6)
         // Orientation 6: the 2000×1500 stored picture is shown 1500×2000, so 240×320.
         #expect(thumb.output["width"] == 240 && thumb.output["height"] == 320)
         let size = try #require(try cliImageSize(storage + "/" + relative))
         #expect(size.width == 240 && size.height == 320)
         #expect(thumb.output["bytes"]?.intValue == Int64(try Data(contentsOf: URL(fileURLWithPath: storage + "/" + relative)).count))
-        let also = try #require(thumb.output["also_wrote"]?.arrayValue?.first)
-        #expect(also["format"] == "jpeg" && also["width"] == 1080 && also["height"] == 1440)
-        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
-        let previewInode = try inode("preview.jpg")
+        // Decoded for itself only, at its own size; the preview is the preview job's to make.
+        #expect(thumb.output["decode"] == ["long_edge": 320, "jobs": ["thumbnail"]])
+        #expect(files() == ["thumbnail.webp"])
 
         let preview = try PreviewHandler().run(context(.preview))
-        #expect(preview.output["reused"] == true)
         #expect(preview.itemUpdate.previewPath == ".derived/\(itemID.prefix(2))/\(itemID)/preview.jpg")
         #expect(preview.output["width"] == 1080 && preview.output["height"] == 1440)
-        #expect(try inode("preview.jpg") == previewInode, "taken as made, not rewritten")
+        #expect(preview.output["decode"] == ["long_edge": 1440, "jobs": ["preview"]])
         let previewSize = try #require(try cliImageSize(itemDirectory + "/preview.jpg"))
         #expect(previewSize.width == 1080 && previewSize.height == 1440)
+        #expect(files() == ["preview.jpg", "thumbnail.webp"])
+    }
+
+    @Test func jobsClaimedTogetherGetBothOutputsFromOneDecode() throws {
+        let contexts = [context(.preview), context(.thumbnail)]
+        let results = StillJobsHandler().run(together: contexts)
+        try #require(results.count == 2)
+        let preview = try results[0].get(), thumb = try results[1].get()
+        #expect(preview.itemUpdate.previewPath == ".derived/\(itemID.prefix(2))/\(itemID)/preview.jpg")
+        #expect(thumb.itemUpdate.thumbnailPath == ".derived/\(itemID.prefix(2))/\(itemID)/thumbnail.webp")
+        #expect(thumb.itemUpdate.metadataMerge["thumbhash"] != nil)
+        // One decode, at the preview's size, served both jobs.
+        let decode: JSONValue = ["long_edge": 1440, "jobs": ["preview", "thumbnail"]]
+        #expect(preview.output["decode"] == decode && thumb.output["decode"] == decode)
+        #expect(contexts[0].bytesRead.total > 0)
+        #expect(contexts[1].bytesRead.total == 0, "the file was read for the first job's decode only")
+        #expect(thumb.output["width"] == 240 && thumb.output["height"] == 320)
+        #expect(preview.output["width"] == 1080 && preview.output["height"] == 1440)
+        for (name, width, height) in [("thumbnail.webp", 240, 320), ("preview.jpg", 1080, 1440)] {
+            let size = try #require(try cliImageSize(itemDirectory + "/" + name))
+            #expect(size.width == width && size.height == height, "\(name)")
+        }
+        #expect(files() == ["preview.jpg", "thumbnail.webp"])
+    }
+
+    // A cancel, a time limit or a lost lease stops one job of a pair: that job commits nothing,
+    // the other still gets its output from the shared decode.
+    @Test func aJobOfAPairThatMustStopCommitsNothingAndItsSiblingGoesOn() throws {
+        let cancelled = JobCancellation()
+        cancelled.stop(.cancelled)
+        var results = StillJobsHandler().run(together: [context(.thumbnail), context(.preview, cancellation: cancelled)])
+        #expect(try results[0].get().output["decode"] == ["long_edge": 1440, "jobs": ["thumbnail", "preview"]])
+        #expect(throws: JobError.self) { try results[1].get() }
+        if case .failure(let error) = results[1] { #expect(error.code == .cancelled) }
+        #expect(files() == ["thumbnail.webp"])
+
+        // The thumbnail's lease ran out as this process knows it: its rename does not happen.
+        let before = try inode("thumbnail.webp")
+        let lapsed = JobCancellation()
+        lapsed.extendLease(until: .now - .seconds(1))
+        results = StillJobsHandler().run(together: [context(.thumbnail, cancellation: lapsed), context(.preview)])
+        if case .failure(let error) = results[0] { #expect(error.code == .leaseLost) } else { Issue.record("the lapsed job must not complete") }
+        #expect(try results[1].get().output["width"] == 1080)
+        #expect(try inode("thumbnail.webp") == before)
+        #expect(files() == ["preview.jpg", "thumbnail.webp"])
+
+        // Both stopped: nothing is decoded or written.
+        let both = [JobCancellation(), JobCancellation()]
+        both[0].stop(.shutdown)
+        both[1].stop(.cancelled)
+        let previewBefore = try inode("preview.jpg")
+        results = StillJobsHandler().run(together: [context(.thumbnail, cancellation: both[0]), context(.preview, cancellation: both[1])])
+        #expect(results.map { (try? $0.get()) == nil } == [true, true])
+        #expect(try inode("preview.jpg") == previewBefore)
     }
 
     @Test func rerunReplacesTheOutputAtomicallyAndLeavesNoTemporaries() throws {
         _ = try ThumbnailHandler().run(context(.thumbnail))
         let first = try inode("thumbnail.webp")
-        let again = try ThumbnailHandler().run(context(.thumbnail))
-        #expect(again.output["reused"] == false, "a re-run renders its own output again")
-        #expect(again.output["also_wrote"] == nil, "the preview is current, so only the thumbnail is decoded")
+        _ = try ThumbnailHandler().run(context(.thumbnail))
         #expect(try inode("thumbnail.webp") != first, "replaced by rename, not rewritten in place")
-        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
+        #expect(files() == ["thumbnail.webp"])
     }
 
-    @Test func changedSourceMakesTheSiblingOutputStale() throws {
-        _ = try ThumbnailHandler().run(context(.thumbnail))
-        // Replace the photo with a smaller one: a new inode, size and mtime.
-        try FileManager.default.removeItem(atPath: storage + "/photo.jpg")
-        try FileManager.default.copyItem(atPath: storage + "/small.jpg", toPath: storage + "/photo.jpg")
-        let preview = try PreviewHandler().run(context(.preview))
-        #expect(preview.output["reused"] == false)
-        #expect(preview.output["width"] == 64 && preview.output["height"] == 32, "never upscaled")
+    // Workers before still jobs were claimed together kept a manifest beside the outputs; the
+    // next still job of the item deletes it.
+    @Test func theRetiredManifestIsDeletedByTheNextStillJob() throws {
+        try FileManager.default.createDirectory(atPath: itemDirectory, withIntermediateDirectories: true)
+        try Data(#"{"version":1}"#.utf8).write(to: URL(fileURLWithPath: itemDirectory + "/stills.json"))
+        _ = try PreviewHandler().run(context(.preview))
+        #expect(files() == ["preview.jpg"])
     }
 
     @Test func settingsChooseSizeFormatAndQualityAndOldFormatsGo() throws {
@@ -114,7 +161,7 @@ struct StillHandlerTests {
         let outcome = try ThumbnailHandler(settings: settings).run(context(.thumbnail))
         #expect(outcome.output["format"] == "png")
         #expect(outcome.output["width"] == 75 && outcome.output["height"] == 100)
-        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.png"])
+        #expect(files() == ["thumbnail.png"], "the WebP of the old settings is gone")
     }
 
     @Test func cancelledJobLeavesNoFile() throws {
@@ -142,18 +189,26 @@ struct StillHandlerTests {
                 #expect(error.code == code, "\(path): \(error)")
             }
         }
-        #expect(files().filter { $0 != "stills.json" }.isEmpty)
+        #expect(files().isEmpty)
     }
 
-    @Test func typesWhoseEncoderIsMissingAreNotServed() {
+    @Test func typesWhoseEncoderIsMissingAreNotServedAndOnlyAServedPairIsClaimedTogether() {
         var configuration = WorkerConfiguration(storage: StorageLayout(root: storage))
         var registry = HandlerRegistry()
-        HandlerRegistry.registerStillHandlers(in: &registry, configuration: configuration, encoderAvailable: { $0 != .webp })
-        #expect(registry.types.isEmpty, "both jobs may write the WebP thumbnail")
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        HandlerRegistry.registerStillHandlers(in: &registry, configuration: configuration, encoderAvailable: { $0 != .webp }, logger: quiet)
+        #expect(registry.types == [.preview], "each job writes only its own output, so it needs only its own encoder")
+        #expect(registry.jointTypes(servedFrom: [.thumbnail, .preview]).isEmpty)
+        registry = HandlerRegistry()
+        HandlerRegistry.registerStillHandlers(in: &registry, configuration: configuration)
+        #expect(registry.jointTypes(servedFrom: [.metadata, .thumbnail, .preview]) == [[.thumbnail, .preview]])
+        #expect(registry.jointTypes(servedFrom: [.thumbnail]).isEmpty, "a worker serving thumbnails only claims them alone")
         configuration.stills.oneDecode = false
         registry = HandlerRegistry()
-        HandlerRegistry.registerStillHandlers(in: &registry, configuration: configuration, encoderAvailable: { $0 != .webp })
-        #expect(registry.types == [.preview])
+        HandlerRegistry.registerStillHandlers(in: &registry, configuration: configuration)
+        #expect(registry.types == [.preview, .thumbnail])
+        #expect(registry.jointTypes(servedFrom: [.thumbnail, .preview]).isEmpty)
         #expect(HandlerRegistry.production(for: configuration).types == [.metadata, .preview, .thumbnail, .transcode])
     }
 
@@ -189,15 +244,13 @@ struct StillHandlerTests {
     @Test func aRunWhoseLeaseRanOutCommitsNothingOverTheNewOwnersFiles() throws {
         _ = try ThumbnailHandler().run(context(.thumbnail))
         let before = try inode("thumbnail.webp")
-        let manifest = try Data(contentsOf: URL(fileURLWithPath: itemDirectory + "/stills.json"))
         // Past the end of its lease as this process knows it: never extended since the claim.
         let lapsed = JobCancellation()
         lapsed.extendLease(until: .now - .seconds(1))
         #expect(throws: JobError.self) { try ThumbnailHandler().run(context(.thumbnail, path: "small.jpg", cancellation: lapsed)) }
         #expect(lapsed.stopReason == .leaseLost)
         #expect(try inode("thumbnail.webp") == before)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: itemDirectory + "/stills.json")) == manifest)
-        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
+        #expect(files() == ["thumbnail.webp"])
         // A lease extended by a heartbeat keeps the run going.
         let renewed = JobCancellation()
         renewed.extendLease(until: .now - .seconds(1))
@@ -214,53 +267,16 @@ struct StillHandlerTests {
     @Test func theNextRunOfAJobRemovesTheTemporariesItsKilledRunLeft() throws {
         try FileManager.default.createDirectory(atPath: itemDirectory, withIntermediateDirectories: true)
         let killedThumbnail = ".thumbnail~thumbnail.webp.00112233aabbccdd.tmp"
-        let killedThumbnailsPreview = ".thumbnail~preview.jpg.0011223344556677.tmp"
         let runningPreview = ".preview~preview.jpg.8899aabbccddeeff.tmp"
-        for name in [killedThumbnail, killedThumbnailsPreview, runningPreview] {
+        for name in [killedThumbnail, runningPreview] {
             try Data("half-written".utf8).write(to: URL(fileURLWithPath: itemDirectory + "/" + name))
         }
         _ = try ThumbnailHandler().run(context(.thumbnail))
-        #expect(files() == [runningPreview, "preview.jpg", "stills.json", "thumbnail.webp"])
-        // What this run wrote was named after its writer too, and committed: nothing of its own is left.
-        let directory = try DerivedDirectory.forMediaItem(itemID, derivedRoot: storage + "/.derived", writtenBy: "preview")
-        #expect(directory.removeTemporariesOfEarlierRuns() == 1)
-        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
-    }
-
-    // The chaos suite found the thumbnail job on one worker renaming its preview (made from the
-    // same decode) over the preview job's output on another worker after that job was final.
-    // The two jobs now take turns on the item's directory lock across processes: while another
-    // handle (another worker's job) holds it, a still job writes nothing, and a stop ends its wait.
-    @Test func aStillJobWaitsForTheItemsDirectoryLockHeldByAnotherWorker() throws {
-        var otherWorker: DerivedDirectory? = try DerivedDirectory.forMediaItem(itemID, derivedRoot: storage + "/.derived")
-        #expect(try otherWorker?.lockExclusively(waitingAtMost: .zero, cancellation: JobCancellation()) == true)
-        let waiting = JobCancellation()
-        let result = Mutex<Result<JobOutcome, JobError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let job = context(.preview, cancellation: waiting)
-        Thread.detachNewThread {
-            let outcome = Result { () throws(JobError) in try PreviewHandler().run(job) }
-            result.withLock { $0 = outcome }
-            done.signal()
-        }
-        // However long it is given, it gets no further than the lock: it has not started to
-        // decode (its first progress report) and has written nothing.
-        Thread.sleep(forTimeInterval: 1)
-        #expect(job.progress.current.snapshot == nil)
-        #expect(files() == [])
-        waiting.stop(.cancelled)
-        done.wait()
-        let stopped = try #require(result.withLock { $0 })
-        #expect(throws: JobError.self) { try stopped.get() }
-        #expect(files() == [])
-        // A second handle on the same directory cannot take the lock either, without waiting.
-        var third: DerivedDirectory? = try DerivedDirectory.forMediaItem(itemID, derivedRoot: storage + "/.derived")
-        #expect(try third?.lockExclusively(waitingAtMost: .zero, cancellation: JobCancellation()) == false)
-        // Once the other worker is done with it (its handle closed), the job runs.
-        otherWorker = nil
-        third = nil
-        _ = try PreviewHandler().run(context(.preview))
-        #expect(files() == ["preview.jpg", "stills.json", "thumbnail.webp"])
+        #expect(files() == [runningPreview, "thumbnail.webp"])
+        // Run together, each output is written under its own job's name: the preview job's next
+        // run is the one that removes the preview's leftover, and it leaves none of its own.
+        _ = StillJobsHandler().run(together: [context(.thumbnail), context(.preview)])
+        #expect(files() == ["preview.jpg", "thumbnail.webp"])
     }
 }
 
@@ -355,10 +371,13 @@ struct AVStillHandlerTests {
         let sheet = try #require(sheets[0].stringValue)
         #expect(sheet.hasPrefix(".derived/") && sheet.hasSuffix("trickplay/sheet-000.jpg"))
         #expect(try cliImageSize(fixtures.root + "/" + sheet) != nil)
-        // The thumbnail was made from the same decode and is taken without decoding again.
-        let thumbnail = try ThumbnailHandler().run(context(.thumbnail, path: MediaFixtures.StillsName.blackStart, mime: "video/mp4"))
-        #expect(thumbnail.output["reused"] == true)
+        // Claimed together, the thumbnail comes from the same frame, and the preview still gets its sheets.
+        let together = StillJobsHandler().run(together: [context(.thumbnail, path: MediaFixtures.StillsName.blackStart, mime: "video/mp4"),
+                                                         context(.preview, path: MediaFixtures.StillsName.blackStart, mime: "video/mp4")])
+        let thumbnail = try together[0].get()
+        #expect(thumbnail.output["decode"]?["jobs"] == ["thumbnail", "preview"])
         #expect(try meanLuma(try #require(thumbnail.itemUpdate.thumbnailPath)) > 40)
+        #expect(try together[1].get().itemUpdate.processingInfoMerge["trickplay"]?["count"] == 1)
     }
 
     @Test func aSongWithCoverArtUsesTheArtAndOneWithoutGetsAWaveform() throws {

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Thumbnails per second end to end through the daemon with PostgreSQL: `medianest-worker run
-# --drain --types thumbnail` over a mixed batch of image items (12 MP and 1080p JPEGs, PNGs with
-# alpha, WebPs), each job queued, claimed, decoded, encoded, written atomically and its item
-# updated (thumbnail_path, settled, notified). Also the worker's peak RSS. Image items only for
-# now; video and audio items join when their decoders are wired.
+# --drain --types thumbnail,preview` over a mixed batch of image items (12 MP and 1080p JPEGs, PNGs
+# with alpha, WebPs), each item's thumbnail and preview jobs queued, claimed together, decoded once,
+# both outputs encoded and written atomically, both jobs completed and the item updated
+# (thumbnail_path, preview_path, settled, notified). Also the worker's peak RSS. Image items only
+# for now; video and audio items join when their decoders are wired.
+# THUMB_DAEMON_TYPES=thumbnail queues and serves thumbnail jobs only (each renders alone, at 320 px).
 source "$(dirname "$0")/../bench-lib.sh"
 PER_KIND="${THUMB_DAEMON_PER_KIND:-50}"
+TYPES="${THUMB_DAEMON_TYPES:-thumbnail,preview}"
 db="bench_thumbs"
 createdb "$db"
 export PGDATABASE="$db"
@@ -41,7 +44,8 @@ INSERT INTO media_items (owner_id, filename, original_filename, mime_type, stora
 SELECT '00000000-0000-4000-8000-00000000b002', name, name,
        CASE WHEN name LIKE '%.png' THEN 'image/png' WHEN name LIKE '%.webp' THEN 'image/webp' ELSE 'image/jpeg' END, name, 'processing'
   FROM (VALUES $values) AS v(name);
-INSERT INTO processing_jobs (media_item_id, job_type, input_data) SELECT id, 'thumbnail', '{}' FROM media_items;
+INSERT INTO processing_jobs (media_item_id, job_type, input_data)
+SELECT m.id, t, '{}' FROM media_items m, unnest(string_to_array('$TYPES', ',')) AS t;
 VACUUM ANALYZE processing_jobs;
 SQL
 }
@@ -52,17 +56,24 @@ for run in 1 2 3; do
     load
     start=$(date +%s.%N)
     /usr/bin/time -f '%M' -o "$BENCH_DIR/thumb-rss" "$WORKER" run --drain --database-url "$url" --storage-root "$storage" \
-        --types thumbnail --log-level error >/dev/null 2>&1
+        --types "$TYPES" --log-level error >/dev/null 2>&1
     end=$(date +%s.%N)
     done_count=$(psql -At -c "SELECT count(*) FROM processing_jobs WHERE status = 'completed'")
-    with_path=$(psql -At -c "SELECT count(*) FROM media_items WHERE thumbnail_path IS NOT NULL AND status = 'ready'")
-    [[ "$done_count" == "$total" && "$with_path" == "$total" ]] || {
-        echo "daemon completed $done_count of $total thumbnails, $with_path items ready with a thumbnail_path" >&2
+    with_path=$(psql -At -c "SELECT count(*) FROM media_items WHERE thumbnail_path IS NOT NULL AND status = 'ready'
+                                AND (preview_path IS NOT NULL OR '$TYPES' NOT LIKE '%preview%')")
+    jobs=$((total * $(tr ',' '\n' <<<"$TYPES" | wc -l)))
+    [[ "$done_count" == "$jobs" && "$with_path" == "$total" ]] || {
+        echo "daemon completed $done_count of $jobs jobs, $with_path of $total items ready with their paths" >&2
         psql -At -c "SELECT error_message FROM processing_jobs WHERE status <> 'completed' LIMIT 3" >&2
         exit 1
     }
     best=$(python3 -c "print(max($best, $total / ($end - $start)))")
     rss=$(python3 -c "print(max($rss, int(open('$BENCH_DIR/thumb-rss').read().split()[-1])))")
 done
-printf 'Thumbnail jobs/s end to end through the daemon (%d mixed images: 12 MP and 1080p JPEG, PNG+alpha, WebP; each job also writes the 1440 px preview from its decode), %d cores\t%.1f thumbnails/s, peak RSS %d MiB\t\t\t\t\n' \
-    "$total" "$(nproc)" "$best" "$((rss / 1024))"
+if [[ "$TYPES" == *preview* ]]; then
+    what="each item's thumbnail and preview jobs claimed together, both made from one decode"
+else
+    what="thumbnail jobs only, each decoded at its own size"
+fi
+printf 'Thumbnail jobs/s end to end through the daemon (%d mixed images: 12 MP and 1080p JPEG, PNG+alpha, WebP; %s), %d cores\t%.1f thumbnails/s, peak RSS %d MiB\t\t\t\t\n' \
+    "$total" "$what" "$(nproc)" "$best" "$((rss / 1024))"

@@ -171,27 +171,6 @@ public final class DerivedDirectory: Sendable {
         return names.sorted()
     }
 
-    /// Takes an exclusive advisory lock (`flock`) on this directory, held until this handle is
-    /// closed. Every handle opened on the directory (in any process on the host, and on NFS
-    /// clients through the server's lock manager) competes for it, so jobs that read a shared
-    /// manifest and commit outputs of the same directory take turns instead of racing.
-    ///
-    /// Waits at most `wait`, polling every 20 ms so that a stop (a cancel, a lost lease, the
-    /// time limit) ends the wait. A holder that is alive but stuck past `wait` is not waited
-    /// for: the caller then goes on without the lock, as if there were none.
-    /// - Returns: Whether the lock is held.
-    /// - Throws: ``JobError`` of the stop, when the job must stop while it waits.
-    public func lockExclusively(waitingAtMost wait: Duration, cancellation: JobCancellation) throws(JobError) -> Bool {
-        let deadline = ContinuousClock.now + wait
-        while true {
-            if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { return true }
-            guard errno == EWOULDBLOCK || errno == EINTR else { return false }
-            try cancellation.check()
-            if ContinuousClock.now >= deadline { return false }
-            usleep(20_000)
-        }
-    }
-
     /// How this handle's temporary names start: `.` then, for a writer, `writer~`.
     private var temporaryPrefix: String { writer.map { ".\($0)~" } ?? "." }
 

@@ -5,8 +5,9 @@ public import MediaNestQueue
 /// Runs the `preview` job: a large picture of the item (default JPEG, quality 80, 1440 px on the
 /// long edge), upright and in sRGB, written atomically under the derived root.
 ///
-/// Sets `media_items.preview_path` (relative to the storage root). When the thumbnail is also due
-/// it is made from the same decode (see docs/THUMBNAILS.md).
+/// Sets `media_items.preview_path` (relative to the storage root). This handler runs a preview job
+/// claimed alone and makes only the preview; an item's thumbnail and preview jobs claimed together
+/// run in ``StillJobsHandler``, from one decode (see docs/THUMBNAILS.md).
 public struct PreviewHandler: JobHandler {
     /// Always ``JobType/preview``.
     public let jobType: JobType = .preview
@@ -24,13 +25,21 @@ public struct PreviewHandler: JobHandler {
         self.limits = limits
     }
 
-    /// Makes the preview (and the thumbnail too when it is missing or stale).
+    /// Makes the preview, decoding at its own size, and a video's trickplay sheets.
     /// - Parameter context: The job, its media item, storage paths, progress, cancellation, logger.
     /// - Returns: `output_data` describing the file written and the item's new `preview_path`.
     /// - Throws: ``JobError`` from the decoders, the encoder or the writer.
     public func run(_ context: JobContext) throws(JobError) -> JobOutcome {
-        var outcome = try StillJob(kind: .preview, settings: settings, limits: limits).run(context)
-        guard outcome.output["source_kind"] == "video", settings.trickplay.enabled else { return outcome }
+        var outcome = try StillJob(settings: settings, limits: [.preview: limits]).run(.preview, context)
+        try PreviewHandler.addTrickplay(to: &outcome, context: context, settings: settings, limits: limits)
+        return outcome
+    }
+
+    /// Adds a video's trickplay sheets to a preview job's outcome; does nothing for other sources
+    /// or when trickplay is off.
+    static func addTrickplay(to outcome: inout JobOutcome, context: JobContext, settings: StillImageSettings,
+                             limits: MediaLimits) throws(JobError) {
+        guard outcome.output["source_kind"] == "video", settings.trickplay.enabled else { return }
         // Scrub previews for players: a keyframe every interval, tiled into JPEG sheets, described
         // in processing_info.trickplay with paths relative to the storage root like every other
         // derived file.
@@ -59,6 +68,5 @@ public struct PreviewHandler: JobHandler {
         json["sheets"] = .array(sheets)
         outcome.output["trickplay"] = .object(json)
         outcome.itemUpdate.processingInfoMerge["trickplay"] = .object(json)
-        return outcome
     }
 }

@@ -1,282 +1,216 @@
 import Foundation
-import Synchronization
 import Logging
 import MediaNestCore
 import MediaNestMedia
 import MediaNestQueue
 
-/// The work shared by the thumbnail and preview jobs: one decode, both outputs when both are due.
+/// The work behind the thumbnail and preview jobs: one decode of the item's file, and the
+/// outputs of the jobs being run, each committed under that job's own lease.
 ///
-/// **One decode.** The two are separate jobs and may run on different workers, so they share
-/// only the file system. Each item's derived directory holds `stills.json`, a small manifest
-/// written atomically after the outputs, recording for each output its file, the settings it
-/// was made with (`webp-320-q80`), the source identity (size, mtime in ns, inode) and whether it
-/// was made ahead for the sibling job and not yet taken.
-/// - A job whose own output was made ahead by the sibling, for the same source and settings,
-///   takes it: no decode at all; it clears the "ahead" mark.
-/// - Otherwise it decodes once, at the larger of the two sizes when the sibling's output is
-///   missing or stale, and writes both (the sibling's marked "ahead").
-/// - The two jobs of an item take turns: in one process through ``ItemGate`` (the engine usually
-///   claims them in the same batch, and without turns both would decode), across processes
-///   through an exclusive `flock` on the item's derived directory
-///   (``DerivedDirectory/lockExclusively(waitingAtMost:cancellation:)``). Without turns, two
-///   workers both decoded, and the later one renamed its copy over the earlier one's output
-///   after that job was final (found by `make chaos`).
-/// - A re-run of a job always renders its own output again (its entry is not marked "ahead"),
-///   replacing the old file atomically.
+/// **One decode, by the claim.** The engine claims an item's pending thumbnail and preview jobs
+/// together (``JobStore/claimUnits(slots:limit:together:on:)``) and ``StillJobsHandler`` runs
+/// them here as one execution: the file is decoded once, at the larger of the two sizes, and
+/// both outputs are made from that picture. A job claimed without its sibling (retried alone,
+/// its sibling rescued, held by another transaction, already finished) runs here alone and
+/// renders only its own output, at its own size. So a run only ever writes the outputs of jobs
+/// it holds the lease of: no manifest, no output made ahead for another run, no turns to take
+/// with another worker.
+///
+/// **Stops.** The decode and the encoding go on while any of the jobs may go on (a token that
+/// stops when all of theirs do, ``JobCancellation/init(stoppingWhenAllOf:)``). Each job's own
+/// token is checked right before its output is renamed into place: a job cancelled, timed out or
+/// whose lease may have passed to another worker commits nothing, and its sibling is not held
+/// back by it.
 struct StillJob: Sendable {
-    let kind: StillKind
+    /// One job of the run and the output it makes.
+    struct Member: Sendable {
+        var kind: StillKind
+        var context: JobContext
+    }
+
     let settings: StillImageSettings
-    let limits: MediaLimits
+    /// The limits of each kind's job (their time limits may differ).
+    let limits: [StillKind: MediaLimits]
 
-    static let manifestName = "stills.json"
-    /// How long a job waits for the item's other still job (in another worker) to finish with
-    /// the item's directory: far beyond one decode and encode, short beside the job's limit.
-    static let siblingWait: Duration = .seconds(30)
+    /// Left in item directories by workers before still jobs were claimed together; deleted when
+    /// a still job next runs for the item.
+    static let retiredManifestName = "stills.json"
 
-    func run(_ context: JobContext) throws(JobError) -> JobOutcome {
-        try ItemGate.withItem(context.mediaItem.id, cancellation: context.cancellation) { () throws(JobError) -> JobOutcome in
-            try runAlone(context)
+    /// Runs one job on its own.
+    func run(_ kind: StillKind, _ context: JobContext) throws(JobError) -> JobOutcome {
+        try run([Member(kind: kind, context: context)])[0].get()
+    }
+
+    /// Runs the still jobs of one item from one decode.
+    /// - Parameter members: The jobs, of distinct kinds, all of one media item.
+    /// - Returns: One result per member, in order.
+    func run(_ members: [Member]) -> [Result<JobOutcome, JobError>] {
+        precondition(!members.isEmpty && Set(members.map(\.kind)).count == members.count, "one job per kind")
+        do {
+            return try render(members)
+        } catch {
+            // A job that was told to stop reports its own stop, whatever the shared work threw.
+            return members.map { .failure($0.context.cancellation.stopReason?.error ?? error) }
         }
     }
 
-    private func runAlone(_ context: JobContext) throws(JobError) -> JobOutcome {
-        let item = context.mediaItem
-        try context.cancellation.check()
-        guard context.storage.derivedRootRelativeToStorage != nil else {
-            throw JobError(.internalError, "The derived root \(context.storage.derivedRoot) is not inside the storage root \(context.storage.root).", retryable: false)
+    private func render(_ members: [Member]) throws(JobError) -> [Result<JobOutcome, JobError>] {
+        let lead = members[0].context
+        let item = lead.mediaItem
+        let shared = members.count == 1 ? lead.cancellation : JobCancellation(stoppingWhenAllOf: members.map(\.context.cancellation))
+        try shared.check()
+        guard lead.storage.derivedRootRelativeToStorage != nil else {
+            throw JobError(.internalError, "The derived root \(lead.storage.derivedRoot) is not inside the storage root \(lead.storage.root).", retryable: false)
         }
-        let file = try SafeFile.open(relativePath: item.storagePath, in: context.storage.root, limits: limits, countingInto: context.bytesRead)
-        let identity = file.sourceIdentity
-        let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: context.storage.derivedRoot, writtenBy: context.job.type.rawValue)
-        // The sibling job of this item may run in another worker right now: take turns with it
-        // there too (ItemGate covers this process only), so that the second job reads the
-        // manifest the first one wrote and takes its output instead of decoding again and
-        // renaming a second copy over a file whose job may already be final.
-        if try !directory.lockExclusively(waitingAtMost: Self.siblingWait, cancellation: context.cancellation) {
-            context.logger.warning("the item's other still job held its directory lock for too long; going on without it")
+        var decodeLimits = limits[members[0].kind] ?? .default
+        decodeLimits.timeout = members.map { limits[$0.kind]?.timeout ?? decodeLimits.timeout }.max() ?? decodeLimits.timeout
+        let file = try SafeFile.open(relativePath: item.storagePath, in: lead.storage.root, limits: decodeLimits, countingInto: lead.bytesRead)
+        // Each output is written through a handle named after its own job, so that the job's next
+        // run deletes what a killed run of it left, and nothing of the other job's.
+        var directories: [DerivedDirectory] = []
+        for member in members {
+            let directory = try DerivedDirectory.forMediaItem(item.id, derivedRoot: member.context.storage.derivedRoot,
+                                                              writtenBy: member.context.job.type.rawValue)
+            directory.removeTemporariesOfEarlierRuns()
+            directories.append(directory)
         }
-        // Runs that died leave hidden temporaries: this job's own earlier runs' at once, anyone
-        // else's after an hour, which is far beyond any thumbnail job.
-        directory.removeTemporariesOfEarlierRuns()
-        _ = directory.removeStaleTemporaries(olderThan: .seconds(3600))
-        var manifest = StillManifest(directory.readSmallFile(named: Self.manifestName))
-        let own = settings.settings(for: kind)
+        // Anyone else's temporaries after an hour, which is far beyond any still job.
+        _ = directories[0].removeStaleTemporaries(olderThan: .seconds(3600))
+        directories[0].remove(named: Self.retiredManifestName)
 
-        if settings.oneDecode, let entry = manifest.entries[kind], entry.aheadFor == kind,
-           entry.isCurrent(source: identity, settings: own), directory.fileSize(named: entry.file) == entry.bytes {
-            manifest.entries[kind]?.aheadFor = nil
-            _ = try directory.writeAtomically(Array(manifest.json.jsonText.utf8), named: Self.manifestName)
-            context.logger.debug("took the \(kind.rawValue) made ahead by the \(kind.sibling.rawValue) job")
-            return try outcome(entry, context: context, reused: true, alsoWrote: [])
+        func report(_ stage: String, _ fraction: Double) {
+            for member in members { member.context.progress.report(stage: stage, fraction: fraction) }
         }
-
-        let siblingSettings = settings.settings(for: kind.sibling)
-        let siblingCurrent = manifest.entries[kind.sibling].map { entry in
-            entry.isCurrent(source: identity, settings: siblingSettings) && directory.fileSize(named: entry.file) == entry.bytes
-        } ?? false
-        let alsoSibling = settings.oneDecode && !siblingCurrent
-        let decodeEdge = alsoSibling ? max(own.maxLongEdge, siblingSettings.maxLongEdge) : own.maxLongEdge
-
-        context.progress.report(stage: "decoding", fraction: 0.1)
-        let logger = context.logger
+        let decodeEdge = members.map { settings.settings(for: $0.kind).maxLongEdge }.max() ?? 0
+        report("decoding", 0.1)
+        let logger = lead.logger
         let decoded = try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> RenderedStill in
             try StillRendering.decode(file: file, declaredMimeType: item.mimeType, fileName: item.originalFilename ?? item.filename,
-                                      maxLongEdge: decodeEdge, limits: limits, decoderThreads: settings.decoderThreads,
-                                      cancellation: context.cancellation, logger: logger, colourSpace: settings.colourSpace)
+                                      maxLongEdge: decodeEdge, limits: decodeLimits, decoderThreads: settings.decoderThreads,
+                                      cancellation: shared, logger: logger, colourSpace: settings.colourSpace)
         }
-        try context.cancellation.check()
-        context.progress.report(stage: "encoding", fraction: 0.6)
+        try shared.check()
+        report("encoding", 0.6)
 
-        var kinds: [StillKind] = [kind]
-        if alsoSibling { kinds.append(kind.sibling) }
         // Encode everything before committing anything: a failure or a stop here leaves no file.
-        var pending: [(kind: StillKind, output: PendingOutput, entry: StillManifest.Entry)] = []
-        for target in kinds {
-            let targetSettings = settings.settings(for: target)
-            let image = try decoded.image.fitted(maxLongEdge: targetSettings.maxLongEdge)
-            let bytes = try ImageEncoder.encode(image, as: targetSettings.format, quality: targetSettings.quality)
-            let name = "\(target.rawValue).\(targetSettings.format.fileExtension)"
-            let output = try directory.createOutput(named: name)
+        var pending: [(output: PendingOutput, json: [String: JSONValue], thumbhash: String?)] = []
+        for (member, directory) in zip(members, directories) {
+            let target = settings.settings(for: member.kind)
+            let image = try decoded.image.fitted(maxLongEdge: target.maxLongEdge)
+            let bytes = try ImageEncoder.encode(image, as: target.format, quality: target.quality)
+            let output = try directory.createOutput(named: "\(member.kind.rawValue).\(target.format.fileExtension)")
             try output.write(bytes)
-            var entry = StillManifest.Entry(file: name, settings: targetSettings.key, source: identity, width: image.width, height: image.height,
-                                            format: targetSettings.format, bytes: Int64(bytes.count), sourceKind: decoded.kind,
-                                            aheadFor: target == kind ? nil : target, details: decoded.details)
-            if target == .thumbnail {
-                // A placeholder clients paint before the thumbnail loads (ThumbHash, base64).
-                entry.thumbhash = Data(try ThumbHash.encode(fitting: image)).base64EncodedString()
-                // What `duplicates` compares (docs/DUPLICATES.md); photos only: every waveform looks alike.
-                if [.image, .heif, .raw].contains(decoded.kind) {
-                    entry.details["perceptual_hash"] = .string(PerceptualHash.hex(PerceptualHash.compute(image)))
+            var json: [String: JSONValue] = [
+                "width": .int(Int64(image.width)), "height": .int(Int64(image.height)), "format": .string(target.format.rawValue),
+                "bytes": .int(Int64(bytes.count)), "source_kind": .string(decoded.kind.rawValue),
+            ]
+            for (key, value) in decoded.details { json[key] = value }
+            // Which jobs this decode served, at which size: a person reading either job's output
+            // sees that the two were made together.
+            json["decode"] = ["long_edge": .int(Int64(decodeEdge)), "jobs": .array(members.map { .string($0.context.job.type.rawValue) })]
+            // A placeholder clients paint before the thumbnail loads (ThumbHash, base64).
+            let thumbhash = member.kind == .thumbnail ? Data(try ThumbHash.encode(fitting: image)).base64EncodedString() : nil
+            // What `duplicates` compares (docs/DUPLICATES.md); photos only: every waveform looks alike.
+            if member.kind == .thumbnail, [.image, .heif, .raw].contains(decoded.kind) {
+                json["perceptual_hash"] = .string(PerceptualHash.hex(PerceptualHash.compute(image)))
+            }
+            pending.append((output, json, thumbhash))
+            try shared.check()
+        }
+        report("writing", 0.9)
+
+        var results: [Result<JobOutcome, JobError>] = []
+        for (index, member) in members.enumerated() {
+            let (output, json, thumbhash) = pending[index]
+            do throws(JobError) {
+                // Right before the rename: a job whose lease may have passed to another worker (its
+                // run was paused or cut off from the database), or that was cancelled, commits
+                // nothing over the new owner's file.
+                try member.context.cancellation.check()
+                try output.commit()
+                // An output in another format (the settings changed) is no longer anyone's.
+                for format in ImageFormat.allCases where format != settings.settings(for: member.kind).format {
+                    directories[index].remove(named: "\(member.kind.rawValue).\(format.fileExtension)")
                 }
-            }
-            pending.append((target, output, entry))
-            try context.cancellation.check()
-        }
-        context.progress.report(stage: "writing", fraction: 0.9)
-        // Right before the renames: a run whose lease may have passed to another worker (it was
-        // paused or cut off from the database) commits nothing over the new owner's files.
-        try context.cancellation.check()
-        for item in pending {
-            try item.output.commit()
-            manifest.entries[item.kind] = item.entry
-            // An output in another format (the settings changed) is no longer anyone's.
-            for format in ImageFormat.allCases where format != settings.settings(for: item.kind).format {
-                directory.remove(named: "\(item.kind.rawValue).\(format.fileExtension)")
+                results.append(.success(try outcome(member, file: output.name, json: json, thumbhash: thumbhash)))
+            } catch {
+                output.discard()
+                results.append(.failure(member.context.cancellation.stopReason?.error ?? error))
             }
         }
-        _ = try directory.writeAtomically(Array(manifest.json.jsonText.utf8), named: Self.manifestName)
-        let ownEntry = pending[0].entry
-        return try outcome(ownEntry, context: context, reused: false, alsoWrote: pending.dropFirst().map(\.entry))
+        return results
     }
 
-    private func outcome(_ entry: StillManifest.Entry, context: JobContext, reused: Bool, alsoWrote: [StillManifest.Entry]) throws(JobError) -> JobOutcome {
+    private func outcome(_ member: Member, file: String, json: [String: JSONValue], thumbhash: String?) throws(JobError) -> JobOutcome {
+        let context = member.context
         let directoryComponents = try DerivedLayout.itemComponents(mediaItemID: context.mediaItem.id)
-        func storagePath(_ name: String) throws(JobError) -> String {
-            guard let path = context.storage.storageRelativePath(ofDerived: (directoryComponents + [name]).joined(separator: "/")) else {
-                throw JobError(.internalError, "The derived root is not inside the storage root.", retryable: false)
-            }
-            return path
+        guard let path = context.storage.storageRelativePath(ofDerived: (directoryComponents + [file]).joined(separator: "/")) else {
+            throw JobError(.internalError, "The derived root is not inside the storage root.", retryable: false)
         }
-        var output = entry.outputJSON
-        output["path"] = .string(try storagePath(entry.file))
-        output["reused"] = .bool(reused)
-        if !alsoWrote.isEmpty {
-            var also: [JSONValue] = []
-            for other in alsoWrote {
-                var json = other.outputJSON
-                json["path"] = .string(try storagePath(other.file))
-                also.append(.object(json))
-            }
-            output["also_wrote"] = .array(also)
-        }
+        var output = json
+        output["path"] = .string(path)
         var update = MediaItemUpdate()
-        switch kind {
+        switch member.kind {
         case .thumbnail:
-            update.thumbnailPath = try storagePath(entry.file)
-            if let hash = entry.thumbhash { update.metadataMerge["thumbhash"] = .string(hash) }
-            if let hex = entry.details["perceptual_hash"]?.stringValue, let bits = UInt64(hex, radix: 16) {
+            update.thumbnailPath = path
+            if let thumbhash { update.metadataMerge["thumbhash"] = .string(thumbhash) }
+            if let hex = json["perceptual_hash"]?.stringValue, let bits = UInt64(hex, radix: 16) {
                 update.perceptualHash = Int64(bitPattern: bits)
             }
         case .preview:
-            update.previewPath = try storagePath(entry.file)
+            update.previewPath = path
         }
         return JobOutcome(output: .object(output), itemUpdate: update)
     }
 }
 
-/// `stills.json`: what the item's thumbnail and preview files were made from (see ``StillJob``).
-struct StillManifest {
-    struct Entry: Hashable {
-        var file: String
-        var settings: String
-        var source: String
-        var width: Int
-        var height: Int
-        var format: ImageFormat
-        var bytes: Int64
-        var sourceKind: StillSourceKind
-        /// Set when the sibling job made this output ahead and this kind's job has not taken it.
-        var aheadFor: StillKind?
-        var details: [String: JSONValue]
-        var thumbhash: String?
+/// Runs an item's thumbnail and preview jobs, claimed together, as one execution: one decode
+/// makes both outputs, and each job's output is committed under its own lease (see ``StillJob``).
+/// The preview of a video then gets its trickplay sheets, as from ``PreviewHandler``.
+public struct StillJobsHandler: JointJobHandler {
+    /// Thumbnail and preview.
+    public let jobTypes: Set<JobType> = [.thumbnail, .preview]
+    /// Output sizes, formats and decoder threads.
+    public var settings: StillImageSettings
+    /// The limits of each job type (their time limits may differ).
+    public var limits: [JobType: MediaLimits]
 
-        func isCurrent(source: String, settings: StillOutputSettings) -> Bool {
-            self.source == source && self.settings == settings.key
-        }
-
-        /// What the job output says about the file (the path is added by the caller).
-        var outputJSON: [String: JSONValue] {
-            var json: [String: JSONValue] = [
-                "width": .int(Int64(width)), "height": .int(Int64(height)), "format": .string(format.rawValue),
-                "bytes": .int(bytes), "source_kind": .string(sourceKind.rawValue),
-            ]
-            for (key, value) in details { json[key] = value }
-            return json
-        }
-
-        var json: JSONValue {
-            var object: [String: JSONValue] = [
-                "file": .string(file), "settings": .string(settings), "source": .string(source),
-                "width": .int(Int64(width)), "height": .int(Int64(height)), "format": .string(format.rawValue),
-                "bytes": .int(bytes), "source_kind": .string(sourceKind.rawValue), "details": .object(details),
-            ]
-            if let aheadFor { object["ahead_for"] = .string(aheadFor.rawValue) }
-            if let thumbhash { object["thumbhash"] = .string(thumbhash) }
-            return .object(object)
-        }
-
-        init(file: String, settings: String, source: String, width: Int, height: Int, format: ImageFormat, bytes: Int64,
-             sourceKind: StillSourceKind, aheadFor: StillKind?, details: [String: JSONValue], thumbhash: String? = nil) {
-            self.file = file
-            self.settings = settings
-            self.source = source
-            self.width = width
-            self.height = height
-            self.format = format
-            self.bytes = bytes
-            self.sourceKind = sourceKind
-            self.aheadFor = aheadFor
-            self.details = details
-            self.thumbhash = thumbhash
-        }
-
-        init?(_ json: JSONValue) {
-            guard let file = json["file"]?.stringValue, let settings = json["settings"]?.stringValue,
-                  let source = json["source"]?.stringValue, let width = json["width"]?.intValue, let height = json["height"]?.intValue,
-                  let format = json["format"]?.stringValue.flatMap(ImageFormat.init(rawValue:)), let bytes = json["bytes"]?.intValue,
-                  let kind = json["source_kind"]?.stringValue.flatMap(StillSourceKind.init(rawValue:)),
-                  !file.contains("/") else { return nil }
-            self.init(file: file, settings: settings, source: source, width: Int(width), height: Int(height), format: format, bytes: bytes,
-                      sourceKind: kind, aheadFor: json["ahead_for"]?.stringValue.flatMap(StillKind.init(rawValue:)),
-                      details: json["details"]?.objectValue ?? [:], thumbhash: json["thumbhash"]?.stringValue)
-        }
+    /// Creates the handler.
+    /// - Parameters:
+    ///   - settings: Output sizes, formats and decoder threads.
+    ///   - limits: Size, pixel and time limits per job type; a type missing gets the defaults.
+    public init(settings: StillImageSettings = StillImageSettings(), limits: [JobType: MediaLimits] = [:]) {
+        self.settings = settings
+        self.limits = limits
     }
 
-    var entries: [StillKind: Entry] = [:]
-
-    /// Parses the manifest's bytes; anything unreadable is an empty manifest (everything is redone).
-    init(_ bytes: [UInt8]?) {
-        guard let bytes, let json = try? JSONValue(parsing: String(decoding: bytes, as: UTF8.self)) else { return }
-        for kind in StillKind.allCases {
-            if let value = json[kind.rawValue], let entry = Entry(value) { entries[kind] = entry }
-        }
-    }
-
-    var json: JSONValue {
-        var object: [String: JSONValue] = ["version": 1]
-        for (kind, entry) in entries { object[kind.rawValue] = entry.json }
-        return .object(object)
-    }
-}
-
-/// Lets the thumbnail and preview jobs of one item take turns within this process, so the second
-/// finds what the first decoded for it instead of decoding at the same time.
-enum ItemGate {
-    private static let gates = Mutex<[String: (semaphore: DispatchSemaphore, users: Int)]>([:])
-
-    /// Runs `body` while no other still job of `itemID` runs in this process.
-    /// - Throws: What `body` throws, or the stop's error while waiting.
-    static func withItem<T>(_ itemID: String, cancellation: JobCancellation, _ body: () throws(JobError) -> T) throws(JobError) -> T {
-        let semaphore = gates.withLock { gates -> DispatchSemaphore in
-            if let entry = gates[itemID] {
-                gates[itemID] = (entry.semaphore, entry.users + 1)
-                return entry.semaphore
-            }
-            let semaphore = DispatchSemaphore(value: 1)
-            gates[itemID] = (semaphore, 1)
-            return semaphore
-        }
-        defer {
-            gates.withLock { gates in
-                if let entry = gates[itemID] { gates[itemID] = entry.users > 1 ? (entry.semaphore, entry.users - 1) : nil }
+    /// Makes the outputs of the item's thumbnail and preview jobs from one decode.
+    /// - Parameter contexts: The jobs (a thumbnail and a preview of one item, or either alone).
+    /// - Returns: One result per context, in order.
+    public func run(together contexts: [JobContext]) -> [Result<JobOutcome, JobError>] {
+        var members: [StillJob.Member] = []
+        for context in contexts {
+            switch context.job.type {
+            case .thumbnail: members.append(StillJob.Member(kind: .thumbnail, context: context))
+            case .preview: members.append(StillJob.Member(kind: .preview, context: context))
+            default:
+                // Not claimed together by the engine (jobTypes); answered rather than trapped on.
+                return contexts.map { _ in .failure(JobError(.internalError, "The still jobs handler got a \(context.job.type) job.", retryable: false)) }
             }
         }
-        // Poll the job's token while waiting: a stop must not wait for the sibling to finish.
-        while semaphore.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
-            try cancellation.check()
+        var kindLimits: [StillKind: MediaLimits] = [:]
+        kindLimits[.thumbnail] = limits[.thumbnail] ?? .default
+        kindLimits[.preview] = limits[.preview] ?? .default
+        var results = StillJob(settings: settings, limits: kindLimits).run(members)
+        for (index, member) in members.enumerated() where member.kind == .preview {
+            guard case .success(var outcome) = results[index] else { continue }
+            do throws(JobError) {
+                try PreviewHandler.addTrickplay(to: &outcome, context: member.context, settings: settings, limits: kindLimits[.preview] ?? .default)
+                results[index] = .success(outcome)
+            } catch {
+                results[index] = .failure(error)
+            }
         }
-        defer { semaphore.signal() }
-        return try body()
+        return results
     }
 }

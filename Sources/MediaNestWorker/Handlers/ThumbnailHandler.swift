@@ -6,8 +6,9 @@ public import MediaNestQueue
 /// the long edge), upright and in sRGB, written atomically under the derived root.
 ///
 /// Sets `media_items.thumbnail_path` (relative to the storage root) and the ThumbHash placeholder
-/// in `media_items.metadata.thumbhash`. When the preview is also due it is made from the same
-/// decode (see docs/THUMBNAILS.md).
+/// in `media_items.metadata.thumbhash`. This handler runs a thumbnail job claimed alone and makes
+/// only the thumbnail; an item's thumbnail and preview jobs claimed together run in
+/// ``StillJobsHandler``, from one decode (see docs/THUMBNAILS.md).
 public struct ThumbnailHandler: JobHandler {
     /// Always ``JobType/thumbnail``.
     public let jobType: JobType = .thumbnail
@@ -25,12 +26,12 @@ public struct ThumbnailHandler: JobHandler {
         self.limits = limits
     }
 
-    /// Makes the thumbnail (and the preview too when it is missing or stale).
+    /// Makes the thumbnail, decoding at its own size.
     /// - Parameter context: The job, its media item, storage paths, progress, cancellation, logger.
     /// - Returns: `output_data` describing the file written (path, width, height, format, bytes,
     ///   source kind) and the item's new `thumbnail_path`.
     /// - Throws: ``JobError`` from the decoders, the encoder or the writer.
     public func run(_ context: JobContext) throws(JobError) -> JobOutcome {
-        try StillJob(kind: .thumbnail, settings: settings, limits: limits).run(context)
+        try StillJob(settings: settings, limits: [.thumbnail: limits]).run(.thumbnail, context)
     }
 }

@@ -22,6 +22,11 @@ final class ClaimDriver {
     /// Every scheduling decision.
     private var scheduler: Scheduler
     private let estimator: JobMemoryEstimator
+    /// The job types whose pending jobs of one media item are claimed together, as one unit
+    /// (those of the registry's ``JointJobHandler``s this worker serves in full).
+    private let together: Set<JobType>
+    /// Starts claimed units on the pool.
+    private let launcher: RunLauncher
 
     init(_ dependencies: ClaimLoopDependencies) {
         self.dependencies = dependencies
@@ -30,6 +35,11 @@ final class ClaimDriver {
         self.listener = dependencies.listens ? Listener(types: dependencies.types) : nil
         let estimator = JobMemoryEstimator(configuration: configuration)
         self.estimator = estimator
+        self.together = dependencies.executor.registry.jointTypes(servedFrom: Set(dependencies.types))
+            .reduce(into: Set<JobType>()) { $0.formUnion($1) }
+        self.launcher = RunLauncher(state: dependencies.state, pool: dependencies.pool, executor: dependencies.executor,
+                                    writer: dependencies.writer, metrics: dependencies.metrics,
+                                    ownedLease: configuration.ownedLease, logger: dependencies.logger)
         self.scheduler = Scheduler(settings: Scheduler.Settings(
             types: dependencies.types, concurrency: configuration.concurrency, perTypeLimits: configuration.perTypeLimits,
             pollInterval: configuration.pollInterval, listenPollInterval: configuration.listenPollInterval,
@@ -47,7 +57,6 @@ final class ClaimDriver {
     private var metrics: WorkerMetrics { dependencies.metrics }
     private var systemd: SystemdReporter { dependencies.systemd }
     private var storageMonitor: StorageRootMonitor? { dependencies.storageMonitor }
-    private var pool: JobPool { dependencies.pool }
     private func jobLogger(for job: ClaimedJob) -> Logger { JobExecutor.logger(logger, for: job) }
 
     /// The loop completed an iteration: health, watchdog, status.
@@ -120,10 +129,10 @@ final class ClaimDriver {
             case .claimRunAlone:
                 let sentAt = ContinuousClock.now
                 let claimed = withDatabase("claim run-alone", { try store.claimRunAlone(types: types, on: $0) })
-                let works = claimed.map { $0.map { [$0] } ?? [] }
-                let decision = scheduler.claimResult(works.map(claims(of:)))
-                if let alone = works?.first, !decision.start.isEmpty {
-                    jobLogger(for: alone.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
+                let units = claimed.map { $0.map { [ClaimedUnit([$0])] } ?? [] }
+                let decision = scheduler.claimResult(units.map(claims(of:)))
+                if let alone = units?.first, !decision.start.isEmpty {
+                    jobLogger(for: alone.lead.job).notice("running a job rescued after a crash alone, to find out whether it crashes the worker")
                     start([alone], claimSentAt: sentAt)
                 }
             case .checkRunAloneWaiting:
@@ -133,13 +142,15 @@ final class ClaimDriver {
                 }
             case .claim(let slots, let limit):
                 let sentAt = ContinuousClock.now
-                let works = withDatabase("claim", { try store.claim(slots: slots, limit: limit, on: $0) })
-                let decision = scheduler.claimResult(works.map(claims(of:)))
-                guard let works, !works.isEmpty else { continue }
-                logger.debug("claimed jobs", metadata: ["count": "\(works.count)"])
-                let byID = Dictionary(works.map { ($0.job.id, $0) }, uniquingKeysWith: { first, _ in first })
-                let handBack = decision.handBack.compactMap { byID[$0.jobID] }
-                start(decision.start.compactMap { byID[$0.jobID] } + handBackOrKeep(handBack), claimSentAt: sentAt)
+                let together = self.together
+                let units = withDatabase("claim", { try store.claimUnits(slots: slots, limit: limit, together: together, on: $0) })
+                let decision = scheduler.claimResult(units.map(claims(of:)))
+                guard let units, !units.isEmpty else { continue }
+                logger.debug("claimed jobs", metadata: ["count": "\(units.reduce(0) { $0 + $1.works.count })"])
+                // A unit starts or goes back as a whole (the scheduler decides by its lead).
+                let starting = Set(decision.start.map(\.jobID))
+                let handBack = units.filter { !starting.contains($0.lead.job.id) }
+                start(units.filter { starting.contains($0.lead.job.id) } + handBackOrKeep(handBack), claimSentAt: sentAt)
             case .checkDrained:
                 scheduler.drainChecked(runnable: withDatabase("drain check", { try store.runnableJobExists(types: types, on: $0) }))
             case .sleep(let until):
@@ -149,18 +160,24 @@ final class ClaimDriver {
         }
     }
 
-    /// The scheduler's view of claimed jobs: type, run-alone mark and memory estimate.
-    private func claims(of works: [ClaimedWork]) -> [Scheduler.Claim] {
-        works.map { Scheduler.Claim(jobID: $0.job.id, type: $0.job.type, runAlone: $0.runAlone,
-                                    estimate: estimator.estimate(type: $0.job.type, item: $0.mediaItem)) }
+    /// The scheduler's view of claimed units' jobs: type, run-alone mark, memory estimate (a
+    /// unit's, its largest job's, on its lead) and the lead a job came along with.
+    private func claims(of units: [ClaimedUnit]) -> [Scheduler.Claim] {
+        units.flatMap { unit in
+            let estimate = unit.works.map { estimator.estimate(type: $0.job.type, item: $0.mediaItem) }.max() ?? 0
+            return unit.works.enumerated().map { index, work in
+                Scheduler.Claim(jobID: work.job.id, type: work.job.type, runAlone: work.runAlone,
+                                estimate: index == 0 ? estimate : 0, ledBy: index == 0 ? nil : unit.lead.job.id)
+            }
+        }
     }
 
     /// Hands claimed jobs that do not fit the memory budget straight back (uncharged, see
     /// ``JobStore/release(_:on:)``).
     /// - Returns: The jobs to run after all: those the database could not take back.
-    private func handBackOrKeep(_ handBack: [ClaimedWork]) -> [ClaimedWork] {
+    private func handBackOrKeep(_ handBack: [ClaimedUnit]) -> [ClaimedUnit] {
         guard !handBack.isEmpty else { return [] }
-        if let released = withDatabase("hand back", { try store.release(handBack.map(\.job), on: $0) }) {
+        if let released = withDatabase("hand back", { try store.release(handBack.flatMap(\.works).map(\.job), on: $0) }) {
             logger.debug("handed back jobs that do not fit the memory budget", metadata: [
                 "jobs": "\(released.joined(separator: ","))", "reserved_mib": "\(scheduler.budget.reserved >> 20)",
                 "budget_mib": "\((scheduler.budget.capacity ?? 0) >> 20)"])
@@ -197,56 +214,14 @@ final class ClaimDriver {
 
     // MARK: Start
 
-    /// Registers claimed runs as in flight (one lock for the batch) and hands them to the pool
-    /// (one submission, one wake-up).
-    /// - Parameter claimSentAt: When the claim was sent: each run owns its lease for
-    ///   ``WorkerConfiguration/ownedLease`` from then until a heartbeat extends it.
-    private func start(_ works: [ClaimedWork], claimSentAt: ContinuousClock.Instant) {
-        guard !works.isEmpty else { return }
+    /// Registers claimed units with the scheduler (a token per job) and starts them on the pool.
+    private func start(_ units: [ClaimedUnit], claimSentAt: ContinuousClock.Instant) {
+        guard !units.isEmpty else { return }
         // The root may have gone between the check and the claim: hand the jobs straight back.
         let storageGone = !(storageMonitor?.isAvailable() ?? true)
-        let tokens = scheduler.start(claims(of: works)).map(\.token)
-        let runs = state.withLock { state in
-            zip(works, tokens).map { work, token -> InFlightRun in
-                if let previous = state.inFlight[work.job.id] {
-                    // Our own lease on this job expired and it was rescued back to us: the old
-                    // run must not write anything, and the new one takes its place.
-                    previous.cancellation.stop(.leaseLost)
-                }
-                // The clock starts when a pool thread picks the job up (see JobPool).
-                let cancellation = JobCancellation(timeout: nil)
-                cancellation.extendLease(until: claimSentAt + configuration.ownedLease)
-                let run = InFlightRun(work: work, token: token, cancellation: cancellation,
-                                      progress: JobProgress(), salvage: JobSalvage())
-                state.inFlight[work.job.id] = run
-                return run
-            }
-        }
-        for run in runs { metrics.claimed(run.work.job.type) }
-        do {
-            try pool.submit(contentsOf: runs.map { runBody(for: $0, storageGone: storageGone) })
-        } catch {
-            // The pool is shut only after this loop returned; should it ever be shut
-            // first, the runs go back to pending uncharged rather than wait out their leases.
-            logger.error("could not start claimed jobs", metadata: ["error": "\(error)"])
-            for run in runs {
-                dependencies.finishRun(jobID: run.work.job.id, token: run.token, outcome: .release(.shutdown), startedAt: .now)
-            }
-        }
-    }
-
-    /// The code a pool thread runs for one claimed job: the ``JobExecutor`` runs it and decides
-    /// its outcome, which goes to the writer.
-    private func runBody(for run: InFlightRun, storageGone: Bool) -> @Sendable () -> Void {
-        let executor = dependencies.executor
-        let dependencies = self.dependencies
-        let token = run.token
-        let handle = JobExecutor.Run(work: run.work, cancellation: run.cancellation, progress: run.progress, salvage: run.salvage)
-        return {
-            let startedAt = ContinuousClock.now
-            let outcome = executor.execute(handle, storageGone: storageGone)
-            dependencies.finishRun(jobID: handle.work.job.id, token: token, outcome: outcome, startedAt: startedAt)
-        }
+        let runs = scheduler.start(claims(of: units))
+        let tokens = Dictionary(runs.map { ($0.claim.jobID, $0.token) }, uniquingKeysWith: { _, last in last })
+        launcher.launch(units, tokens: tokens, claimSentAt: claimSentAt, storageGone: storageGone)
     }
 
     /// Puts back the runs whose handlers did not return in time after a shutdown stop.

@@ -31,19 +31,6 @@ struct ClaimLoopDependencies: Sendable {
     /// ``WorkerRuntime/requestShutdown(immediately:)``.
     var requestShutdown: @Sendable (_ immediately: Bool) -> Void
 
-    /// Called on a pool thread when a run ended: hands its outcome to the writer, once, if the
-    /// run is still the one in flight for its job, and tells the scheduler its slot is free.
-    func finishRun(jobID: String, token: UInt64, outcome: RunOutcome, startedAt: ContinuousClock.Instant) {
-        let finished = state.withLock { state -> FinishedRun? in
-            guard let entry = state.inFlight[jobID], entry.token == token, !entry.handlerDone else { return nil }
-            state.inFlight[jobID]?.handlerDone = true
-            return FinishedRun(work: entry.work, token: token, outcome: outcome, startedAt: startedAt)
-        }
-        guard let finished else { return }
-        // A finished handler freed a slot: the scheduler claims for it while its result is written.
-        state.post(.finished(jobID: jobID, token: token))
-        writer.submit(finished)
-    }
 }
 
 /// The claim loop service: checks the environment, then runs the ``ClaimDriver`` on a thread of

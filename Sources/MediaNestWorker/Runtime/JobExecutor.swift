@@ -115,36 +115,51 @@ struct JobExecutor: Sendable {
     /// - Parameter storageGone: The storage root was found gone when the job was claimed: do
     ///   not start it; hand it back uncharged.
     func execute(_ run: Run, storageGone: Bool = false) -> RunOutcome {
-        let job = run.work.job
         guard !storageGone else { return .release(.environmentFault(.ioError)) }
         // The clock starts when a pool thread picks the job up, not at the claim.
-        run.cancellation.startClock(timeout: timeouts[job.type])
-        let result = call(run)
-        // A read that failed because the whole volume went away is not the job's fault: judge
-        // that now, while the failure is fresh.
+        run.cancellation.startClock(timeout: timeouts[run.work.job.type])
+        let result: Result<JobOutcome, JobError>
+        switch context(for: run) {
+        case .success(let context): result = call(context)
+        case .failure(let error): result = .failure(error)
+        }
+        return outcome(of: run, result: result)
+    }
+
+    /// Classifies how `run` ended: a read that failed because the whole volume went away is
+    /// not the job's fault, judged now, while the failure is fresh.
+    func outcome(of run: Run, result: Result<JobOutcome, JobError>) -> RunOutcome {
         var environmentFault = false
         if case .failure(let error) = result, [.ioError, .fileMissing].contains(error.code) {
             environmentFault = !storageAvailable()
         }
         return RunOutcome.classify(result, stopReason: run.cancellation.stopReason, environmentFault: environmentFault,
-                                   job: job, policy: retryPolicy, salvaged: run.salvage.current)
+                                   job: run.work.job, policy: retryPolicy, salvaged: run.salvage.current)
     }
 
-    /// Calls the handler, unless the run cannot or must not start.
-    private func call(_ run: Run) -> Result<JobOutcome, JobError> {
+    /// The job's context, unless the run cannot or must not start.
+    func context(for run: Run) -> Result<JobContext, JobError> {
         let job = run.work.job
         // Stopped while it waited for a thread (shutdown, lease lost): do not start it.
         if let reason = run.cancellation.stopReason { return .failure(reason.error) }
         guard let item = run.work.mediaItem else {
             return .failure(JobError(.mediaItemMissing, "The media item \(job.mediaItemID) of this job no longer exists."))
         }
+        guard registry.handler(for: job.type) != nil else {
+            return .failure(JobError(.unknownJobType, "This worker has no handler for job type \(job.type)."))
+        }
+        return .success(JobContext(job: job, mediaItem: item, storage: storage ?? StorageLayout(root: "/nonexistent"),
+                                   progress: run.progress, cancellation: run.cancellation,
+                                   logger: JobExecutor.logger(logger, for: job), salvage: run.salvage))
+    }
+
+    /// Calls the job's own handler.
+    func call(_ context: JobContext) -> Result<JobOutcome, JobError> {
+        let job = context.job
         guard let handler = registry.handler(for: job.type) else {
             return .failure(JobError(.unknownJobType, "This worker has no handler for job type \(job.type)."))
         }
-        let jobLogger = JobExecutor.logger(logger, for: job)
-        let context = JobContext(job: job, mediaItem: item, storage: storage ?? StorageLayout(root: "/nonexistent"),
-                                 progress: run.progress, cancellation: run.cancellation, logger: jobLogger, salvage: run.salvage)
-        jobLogger.info("job started")
+        context.logger.info("job started")
         defer { countBytesRead(context.bytesRead.total, job.type) }
         do {
             return .success(try handler.run(context))

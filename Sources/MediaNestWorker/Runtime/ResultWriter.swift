@@ -12,7 +12,9 @@ import Synchronization
 /// the worker's connection that is not the LISTEN session (the heartbeat's too).
 ///
 /// Completions that are due together go in one batch transaction; failures, releases and
-/// drops one by one (``ResultWriterLoop``). The pool only ``submit(_:)``s. A written run leaves
+/// drops one by one (``ResultWriterLoop``). The pool only ``submit(contentsOf:)``s: the runs of
+/// one claimed unit together (an item's thumbnail and preview, run as one), so that the unit's
+/// completions go into one transaction, each fenced by its own lease. A written run leaves
 /// the in-flight set and the writer posts ``Scheduler/Event/written(jobID:token:)``, which frees
 /// its slot and stops its heartbeat.
 final class ResultWriter: Service, Sendable {
@@ -50,8 +52,8 @@ final class ResultWriter: Service, Sendable {
         self.mailbox = ResultMailbox(coalesceTarget: Scheduler.writeBacklogLimit(concurrency: configuration.concurrency) / 2)
     }
 
-    /// Hands a finished run to the writer.
-    func submit(_ run: FinishedRun) { mailbox.submit(run) }
+    /// Hands finished runs to the writer at once: the runs of one claimed unit.
+    func submit(contentsOf runs: [FinishedRun]) { mailbox.submit(contentsOf: runs) }
 
     /// Runs until graceful shutdown (after the claim loop, which waits for every result to be
     /// written before it returns) or cancellation.
@@ -79,14 +81,17 @@ final class ResultMailbox: Sendable {
 
     init(coalesceTarget: Int) { self.coalesceTarget = coalesceTarget }
 
-    func submit(_ run: FinishedRun) {
+    /// Adds `runs` in one step: the writer takes all of them or none.
+    func submit(contentsOf runs: [FinishedRun]) {
+        guard !runs.isEmpty else { return }
         condition.lock()
         let wake = fields.withLock { fields -> Bool in
-            if fields.submitted.isEmpty { fields.oldestSubmittedAt = .now }
-            fields.submitted.append(run)
-            return fields.submitted.count == 1 || fields.submitted.count >= coalesceTarget
+            let wasEmpty = fields.submitted.isEmpty
+            if wasEmpty { fields.oldestSubmittedAt = .now }
+            fields.submitted.append(contentsOf: runs)
+            return wasEmpty || fields.submitted.count >= coalesceTarget
         }
-        // While results gather, only the first one and the target wake the writer.
+        // While results gather, only the first ones and the target wake the writer.
         if wake { condition.signal() }
         condition.unlock()
     }

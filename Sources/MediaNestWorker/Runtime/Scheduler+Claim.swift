@@ -1,9 +1,30 @@
 import MediaNestCore
 import MediaNestQueue
 
-/// One cycle of the scheduler: the steps of a wake-up, in order, and the claim pass's progress
-/// between the driver's reports.
+/// What a claim is to the scheduler, and one cycle of it: the steps of a wake-up, in order, and
+/// the claim pass's progress between the driver's reports.
 extension Scheduler {
+    /// A claimed job as the scheduler sees it.
+    struct Claim: Sendable, Equatable {
+        var jobID: String
+        var type: JobType
+        var runAlone = false
+        /// Its memory estimate (``JobMemoryEstimator``); for a claimed unit, the lead's holds the
+        /// unit's (its largest job's) and the others' are zero.
+        var estimate: Int64 = 0
+        /// The lead of the claimed unit this job came along with (``ClaimedUnit``): it runs in
+        /// the lead's execution, on the lead's thread. `nil` for a unit's lead or a job claimed
+        /// alone, each of which is an execution of its own.
+        var ledBy: String? = nil
+    }
+
+    /// A run in flight: from its claim until its result is written.
+    struct Run: Sendable, Equatable {
+        var claim: Claim
+        var token: UInt64
+        var handlerDone = false
+    }
+
     struct Cycle: Equatable {
         let now: Instant
         let storageAvailable: Bool
@@ -58,7 +79,7 @@ extension Scheduler {
                 }
             case .slots:
                 budget.setReservations(runs.mapValues(\.claim.estimate))
-                cycle.globalFree = settings.concurrency - runningCount
+                cycle.globalFree = settings.concurrency - executions
                 guard cycle.globalFree > 0 else { cycle.stage = .drain; continue }
                 for type in settings.types {
                     let limit = min(settings.perTypeLimits[type] ?? settings.concurrency, settings.concurrency)
@@ -125,8 +146,9 @@ extension Scheduler {
             return (claimed, [])
         case .awaitingHeldClaim(let type):
             let admitted = admit(claimed)
-            cycle.globalFree -= admitted.start.count
-            cycle.slots[type, default: 0] -= admitted.start.count
+            let executions = admitted.start.filter { $0.ledBy == nil }.count
+            cycle.globalFree -= executions
+            cycle.slots[type, default: 0] -= executions
             cycle.stage = .heldClaims
             return admitted
         case .awaitingMainClaim:
@@ -138,12 +160,19 @@ extension Scheduler {
     }
 
     /// Reserves memory for the claims that fit the budget, in claim order; holds back the
-    /// others' types.
+    /// others' types. A claimed unit fits or not as a whole, by its lead's estimate (the
+    /// unit's): the jobs that came along follow their lead.
     private mutating func admit(_ claimed: [Claim]) -> (start: [Claim], handBack: [Claim]) {
         var start: [Claim] = []
         var handBack: [Claim] = []
+        var leadStarted: [String: Bool] = [:]
         for claim in claimed {
-            if budget.admits(claim.estimate) {
+            if let lead = claim.ledBy, let started = leadStarted[lead] {
+                if started { start.append(claim) } else { handBack.append(claim) }
+                continue
+            }
+            leadStarted[claim.jobID] = budget.admits(claim.estimate)
+            if leadStarted[claim.jobID] == true {
                 budget.reserve(claim.jobID, bytes: claim.estimate)
                 start.append(claim)
             } else {

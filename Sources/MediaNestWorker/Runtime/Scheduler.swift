@@ -11,9 +11,10 @@ import MediaNestQueue
 /// randomness only through ``random``, so the tests drive it with a manual clock.
 ///
 /// Policies it owns:
-/// - **Slots.** At most ``Settings/concurrency`` handlers run, at most
-///   ``Settings/perTypeLimits`` of a type; the memory budget trims the slots further
-///   (``MemoryBudget``).
+/// - **Slots.** At most ``Settings/concurrency`` executions run (one per pool thread), at most
+///   ``Settings/perTypeLimits`` jobs of a type; the memory budget trims the slots further
+///   (``MemoryBudget``). An item's jobs claimed together (a unit: its thumbnail and preview) are
+///   one execution, and each of its jobs counts against its own type's slots.
 /// - **Run alone.** A job rescued after a crash runs with nothing beside it: claimed first when
 ///   nothing runs, and while it waits behind running jobs nothing else is claimed.
 /// - **Writer backlog.** A slot frees when its handler returns, not when its result is stored:
@@ -95,29 +96,15 @@ struct Scheduler {
         case sleep(until: Instant)
     }
 
-    /// A claimed job as the scheduler sees it.
-    struct Claim: Sendable, Equatable {
-        var jobID: String
-        var type: JobType
-        var runAlone = false
-        /// Its memory estimate (``JobMemoryEstimator``).
-        var estimate: Int64 = 0
-    }
-
-    /// A run in flight: from its claim until its result is written.
-    struct Run: Sendable, Equatable {
-        var claim: Claim
-        var token: UInt64
-        var handlerDone = false
-    }
-
     let settings: Settings
     /// A number in 0..<1 for the poll's jitter.
     var random: () -> Double
 
     private(set) var runs: [String: Run] = [:]
-    /// Handlers running, by type (runs whose handler has not returned).
+    /// Jobs whose handler runs, by type (runs whose handler has not returned).
     private(set) var running: [JobType: Int] = [:]
+    /// Executions running: the pool threads taken (a claimed unit is one).
+    private(set) var executions = 0
     private var nextToken: UInt64 = 0
     /// Something asked for a claim (a wake-up, a finished or written run).
     private(set) var claimWanted = true
@@ -144,8 +131,15 @@ struct Scheduler {
         budget = MemoryBudget(capacity: settings.memoryCapacity)
     }
 
-    /// Handlers running now.
+    /// Jobs whose handler runs now.
     var runningCount: Int { running.values.reduce(0, +) }
+
+    /// A run's handler returned (or its run was replaced or written first): its job leaves its
+    /// type's count, and a unit's lead gives back the execution's thread.
+    private mutating func handlerReturned(_ run: Run) {
+        running[run.claim.type, default: 1] -= 1
+        if run.claim.ledBy == nil { executions -= 1 }
+    }
 
     mutating func handle(_ event: Event, now: Instant) {
         switch event {
@@ -157,11 +151,11 @@ struct Scheduler {
             guard var run = runs[jobID], run.token == token, !run.handlerDone else { return }
             run.handlerDone = true
             runs[jobID] = run
-            running[run.claim.type, default: 1] -= 1
+            handlerReturned(run)
             if shutdownAt == nil { claimWanted = true }
         case .written(let jobID, let token):
             if let run = runs[jobID], run.token == token {
-                if !run.handlerDone { running[run.claim.type, default: 1] -= 1 }
+                if !run.handlerDone { handlerReturned(run) }
                 runs[jobID] = nil
             }
             // A finished job frees a slot and hints that more work may be waiting.
@@ -179,10 +173,11 @@ struct Scheduler {
     mutating func start(_ claims: [Claim]) -> [Run] {
         claims.map { claim in
             nextToken += 1
-            if let previous = runs[claim.jobID], !previous.handlerDone { running[previous.claim.type, default: 1] -= 1 }
+            if let previous = runs[claim.jobID], !previous.handlerDone { handlerReturned(previous) }
             let run = Run(claim: claim, token: nextToken)
             runs[claim.jobID] = run
             running[claim.type, default: 0] += 1
+            if claim.ledBy == nil { executions += 1 }
             budget.reserve(claim.jobID, bytes: claim.estimate)
             return run
         }
