@@ -8,8 +8,8 @@ import MediaNestWorker
 import Testing
 
 /// The thumbnail job stores the picture's perceptual hash (`MediaItemUpdate.perceptualHash`, the
-/// `perceptual_hash` column), also when its thumbnail was made ahead by the preview job; songs
-/// get none.
+/// `perceptual_hash` column), also when the thumbnail is made in one decode with the preview;
+/// songs get none.
 @Suite("perceptual hash in the thumbnail job")
 struct PerceptualHashJobTests {
     let fixtures: MediaFixtures
@@ -26,14 +26,16 @@ struct PerceptualHashJobTests {
         try FileManager.default.copyItem(atPath: fixtures.path(MediaFixtures.Name.flac), toPath: storage + "/song.flac")
     }
 
-    func run(_ type: JobType, path: String, mime: String = "image/jpeg", item: String) throws -> JobOutcome {
+    func context(_ type: JobType, path: String, mime: String = "image/jpeg", item: String) -> JobContext {
         let job = ClaimedJob(id: UUID().uuidString, mediaItemID: item, type: type, attempt: 1, maxAttempts: 3, priority: 0, input: [:])
         let record = MediaItemRecord(id: item, ownerID: "owner", filename: path, originalFilename: nil, mimeType: mime,
                                      fileSize: nil, storagePath: path, metadata: [:])
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let context = JobContext(job: job, mediaItem: record, storage: StorageLayout(root: storage), progress: JobProgress(),
-                                 cancellation: JobCancellation(), logger: logger)
+        return JobContext(job: job, mediaItem: record, storage: StorageLayout(root: storage), progress: JobProgress(),
+                          cancellation: JobCancellation(), logger: TestLogging.logger())
+    }
+
+    func run(_ type: JobType, path: String, mime: String = "image/jpeg", item: String) throws -> JobOutcome {
+        let context = context(type, path: path, mime: mime, item: item)
         return type == .thumbnail ? try ThumbnailHandler().run(context) : try PreviewHandler().run(context)
     }
 
@@ -47,12 +49,15 @@ struct PerceptualHashJobTests {
         #expect(try run(.thumbnail, path: "song.flac", mime: "audio/flac", item: UUID().uuidString.lowercased()).itemUpdate.perceptualHash == nil)
     }
 
-    @Test func aThumbnailMadeAheadByThePreviewJobCarriesTheHash() throws {
-        let fresh = try #require(try run(.thumbnail, path: "photo.jpg", item: UUID().uuidString.lowercased()).itemUpdate.perceptualHash)
+    @Test func aThumbnailMadeInOneDecodeWithThePreviewCarriesTheSameHash() throws {
+        let alone = try #require(try run(.thumbnail, path: "photo.jpg", item: UUID().uuidString.lowercased()).itemUpdate.perceptualHash)
         let item = UUID().uuidString.lowercased()
-        _ = try run(.preview, path: "photo.jpg", item: item)
-        let taken = try run(.thumbnail, path: "photo.jpg", item: item)
-        #expect(taken.output["reused"] == true)
-        #expect(taken.itemUpdate.perceptualHash == fresh)
+        let results = StillJobsHandler().run(together: [context(.thumbnail, path: "photo.jpg", item: item),
+                                                        context(.preview, path: "photo.jpg", item: item)])
+        try #require(results.count == 2)
+        let thumbnail = try results[0].get(), preview = try results[1].get()
+        #expect(thumbnail.output["decode"]?["jobs"] == ["thumbnail", "preview"], "\(thumbnail.output)")
+        #expect(thumbnail.itemUpdate.perceptualHash == alone)
+        #expect(preview.itemUpdate.perceptualHash == nil, "only the thumbnail job records the hash")
     }
 }
