@@ -5,7 +5,12 @@ source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 ensure_packages
 log "building"
-# Errors only: a passing `make test` shows the test names and the totals, not the compiler's progress.
+# Errors only: a passing `make test` shows the test names and the totals, not the package
+# resolution (a fresh clone fetches every dependency from the mirror) or the compiler's progress.
+if ! resolved="$(swift package resolve 2>&1)"; then
+    printf '%s\n' "$resolved" >&2
+    exit 1
+fi
 swift build --build-tests --quiet
 export MEDIANEST_WORKER_BIN="$(swift_bin_path)/medianest-worker"
 export MEDIANEST_MIGRATIONS_DIR="$REPO_ROOT/migrations"

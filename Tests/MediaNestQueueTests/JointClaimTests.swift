@@ -154,8 +154,8 @@ struct JointClaimTests {
         try await withMigratedDatabase("jointnotready") { _, connection, owner in
             let backoff = try item([.thumbnail, .preview], owner: owner, on: connection)
             let rescued = try item([.thumbnail, .preview], owner: owner, on: connection)
-            try connection.execute("UPDATE processing_jobs SET run_at = now() + interval '1 hour' WHERE id = $1::uuid", [try #require(backoff.jobs[.preview])])
-            try connection.execute("UPDATE processing_jobs SET run_alone = true WHERE id = $1::uuid", [try #require(rescued.jobs[.preview])])
+            try connection.execute("UPDATE processing_jobs SET run_at = now() + interval '1 hour' WHERE id = $1::uuid", [backoff.jobs[.preview]])
+            try connection.execute("UPDATE processing_jobs SET run_alone = true WHERE id = $1::uuid", [rescued.jobs[.preview]])
             let store = JobStore(workerID: "w:1:0")
             let units = try store.claimUnits(slots: [.thumbnail: 2], limit: 2, together: Self.stills, on: connection)
             #expect(Set(units.map { $0.works.map(\.job.id) }) == [[try #require(backoff.jobs[.thumbnail])], [try #require(rescued.jobs[.thumbnail])]])
