@@ -169,23 +169,34 @@ public enum MetadataExtractor {
             sniffed = fromContainer
         }
 
+        return try complete(file: file, probe: probe, exif: image?.exif, imageHeader: image, sniffed: sniffed, declared: declaredMimeType,
+                            computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger)
+    }
+
+    /// How every reader (FFmpeg's, libheif's, libraw's) ends: the checksums when asked for, the
+    /// declared type checked against the content, the summary, and the full probe.
+    /// - Parameter extras: Adds the reader's own summary keys (`has_alpha`, `lens`, ...).
+    static func complete(file: SafeFile, probe: MediaProbe, exif: ExifData?, imageHeader: ImageHeader?, sniffed: String, declared: String,
+                         computeChecksums: Bool, progress: JobProgress?, stop: StopGuard, logger: Logger,
+                         extras: (inout [String: JSONValue]) -> Void = { _ in }) throws(JobError) -> MetadataResult {
         var checksums: FileChecksums?
         if computeChecksums {
             checksums = try Checksummer.compute(file, progress: progress, stop: stop, bufferSize: Checksummer.defaultBufferSize)
         }
         try stop.check()
 
-        let declaredMatches = MimeSniffer.normalize(declaredMimeType) == sniffed
+        let declaredMatches = MimeSniffer.normalize(declared) == sniffed
         if !declaredMatches {
-            logger.info("declared MIME type differs from content", metadata: ["file": "\(relativePath)", "declared": "\(declaredMimeType)", "sniffed": "\(sniffed)"])
+            logger.info("declared MIME type differs from content", metadata: ["file": "\(file.relativePath)", "declared": "\(declared)", "sniffed": "\(sniffed)"])
         }
-        var result = try summarize(probe: probe, exif: image?.exif, imageHeader: image, sniffed: sniffed, declared: declaredMimeType,
-                                   relativePath: relativePath)
+        var result = try summarize(probe: probe, exif: exif, imageHeader: imageHeader, sniffed: sniffed, declared: declared,
+                                   relativePath: file.relativePath)
+        extras(&result.summary)
         result.mimeDeclaredMatches = declaredMatches
         result.summary["mime_declared_matches"] = .bool(declaredMatches)
         result.checksums = checksums
         result.fileSize = checksums?.bytesRead ?? file.size
-        result.fullProbe = fullProbe(probe: probe, image: image, sniffed: sniffed, fileSize: result.fileSize)
+        result.fullProbe = fullProbe(probe: probe, image: imageHeader, sniffed: sniffed, fileSize: result.fileSize)
         return result
     }
 

@@ -9,16 +9,16 @@ import Testing
 struct MimeSnifferSharedHandleTests {
     /// Mappings of libmagic's compiled database in this process.
     ///
-    /// `/proc/self/maps` is read in pieces, and a mapping another thread adds or removes between
-    /// two pieces can make the kernel skip lines (other tests map and unmap frames all the time),
-    /// so the count is the most seen over a few reads; a line read twice counts once.
+    /// Read with `read(2)` to the end: Foundation's `String(contentsOfFile:)` stops after the first
+    /// 4 KiB of a /proc file (its size reads as 0), and the test process maps far more than that.
     func magicDatabaseMappings() throws -> Int {
-        var most = 0
-        for _ in 0..<10 {
-            let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
-            most = max(most, Set(maps.split(separator: "\n").filter { $0.hasSuffix(".mgc") }.map { $0.split(separator: " ")[0] }).count)
-        }
-        return most
+        let fd = open("/proc/self/maps", O_RDONLY)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while case let count = read(fd, &chunk, chunk.count), count > 0 { bytes += chunk[..<count] }
+        let maps = String(decoding: bytes, as: UTF8.self)
+        return Set(maps.split(separator: "\n").filter { $0.hasSuffix(".mgc") }.map { $0.split(separator: " ")[0] }).count
     }
 
     @Test func threadsSniffingAtOnceShareOneMappingOfTheDatabaseAndEachGetsItsOwnAnswer() throws {

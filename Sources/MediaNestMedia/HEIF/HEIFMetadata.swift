@@ -36,25 +36,10 @@ extension MetadataExtractor {
         let probe = MediaProbe(formatName: formatName, formatLongName: "HEIF still image (libheif, brand \(info.brand))",
                                streams: [stream], chapters: [], tags: [:])
 
-        var checksums: FileChecksums?
-        if computeChecksums {
-            checksums = try Checksummer.compute(file, progress: progress, stop: stop, bufferSize: Checksummer.defaultBufferSize)
-        }
-        try stop.check()
-
-        let declaredMatches = MimeSniffer.normalize(declared) == sniffed
-        if !declaredMatches {
-            logger.info("declared MIME type differs from content", metadata: ["file": "\(file.relativePath)", "declared": "\(declared)", "sniffed": "\(sniffed)"])
-        }
         let image = ImageHeader(format: formatName, width: info.width, height: info.height, exif: exif, exifProblem: nil)
-        var result = try summarize(probe: probe, exif: exif, imageHeader: image, sniffed: sniffed, declared: declared,
-                                   relativePath: file.relativePath)
-        result.summary["has_alpha"] = .bool(info.hasAlpha)
-        result.mimeDeclaredMatches = declaredMatches
-        result.summary["mime_declared_matches"] = .bool(declaredMatches)
-        result.checksums = checksums
-        result.fileSize = checksums?.bytesRead ?? file.size
-        result.fullProbe = fullProbe(probe: probe, image: image, sniffed: sniffed, fileSize: result.fileSize)
-        return result
+        return try complete(file: file, probe: probe, exif: exif, imageHeader: image, sniffed: sniffed, declared: declared,
+                            computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger) { summary in
+            summary["has_alpha"] = .bool(info.hasAlpha)
+        }
     }
 }

@@ -103,29 +103,14 @@ extension MetadataExtractor {
         let formatName = info.isDNG ? "dng" : "raw"
         let probe = MediaProbe(formatName: formatName, formatLongName: "camera RAW (libraw)", streams: [stream], chapters: [], tags: [:])
 
-        var checksums: FileChecksums?
-        if computeChecksums {
-            checksums = try Checksummer.compute(file, progress: progress, stop: stop, bufferSize: Checksummer.defaultBufferSize)
-        }
-        try stop.check()
-
-        let declaredMatches = MimeSniffer.normalize(declared) == mime
-        if !declaredMatches {
-            logger.info("declared MIME type differs from content", metadata: ["file": "\(file.relativePath)", "declared": "\(declared)", "sniffed": "\(mime)"])
-        }
         let image = ImageHeader(format: formatName, width: info.width, height: info.height, exif: exif, exifProblem: nil)
-        var result = try summarize(probe: probe, exif: exif, imageHeader: image, sniffed: mime, declared: declared,
-                                   relativePath: file.relativePath)
-        if let lens = info.lens { result.summary["lens"] = .string(lens) }
-        if let value = info.exposureTime { result.summary["exposure_time"] = .double(value) }
-        if let value = info.fNumber { result.summary["f_number"] = .double(value) }
-        if let value = info.iso { result.summary["iso"] = .double(value) }
-        if let value = info.focalLength { result.summary["focal_length"] = .double(value) }
-        result.mimeDeclaredMatches = declaredMatches
-        result.summary["mime_declared_matches"] = .bool(declaredMatches)
-        result.checksums = checksums
-        result.fileSize = checksums?.bytesRead ?? file.size
-        result.fullProbe = fullProbe(probe: probe, image: image, sniffed: mime, fileSize: result.fileSize)
-        return result
+        return try complete(file: file, probe: probe, exif: exif, imageHeader: image, sniffed: mime, declared: declared,
+                            computeChecksums: computeChecksums, progress: progress, stop: stop, logger: logger) { summary in
+            if let lens = info.lens { summary["lens"] = .string(lens) }
+            if let value = info.exposureTime { summary["exposure_time"] = .double(value) }
+            if let value = info.fNumber { summary["f_number"] = .double(value) }
+            if let value = info.iso { summary["iso"] = .double(value) }
+            if let value = info.focalLength { summary["focal_length"] = .double(value) }
+        }
     }
 }
