@@ -1,6 +1,5 @@
 import CMagic
 public import MediaNestCore
-import Synchronization
 
 /// What a sniffed MIME type means for a media job.
 public enum MimeClass: String, Sendable, Hashable {
@@ -26,13 +25,15 @@ public enum MimeClass: String, Sendable, Hashable {
 /// of a 1 MiB header takes about a millisecond, next to decodes of tens or hundreds. One handle
 /// maps the compiled database (`/usr/lib/file/magic.mgc`, about 4 MiB resident) once, where a
 /// handle per pool thread mapped it once per thread and an idle worker kept every copy resident.
+/// Every pool thread sniffs through it, so the lock is a ``ContendedLock`` (see there why not a
+/// `Mutex`).
 public enum MimeSniffer {
     /// How many leading bytes callers should pass to ``sniff(_:)``.
     public static let headerSize = 1 << 20
 
     /// The process's handle once loaded; `nil` until then, and again after a failed load so that
     /// the next sniff tries once more.
-    private static let handle = Mutex<OpaquePointer?>(nil)
+    private static let handle = ContendedLock<OpaquePointer?>(nil)
 
     private static func load() throws(JobError) -> OpaquePointer {
         let flags = CMagic_MAGIC_MIME_TYPE | CMagic_MAGIC_ERROR | CMagic_MAGIC_NO_CHECK_COMPRESS | CMagic_MAGIC_NO_CHECK_ELF
