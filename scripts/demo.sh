@@ -200,6 +200,11 @@ SELECT m.original_filename || ': ' || coalesce(j.output_data #>> '{error,message
        || ' (' || string_agg(j.job_type, ', ' ORDER BY j.job_type) || ')'
   FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id WHERE j.status = 'failed'
  GROUP BY m.id, m.original_filename, coalesce(j.output_data #>> '{error,message}', j.error_message) ORDER BY 1;
+-- The Live Photos the metadata jobs linked (each half names the other).
+SELECT 'Live Photo: ' || s.original_filename || ' + ' || v.original_filename || ' (one tile in the gallery, plays on hover)'
+  FROM media_items s JOIN media_items v ON v.id::text = s.metadata #>> '{live_photo,video_id}'
+ WHERE v.metadata #>> '{live_photo,still_id}' = s.id::text AND v.metadata #>> '{live_photo,role}' = 'motion'
+ ORDER BY 1;
 SQL
 
 log "duplicates"
