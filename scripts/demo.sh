@@ -4,7 +4,7 @@
 #   1. start a throwaway PostgreSQL and migrate the MediaNest schema into it;
 #   2. create a small sample library (a photo with EXIF rotation, a HEIC photo, a rotated phone
 #      video, an HEVC 10-bit clip, a song with cover art, a FLAC without, one broken file, and a
-#      photo with a smaller recompressed copy of it);
+#      photo with a smaller recompressed copy of it, a Live Photo: a HEIC and its MOV);
 #   3. `medianest-worker import` it (and once more, to show that nothing is added twice);
 #   4. run the daemon (`run --drain`) with the live view (`status --watch`) in the foreground
 #      until the daemon has nothing left that it can run;
@@ -97,6 +97,53 @@ mkdir -p "$LIBRARY/Shared"
 ff -f lavfi -i "mandelbrot=size=1600x1200:start_x=-0.7453:start_y=0.1127:start_scale=0.02:end_scale=0.02:maxiter=400" -frames:v 1 \
     -vf "gblur=sigma=1.2,noise=alls=6:allf=u" -q:v 3 "$LIBRARY/2024 Holiday/IMG_0005.jpg"
 ff -i "$LIBRARY/2024 Holiday/IMG_0005.jpg" -vf scale=800:600 -q:v 12 "$LIBRARY/Shared/IMG_0005 (sent).jpg"
+# A Live Photo as an iPhone uploads it: a still whose Apple MakerNote carries a ContentIdentifier
+# and a short MOV with the same identifier in the QuickTime key com.apple.quicktime.content.identifier.
+# The metadata jobs link the two; the gallery shows them as one tile that plays on hover.
+LIVE_ID="$(python3 -c 'import uuid; print(str(uuid.uuid4()).upper())')"
+# The motion: 3 s zooming into a Misiurewicz point, H.264 in QuickTime, no sound (the gallery
+# plays it muted anyway); the still is its middle frame, as the camera keeps it.
+ff -f lavfi -i "mandelbrot=size=640x480:rate=15:start_x=-0.1011:start_y=0.9563:start_scale=1.5:end_scale=0.05:end_pts=45" -t 3 \
+    -c:v libx264 -preset veryfast -pix_fmt yuv420p \
+    -metadata "com.apple.quicktime.content.identifier=$LIVE_ID" -movflags use_metadata_tags "$LIBRARY/2024 Holiday/IMG_0006.MOV"
+ff -ss 1.5 -i "$LIBRARY/2024 Holiday/IMG_0006.MOV" -frames:v 1 -q:v 3 "$PG_DIR/live.jpg"
+python3 - "$PG_DIR/live.jpg" "$PG_DIR/IMG_0006.JPG" "$LIVE_ID" <<'PY'
+import struct, sys
+# Big-endian TIFF: IFD0 {Make, Model, ExifIFD -> {DateTimeOriginal, MakerNote}}. The MakerNote is
+# Apple's: "Apple iOS\0", version 1, "MM", then an IFD (offsets from the note's first byte)
+# holding ContentIdentifier (0x0011), as ExifBlockBuilder.appleMakerNote writes it for the tests.
+def ifd(entries, offset):
+    data, extra = struct.pack(">H", len(entries)), b""
+    start = offset + 2 + 12 * len(entries) + 4
+    for tag, typ, value in sorted(entries):
+        if typ == 2:
+            raw, count = value.encode() + b"\0", len(value) + 1
+        elif typ == 7:
+            raw, count = value, len(value)
+        else:
+            raw, count = struct.pack(">I", value), 1
+        if len(raw) <= 4:
+            data += struct.pack(">HHI", tag, typ, count) + raw.ljust(4, b"\0")
+        else:
+            data += struct.pack(">HHII", tag, typ, count, start + len(extra))
+            extra += raw + (b"\0" if len(raw) % 2 else b"")
+    return data + b"\0\0\0\0" + extra
+header = b"Apple iOS\0\0\x01MM"
+maker_note = header + ifd([(0x0011, 2, sys.argv[3])], len(header))
+ifd0 = [(0x010F, 2, "Apple"), (0x0110, 2, "iPhone 15"), (0x8769, 4, 0)]
+size0 = len(ifd(ifd0, 8))
+ifd0[2] = (0x8769, 4, 8 + size0)
+tiff = b"MM\0\x2a" + struct.pack(">I", 8) + ifd(ifd0, 8) + ifd([(0x9003, 2, "2024:07:15 09:12:00"), (0x927C, 7, maker_note)], 8 + size0)
+app1 = b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\0\0" + tiff
+jpeg = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write(jpeg[:2] + app1 + jpeg[2:])
+PY
+# The still as iPhones store it, a HEIC (heif-enc keeps the Exif), else the JPEG itself.
+if command -v heif-enc >/dev/null; then
+    heif-enc -q 70 -o "$LIBRARY/2024 Holiday/IMG_0006.HEIC" "$PG_DIR/IMG_0006.JPG" >/dev/null
+else
+    cp "$PG_DIR/IMG_0006.JPG" "$LIBRARY/2024 Holiday/IMG_0006.JPG"
+fi
 ls -l "$LIBRARY"/*
 
 log "medianest-worker import"
@@ -153,6 +200,11 @@ SELECT m.original_filename || ': ' || coalesce(j.output_data #>> '{error,message
        || ' (' || string_agg(j.job_type, ', ' ORDER BY j.job_type) || ')'
   FROM processing_jobs j JOIN media_items m ON m.id = j.media_item_id WHERE j.status = 'failed'
  GROUP BY m.id, m.original_filename, coalesce(j.output_data #>> '{error,message}', j.error_message) ORDER BY 1;
+-- The Live Photos the metadata jobs linked (each half names the other).
+SELECT 'Live Photo: ' || s.original_filename || ' + ' || v.original_filename || ' (one tile in the gallery, plays on hover)'
+  FROM media_items s JOIN media_items v ON v.id::text = s.metadata #>> '{live_photo,video_id}'
+ WHERE v.metadata #>> '{live_photo,still_id}' = s.id::text AND v.metadata #>> '{live_photo,role}' = 'motion'
+ ORDER BY 1;
 SQL
 
 log "duplicates"

@@ -38,6 +38,98 @@ struct GalleryHTMLTests {
         #expect(TrickplayInfo(["columns": 0, "rows": 1, "tile_width": 1, "tile_height": 1, "sheets": ["a"]]) == nil)
         #expect(TrickplayInfo(nil) == nil)
     }
+
+    /// A Live Photo is one tile: the still's card carries its motion video (the rendition when
+    /// there is one, else the original), the motion item has no card, and the page has the hover
+    /// script. Links that do not agree both ways, a motion video with nothing playable, and one
+    /// whose still is not in the list keep their own tiles; an unlinked MOV is a video tile.
+    @Test func aLivePhotoPairIsOneTileWithItsMotionAttached() throws {
+        let scratch = try ImportScratch()
+        let storage = scratch.storage
+        let fm = FileManager.default
+        func file(_ relative: String, _ text: String) throws {
+            let path = storage + "/" + relative
+            try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        }
+        let id = { (n: Int) in String(format: "0a1b2c3d-0000-4000-8000-%012d", n) }
+        let (still, motion, stillB, motionB, plainMOV, orphan, stillC, brokenMotion, liar) = (id(1), id(2), id(3), id(4), id(5), id(6), id(7), id(8), id(9))
+        for n in [1, 3, 7, 9] { try file(".derived/\(id(n))/preview.jpg", "preview \(n)") }
+        try file(".derived/\(motion)/renditions/720p.mp4", "motion rendition")
+        for name in ["IMG_0001.MOV", "IMG_0002.MOV", "holiday.mov", "orphan.mov"] { try file("uploads/" + name, "original " + name) }
+        let h264: JSONValue = ["kind": "video", "video_codec": "h264", "container": "mov", "duration": 2.5]
+        func link(_ base: JSONValue, _ fields: [String: JSONValue]) -> JSONValue {
+            var object = base.objectValue ?? [:]
+            object["live_photo"] = .object(fields.merging(["content_id": "C"]) { a, _ in a })
+            return .object(object)
+        }
+        func photo(_ itemID: String, _ name: String, videoID: String?) -> GalleryItem {
+            GalleryItem(id: itemID, name: name, mimeType: "image/heic", size: 10, status: "ready", storagePath: "uploads/\(name)",
+                        previewPath: ".derived/\(itemID)/preview.jpg",
+                        metadata: videoID.map { link(["kind": "image"], ["video_id": .string($0)]) } ?? ["kind": "image"])
+        }
+        func video(_ itemID: String, _ name: String, stillID: String?, status: String = "ready", path: String? = nil,
+                   processingInfo: JSONValue = [:]) -> GalleryItem {
+            GalleryItem(id: itemID, name: name, mimeType: "video/quicktime", size: 10, status: status, storagePath: path ?? "uploads/\(name)",
+                        metadata: stillID.map { link(h264, ["still_id": .string($0), "role": "motion"]) } ?? h264, processingInfo: processingInfo)
+        }
+        // The motion video first: the still's tile takes it whichever comes first.
+        let items = [
+            video(motion, "IMG_0001.MOV", stillID: still,
+                  processingInfo: ["renditions": [["path": .string(".derived/\(motion)/renditions/720p.mp4"), "container": "mp4"]]]),
+            photo(still, "IMG_0001.HEIC", videoID: motion),
+            photo(stillB, "IMG_0002.HEIC", videoID: motionB),
+            video(motionB, "IMG_0002.MOV", stillID: stillB),
+            video(plainMOV, "holiday.mov", stillID: nil),
+            video(orphan, "orphan.mov", stillID: id(99)),
+            // Its video's original is outside the storage root and it has no rendition: nothing
+            // to play, so the video keeps its own tile and nothing is copied.
+            photo(stillC, "IMG_0003.HEIC", videoID: brokenMotion),
+            video(brokenMotion, "IMG_0003.MOV", stillID: stillC, path: "../../../../etc/passwd"),
+            // Claims the plain MOV, which does not claim it back.
+            photo(liar, "liar.jpg", videoID: plainMOV),
+        ]
+        let pairs = GalleryWriter.livePhotoPairs(items)
+        #expect(pairs.map { "\($0.still.id)>\($0.motion.id)" } == ["\(still)>\(motion)", "\(stillB)>\(motionB)", "\(stillC)>\(brokenMotion)"])
+
+        let output = scratch.base + "/gallery"
+        let index = try GalleryWriter(storageRoot: storage).write(items, to: output, generatedAt: Date(timeIntervalSince1970: 0))
+        let html = try String(contentsOfFile: index, encoding: .utf8)
+        let articles = html.components(separatedBy: "<article ").dropFirst().map { "<article " + $0 }
+        func card(_ itemID: String) -> String? { articles.first { $0.contains("id=\"item-\(itemID)\"") } }
+        #expect(articles.count == 7, "two motion videos share their stills' tiles")
+        #expect(card(motion) == nil && card(motionB) == nil)
+        let liveTile = "<div class=\"visual live\" data-live>"
+
+        let first = try #require(card(still))
+        #expect(first.contains(liveTile))
+        #expect(first.contains("<source src=\"media/\(still)/motion-rendition.mp4\" type=\"video/mp4\">"), "the web rendition is preferred")
+        #expect(first.contains("<img src=\"media/\(still)/preview.jpg\""))
+        #expect(first.contains("LIVE</span>"))
+        #expect(first.contains("motion IMG_0001.MOV · 0:02.5 · web rendition"))
+        #expect(try String(contentsOfFile: output + "/media/\(still)/motion-rendition.mp4", encoding: .utf8) == "motion rendition")
+        let second = try #require(card(stillB))
+        #expect(second.contains("<source src=\"media/\(stillB)/motion-original.mov\" type=\"video/mp4\">"), "else the H.264 original")
+        #expect(try String(contentsOfFile: output + "/media/\(stillB)/motion-original.mov", encoding: .utf8) == "original IMG_0002.MOV")
+        // Nothing is copied for the hidden items themselves.
+        #expect(!fm.fileExists(atPath: output + "/media/\(motion)") && !fm.fileExists(atPath: output + "/media/\(motionB)"))
+
+        for unlinked in [plainMOV, orphan, brokenMotion] {
+            let tile = try #require(card(unlinked), "\(unlinked) keeps its own tile")
+            #expect(!tile.contains(liveTile))
+        }
+        #expect(try #require(card(plainMOV)).contains("<video controls"))
+        #expect(try #require(card(orphan)).contains("motion of \(id(99))"))
+        #expect(try #require(card(brokenMotion)).contains("motion of IMG_0003.HEIC"))
+        #expect(!(try #require(card(stillC))).contains(liveTile))
+        #expect(!(try #require(card(liar))).contains(liveTile))
+        #expect(!fm.fileExists(atPath: output + "/media/\(stillC)/motion-original.mov"))
+        #expect(!fm.fileExists(atPath: output + "/media/\(brokenMotion)"))
+
+        #expect(html.contains("9 items: <span class=\"ok\">9 ready</span>; 2 Live Photos"), "the summary counts items, not tiles")
+        #expect(html.components(separatedBy: "<script>").count - 1 == 1)
+        #expect(html.contains("addEventListener('mouseenter'"))
+    }
 }
 
 /// Files a gallery test needs: derived pictures, a trickplay sheet and an H.264/AAC rendition,
@@ -115,6 +207,42 @@ struct GalleryFixture {
     }
 }
 
+extension GalleryFixture {
+    /// A Live Photo as the metadata job leaves it linked: a still (preview and thumbnail) and a
+    /// 2 s H.264 MOV with `metadata.live_photo` both ways and `role = "motion"` on the video.
+    /// Returns (still, motion).
+    static func addLivePhoto(in storage: String, owner: String, on connection: PGConnection) throws -> (still: String, motion: String) {
+        func insert(_ name: String, mime: String) throws -> String {
+            try connection.query("""
+                INSERT INTO media_items (owner_id, filename, original_filename, mime_type, file_size, storage_path, status, checksum_sha256)
+                VALUES ($1::uuid, $2::text, $2::text, $3, 1000, 'uploads/' || $2::text, 'ready', encode(sha256(convert_to($2::text, 'UTF8')), 'hex'))
+                RETURNING id::text AS id
+                """, [owner, name, mime])[0].decode("id", as: String.self)
+        }
+        let still = try insert("IMG_0006.HEIC", mime: "image/heic")
+        let motion = try insert("IMG_0006.MOV", mime: "video/quicktime")
+        try ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=480x360:rate=25", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    storage + "/uploads/IMG_0006.MOV"])
+        let dir = "\(storage)/.derived/\(still.prefix(2))/\(still)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try ffmpeg(["-ss", "1", "-i", storage + "/uploads/IMG_0006.MOV", "-frames:v", "1", "-vf", "scale=320:-2", "-c:v", "libwebp", dir + "/thumbnail.webp"])
+        try ffmpeg(["-ss", "1", "-i", storage + "/uploads/IMG_0006.MOV", "-frames:v", "1", dir + "/preview.jpg"])
+        try connection.execute("""
+            UPDATE media_items SET thumbnail_path = $2, preview_path = $3,
+                   metadata = jsonb_build_object('kind', 'image', 'width', 480, 'height', 360,
+                                                 'live_photo', jsonb_build_object('content_id', 'A1B2', 'video_id', $4::text))
+             WHERE id = $1::uuid
+            """, [still, ".derived/\(still.prefix(2))/\(still)/thumbnail.webp", ".derived/\(still.prefix(2))/\(still)/preview.jpg", motion])
+        try connection.execute("""
+            UPDATE media_items SET metadata = jsonb_build_object('kind', 'video', 'duration', 2.0, 'width', 480, 'height', 360,
+                                                 'video_codec', 'h264', 'container', 'mov',
+                                                 'live_photo', jsonb_build_object('content_id', 'A1B2', 'still_id', $2::text, 'role', 'motion'))
+             WHERE id = $1::uuid
+            """, [motion, still])
+        return (still, motion)
+    }
+}
+
 struct FixtureError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
@@ -158,6 +286,7 @@ struct GalleryBrowserTests {
         let scratch = try ImportScratch()
         try await withMigratedDatabase("gallerybrowser") { database, connection, owner in
             let fixture = try GalleryFixture.make(in: scratch.storage, owner: owner, on: connection)
+            let live = try GalleryFixture.addLivePhoto(in: scratch.storage, owner: owner, on: connection)
             let output = scratch.base + "/gallery"
             let result = try runCLI(["gallery", "--output", output, "--storage-root", scratch.storage, "--database-url", database.connectionString])
             #expect(result.status == 0, "\(result.error)")
@@ -178,15 +307,41 @@ struct GalleryBrowserTests {
             #expect(report["loaded"] as? Bool == true)
             let images = try #require(report["images"] as? [[String: Any]])
             // Photo preview + thumbnail, video thumbnail, the copy's original (it has no outputs
-            // yet): four pictures, all decoded, all described.
-            #expect(images.count == 4)
+            // yet), the Live Photo's preview + thumbnail: six pictures, all decoded, all described.
+            #expect(images.count == 6)
             for image in images {
                 #expect((image["naturalWidth"] as? Int ?? 0) > 0, "\(image)")
                 #expect(!((image["alt"] as? String) ?? "").isEmpty, "\(image)")
             }
+            // The unlinked MOV's rendition and the Live Photo's motion, both loaded.
             let videos = try #require(report["videos"] as? [[String: Any]])
-            #expect(videos.count == 1)
-            #expect((videos.first?["readyState"] as? Int ?? 0) >= 2, "\(videos)")
+            #expect(videos.count == 2)
+            #expect(videos.allSatisfy { ($0["readyState"] as? Int ?? 0) >= 2 }, "\(videos)")
+            // One tile per item, but the motion video shares its still's.
+            let articles = try #require(report["articles"] as? [String])
+            #expect(Set(articles) == Set((fixture.itemIDs + [live.still]).map { "item-\($0)" }), "\(articles)")
+            #expect(!articles.contains("item-\(live.motion)"))
+            // Hovering the Live Photo plays its motion over the still; leaving shows the still
+            // again; keyboard focus does what the pointer does.
+            let tiles = try #require(report["live"] as? [[String: Any]])
+            #expect(tiles.count == 1)
+            let tile = try #require(tiles.first)
+            #expect(tile["id"] as? String == "item-\(live.still)")
+            #expect(tile["badge"] as? String == "LIVE")
+            func state(_ step: String) -> (playing: Bool, paused: Bool, time: Double, shown: String) {
+                let s = tile[step] as? [String: Any] ?? [:]
+                return (s["playing"] as? Bool ?? false, s["paused"] as? Bool ?? false, s["currentTime"] as? Double ?? 0, s["shown"] as? String ?? "")
+            }
+            let before = state("before")
+            #expect(before.paused && !before.playing && before.shown == "0", "the still is shown until hovered: \(tile)")
+            for step in ["hover", "focus"] {
+                let playing = state(step)
+                #expect(playing.playing && !playing.paused && playing.time > 0.3, "\(step) plays the motion: \(tile)")
+            }
+            for step in ["left", "blur"] {
+                let resting = state(step)
+                #expect(!resting.playing && resting.paused && resting.time == 0, "\(step) shows the still again: \(tile)")
+            }
             #expect((report["console_errors"] as? [String]) == [], "\(report["console_errors"] ?? "")")
             // The duplicate pair: each card shows a link to the other, and the link leads to a card.
             let duplicates = try #require(report["duplicates"] as? [[String: Any]])

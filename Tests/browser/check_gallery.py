@@ -7,7 +7,12 @@ network port nor a websocket library.
 
 usage: check_gallery.py PAGE.html [SCREENSHOT.png]
 prints {"loaded", "images": [{src, naturalWidth, complete}], "videos": [{src, readyState, error}],
-        "duplicates": [{from, href, kind, visible, target}], "console_errors": [...], "title"}
+        "duplicates": [{from, href, kind, visible, target}], "articles": [ids], "console_errors": [...], "title",
+        "live": [{id, badge, hover: {playing, paused, currentTime, shown}, left: {...}, focus: {...}, blur: {...}}]}
+
+Each Live Photo tile ([data-live]) is hovered with a real pointer move (Input.dispatchMouseEvent,
+so the page sees mouseenter), left, focused from the keyboard's point of view (focus() on its
+link) and blurred; after each step the motion video's state is recorded once it settles.
 """
 import base64, json, os, subprocess, sys, tempfile, time
 
@@ -20,7 +25,28 @@ CHECK = r"""
   duplicates: [...document.querySelectorAll('.duplicate a')].map(a => ({from: a.closest('article').id, href: a.getAttribute('href'),
     kind: a.closest('.duplicate').classList.contains('exact') ? 'exact' : 'similar',
     visible: a.getBoundingClientRect().width > 0, target: !!document.getElementById(a.getAttribute('href').slice(1))})),
+  articles: [...document.querySelectorAll('article')].map(a => a.id),
 }))()
+"""
+
+# The state of the motion video of Live Photo tile number N (document order).
+LIVE_STATE = r"""
+((n) => {
+  const tile = document.querySelectorAll('[data-live]')[n], video = tile.querySelector('video.motion');
+  return {id: tile.closest('article').id, playing: tile.classList.contains('playing'), paused: video.paused,
+          currentTime: video.currentTime, shown: getComputedStyle(video).opacity, readyState: video.readyState,
+          badge: (tile.querySelector('.live-badge') || {}).textContent || ''};
+})(%d)
+"""
+
+# Scrolls tile N to the middle of the viewport and returns its centre.
+LIVE_CENTRE = r"""
+((n) => {
+  const tile = document.querySelectorAll('[data-live]')[n];
+  tile.scrollIntoView({block: 'center'});
+  const r = tile.getBoundingClientRect();
+  return {x: r.left + r.width / 2, y: r.top + r.height / 2};
+})(%d)
 """
 
 def main():
@@ -106,6 +132,40 @@ def main():
                 break
             result = value
         pump(0.5)
+
+        def evaluate(expression):
+            return call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)["result"].get("value")
+
+        def settle(n, wanted, seconds=15):
+            """The tile's state once `wanted(state)` holds, or the last state seen."""
+            deadline = time.time() + seconds
+            state = evaluate(LIVE_STATE % n)
+            while not wanted(state) and time.time() < deadline:
+                pump(0.2)
+                state = evaluate(LIVE_STATE % n)
+            return state
+
+        def moving(state):
+            return state["playing"] and not state["paused"] and state["currentTime"] > 0.3
+
+        def resting(state):
+            return not state["playing"] and state["paused"] and state["currentTime"] == 0
+
+        live = []
+        for n in range(evaluate("document.querySelectorAll('[data-live]').length") or 0):
+            centre = evaluate(LIVE_CENTRE % n)
+            pump(0.3)
+            before = evaluate(LIVE_STATE % n)
+            call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": centre["x"], "y": centre["y"]}, session=session)
+            hover = settle(n, moving)
+            # (1, 1) is in the page's left margin, outside every card.
+            call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": 1, "y": 1}, session=session)
+            left = settle(n, resting)
+            evaluate("document.querySelectorAll('[data-live]')[%d].querySelector('a').focus()" % n)
+            focus = settle(n, moving)
+            evaluate("document.activeElement.blur()")
+            blur = settle(n, resting)
+            live.append({"id": before["id"], "badge": before["badge"], "before": before, "hover": hover, "left": left, "focus": focus, "blur": blur})
         errors = []
         for event in events:
             method, params = event.get("method"), event.get("params", {})
@@ -118,6 +178,7 @@ def main():
                 errors.append(f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}".strip())
         result = result or {"loaded": False, "images": [], "videos": []}
         result["console_errors"] = errors
+        result["live"] = live
         if shot:
             png = call("Page.captureScreenshot", {"format": "png"}, session=session)["data"]
             with open(shot, "wb") as f:

@@ -182,48 +182,98 @@ public struct GalleryWriter: Sendable {
     /// - Throws: `CocoaError` when `output` cannot be written.
     public func write(_ items: [GalleryItem], to output: String, generatedAt: Date = Date()) throws -> String {
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        var pages: [GalleryHTML.Card] = []
-        for item in items {
-            var card = GalleryHTML.Card(item: item)
-            let directory = "media/\(Self.safeComponent(item.id))"
-            func bring(_ storagePath: String?, as role: String) -> String? {
-                guard let storagePath, !storagePath.isEmpty else { return nil }
-                return copy(storagePath, to: output, relative: "\(directory)/\(role)\(Self.extensionOf(storagePath))")
+        // A Live Photo is one tile: its still's card carries the motion video, and the video's
+        // own card is left out. The still's cards are made first, so that a motion item whose
+        // video cannot be attached (no picture for the still, nothing a browser plays) keeps its
+        // own card wherever it stands in the list.
+        var stillCards: [String: GalleryHTML.Card] = [:]
+        var attached: Set<String> = []
+        for (still, motion) in Self.livePhotoPairs(items) {
+            var card = makeCard(still, output: output)
+            if card.preview ?? card.thumbnail != nil,
+               let playable = copyPlayable(motion, to: output, directory: Self.directory(of: still), prefix: "motion-") {
+                card.motion = GalleryHTML.Motion(item: motion, url: playable.url, mime: playable.mime, isRendition: playable.isRendition)
+                attached.insert(motion.id)
             }
-            // Derived files are stored relative to the storage root; a path relative to the
-            // derived root is accepted too.
-            func bringDerived(_ path: String?, as role: String) -> String? {
-                bring(path.flatMap { resolveDerived($0) }, as: role)
-            }
-            card.thumbnail = bringDerived(item.thumbnailPath, as: "thumbnail")
-            card.preview = bringDerived(item.previewPath, as: "preview")
-            if let trickplay = TrickplayInfo(item.processingInfo["trickplay"]) {
-                var sheets: [String] = []
-                for (index, sheet) in trickplay.sheets.prefix(200).enumerated() {
-                    guard let storagePath = resolveDerived(sheet),
-                          let copied = copy(storagePath, to: output, relative: "\(directory)/trickplay-\(index)\(Self.extensionOf(sheet))") else {
-                        sheets = []
-                        break
-                    }
-                    sheets.append(copied)
-                }
-                if !sheets.isEmpty { card.trickplay = (trickplay, sheets) }
-            }
-            if let (path, mime) = playableRendition(item) {
-                card.playable = bringDerived(path, as: "rendition").map { ($0, mime, true) }
-            }
-            if card.playable == nil, let mime = Self.playableOriginalMIME(item), (item.size ?? 0) <= maxOriginalBytes {
-                card.playable = bring(item.storagePath, as: "original").map { ($0, mime, false) }
-            }
-            if card.preview == nil, card.thumbnail == nil, item.kind == "image", Self.browserShowsImage(item), (item.size ?? 0) <= 64 << 20 {
-                card.preview = bring(item.storagePath, as: "original")
-            }
-            pages.append(card)
+            stillCards[still.id] = card
+        }
+        let pages = items.compactMap { item in
+            attached.contains(item.id) ? nil : stillCards[item.id] ?? makeCard(item, output: output)
         }
         let html = GalleryHTML.render(pages, generatedAt: generatedAt)
         let index = (output as NSString).appendingPathComponent("index.html")
         try Data(html.utf8).write(to: URL(fileURLWithPath: index), options: .atomic)
         return index
+    }
+
+    /// `media/<item id>`: where an item's copies go.
+    static func directory(of item: GalleryItem) -> String { "media/\(safeComponent(item.id))" }
+
+    /// The card of one item, with its files copied under ``directory(of:)``.
+    func makeCard(_ item: GalleryItem, output: String) -> GalleryHTML.Card {
+        var card = GalleryHTML.Card(item: item)
+        let directory = Self.directory(of: item)
+        func bring(_ storagePath: String?, as role: String) -> String? {
+            guard let storagePath, !storagePath.isEmpty else { return nil }
+            return copy(storagePath, to: output, relative: "\(directory)/\(role)\(Self.extensionOf(storagePath))")
+        }
+        // Derived files are stored relative to the storage root; a path relative to the derived
+        // root is accepted too.
+        func bringDerived(_ path: String?, as role: String) -> String? {
+            bring(path.flatMap { resolveDerived($0) }, as: role)
+        }
+        card.thumbnail = bringDerived(item.thumbnailPath, as: "thumbnail")
+        card.preview = bringDerived(item.previewPath, as: "preview")
+        if let trickplay = TrickplayInfo(item.processingInfo["trickplay"]) {
+            var sheets: [String] = []
+            for (index, sheet) in trickplay.sheets.prefix(200).enumerated() {
+                guard let storagePath = resolveDerived(sheet),
+                      let copied = copy(storagePath, to: output, relative: "\(directory)/trickplay-\(index)\(Self.extensionOf(sheet))") else {
+                    sheets = []
+                    break
+                }
+                sheets.append(copied)
+            }
+            if !sheets.isEmpty { card.trickplay = (trickplay, sheets) }
+        }
+        card.playable = copyPlayable(item, to: output, directory: directory)
+        if card.preview == nil, card.thumbnail == nil, item.kind == "image", Self.browserShowsImage(item), (item.size ?? 0) <= 64 << 20 {
+            card.preview = bring(item.storagePath, as: "original")
+        }
+        return card
+    }
+
+    /// Copies what a browser plays of `item` into `directory` as `<prefix>rendition.<ext>` (its
+    /// first web rendition) or else `<prefix>original.<ext>` (the original, when Chromium plays it
+    /// as is and it is not too large).
+    func copyPlayable(_ item: GalleryItem, to output: String, directory: String,
+                      prefix: String = "") -> (url: String, mime: String, isRendition: Bool)? {
+        if let (path, mime) = playableRendition(item), let storagePath = resolveDerived(path),
+           let url = copy(storagePath, to: output, relative: "\(directory)/\(prefix)rendition\(Self.extensionOf(storagePath))") {
+            return (url, mime, true)
+        }
+        if let mime = Self.playableOriginalMIME(item), (item.size ?? 0) <= maxOriginalBytes, !item.storagePath.isEmpty,
+           let url = copy(item.storagePath, to: output, relative: "\(directory)/\(prefix)original\(Self.extensionOf(item.storagePath))") {
+            return (url, mime, false)
+        }
+        return nil
+    }
+
+    /// The Live Photos of `items` as (still, motion video) pairs, in the still's order: the
+    /// metadata job's links (``JobStore`` in MediaNestQueue) agree both ways, the still is an
+    /// image, and the video is a `motion` video that did not fail (a failed one keeps its own
+    /// card, so its error stays in sight).
+    public static func livePhotoPairs(_ items: [GalleryItem]) -> [(still: GalleryItem, motion: GalleryItem)] {
+        let byID = Dictionary(items.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var taken: Set<String> = []
+        return items.compactMap { still in
+            guard still.kind == "image", let videoID = still.metadata["live_photo"]?["video_id"]?.stringValue,
+                  let motion = byID[videoID], motion.kind == "video", motion.status != "error",
+                  motion.metadata["live_photo"]?["role"]?.stringValue == "motion",
+                  motion.metadata["live_photo"]?["still_id"]?.stringValue == still.id,
+                  taken.insert(motion.id).inserted else { return nil }
+            return (still, motion)
+        }
     }
 
     /// A sheet path relative to the derived root (`3f/<uuid>/trickplay/sheet-000.jpg`) or to the

@@ -2,10 +2,28 @@ import Foundation
 import MediaNestCore
 
 /// The gallery page: a pure function from items (and the gallery-relative paths of their copied
-/// files) to one self-contained HTML document. No JavaScript, no external resources; every text
-/// from the database goes through ``escape(_:)``, and every URL in the page is one the writer
-/// built itself (`media/<uuid>/<role>.<ext>`), never a path from the database.
+/// files) to one self-contained HTML document. No external resources, and JavaScript only for a
+/// Live Photo's hover (``liveScript``); every text from the database goes through ``escape(_:)``,
+/// and every URL in the page is one the writer built itself (`media/<uuid>/<role>.<ext>`), never
+/// a path from the database.
 public enum GalleryHTML {
+    /// The motion half of a Live Photo, shown on its still's card.
+    public struct Motion: Sendable {
+        /// The video item (`metadata.live_photo.role = "motion"`); it gets no card of its own.
+        public var item: GalleryItem
+        /// Gallery-relative URL of the copied video and its MIME type.
+        public var url: String
+        public var mime: String
+        /// Whether it is a web rendition (else the original, which Chromium plays as is).
+        public var isRendition: Bool
+        public init(item: GalleryItem, url: String, mime: String, isRendition: Bool) {
+            self.item = item
+            self.url = url
+            self.mime = mime
+            self.isRendition = isRendition
+        }
+    }
+
     /// One item and the files the writer copied for it.
     public struct Card: Sendable {
         /// The item.
@@ -17,6 +35,8 @@ public enum GalleryHTML {
         public var trickplay: (info: TrickplayInfo, sheets: [String])?
         /// Source URL, MIME type, and whether it is a rendition (else the original).
         public var playable: (url: String, mime: String, isRendition: Bool)?
+        /// For the still of a Live Photo: its motion video, played over the still on hover.
+        public var motion: Motion?
         public init(item: GalleryItem) { self.item = item }
     }
 
@@ -68,9 +88,13 @@ public enum GalleryHTML {
 
     /// Renders the page.
     public static func render(_ cards: [Card], generatedAt: Date) -> String {
-        let ready = cards.filter { $0.item.status == "ready" }.count
-        let failed = cards.filter { $0.item.status == "error" }.count
-        let busy = cards.count - ready - failed
+        // Items, not tiles: a Live Photo's motion video is counted though it shares its still's.
+        let items = cards.flatMap { [$0.item] + ($0.motion.map { [$0.item] } ?? []) }
+        let ready = items.filter { $0.status == "ready" }.count
+        let failed = items.filter { $0.status == "error" }.count
+        let busy = items.count - ready - failed
+        let live = cards.filter { $0.motion != nil }.count
+        let liveNote = live == 0 ? "" : "; \(live) Live Photo\(live == 1 ? "" : "s") (a still and its video, one tile that plays on hover)"
         let formatter = ISO8601DateFormatter()
         var html = """
             <!DOCTYPE html>
@@ -85,8 +109,9 @@ public enum GalleryHTML {
             <body>
             <header>
             <h1>MediaNest library</h1>
-            <p class="summary">\(cards.count) item\(cards.count == 1 ? "" : "s"): \(ready > 0 ? "<span class=\"ok\">\(ready) ready</span>" : "0 ready")\
-            \(failed > 0 ? ", <span class=\"bad\">\(failed) failed</span>" : "")\(busy > 0 ? ", \(busy) not finished" : ""). \
+            <p class="summary">\(items.count) item\(items.count == 1 ? "" : "s"): \(ready > 0 ? "<span class=\"ok\">\(ready) ready</span>" : "0 ready")\
+            \(failed > 0 ? ", <span class=\"bad\">\(failed) failed</span>" : "")\(busy > 0 ? ", \(busy) not finished" : "")\
+            \(liveNote). \
             Generated \(escape(formatter.string(from: generatedAt))) by <code>medianest-worker gallery</code>.</p>
             </header>
             <main>
@@ -94,7 +119,9 @@ public enum GalleryHTML {
             """
         let names = Dictionary(cards.map { ($0.item.id, $0.item.name) }, uniquingKeysWith: { first, _ in first })
         for card in cards { html += renderCard(card, names: names) }
-        html += "</main>\n</body>\n</html>\n"
+        html += "</main>\n"
+        if live > 0 { html += "<script>\(liveScript)</script>\n" }
+        html += "</body>\n</html>\n"
         return html
     }
 
@@ -102,20 +129,32 @@ public enum GalleryHTML {
         let item = card.item
         let name = escape(item.name)
         var html = "<article class=\"card \(escape(item.kind)) status-\(escape(item.status))\" id=\"item-\(escape(item.id))\">\n"
-        html += "<div class=\"visual\">\n"
-        if let playable = card.playable, item.kind == "video" {
-            let poster = (card.preview ?? card.thumbnail).map { " poster=\"\(escape($0))\"" } ?? ""
+        let picture = card.preview ?? card.thumbnail
+        let what = card.preview != nil ? "Preview" : "Thumbnail"
+        if let motion = card.motion, let picture {
+            // The still, and its motion video over it, hidden until the picture is hovered or
+            // focused (liveScript); muted and inline so a browser lets it start without a click.
+            html += "<div class=\"visual live\" data-live>\n"
+            html += "<a href=\"\(escape(picture))\"><img src=\"\(escape(picture))\" alt=\"\(what) of \(name)\"></a>\n"
+            html += "<video class=\"motion\" muted playsinline loop preload=\"auto\" disableremoteplayback aria-label=\"Live Photo motion of \(name)\">"
+                + "<source src=\"\(escape(motion.url))\" type=\"\(escape(motion.mime))\"></video>\n"
+            html += "<span class=\"live-badge\" title=\"Live Photo: hover to play\">\(liveIcon)LIVE</span>\n"
+        } else if let playable = card.playable, item.kind == "video" {
+            let poster = picture.map { " poster=\"\(escape($0))\"" } ?? ""
+            html += "<div class=\"visual\">\n"
             html += "<video controls preload=\"auto\" muted playsinline\(poster) aria-label=\"\(name)\"><source src=\"\(escape(playable.url))\" type=\"\(escape(playable.mime))\"></video>\n"
-        } else if let picture = card.preview ?? card.thumbnail {
-            let what = card.preview != nil ? "Preview" : "Thumbnail"
+        } else if let picture {
+            html += "<div class=\"visual\">\n"
             html += "<a href=\"\(escape(picture))\"><img src=\"\(escape(picture))\" alt=\"\(what) of \(name)\"></a>\n"
         } else {
+            html += "<div class=\"visual\">\n"
             html += "<div class=\"placeholder\" role=\"img\" aria-label=\"No picture for \(name)\">\(placeholderIcon(item))</div>\n"
         }
         html += "</div>\n<div class=\"body\">\n"
         html += "<h2 title=\"\(name)\">\(name)</h2>\n"
         html += "<p class=\"badges\"><span class=\"kind\">\(escape(item.kind))</span> <span class=\"status\">\(escape(statusWord(item.status)))</span>"
         if let playable = card.playable { html += " <span class=\"note\">\(playable.isRendition ? "web rendition" : "original plays as is")</span>" }
+        if card.motion != nil { html += " <span class=\"note live-note\">live photo</span>" }
         html += "</p>\n"
         html += renderDuplicates(item, names: names)
         if let playable = card.playable, item.kind == "audio" {
@@ -152,8 +191,11 @@ public enum GalleryHTML {
             html += "<figure class=\"thumb\"><img src=\"\(escape(thumbnail))\" alt=\"Thumbnail of \(name)\"><figcaption>thumbnail</figcaption></figure>\n"
         }
         if let (info, sheets) = card.trickplay { html += renderTrickplay(info, sheets: sheets, name: name) }
-        html += renderTable(item)
+        html += renderTable(item, motion: card.motion, names: names)
         html += "<details><summary>All metadata (JSON)</summary><pre>\(escape(item.metadata.jsonText))</pre></details>\n"
+        if let motion = card.motion {
+            html += "<details><summary>Motion video metadata (JSON)</summary><pre>\(escape(motion.item.metadata.jsonText))</pre></details>\n"
+        }
         html += "</div>\n</article>\n"
         return html
     }
@@ -215,9 +257,17 @@ public enum GalleryHTML {
             + "<p class=\"caption\">trickplay: \(info.count) frames\(info.interval > 0 ? ", one every \(trim(info.interval)) s" : ""), \(info.sheets.count) sheet\(info.sheets.count == 1 ? "" : "s")</p>\n"
     }
 
-    static func renderTable(_ item: GalleryItem) -> String {
+    static func renderTable(_ item: GalleryItem, motion: Motion? = nil, names: [String: String] = [:]) -> String {
         let m = item.metadata
         var rows: [(String, String)] = []
+        if let motion {
+            var parts = ["motion \(motion.item.name)"]
+            if let d = motion.item.metadata["duration"]?.doubleValue { parts.append(clock(d)) }
+            parts.append(motion.isRendition ? "web rendition" : "original plays as is")
+            rows.append(("Live Photo", parts.joined(separator: " · ")))
+        } else if m["live_photo"]?["role"]?.stringValue == "motion", let still = m["live_photo"]?["still_id"]?.stringValue {
+            rows.append(("Live Photo", "motion of \(names[still] ?? still)"))
+        }
         rows.append(("Type", m["mime_sniffed"]?.stringValue ?? item.mimeType))
         if let size = item.size { rows.append(("Size", ByteCountFormatter.string(fromByteCount: size, countStyle: .file))) }
         if let w = m["width"]?.intValue, let h = m["height"]?.intValue { rows.append(("Dimensions", "\(w) × \(h)")) }
@@ -279,6 +329,36 @@ public enum GalleryHTML {
         value == value.rounded() ? String(Int(value)) : String(format: "%.2f", value).replacingOccurrences(of: #"0+$"#, with: "", options: .regularExpression)
     }
 
+    /// Apple's Live Photo mark: a dot, a ring and a dotted ring.
+    static let liveIcon = "<svg viewBox=\"0 0 16 16\" width=\"13\" height=\"13\" aria-hidden=\"true\"><circle cx=\"8\" cy=\"8\" r=\"2\" fill=\"currentColor\"/>"
+        + "<circle cx=\"8\" cy=\"8\" r=\"4.2\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.3\"/>"
+        + "<circle cx=\"8\" cy=\"8\" r=\"6.9\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.3\" stroke-dasharray=\"1.2 1.5\"/></svg>"
+
+    /// A Live Photo's tile plays its motion from the start while the pointer is over it or the
+    /// keyboard focus is in it, and shows the still again when it leaves. A browser that refuses
+    /// to play keeps the still.
+    static let liveScript = """
+        document.querySelectorAll('[data-live]').forEach(function (tile) {
+          var video = tile.querySelector('video.motion');
+          if (!video) return;
+          function play() {
+            video.currentTime = 0;
+            var started = video.play();
+            tile.classList.add('playing');
+            if (started && started.catch) started.catch(function () { tile.classList.remove('playing'); });
+          }
+          function still() {
+            video.pause();
+            video.currentTime = 0;
+            tile.classList.remove('playing');
+          }
+          tile.addEventListener('mouseenter', play);
+          tile.addEventListener('mouseleave', still);
+          tile.addEventListener('focusin', play);
+          tile.addEventListener('focusout', still);
+        });
+        """
+
     static let css = """
         :root{color-scheme:light dark;--bg:#f4f5f7;--card:#fff;--ink:#1d2330;--muted:#5b6475;--line:#e2e5ea;--ok:#19753c;--bad:#b42318;--accent:#3856d8}
         @media (prefers-color-scheme:dark){:root{--bg:#14161b;--card:#1d2027;--ink:#e7e9ee;--muted:#9aa3b2;--line:#2c3039;--ok:#4cc17a;--bad:#ff7a6e;--accent:#8ea2ff}}
@@ -289,6 +369,8 @@ public enum GalleryHTML {
         .card{background:var(--card);border:1px solid var(--line);border-radius:14px;overflow:hidden;display:flex;flex-direction:column;box-shadow:0 1px 2px rgba(0,0,0,.05)}
         .visual{aspect-ratio:16/10;overflow:hidden;background:#0d0f13;display:flex;align-items:center;justify-content:center}
         .visual img,.visual video{width:100%;height:100%;object-fit:contain;display:block}.visual a{display:block;width:100%;height:100%}
+        .live{position:relative}.live video.motion{position:absolute;inset:0;opacity:0;transition:opacity .15s;pointer-events:none}.live.playing video.motion{opacity:1}
+        .live-badge{position:absolute;top:10px;left:10px;display:flex;align-items:center;gap:4px;padding:2px 7px 2px 5px;border-radius:6px;background:rgba(245,245,247,.78);color:#1d1d1f;font:600 11px/1.5 system-ui,-apple-system,sans-serif;letter-spacing:.08em;pointer-events:none}
         .placeholder{font-size:64px;color:#5d6472}.status-error .visual{background:repeating-linear-gradient(45deg,#2a1414,#2a1414 12px,#321919 12px,#321919 24px)}
         .body{padding:14px 16px 16px}h2{margin:0 0 6px;font-size:16px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
         .duplicate{margin:0 0 10px;font-size:13px;color:var(--muted)}.duplicate span{font-size:12px;padding:2px 8px;border-radius:99px;margin-right:4px;background:color-mix(in srgb,#d9a53a 22%,transparent);color:#e7b94f}.duplicate a{color:inherit}
