@@ -22,8 +22,7 @@ final class ClaimDriver {
     /// Every scheduling decision.
     private var scheduler: Scheduler
     private let estimator: JobMemoryEstimator
-    /// The job types whose pending jobs of one media item are claimed together, as one unit
-    /// (those of the registry's ``JointJobHandler``s this worker serves in full).
+    /// The job types whose pending jobs of one media item are claimed together, as one unit.
     private let together: Set<JobType>
     /// Starts claimed units on the pool.
     private let launcher: RunLauncher
@@ -35,8 +34,7 @@ final class ClaimDriver {
         self.listener = dependencies.listens ? Listener(types: dependencies.types) : nil
         let estimator = JobMemoryEstimator(configuration: configuration)
         self.estimator = estimator
-        self.together = dependencies.executor.registry.jointTypes(servedFrom: Set(dependencies.types))
-            .reduce(into: Set<JobType>()) { $0.formUnion($1) }
+        self.together = dependencies.jointTypes
         self.launcher = RunLauncher(state: dependencies.state, pool: dependencies.pool, executor: dependencies.executor,
                                     writer: dependencies.writer, metrics: dependencies.metrics,
                                     ownedLease: configuration.ownedLease, logger: dependencies.logger)

@@ -59,8 +59,11 @@ final class ResultWriter: Service, Sendable {
     /// written before it returns) or cancellation.
     func run() async {
         await runOnOwnThread(named: "medianest-writer", stop: mailbox.stop) { [self] in
-            ResultWriterLoop(mailbox: mailbox, lane: DatabaseLane(database, metrics: metrics), store: store, metrics: metrics,
-                             state: state, configuration: configuration, logger: logger).run()
+            let recorder = OutcomeRecorder(store: store, metrics: metrics, retryPolicy: configuration.retryPolicy,
+                                           retryDue: { [state] in state.post(.retryDue($0)) })
+            ResultWriterLoop(mailbox: mailbox, lane: DatabaseLane(database, metrics: metrics), store: store, recorder: recorder,
+                             metrics: metrics, state: state, retryWindow: configuration.resultWriteRetryWindow,
+                             logger: logger).run()
         }
     }
 }

@@ -83,18 +83,8 @@ struct RunLauncher: Sendable {
     /// flight as these runs (each once) to the writer in one submission, and tells the
     /// scheduler their slots are free.
     func finish(_ ended: [(run: InFlightRun, outcome: RunOutcome)], startedAt: ContinuousClock.Instant) {
-        let finished = state.withLock { state in
-            ended.compactMap { run, outcome -> FinishedRun? in
-                let id = run.work.job.id
-                guard let entry = state.inFlight[id], entry.token == run.token, !entry.handlerDone else { return nil }
-                state.inFlight[id]?.handlerDone = true
-                // A finished handler freed a slot: the scheduler claims for it while its result is written.
-                state.events.append(.finished(jobID: id, token: run.token))
-                return FinishedRun(work: entry.work, token: run.token, outcome: outcome, startedAt: startedAt)
-            }
-        }
+        let finished = state.handlersReturned(ended, startedAt: startedAt)
         guard !finished.isEmpty else { return }
-        state.signal()
         writer.submit(contentsOf: finished)
     }
 }

@@ -92,6 +92,37 @@ final class RuntimeState: @unchecked Sendable {
         return try body(&fields)
     }
 
+    /// Handlers returned: each run still in flight as itself (same token, not yet done) is
+    /// marked done, once, and the scheduler hears its slot is free
+    /// (``Scheduler/Event/finished(jobID:token:)``) while its result is written.
+    /// - Returns: The runs to hand to the writer: the others were replaced or settled already.
+    func handlersReturned(_ ended: [(run: InFlightRun, outcome: RunOutcome)], startedAt: ContinuousClock.Instant) -> [FinishedRun] {
+        let finished = withLock { fields in
+            ended.compactMap { run, outcome -> FinishedRun? in
+                let id = run.work.job.id
+                guard let entry = fields.inFlight[id], entry.token == run.token, !entry.handlerDone else { return nil }
+                fields.inFlight[id]?.handlerDone = true
+                fields.events.append(.finished(jobID: id, token: run.token))
+                return FinishedRun(work: entry.work, token: run.token, outcome: outcome, startedAt: startedAt)
+            }
+        }
+        if !finished.isEmpty { signal() }
+        return finished
+    }
+
+    /// Runs whose results were written (or given up) leave the in-flight set, each only while
+    /// it is still the run in flight for its job, and the scheduler hears of each
+    /// (``Scheduler/Event/written(jobID:token:)``): their slots and heartbeats are done.
+    func runsWritten(_ runs: [(jobID: String, token: UInt64)]) {
+        withLock { fields in
+            for run in runs where fields.inFlight[run.jobID]?.token == run.token {
+                fields.inFlight[run.jobID] = nil
+            }
+            fields.events.append(contentsOf: runs.map { .written(jobID: $0.jobID, token: $0.token) })
+        }
+        signal()
+    }
+
     /// Hands `event` to the claim loop and wakes it.
     func post(_ event: Scheduler.Event) {
         withLock { $0.events.append(event) }
