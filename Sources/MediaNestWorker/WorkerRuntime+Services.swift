@@ -15,15 +15,16 @@ extension WorkerRuntime {
     }
 
     /// Makes the services. Graceful shutdown runs in reverse order: the claim loop drains first,
-    /// while the writer and the heartbeat still work for it; the heartbeat stops last. The claim
-    /// loop stays last in the list: it returns on its own at the first signal, and the group
-    /// takes any other service returning out of turn for a failure. Maintenance, when the
-    /// worker runs it, stops working at the signal (after its current step) and returns in its
-    /// turn.
+    /// while the writer and the heartbeat still work for it; the heartbeat stops next to last,
+    /// the memory reclaimer last. The claim loop stays last in the list: it returns on its own
+    /// at the first signal, and the group takes any other service returning out of turn for a
+    /// failure. Maintenance, when the worker runs it, stops working at the signal (after its
+    /// current step) and returns in its turn.
     /// - Parameter checkEnvironmentFirst: The claim loop runs ``checkEnvironment()`` before it
     ///   claims (the other services wait for it).
     func makeServices(checkEnvironmentFirst: Bool) -> Services {
-        let writer = ResultWriter(database: database, store: store, metrics: metrics, state: state, configuration: configuration, logger: logger)
+        let writer = ResultWriter(database: database, store: store, metrics: metrics, state: state, configuration: configuration,
+                                  reclaimer: reclaimer, logger: logger)
         let requestShutdown: @Sendable (Bool) -> Void = { [self] immediately in self.requestShutdown(immediately: immediately) }
         var checkEnvironment: (@Sendable () async throws -> Bool)?
         if checkEnvironmentFirst {
@@ -35,8 +36,8 @@ extension WorkerRuntime {
             jointTypes: registry.jointTypes(servedFrom: Set(types)).reduce(into: Set<JobType>()) { $0.formUnion($1) },
             writer: writer, memoryCapacity: memoryCapacity, logger: logger, requestShutdown: requestShutdown),
             checkEnvironment: checkEnvironment)
-        var services: [any Service] = [Heartbeat(database: database, metrics: metrics, state: state, store: store, types: types,
-                                                 configuration: configuration, logger: logger), writer]
+        var services: [any Service] = [reclaimer, Heartbeat(database: database, metrics: metrics, state: state, store: store,
+                                                            types: types, configuration: configuration, logger: logger), writer]
         if let interval = configuration.maintenanceInterval {
             services.append(MaintenanceService(state: state, database: database, interval: interval, logger: logger))
         }

@@ -34,7 +34,8 @@ public enum WorkerExit: Sendable, Hashable {
 /// - ``Heartbeat`` extends in-flight leases and refreshes the worker registry row;
 /// - ``RescueService`` puts back the jobs of workers whose leases expired;
 /// - ``MaintenanceService`` (only with `--maintenance-interval`) runs ``Maintenance`` now and
-///   then, step by step over the writer's connection.
+///   then, step by step over the writer's connection;
+/// - ``MemoryReclaimer`` gives free heap memory back once the worker is quiet.
 ///
 /// WorkerRuntime+Services.swift assembles them, each given what it uses in its `init`;
 /// WorkerRuntime+Startup.swift holds the start-up checks.
@@ -62,6 +63,8 @@ public final class WorkerRuntime: Sendable {
     /// claiming instead of failing every job.
     let storageMonitor: StorageRootMonitor?
     let pool: JobPool
+    /// Gives free heap memory back once the pool is idle and the writer holds no outcome.
+    let reclaimer: MemoryReclaimer
     let metrics: WorkerMetrics
     let systemd: SystemdReporter
     /// What the jobs may hold at once (``WorkerConfiguration/memoryBudget`` resolved against the
@@ -120,7 +123,9 @@ public final class WorkerRuntime: Sendable {
         self.health = health
         self.state = RuntimeState()
         self.storageMonitor = configuration.storage.map { StorageRootMonitor(root: $0.root, logger: logger) }
-        self.pool = JobPool(threads: configuration.concurrency, reclaimer: MemoryReclaimer(logger: logger))
+        let reclaimer = MemoryReclaimer(logger: logger)
+        self.reclaimer = reclaimer
+        self.pool = JobPool(threads: configuration.concurrency, reclaimer: reclaimer)
         self.metrics = WorkerMetrics(types: served)
         self.systemd = SystemdReporter(notifier: notifier, logger: logger)
         self.memoryCapacity = configuration.memoryBudget.capacity()

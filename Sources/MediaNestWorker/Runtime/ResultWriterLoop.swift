@@ -23,11 +23,13 @@ final class ResultWriterLoop {
     private let state: RuntimeState
     /// ``WorkerConfiguration/resultWriteRetryWindow``.
     private let retryWindow: Duration
+    /// Told how many finished runs the writer let go of, once it holds them no longer.
+    private let reclaimer: MemoryReclaimer?
     private let logger: Logger
     private var pendingWrites: [PendingWrite] = []
 
     init(mailbox: ResultMailbox, lane: DatabaseLane, store: JobStore, recorder: OutcomeRecorder, metrics: WorkerMetrics,
-         state: RuntimeState, retryWindow: Duration, logger: Logger) {
+         state: RuntimeState, retryWindow: Duration, reclaimer: MemoryReclaimer?, logger: Logger) {
         self.mailbox = mailbox
         self.lane = lane
         self.store = store
@@ -35,6 +37,7 @@ final class ResultWriterLoop {
         self.metrics = metrics
         self.state = state
         self.retryWindow = retryWindow
+        self.reclaimer = reclaimer
         self.logger = logger
     }
 
@@ -43,7 +46,11 @@ final class ResultWriterLoop {
     /// Writes until the mailbox is stopped.
     func run() {
         while true {
-            let (_, stopping) = takeAndWrite()
+            let held = pendingWrites.count
+            let (taken, stopping) = takeAndWrite()
+            // What was written or given up is gone, with the memory its outcome kept alive:
+            // an idle worker gives memory back only once the writer holds no outcome.
+            reclaimer?.outcomesLetGo(held + taken - pendingWrites.count)
             if stopping {
                 if !pendingWrites.isEmpty {
                     logger.warning("results not written at exit; their leases expire and the jobs are rescued", metadata: ["count": "\(pendingWrites.count)"])
