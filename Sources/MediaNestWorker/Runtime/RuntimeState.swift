@@ -92,6 +92,18 @@ final class RuntimeState: @unchecked Sendable {
         return try body(&fields)
     }
 
+    /// Claimed runs join the in-flight set, in one step. A job already in flight here (our own
+    /// lease on it expired and it was rescued back to us) has its old run stopped: that run must
+    /// not write anything, and the new one takes its place.
+    func runsClaimed(_ runs: [InFlightRun]) {
+        withLock { fields in
+            for run in runs {
+                fields.inFlight[run.work.job.id]?.cancellation.stop(.leaseLost)
+                fields.inFlight[run.work.job.id] = run
+            }
+        }
+    }
+
     /// Handlers returned: each run still in flight as itself (same token, not yet done) is
     /// marked done, once, and the scheduler hears its slot is free
     /// (``Scheduler/Event/finished(jobID:token:)``) while its result is written.
