@@ -113,9 +113,7 @@ final class ClaimDriver {
         while true {
             switch scheduler.next() {
             case .stopRuns(let ids):
-                state.withLock { state in
-                    for id in ids { state.inFlight[id]?.cancellation.stop(.shutdown) }
-                }
+                state.stopRuns(Dictionary(ids.map { ($0, StopReason.shutdown) }, uniquingKeysWith: { first, _ in first }))
             case .release(let ids):
                 releaseAbandonedRuns(ids)
             case .exit(let exit):
@@ -224,7 +222,7 @@ final class ClaimDriver {
 
     /// Puts back the runs whose handlers did not return in time after a shutdown stop.
     private func releaseAbandonedRuns(_ ids: [String]) {
-        let abandoned = state.withLock { state in ids.compactMap { state.inFlight[$0]?.work.job } }
+        let abandoned = state.jobsInFlight(ids)
         guard !abandoned.isEmpty else { return }
         for _ in 0..<20 {
             if let released = withDatabase("release on shutdown", { try store.release(abandoned, on: $0) }) {

@@ -104,6 +104,41 @@ final class RuntimeState: @unchecked Sendable {
         }
     }
 
+    /// Stops in-flight runs, each for its reason (their handlers notice and return; the
+    /// executor decides what becomes of each run). Ids not in flight are skipped.
+    /// - Returns: The jobs of the runs stopped, in id order, with their reasons.
+    @discardableResult
+    func stopRuns(_ reasons: [String: StopReason]) -> [(job: ClaimedJob, reason: StopReason)] {
+        withLock { fields in
+            reasons.sorted { $0.key < $1.key }.compactMap { id, reason in
+                guard let run = fields.inFlight[id] else { return nil }
+                run.cancellation.stop(reason)
+                return (run.work.job, reason)
+            }
+        }
+    }
+
+    /// The jobs of the runs among `ids` that are in flight.
+    func jobsInFlight(_ ids: [String]) -> [ClaimedJob] {
+        withLock { fields in ids.compactMap { fields.inFlight[$0]?.work.job } }
+    }
+
+    /// What one heartbeat sends for each run in flight: its lease, and its progress when that
+    /// changed since the last heartbeat (counted as sent from now on: a lost snapshot costs one
+    /// stale `progress_info`), with the run's cancellation, whose lease the heartbeat extends.
+    func heartbeatEntries() -> [(entry: HeartbeatEntry, cancellation: JobCancellation)] {
+        withLock { fields in
+            let runs = fields.inFlight
+            return runs.map { id, run in
+                let current = run.progress.current
+                let changed = current.version != run.sentProgressVersion
+                fields.inFlight[id]?.sentProgressVersion = current.version
+                return (HeartbeatEntry(jobID: run.work.job.id, leaseID: run.work.job.leaseID, progress: changed ? current.snapshot?.json : nil),
+                        run.cancellation)
+            }
+        }
+    }
+
     /// Handlers returned: each run still in flight as itself (same token, not yet done) is
     /// marked done, once, and the scheduler hears its slot is free
     /// (``Scheduler/Event/finished(jobID:token:)``) while its result is written.
