@@ -27,13 +27,18 @@ public enum WorkerExit: Sendable, Hashable {
 /// It is a handful of services run by a swift-service-lifecycle ``ServiceGroup``, one file each
 /// under `Runtime/`, each owning its state and its OS thread (blocking libpq calls never run on
 /// Swift's cooperative pool):
-/// - ``ClaimLoop`` (the scheduler) claims jobs for free slots, hands them to the ``JobPool``,
-///   rescues expired leases and decides when to stop; between claims it sleeps on the LISTEN
-///   session (``Listener``), which wakes it for new jobs;
+/// - ``ClaimLoop`` drives the ``Scheduler``: it claims jobs for free slots, hands them to the
+///   ``JobPool`` and decides when to stop; between claims it sleeps on the LISTEN session
+///   (``Listener``), which wakes it for new jobs;
 /// - ``ResultWriter`` writes what handlers returned, successes in batches;
 /// - ``Heartbeat`` extends in-flight leases and refreshes the worker registry row;
+/// - ``RescueService`` puts back the jobs of workers whose leases expired;
 /// - ``MaintenanceService`` (only with `--maintenance-interval`) runs ``Maintenance`` now and
-///   then, step by step over the writer's connection.
+///   then, step by step over the writer's connection;
+/// - ``MemoryReclaimer`` gives free heap memory back once the worker is quiet.
+///
+/// WorkerRuntime+Services.swift assembles them, each given what it uses in its `init`;
+/// WorkerRuntime+Startup.swift holds the start-up checks.
 ///
 /// Connections, at most two: the LISTEN session, where the claim loop claims and sleeps, and one
 /// for result writes, heartbeats and maintenance (a ``PGConnectionRunner`` whose serial queue
@@ -58,16 +63,18 @@ public final class WorkerRuntime: Sendable {
     /// claiming instead of failing every job.
     let storageMonitor: StorageRootMonitor?
     let pool: JobPool
+    /// Gives free heap memory back once the pool is idle and the writer holds no outcome.
+    let reclaimer: MemoryReclaimer
     let metrics: WorkerMetrics
     let systemd: SystemdReporter
     /// What the jobs may hold at once (``WorkerConfiguration/memoryBudget`` resolved against the
     /// cgroup limit at start), or `nil` for no memory budget.
     let memoryCapacity: Int64?
     /// Result writes, heartbeats and maintenance; claims too with `--no-listen`.
-    private let database: PGConnectionRunner
+    let database: PGConnectionRunner
     /// The LISTEN session, where the claim loop claims and sleeps: ``database`` itself with
     /// `--no-listen`.
-    private let claimDatabase: PGConnectionRunner
+    let claimDatabase: PGConnectionRunner
 
     /// `application_name` of the connection for result writes and heartbeats, as seen in
     /// `pg_stat_activity`.
@@ -116,7 +123,9 @@ public final class WorkerRuntime: Sendable {
         self.health = health
         self.state = RuntimeState()
         self.storageMonitor = configuration.storage.map { StorageRootMonitor(root: $0.root, logger: logger) }
-        self.pool = JobPool(threads: configuration.concurrency, reclaimer: MemoryReclaimer(logger: logger))
+        let reclaimer = MemoryReclaimer(logger: logger)
+        self.reclaimer = reclaimer
+        self.pool = JobPool(threads: configuration.concurrency, reclaimer: reclaimer)
         self.metrics = WorkerMetrics(types: served)
         self.systemd = SystemdReporter(notifier: notifier, logger: logger)
         self.memoryCapacity = configuration.memoryBudget.capacity()
@@ -157,44 +166,6 @@ public final class WorkerRuntime: Sendable {
         if first || stopNow { state.post(.signal(immediately: stopNow)) }
     }
 
-    // MARK: Start-up checks
-
-    /// Checks, before anything runs, what no retry would fix: the storage root (absolute, present,
-    /// a directory) and the database (it exists, the role and password work, the schema is
-    /// migrated). While the server merely cannot be reached (down, starting up) it waits, with a
-    /// warning per try, until it can or a shutdown is requested.
-    /// - Returns: `false` when a shutdown was requested while waiting.
-    /// - Throws: ``WorkerStartupError`` (exit code 78) naming the fault and what to do.
-    public func checkEnvironment() async throws(WorkerStartupError) -> Bool {
-        if let storage = configuration.storage {
-            try StorageRootMonitor.validateAtStart(storage.root)
-            try StorageRootMonitor.validateDerivedRootAtStart(storage.derivedRoot)
-        }
-        var backoff: Duration = .milliseconds(250)
-        while true {
-            let database = configuration.database
-            let logger = self.logger
-            // libpq blocks; keep it off the cooperative pool.
-            let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<DatabasePreflight.Outcome, WorkerStartupError>, Never>) in
-                Thread.detachNewThread {
-                    continuation.resume(returning: Result { () throws(WorkerStartupError) in try DatabasePreflight.check(database, logger: logger) })
-                }
-            }
-            switch outcome {
-            case .success(.ready):
-                return true
-            case .success(.unreachable(let error)):
-                logger.warning("database unreachable at start; waiting for it", metadata: ["error": "\(error)", "retry_in_ms": "\(Int(backoff.seconds * 1000))"])
-            case .failure(let error):
-                throw error
-            }
-            if state.withLock({ $0.shutdownRequestedAt != nil }) { return false }
-            try? await Task.sleep(for: backoff)
-            if state.withLock({ $0.shutdownRequestedAt != nil }) { return false }
-            backoff = min(backoff * 2, .seconds(5))
-        }
-    }
-
     // MARK: Run
 
     /// Runs the services until shutdown (or, with `drain`, until nothing is left), without the
@@ -226,34 +197,11 @@ public final class WorkerRuntime: Sendable {
     }
 
     private func serve(signals: Bool, checkEnvironmentFirst: Bool, additionalServices: [any Service] = []) async throws -> WorkerExit {
-        let writer = ResultWriter(database: database, store: store, metrics: metrics, state: state, configuration: configuration, logger: logger)
-        let requestShutdown: @Sendable (Bool) -> Void = { [self] immediately in self.requestShutdown(immediately: immediately) }
-        var checkEnvironment: (@Sendable () async throws -> Bool)?
-        if checkEnvironmentFirst {
-            checkEnvironment = { [self] () async throws -> Bool in try await self.checkEnvironment() }
-        }
-        let claimLoop = ClaimLoop(ClaimLoopDependencies(
-            database: claimDatabase, listens: configuration.listen, state: state, store: store, types: types, configuration: configuration,
-            metrics: metrics, health: health, systemd: systemd, storageMonitor: storageMonitor, pool: pool, executor: makeExecutor(),
-            writer: writer, memoryCapacity: memoryCapacity, logger: logger, requestShutdown: requestShutdown),
-            checkEnvironment: checkEnvironment)
+        let own = makeServices(checkEnvironmentFirst: checkEnvironmentFirst)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = additionalServices.map {
             .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
         }
-        // Graceful shutdown runs in reverse: the claim loop drains first, while the writer and the
-        // heartbeat still work for it; the heartbeat stops last. The claim loop stays last in
-        // the list: it returns on its own at the first signal, and the group takes any other
-        // service returning out of turn for a failure. Maintenance, when the worker runs it,
-        // stops working at the signal (after its current step) and returns in its turn.
-        var own: [any Service] = [Heartbeat(database: database, metrics: metrics, state: state, store: store, types: types,
-                                            configuration: configuration, logger: logger), writer]
-        if let interval = configuration.maintenanceInterval {
-            own.append(MaintenanceService(state: state, database: database, interval: interval, logger: logger))
-        }
-        own.append(RescueService(database: database, store: store, metrics: metrics, state: state,
-                                 interval: configuration.rescueInterval, logger: logger))
-        own.append(claimLoop)
-        services += own.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
+        services += own.inGroupOrder.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [], logger: logger))
         // The group turns the first signal into a graceful shutdown; this watcher logs each
@@ -272,19 +220,7 @@ public final class WorkerRuntime: Sendable {
         if await !onOwnThread(named: "medianest-pool-join", { [pool] in pool.join(until: .now + .seconds(1)) }) {
             logger.warning("a job thread had not returned at exit; exiting without it")
         }
-        return claimLoop.outcome ?? .shutdown
-    }
-
-    /// What runs each claimed job: the handlers, the storage root, the time limits and the
-    /// retry policy.
-    private func makeExecutor() -> JobExecutor {
-        let monitor = storageMonitor
-        let metrics = self.metrics
-        var timeouts: [JobType: Duration] = [:]
-        for type in types { timeouts[type] = configuration.timeout(for: type) }
-        return JobExecutor(registry: registry, storage: configuration.storage, retryPolicy: configuration.retryPolicy,
-                           timeouts: timeouts, storageAvailable: { monitor?.isAvailable() ?? true },
-                           countBytesRead: { metrics.read($0, type: $1) }, logger: logger)
+        return own.claimLoop.outcome ?? .shutdown
     }
 
     private func watchSignals() async {

@@ -8,7 +8,8 @@ import Testing
 // shares Swift concurrency's cooperative threads (one per core, two here), and each resumption
 // after an `await` queues behind the test starts already waiting for them, so a test of a few
 // milliseconds alone has been seen to take over a minute of wall time in a loaded run.
-/// When an idle pool gives memory back: the pure policy, then the pool that follows it.
+/// When an idle worker gives memory back: the pure policy, the reclaimer over it, then the pool
+/// and the reclaimer's thread.
 @Suite("memory reclaim on idle", .timeLimit(.minutes(5)))
 struct MemoryReclaimerTests {
     let t0 = ContinuousClock.now
@@ -61,11 +62,76 @@ struct MemoryReclaimerTests {
         #expect(policy.isDue(at: t0 + .seconds(62)))
     }
 
-    /// The pool itself: a batch of jobs, then idle, gives memory back once; a job that keeps a
-    /// thread busy holds it off; the next idle spell gives back again.
+    // MARK: The result writer's part
+
+    /// The writer frees the runs' outcomes (and what they keep alive) after the pool went idle:
+    /// memory given back before then would miss the last big buffers.
+    @Test func nothingIsDueWhileTheWriterStillHoldsOutcomesThoughThePoolIsIdle() {
+        var policy = IdleReclaimPolicy(settle: .seconds(1))
+        policy.workStarted()
+        policy.outcomesHanded(3)
+        policy.poolWentIdle(at: t0)
+        #expect(policy.reclaimAt == nil, "the writer holds 3 outcomes")
+        #expect(!policy.isDue(at: t0 + .seconds(30)))
+        policy.outcomesLetGo(2, at: t0 + .seconds(30))
+        #expect(!policy.isDue(at: t0 + .seconds(60)), "one outcome is still held")
+        policy.outcomesLetGo(1, at: t0 + .seconds(60))
+        #expect(policy.reclaimAt == t0 + .seconds(61), "settled from the writer's drain, not from the pool's idle moment")
+        #expect(!policy.isDue(at: t0 + .milliseconds(60_999)))
+        #expect(policy.isDue(at: t0 + .seconds(61)))
+    }
+
+    @Test func aWriterThatDrainedBeforeThePoolWentIdleDoesNotPutItOff() {
+        var policy = IdleReclaimPolicy(settle: .seconds(1))
+        policy.workStarted()
+        policy.outcomesHanded(1)
+        policy.outcomesLetGo(1, at: t0)
+        #expect(policy.reclaimAt == nil, "the pool is still busy")
+        policy.poolWentIdle(at: t0 + .seconds(5))
+        #expect(policy.reclaimAt == t0 + .seconds(6))
+    }
+
+    @Test func newWorkThatCameAndWentAfterAReclaimIsReclaimedAgain() {
+        var policy = IdleReclaimPolicy(settle: .seconds(1))
+        policy.workStarted()
+        policy.outcomesHanded(1)
+        policy.poolWentIdle(at: t0)
+        policy.outcomesLetGo(1, at: t0)
+        policy.reclaimed()
+        #expect(policy.reclaimAt == nil)
+        // A result handed over counts as work even when the pool's report of it came first.
+        policy.outcomesHanded(1)
+        #expect(policy.reclaimAt == nil)
+        policy.outcomesLetGo(1, at: t0 + .seconds(10))
+        #expect(policy.reclaimAt == t0 + .seconds(11))
+    }
+
+    /// The reclaimer object over the policy, driven by hand: the pool goes idle while the
+    /// writer holds outcomes, and no memory goes back until the writer let go of them and the
+    /// settle time passed.
+    @Test func theReclaimerReleasesOnlyOnceTheWriterHasLetGoOfEveryOutcome() {
+        let releases = Mutex(0)
+        let reclaimer = MemoryReclaimer(settle: .seconds(1)) { releases.withLock { $0 += 1 } }
+        reclaimer.workStarted()
+        reclaimer.outcomesHanded(2)
+        reclaimer.poolWentIdle(at: t0)
+        #expect(!reclaimer.reclaimIfDue(at: t0 + .seconds(5)))
+        reclaimer.outcomesLetGo(2, at: t0 + .seconds(5))
+        #expect(!reclaimer.reclaimIfDue(at: t0 + .milliseconds(5_500)))
+        #expect(reclaimer.reclaimIfDue(at: t0 + .seconds(6)))
+        #expect(!reclaimer.reclaimIfDue(at: t0 + .seconds(60)), "once per quiet spell")
+        #expect(releases.withLock { $0 } == 1)
+    }
+
+    /// The pool and the reclaimer's thread: a batch of jobs, then idle, gives memory back once; a
+    /// job that keeps a thread busy holds it off; the next idle spell gives back again; and
+    /// outcomes still held (as a writer holds them) hold it off too until they are let go of.
     @Test func thePoolReclaimsWhenItGoesIdleAfterWorkAndNotWhileAThreadIsBusy() async throws {
         let reclaims = Mutex(0)
-        let pool = JobPool(threads: 2, reclaimer: MemoryReclaimer(settle: .milliseconds(20)) { reclaims.withLock { $0 += 1 } })
+        let reclaimer = MemoryReclaimer(settle: .milliseconds(20)) { reclaims.withLock { $0 += 1 } }
+        let service = Task { await reclaimer.run() }
+        defer { service.cancel() }
+        let pool = JobPool(threads: 2, reclaimer: reclaimer)
         defer { pool.shutdown() }
         let ran = Mutex(0)
         try pool.submit(contentsOf: (0..<6).map { _ in { ran.withLock { $0 += 1 } } })
@@ -84,6 +150,14 @@ struct MemoryReclaimerTests {
         #expect(reclaims.withLock { $0 } == 1, "no reclaim while a job runs")
         latch.release()
         #expect(try await waitUntil(timeout: .seconds(10)) { reclaims.withLock { $0 } == 2 })
+
+        // A job whose outcome the writer still holds once the pool is idle again.
+        try pool.submit { reclaimer.outcomesHanded(1) }
+        #expect(try await waitUntil(timeout: .seconds(10)) { reclaimer.policy.idleSince != nil && reclaimer.policy.outcomesHeld == 1 })
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(reclaims.withLock { $0 } == 2, "no reclaim while the writer holds an outcome")
+        reclaimer.outcomesLetGo(1)
+        #expect(try await waitUntil(timeout: .seconds(10)) { reclaims.withLock { $0 } == 3 })
     }
 }
 

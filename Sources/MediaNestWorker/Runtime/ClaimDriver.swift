@@ -22,8 +22,7 @@ final class ClaimDriver {
     /// Every scheduling decision.
     private var scheduler: Scheduler
     private let estimator: JobMemoryEstimator
-    /// The job types whose pending jobs of one media item are claimed together, as one unit
-    /// (those of the registry's ``JointJobHandler``s this worker serves in full).
+    /// The job types whose pending jobs of one media item are claimed together, as one unit.
     private let together: Set<JobType>
     /// Starts claimed units on the pool.
     private let launcher: RunLauncher
@@ -35,8 +34,7 @@ final class ClaimDriver {
         self.listener = dependencies.listens ? Listener(types: dependencies.types) : nil
         let estimator = JobMemoryEstimator(configuration: configuration)
         self.estimator = estimator
-        self.together = dependencies.executor.registry.jointTypes(servedFrom: Set(dependencies.types))
-            .reduce(into: Set<JobType>()) { $0.formUnion($1) }
+        self.together = dependencies.jointTypes
         self.launcher = RunLauncher(state: dependencies.state, pool: dependencies.pool, executor: dependencies.executor,
                                     writer: dependencies.writer, metrics: dependencies.metrics,
                                     ownedLease: configuration.ownedLease, logger: dependencies.logger)
@@ -115,9 +113,7 @@ final class ClaimDriver {
         while true {
             switch scheduler.next() {
             case .stopRuns(let ids):
-                state.withLock { state in
-                    for id in ids { state.inFlight[id]?.cancellation.stop(.shutdown) }
-                }
+                state.stopRuns(Dictionary(ids.map { ($0, StopReason.shutdown) }, uniquingKeysWith: { first, _ in first }))
             case .release(let ids):
                 releaseAbandonedRuns(ids)
             case .exit(let exit):
@@ -226,7 +222,7 @@ final class ClaimDriver {
 
     /// Puts back the runs whose handlers did not return in time after a shutdown stop.
     private func releaseAbandonedRuns(_ ids: [String]) {
-        let abandoned = state.withLock { state in ids.compactMap { state.inFlight[$0]?.work.job } }
+        let abandoned = state.jobsInFlight(ids)
         guard !abandoned.isEmpty else { return }
         for _ in 0..<20 {
             if let released = withDatabase("release on shutdown", { try store.release(abandoned, on: $0) }) {

@@ -24,13 +24,15 @@ struct ClaimLoopDependencies: Sendable {
     var storageMonitor: StorageRootMonitor?
     var pool: JobPool
     var executor: JobExecutor
+    /// The job types whose pending jobs of one media item are claimed together, as one unit
+    /// (those of the registry's ``JointJobHandler``s this worker serves in full).
+    var jointTypes: Set<JobType>
     var writer: ResultWriter
     /// What the jobs may hold at once, or `nil` for no memory budget.
     var memoryCapacity: Int64?
     var logger: Logger
     /// ``WorkerRuntime/requestShutdown(immediately:)``.
     var requestShutdown: @Sendable (_ immediately: Bool) -> Void
-
 }
 
 /// The claim loop service: checks the environment, then runs the ``ClaimDriver`` on a thread of

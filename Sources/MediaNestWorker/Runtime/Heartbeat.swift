@@ -81,41 +81,25 @@ final class Heartbeat: Service, Sendable {
 
     /// One heartbeat statement for every in-flight job; nothing at all when none is in flight.
     private func beat(on lane: DatabaseLane) throws {
-        let (entries, cancellations) = state.withLock { state in
-            var entries: [HeartbeatEntry] = []
-            var cancellations: [(String, JobCancellation)] = []
-            for (id, run) in state.inFlight {
-                let current = run.progress.current
-                let changed = current.version != run.sentProgressVersion
-                state.inFlight[id]?.sentProgressVersion = current.version
-                entries.append(HeartbeatEntry(jobID: run.work.job.id, leaseID: run.work.job.leaseID,
-                                              progress: changed ? current.snapshot?.json : nil))
-                cancellations.append((id, run.cancellation))
-            }
-            return (entries, cancellations)
-        }
-        guard !entries.isEmpty else { return }
+        let beat = state.heartbeatEntries()
+        guard !beat.isEmpty else { return }
         // The database stamps the new expiry after this instant: the runs' own view of their
         // lease counts from here (see JobCancellation.extendLease(until:)).
         let sentAt = ContinuousClock.now
         let stops = try lane.runner.runBlocking { connection in
-            try store.heartbeat(entries, on: connection)
+            try store.heartbeat(beat.map(\.entry), on: connection)
         }
-        for (id, cancellation) in cancellations where stops[id] == nil {
+        for (entry, cancellation) in beat where stops[entry.jobID] == nil {
             cancellation.extendLease(until: sentAt + configuration.ownedLease)
         }
         guard !stops.isEmpty else { return }
-        state.withLock { state in
-            for (id, reason) in stops {
-                guard let run = state.inFlight[id] else { continue }
-                run.cancellation.stop(reason)
-                let what = switch reason {
-                case .cancelled: "job was cancelled; stopping it"
-                case .mediaItemDeleted: "the job's media item was deleted; stopping it"
-                default: "lost the lease on a job; stopping it"
-                }
-                JobExecutor.logger(logger, for: run.work.job).notice("\(what)")
+        for (job, reason) in state.stopRuns(stops) {
+            let what = switch reason {
+            case .cancelled: "job was cancelled; stopping it"
+            case .mediaItemDeleted: "the job's media item was deleted; stopping it"
+            default: "lost the lease on a job; stopping it"
             }
+            JobExecutor.logger(logger, for: job).notice("\(what)")
         }
     }
 }

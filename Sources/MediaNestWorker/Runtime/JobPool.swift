@@ -15,9 +15,9 @@ import MediaNestQueue
 /// the caller starts the job's clock in it (see ``JobCancellation/startClock(timeout:)``), and
 /// the heartbeat keeps the lease of a waiting job as it does for a running one.
 ///
-/// With a ``MemoryReclaimer``, the pool gives the heap's free memory back once every thread
-/// has stayed idle for the reclaimer's settle time after some work (``IdleReclaimPolicy``): the
-/// last thread to fall idle waits that long, and reclaims on its own thread if no work came.
+/// With a ``MemoryReclaimer``, the pool tells it when every thread has gone idle and when a
+/// thread picks up work again, under the pool's lock, so the reclaimer sees the pool's spells in
+/// order; the reclaimer decides when memory goes back, on its own thread.
 ///
 /// Its life is one ``State``: made, running (threads started by the first submission),
 /// draining (``shutdown()``: queued work still runs, nothing new is taken), stopped (every
@@ -54,19 +54,18 @@ final class JobPool: @unchecked Sendable {
     private var idle = 0
     /// The number of threads.
     let size: Int
-    /// Gives memory back when the pool goes idle; `nil`: never.
+    /// Told when the pool goes idle and busy again; `nil`: nobody.
     private let reclaimer: MemoryReclaimer?
-    private var reclaimPolicy: IdleReclaimPolicy
-    /// A thread is waiting for the reclaim to come due (one at a time; the others sleep).
-    private var reclaimWaiter = false
+    /// The reclaimer was last told the pool is idle (and not busy since). A pool that has run
+    /// nothing counts as idle, so its first job is reported.
+    private var reportedIdle = true
 
     /// A pool of `threads` threads named `medianest-job-N`, started with the first ``submit(_:)``
     /// (a runtime that is made but never run starts none).
-    /// - Parameter reclaimer: Gives memory back once the pool has been idle for its settle time.
+    /// - Parameter reclaimer: Told when the pool goes idle and busy again.
     init(threads: Int, reclaimer: MemoryReclaimer? = nil) {
         size = max(1, threads)
         self.reclaimer = reclaimer
-        reclaimPolicy = IdleReclaimPolicy(settle: reclaimer?.settle ?? .zero)
     }
 
     /// Where the pool is in its life now.
@@ -164,30 +163,14 @@ final class JobPool: @unchecked Sendable {
     private func work() {
         while true {
             condition.lock()
-            var reclaimNow = false
             while head == queue.count && state == .running {
                 idle += 1
-                if idle == size { reclaimPolicy.poolWentIdle(at: .now) }
-                if reclaimer != nil, !reclaimWaiter, let due = reclaimPolicy.reclaimAt {
-                    // The last thread to fall idle waits out the settle time; a job submitted
-                    // meanwhile wakes it (or another thread) as usual.
-                    reclaimWaiter = true
-                    _ = condition.wait(until: Date(timeIntervalSinceNow: max(0, (due - .now).seconds)))
-                    reclaimWaiter = false
-                    reclaimNow = idle == size && head == queue.count && state == .running && reclaimPolicy.isDue(at: .now)
-                    if reclaimNow { reclaimPolicy.reclaimed() }
-                } else {
-                    condition.wait()
+                if idle == size && !reportedIdle {
+                    reportedIdle = true
+                    reclaimer?.poolWentIdle()
                 }
+                condition.wait()
                 idle -= 1
-                if reclaimNow { break }
-            }
-            if reclaimNow {
-                // Outside the lock: a job submitted now starts on another thread, or on this one
-                // right after.
-                condition.unlock()
-                reclaimer?.reclaim()
-                continue
             }
             if head == queue.count {
                 condition.unlock()
@@ -195,7 +178,10 @@ final class JobPool: @unchecked Sendable {
             }
             let body = queue[head]
             head += 1
-            reclaimPolicy.workStarted()
+            if reportedIdle {
+                reportedIdle = false
+                reclaimer?.workStarted()
+            }
             if head == queue.count {
                 queue.removeAll(keepingCapacity: true)
                 head = 0

@@ -2,56 +2,11 @@ import CMalloc
 import Foundation
 import Logging
 import MediaNestQueue
+import ServiceLifecycle
+import Synchronization
 
-/// When an idle job pool gives memory back: a pure decision over the pool's events, with the
-/// time passed in, so it is tested without threads or clocks.
-///
-/// The pool reports each job it starts (``workStarted()``) and each moment every one of its
-/// threads has gone idle (``poolWentIdle(at:)``). Memory is given back once the pool has stayed
-/// idle for ``settle`` after some work, and once per idle spell: a stream of jobs with short
-/// gaps keeps its memory (the next job would only fault the same pages in again), an idle pool
-/// is not trimmed again and again.
-struct IdleReclaimPolicy: Sendable, Equatable {
-    /// How long the pool must stay idle before memory is given back.
-    let settle: Duration
-    /// Some job started since memory was last given back.
-    private(set) var workSinceReclaim = false
-    /// When the pool last became idle, while it still is.
-    private(set) var idleSince: ContinuousClock.Instant?
-
-    init(settle: Duration) {
-        self.settle = settle
-    }
-
-    /// A thread picked up a job: the pool is busy.
-    mutating func workStarted() {
-        workSinceReclaim = true
-        idleSince = nil
-    }
-
-    /// Every thread is idle and nothing waits (again, if it already was: the first time counts).
-    mutating func poolWentIdle(at now: ContinuousClock.Instant) {
-        if idleSince == nil { idleSince = now }
-    }
-
-    /// When to give memory back, or `nil` while busy or when nothing ran since the last time.
-    var reclaimAt: ContinuousClock.Instant? {
-        guard workSinceReclaim, let idleSince else { return nil }
-        return idleSince + settle
-    }
-
-    /// Whether memory is due to be given back at `now`.
-    func isDue(at now: ContinuousClock.Instant) -> Bool {
-        reclaimAt.map { now >= $0 } ?? false
-    }
-
-    /// Memory was given back; nothing more is due until the next job.
-    mutating func reclaimed() {
-        workSinceReclaim = false
-    }
-}
-
-/// Gives the worker's free heap memory back to the kernel when its ``JobPool`` goes idle.
+/// Gives the worker's free heap memory back to the kernel once the worker is quiet: its
+/// ``JobPool`` idle and its ``ResultWriter`` holding no finished run (``IdleReclaimPolicy``).
 ///
 /// Between jobs, what a worker holds beyond its start-up size is mostly free memory of the C
 /// heap, not live objects. Decoders and encoders (FFmpeg, libheif, libjpeg-turbo, libwebp, x264)
@@ -60,27 +15,40 @@ struct IdleReclaimPolicy: Sendable, Equatable {
 /// It also raises its mmap threshold to the largest block freed so far (up to 32 MiB), so after
 /// the first big frame, later frames come from the arenas instead of from `mmap` and stay there
 /// once freed. FFmpeg's buffer pools, codec contexts and libheif's decoders are freed at the end
-/// of each job into those arenas; the runtime keeps no media cache of its own.
+/// of each job into those arenas; the runtime keeps no media cache of its own. The last of a
+/// run's memory goes when the writer lets go of its outcome, which is why the writer, not only
+/// the pool, must be quiet.
 ///
 /// `malloc_trim(0)` (glibc 2.8 and later) returns the free pages inside every arena with
 /// `madvise(MADV_DONTNEED)`, not only the top of the main heap, which is what brings an idle
 /// worker back near its start-up RSS. It takes a few milliseconds and the next job faults its
-/// pages in again, which is why it waits for the pool to stay idle (``IdleReclaimPolicy``)
-/// rather than running after every job. What it cannot return is pages pinned by live blocks
-/// scattered through many arenas, which is why the daemon also keeps one arena per core
-/// (``MallocArenaLimit``). Fixing the mmap threshold (`M_MMAP_THRESHOLD`) instead would cost
-/// page faults on every frame of every job.
-final class MemoryReclaimer: Sendable {
-    /// How long the pool must stay idle before memory is given back.
+/// pages in again, which is why it waits for the worker to stay quiet rather than running after
+/// every job. What it cannot return is pages pinned by live blocks scattered through many
+/// arenas, which is why the daemon also keeps one arena per core (``MallocArenaLimit``). Fixing
+/// the mmap threshold (`M_MMAP_THRESHOLD`) instead would cost page faults on every frame of
+/// every job.
+///
+/// The pool and the writer report to it from their threads; it gives memory back on a thread
+/// of its own (a service of the runtime's group), which sleeps until the policy says memory is
+/// due and is woken by every report that may make it due sooner.
+final class MemoryReclaimer: Service, Sendable {
+    /// How long the worker must stay quiet before memory is given back.
     let settle: Duration
     private let release: @Sendable () -> Void
     private let logger: Logger?
+    private struct Fields {
+        var policy: IdleReclaimPolicy
+        var stopped = false
+    }
+    /// Only to sleep on and wake; what it guards is in `fields`.
+    private let condition = NSCondition()
+    private let fields: Mutex<Fields>
 
-    /// How long the runtime's pool waits, idle, before giving memory back.
+    /// How long the runtime's worker waits, quiet, before giving memory back.
     static let defaultSettle: Duration = .seconds(1)
 
     /// - Parameters:
-    ///   - settle: How long the pool must stay idle first.
+    ///   - settle: How long the worker must stay quiet first.
     ///   - logger: Where each reclaim is reported, at debug level, with the RSS before and after.
     ///   - release: What gives memory back; `malloc_trim(0)` unless a test passes its own.
     init(settle: Duration = MemoryReclaimer.defaultSettle, logger: Logger? = nil,
@@ -88,6 +56,51 @@ final class MemoryReclaimer: Sendable {
         self.settle = settle
         self.logger = logger
         self.release = release
+        self.fields = Mutex(Fields(policy: IdleReclaimPolicy(settle: settle)))
+    }
+
+    // MARK: Reports (from the pool's and the writer's threads)
+
+    /// A pool thread picked up a job after the pool had gone idle.
+    func workStarted() { fields.withLock { $0.policy.workStarted() } }
+
+    /// Every pool thread is idle and nothing waits.
+    func poolWentIdle(at now: ContinuousClock.Instant = .now) { updateAndWake { $0.poolWentIdle(at: now) } }
+
+    /// Finished runs were handed to the writer (before the pool thread that made them goes idle).
+    func outcomesHanded(_ count: Int) { fields.withLock { $0.policy.outcomesHanded(count) } }
+
+    /// The writer let go of `count` finished runs: written or given up, and no longer referenced.
+    func outcomesLetGo(_ count: Int, at now: ContinuousClock.Instant = .now) {
+        guard count > 0 else { return }
+        updateAndWake { $0.outcomesLetGo(count, at: now) }
+    }
+
+    /// The policy as it stands (for tests and logs).
+    var policy: IdleReclaimPolicy { fields.withLock { $0.policy } }
+
+    /// Changes the policy under the condition's lock, so the reclaimer's thread, which checks
+    /// the policy under that lock before it sleeps, cannot miss the wake-up.
+    private func updateAndWake(_ body: (inout IdleReclaimPolicy) -> Void) {
+        condition.lock()
+        fields.withLock { body(&$0.policy) }
+        condition.signal()
+        condition.unlock()
+    }
+
+    // MARK: Giving memory back
+
+    /// Gives memory back if the policy says it is due at `now`, once per quiet spell.
+    /// - Returns: Whether it did.
+    @discardableResult
+    func reclaimIfDue(at now: ContinuousClock.Instant = .now) -> Bool {
+        let due = fields.withLock { fields -> Bool in
+            guard fields.policy.isDue(at: now) else { return false }
+            fields.policy.reclaimed()
+            return true
+        }
+        if due { reclaim() }
+        return due
     }
 
     /// Gives memory back now (on the calling thread).
@@ -105,6 +118,40 @@ final class MemoryReclaimer: Sendable {
             "rss_before_mib": "\(before / 1_048_576)", "rss_after_mib": "\(after / 1_048_576)",
             "took_ms": "\(Int(elapsed.seconds * 1000))",
         ])
+    }
+
+    /// Sleeps until memory is due and gives it back, until the group stops the service.
+    func run() async {
+        await runOnOwnThread(named: "medianest-reclaimer", stop: stop) { [self] in loop() }
+    }
+
+    func stop() {
+        condition.lock()
+        fields.withLock { $0.stopped = true }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while true {
+                let (stopped, due) = fields.withLock { ($0.stopped, $0.policy.reclaimAt) }
+                if stopped {
+                    condition.unlock()
+                    return
+                }
+                if let due, due <= .now { break }
+                if let due {
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: max(0.001, (due - .now).seconds)))
+                } else {
+                    condition.wait()
+                }
+            }
+            condition.unlock()
+            // Outside the lock: reports made meanwhile do not wait for the trim.
+            reclaimIfDue()
+        }
     }
 
     /// This process's resident set (`/proc/self/statm`), in bytes; 0 where there is no /proc.

@@ -32,14 +32,17 @@ final class ResultWriter: Service, Sendable {
     private let metrics: WorkerMetrics
     private let state: RuntimeState
     private let configuration: WorkerConfiguration
+    private let reclaimer: MemoryReclaimer?
     private let logger: Logger
 
     /// - Parameters:
     ///   - database: The writer's connection (shared with the heartbeat and maintenance).
     ///   - store: The queue, as this worker; the writer sets its lock timeout.
     ///   - state: The in-flight set it removes written runs from, and the scheduler's inbox.
+    ///   - reclaimer: Told of every finished run the writer is handed and lets go of: an idle
+    ///     worker gives memory back only once no outcome is held.
     init(database: PGConnectionRunner, store: JobStore, metrics: WorkerMetrics, state: RuntimeState,
-         configuration: WorkerConfiguration, logger: Logger) {
+         configuration: WorkerConfiguration, reclaimer: MemoryReclaimer? = nil, logger: Logger) {
         self.database = database
         var store = store
         store.lockTimeout = configuration.resultLockTimeout
@@ -47,20 +50,30 @@ final class ResultWriter: Service, Sendable {
         self.metrics = metrics
         self.state = state
         self.configuration = configuration
+        self.reclaimer = reclaimer
         self.logger = logger
         // Half the backlog the scheduler allows: it never stops claiming while results gather.
         self.mailbox = ResultMailbox(coalesceTarget: Scheduler.writeBacklogLimit(concurrency: configuration.concurrency) / 2)
     }
 
     /// Hands finished runs to the writer at once: the runs of one claimed unit.
-    func submit(contentsOf runs: [FinishedRun]) { mailbox.submit(contentsOf: runs) }
+    func submit(contentsOf runs: [FinishedRun]) {
+        // Counted before they reach the mailbox: the pool thread that hands them over reports
+        // itself idle only after this returns, so the reclaimer never sees an idle pool while
+        // outcomes are on their way to the writer.
+        reclaimer?.outcomesHanded(runs.count)
+        mailbox.submit(contentsOf: runs)
+    }
 
     /// Runs until graceful shutdown (after the claim loop, which waits for every result to be
     /// written before it returns) or cancellation.
     func run() async {
         await runOnOwnThread(named: "medianest-writer", stop: mailbox.stop) { [self] in
-            ResultWriterLoop(mailbox: mailbox, lane: DatabaseLane(database, metrics: metrics), store: store, metrics: metrics,
-                             state: state, configuration: configuration, logger: logger).run()
+            let recorder = OutcomeRecorder(store: store, metrics: metrics, retryPolicy: configuration.retryPolicy,
+                                           retryDue: { [state] in state.post(.retryDue($0)) })
+            ResultWriterLoop(mailbox: mailbox, lane: DatabaseLane(database, metrics: metrics), store: store, recorder: recorder,
+                             metrics: metrics, state: state, retryWindow: configuration.resultWriteRetryWindow,
+                             reclaimer: reclaimer, logger: logger).run()
         }
     }
 }

@@ -16,20 +16,28 @@ final class ResultWriterLoop {
     /// record runs: a write stuck behind a row lock turns into a `55P03` to retry instead of
     /// stalling every write behind it (set per transaction; see ``JobStore/lockTimeout``).
     private let store: JobStore
+    /// Writes the outcomes that do not go in a batch of completions.
+    private let recorder: OutcomeRecorder
     private let metrics: WorkerMetrics
+    /// The in-flight set that written runs leave (``RuntimeState/runsWritten(_:)``).
     private let state: RuntimeState
-    private let configuration: WorkerConfiguration
+    /// ``WorkerConfiguration/resultWriteRetryWindow``.
+    private let retryWindow: Duration
+    /// Told how many finished runs the writer let go of, once it holds them no longer.
+    private let reclaimer: MemoryReclaimer?
     private let logger: Logger
     private var pendingWrites: [PendingWrite] = []
 
-    init(mailbox: ResultMailbox, lane: DatabaseLane, store: JobStore, metrics: WorkerMetrics, state: RuntimeState,
-         configuration: WorkerConfiguration, logger: Logger) {
+    init(mailbox: ResultMailbox, lane: DatabaseLane, store: JobStore, recorder: OutcomeRecorder, metrics: WorkerMetrics,
+         state: RuntimeState, retryWindow: Duration, reclaimer: MemoryReclaimer?, logger: Logger) {
         self.mailbox = mailbox
         self.lane = lane
         self.store = store
+        self.recorder = recorder
         self.metrics = metrics
         self.state = state
-        self.configuration = configuration
+        self.retryWindow = retryWindow
+        self.reclaimer = reclaimer
         self.logger = logger
     }
 
@@ -38,13 +46,11 @@ final class ResultWriterLoop {
     /// Writes until the mailbox is stopped.
     func run() {
         while true {
-            var deadline = ContinuousClock.now + .seconds(60)
-            if let due = pendingWrites.map(\.notBefore).min() {
-                deadline = min(deadline, max(lane.retryAt, due, .now + .milliseconds(10)))
-            }
-            let (incoming, stopping) = mailbox.take(waitingUntil: deadline, alreadyPending: pendingWrites.count)
-            pendingWrites.append(contentsOf: incoming.map { PendingWrite(run: $0) })
-            writePendingResults()
+            let held = pendingWrites.count
+            let (taken, stopping) = takeAndWrite()
+            // What was written or given up is gone, with the memory its outcome kept alive:
+            // an idle worker gives memory back only once the writer holds no outcome.
+            reclaimer?.outcomesLetGo(held + taken - pendingWrites.count)
             if stopping {
                 if !pendingWrites.isEmpty {
                     logger.warning("results not written at exit; their leases expire and the jobs are rescued", metadata: ["count": "\(pendingWrites.count)"])
@@ -52,6 +58,20 @@ final class ResultWriterLoop {
                 return
             }
         }
+    }
+
+    /// Waits for finished runs (or for the next retry to come due), then writes what is due.
+    /// The runs taken live in its locals only, which are gone once it returns.
+    /// - Returns: How many runs it took from the mailbox, and whether the writer must stop.
+    private func takeAndWrite() -> (taken: Int, stopping: Bool) {
+        var deadline = ContinuousClock.now + .seconds(60)
+        if let due = pendingWrites.map(\.notBefore).min() {
+            deadline = min(deadline, max(lane.retryAt, due, .now + .milliseconds(10)))
+        }
+        let (incoming, stopping) = mailbox.take(waitingUntil: deadline, alreadyPending: pendingWrites.count)
+        pendingWrites.append(contentsOf: incoming.map { PendingWrite(run: $0) })
+        writePendingResults()
+        return (incoming.count, stopping)
     }
 
     /// Writes what is due of ``pendingWrites``.
@@ -143,7 +163,7 @@ final class ResultWriterLoop {
         let firstConflict = pending.firstConflictAt ?? now
         pending.firstConflictAt = firstConflict
         pending.lastError = error
-        guard now - firstConflict < configuration.resultWriteRetryWindow else {
+        guard now - firstConflict < retryWindow else {
             pendingWrites.remove(at: index)
             giveUp(pending, error: error)
             return false
@@ -166,15 +186,9 @@ final class ResultWriterLoop {
         forget([pending.run])
     }
 
-    /// Removes written (or given-up) runs from the in-flight set and tells the scheduler.
+    /// Written (or given-up) runs leave the in-flight set; the scheduler hears of each.
     private func forget(_ runs: [FinishedRun]) {
-        state.withLock { state in
-            for run in runs where state.inFlight[run.work.job.id]?.token == run.token {
-                state.inFlight[run.work.job.id] = nil
-            }
-            state.events.append(contentsOf: runs.map { .written(jobID: $0.work.job.id, token: $0.token) })
-        }
-        state.signal()
+        state.runsWritten(runs.map { (jobID: $0.work.job.id, token: $0.token) })
     }
 
     /// Writes one run's outcome in its own transaction(s) and logs it.
@@ -183,70 +197,7 @@ final class ResultWriterLoop {
     private func write(_ pending: PendingWrite, on connection: PGConnection) throws {
         var jobLogger = jobLogger(for: pending.run.work.job)
         if pending.conflicts > 0 { jobLogger[metadataKey: "write_retries"] = "\(pending.conflicts)" }
-        try write(pending.run.outcome, of: pending.run, logger: jobLogger, on: connection)
-    }
-
-    private func write(_ outcome: RunOutcome, of run: FinishedRun, logger jobLogger: Logger, on connection: PGConnection) throws {
-        let job = run.work.job
-        switch outcome {
-        case .drop(.cancelled):
-            jobLogger.notice("job cancelled by an operator; stopped")
-        case .drop(.mediaItemDeleted):
-            // Its row went with the item (ON DELETE CASCADE): there is nothing to write.
-            jobLogger.notice("the job's media item was deleted; stopped")
-        case .release(let reason):
-            // Fenced: when another run owns the job now, nothing is written.
-            let released = !(try store.release([job], on: connection)).isEmpty
-            switch reason {
-            case .leaseLost:
-                jobLogger.warning(released ? "job stopped: this worker could not renew its lease in time; released it back to pending"
-                                           : "job stopped: this worker lost its lease; another worker owns it now")
-            case .shutdown:
-                jobLogger.notice(released ? "job released for shutdown; it goes back to pending without charging an attempt" : "job stopped for shutdown; it was no longer ours")
-            case .environmentFault(let code):
-                jobLogger.notice(released ? "job released without charging an attempt: the storage root was unavailable"
-                                          : "job failed while the storage root was unavailable; it was no longer ours",
-                                 metadata: ["code": "\(code)"])
-            }
-        case .complete(let result):
-            let stored: Bool
-            do {
-                stored = try store.complete(job, outcome: result, on: connection)
-            } catch let error as DatabaseError where !error.isConnectionProblem && !error.isTransientConflict {
-                // The result itself cannot be stored (for example an item update breaks a
-                // constraint): retrying it would fail the same way, so it is the run's failure.
-                let failure = JobError(.internalError, "The job's result could not be stored: \(error.message)", retryable: true)
-                jobLogger.error("job result could not be stored; recording that as the run's failure", metadata: ["error": "\(error)"])
-                try write(RunOutcome.failure(failure, of: job, policy: configuration.retryPolicy), of: run, logger: jobLogger, on: connection)
-                return
-            }
-            if stored {
-                metrics.completed(job.type, duration: run.duration)
-                jobLogger.info("job completed", metadata: ["duration_ms": "\(run.durationMilliseconds)"])
-            } else {
-                jobLogger.warning("job result dropped: this run no longer owns the job (lease lost or cancelled)")
-            }
-        case .retry(let error, let delay, let salvaged):
-            try recordFailure(error, retryAfter: delay, salvaged: salvaged, of: job, logger: jobLogger, on: connection)
-        case .fail(let error, let salvaged):
-            try recordFailure(error, retryAfter: nil, salvaged: salvaged, of: job, logger: jobLogger, on: connection)
-        }
-    }
-
-    private func recordFailure(_ error: JobError, retryAfter delay: Duration?, salvaged: MediaItemUpdate, of job: ClaimedJob,
-                               logger jobLogger: Logger, on connection: PGConnection) throws {
-        switch try store.fail(job, error: error, retryAfter: delay, itemUpdate: salvaged, on: connection) {
-        case .retrying(let runAt):
-            metrics.retried(job.type)
-            jobLogger.warning("job failed; will retry", metadata: ["code": "\(error.code)", "error": "\(error.message)", "run_at": "\(runAt)"])
-            // No NOTIFY marks the moment run_at passes: the scheduler wakes up for it itself.
-            state.post(.retryDue(ContinuousClock.now + .seconds(max(0, runAt.timeIntervalSinceNow)) + .milliseconds(50)))
-        case .failed:
-            metrics.failed(job.type)
-            jobLogger.error("job failed", metadata: ["code": "\(error.code)", "error": "\(error.message)", "retryable": "\(error.isRetryable)"])
-        case .dropped:
-            jobLogger.warning("job failure dropped: this run no longer owns the job")
-        }
+        try recorder.write(pending.run.outcome, of: pending.run, logger: jobLogger, on: connection)
     }
 }
 

@@ -33,25 +33,16 @@ struct RunLauncher: Sendable {
     ///     handed straight back.
     func launch(_ units: [ClaimedUnit], tokens: [String: UInt64], claimSentAt: ContinuousClock.Instant, storageGone: Bool) {
         guard !units.isEmpty else { return }
-        let runsByUnit = state.withLock { state in
-            units.map { unit in
-                unit.works.compactMap { work -> InFlightRun? in
-                    guard let token = tokens[work.job.id] else { return nil }
-                    if let previous = state.inFlight[work.job.id] {
-                        // Our own lease on this job expired and it was rescued back to us: the old
-                        // run must not write anything, and the new one takes its place.
-                        previous.cancellation.stop(.leaseLost)
-                    }
-                    // The clock starts when a pool thread picks the job up (see JobExecutor).
-                    let cancellation = JobCancellation(timeout: nil)
-                    cancellation.extendLease(until: claimSentAt + ownedLease)
-                    let run = InFlightRun(work: work, token: token, cancellation: cancellation,
-                                          progress: JobProgress(), salvage: JobSalvage())
-                    state.inFlight[work.job.id] = run
-                    return run
-                }
-            }.filter { !$0.isEmpty }
-        }
+        let runsByUnit = units.map { unit in
+            unit.works.compactMap { work -> InFlightRun? in
+                guard let token = tokens[work.job.id] else { return nil }
+                // The clock starts when a pool thread picks the job up (see JobExecutor).
+                let cancellation = JobCancellation(timeout: nil)
+                cancellation.extendLease(until: claimSentAt + ownedLease)
+                return InFlightRun(work: work, token: token, cancellation: cancellation, progress: JobProgress(), salvage: JobSalvage())
+            }
+        }.filter { !$0.isEmpty }
+        state.runsClaimed(runsByUnit.flatMap { $0 })
         for runs in runsByUnit {
             for run in runs { metrics.claimed(run.work.job.type) }
         }
@@ -83,18 +74,8 @@ struct RunLauncher: Sendable {
     /// flight as these runs (each once) to the writer in one submission, and tells the
     /// scheduler their slots are free.
     func finish(_ ended: [(run: InFlightRun, outcome: RunOutcome)], startedAt: ContinuousClock.Instant) {
-        let finished = state.withLock { state in
-            ended.compactMap { run, outcome -> FinishedRun? in
-                let id = run.work.job.id
-                guard let entry = state.inFlight[id], entry.token == run.token, !entry.handlerDone else { return nil }
-                state.inFlight[id]?.handlerDone = true
-                // A finished handler freed a slot: the scheduler claims for it while its result is written.
-                state.events.append(.finished(jobID: id, token: run.token))
-                return FinishedRun(work: entry.work, token: run.token, outcome: outcome, startedAt: startedAt)
-            }
-        }
+        let finished = state.handlersReturned(ended, startedAt: startedAt)
         guard !finished.isEmpty else { return }
-        state.signal()
         writer.submit(contentsOf: finished)
     }
 }

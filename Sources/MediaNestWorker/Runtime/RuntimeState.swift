@@ -92,6 +92,84 @@ final class RuntimeState: @unchecked Sendable {
         return try body(&fields)
     }
 
+    /// Claimed runs join the in-flight set, in one step. A job already in flight here (our own
+    /// lease on it expired and it was rescued back to us) has its old run stopped: that run must
+    /// not write anything, and the new one takes its place.
+    func runsClaimed(_ runs: [InFlightRun]) {
+        withLock { fields in
+            for run in runs {
+                fields.inFlight[run.work.job.id]?.cancellation.stop(.leaseLost)
+                fields.inFlight[run.work.job.id] = run
+            }
+        }
+    }
+
+    /// Stops in-flight runs, each for its reason (their handlers notice and return; the
+    /// executor decides what becomes of each run). Ids not in flight are skipped.
+    /// - Returns: The jobs of the runs stopped, in id order, with their reasons.
+    @discardableResult
+    func stopRuns(_ reasons: [String: StopReason]) -> [(job: ClaimedJob, reason: StopReason)] {
+        withLock { fields in
+            reasons.sorted { $0.key < $1.key }.compactMap { id, reason in
+                guard let run = fields.inFlight[id] else { return nil }
+                run.cancellation.stop(reason)
+                return (run.work.job, reason)
+            }
+        }
+    }
+
+    /// The jobs of the runs among `ids` that are in flight.
+    func jobsInFlight(_ ids: [String]) -> [ClaimedJob] {
+        withLock { fields in ids.compactMap { fields.inFlight[$0]?.work.job } }
+    }
+
+    /// What one heartbeat sends for each run in flight: its lease, and its progress when that
+    /// changed since the last heartbeat (counted as sent from now on: a lost snapshot costs one
+    /// stale `progress_info`), with the run's cancellation, whose lease the heartbeat extends.
+    func heartbeatEntries() -> [(entry: HeartbeatEntry, cancellation: JobCancellation)] {
+        withLock { fields in
+            let runs = fields.inFlight
+            return runs.map { id, run in
+                let current = run.progress.current
+                let changed = current.version != run.sentProgressVersion
+                fields.inFlight[id]?.sentProgressVersion = current.version
+                return (HeartbeatEntry(jobID: run.work.job.id, leaseID: run.work.job.leaseID, progress: changed ? current.snapshot?.json : nil),
+                        run.cancellation)
+            }
+        }
+    }
+
+    /// Handlers returned: each run still in flight as itself (same token, not yet done) is
+    /// marked done, once, and the scheduler hears its slot is free
+    /// (``Scheduler/Event/finished(jobID:token:)``) while its result is written.
+    /// - Returns: The runs to hand to the writer: the others were replaced or settled already.
+    func handlersReturned(_ ended: [(run: InFlightRun, outcome: RunOutcome)], startedAt: ContinuousClock.Instant) -> [FinishedRun] {
+        let finished = withLock { fields in
+            ended.compactMap { run, outcome -> FinishedRun? in
+                let id = run.work.job.id
+                guard let entry = fields.inFlight[id], entry.token == run.token, !entry.handlerDone else { return nil }
+                fields.inFlight[id]?.handlerDone = true
+                fields.events.append(.finished(jobID: id, token: run.token))
+                return FinishedRun(work: entry.work, token: run.token, outcome: outcome, startedAt: startedAt)
+            }
+        }
+        if !finished.isEmpty { signal() }
+        return finished
+    }
+
+    /// Runs whose results were written (or given up) leave the in-flight set, each only while
+    /// it is still the run in flight for its job, and the scheduler hears of each
+    /// (``Scheduler/Event/written(jobID:token:)``): their slots and heartbeats are done.
+    func runsWritten(_ runs: [(jobID: String, token: UInt64)]) {
+        withLock { fields in
+            for run in runs where fields.inFlight[run.jobID]?.token == run.token {
+                fields.inFlight[run.jobID] = nil
+            }
+            fields.events.append(contentsOf: runs.map { .written(jobID: $0.jobID, token: $0.token) })
+        }
+        signal()
+    }
+
     /// Hands `event` to the claim loop and wakes it.
     func post(_ event: Scheduler.Event) {
         withLock { $0.events.append(event) }

@@ -7,8 +7,9 @@ import MediaNestQueue
 /// The claim loop (its driver) feeds it ``Event``s (woken, finished, written, signal, …) with
 /// ``handle(_:now:)``, starts a cycle with ``tick(now:storageAvailable:)`` and then asks for
 /// ``next()`` ``Action``s until it gets ``Action/sleep(until:)``, reporting what each action
-/// found (see Scheduler+Claim.swift). Time only enters through the `now` of those calls and
-/// randomness only through ``random``, so the tests drive it with a manual clock.
+/// found (see Scheduler+Claim.swift; the events and actions are in Scheduler+Events.swift).
+/// Time only enters through the `now` of those calls and randomness only through ``random``,
+/// so the tests drive it with a manual clock.
 ///
 /// Policies it owns:
 /// - **Slots.** At most ``Settings/concurrency`` executions run (one per pool thread), at most
@@ -59,42 +60,6 @@ struct Scheduler {
     static let stopGrace: Duration = .seconds(3)
     /// The same after an immediate stop (a second signal, cancellation, a fatal fault).
     static let immediateStopGrace: Duration = .seconds(1)
-
-    /// What happened outside the scheduler.
-    enum Event: Sendable, Equatable {
-        /// A NOTIFY for our types, the rescuer put jobs back, a new LISTEN session: claim now.
-        case woken
-        /// LISTEN works (or stopped working): the fallback poll may be slow (must be fast).
-        case listen(healthy: Bool)
-        /// A handler returned: its slot is free, its result is on its way to the writer.
-        case finished(jobID: String, token: UInt64)
-        /// A run's result was written (or given up): it leaves the in-flight set.
-        case written(jobID: String, token: UInt64)
-        /// The writer scheduled a retry whose `run_at` comes at this instant.
-        case retryDue(Instant)
-        /// Shut down: after the grace period, or at once.
-        case signal(immediately: Bool)
-    }
-
-    /// What the driver must do next.
-    enum Action: Equatable {
-        /// Stop these running handlers for shutdown.
-        case stopRuns([String])
-        /// Put these runs back to pending, uncharged: their handlers did not return in time.
-        case release([String])
-        case exit(WorkerExit)
-        case sampleQueue
-        /// Claim a job rescued after a crash, to run alone; report with ``claimResult(_:)``.
-        case claimRunAlone
-        /// Ask whether a run-alone job waits; report with ``runAloneWaiting(_:)``.
-        case checkRunAloneWaiting
-        /// Claim at most `limit` jobs, at most `slots[type]` of each type; report with ``claimResult(_:)``.
-        case claim(slots: [JobType: Int], limit: Int)
-        /// Ask whether anything is runnable; report with ``drainChecked(runnable:)``.
-        case checkDrained
-        /// Sleep until then, or until an event arrives.
-        case sleep(until: Instant)
-    }
 
     let settings: Settings
     /// A number in 0..<1 for the poll's jitter.
