@@ -71,4 +71,34 @@ struct HEVCReducingDecoderTests {
         let full = try HEIFDecoder.decode(file: file, limits: .default, maxLongEdge: 4096)
         #expect(full.width == 256 && full.height == 160)
     }
+
+    /// Damaged copies of a 10-bit HEIC reach the plugin (its NAL sizes, libavcodec's decode, the
+    /// reduction) and decode or fail with an input code; never a crash or an internal error.
+    @Test func damagedDeepHEICsSucceedOrFailWithAnInputCode() throws {
+        let scratch = try CommittedFixtures.scratch("hevc-mutated")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let png = scratch + "/source.png", heic = scratch + "/source.heic"
+        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "gradients=s=400x240",
+                                                             "-frames:v", "1", "-pix_fmt", "rgb48be", png])
+        try #require(made.status == 0, "ffmpeg: \(made.stderr)")
+        let encoded = try ProcessRunner.run("/usr/bin/heif-enc", ["-b", "10", "-p", "preset=ultrafast", "-o", heic, png])
+        try #require(encoded.status == 0, "heif-enc: \(encoded.stderr)")
+        let original = Array(try Data(contentsOf: URL(fileURLWithPath: heic)))
+        var random = MutatedInputTests.SplitMix(state: 0x4845_5643)
+        var outcomes: [String: Int] = [:]
+        for round in 0..<60 {
+            let name = "case-\(round).heic"
+            try Data(MutatedInputTests.mutate(original, using: &random)).write(to: URL(fileURLWithPath: scratch + "/" + name))
+            do {
+                let file = try SafeFile.open(relativePath: name, in: scratch)
+                let image = try HEIFDecoder.decode(file: file, limits: MediaLimits(timeout: .seconds(20)), maxLongEdge: 160)
+                #expect(max(image.width, image.height) <= 160)
+                outcomes["decoded", default: 0] += 1
+            } catch {
+                #expect(MutatedInputTests.inputCodes.contains(error.code), "\(name): \(error.code.rawValue): \(error.message)")
+                outcomes[error.code.rawValue, default: 0] += 1
+            }
+        }
+        #expect(outcomes["decoded", default: 0] > 0, "some damaged copies still decode: \(outcomes)")
+    }
 }

@@ -149,6 +149,38 @@ struct TIFFStripDecoderTests {
         #expect(error?.code == .corruptMedia)
     }
 
+    /// Damaged copies of plain TIFFs (the header, the strip tables, the deflate stream) decode or
+    /// fail with an input code; never a crash, a read outside the file or an internal error.
+    @Test func damagedCopiesSucceedOrFailWithAnInputCode() throws {
+        let source = try source()
+        try run("/usr/bin/ffmpeg", ["-v", "error", "-nostdin", "-y", "-i", source, "-vf", "scale=97:61", "-compression_algo", "deflate",
+                                    "-pix_fmt", "rgb48le", scratch + "/m-deflate.tif"])
+        try run("/usr/bin/ffmpeg", ["-v", "error", "-nostdin", "-y", "-i", source, "-vf", "scale=97:61", "-compression_algo", "raw",
+                                    "-pix_fmt", "ya16le", scratch + "/m-raw.tif"])
+        try run("/usr/bin/vips", ["tiffsave", source, scratch + "/m-predictor.tif", "--compression", "deflate", "--predictor", "horizontal",
+                                  "--strip"])
+        var outcomes: [String: Int] = [:]
+        for name in ["m-deflate.tif", "m-raw.tif", "m-predictor.tif"] {
+            let original = Array(try Data(contentsOf: URL(fileURLWithPath: scratch + "/" + name)))
+            var random = MutatedInputTests.SplitMix(state: name.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
+            for round in 0..<80 {
+                let mutated = MutatedInputTests.mutate(original, using: &random)
+                let copy = "case-\(round)-\(name)"
+                try Data(mutated).write(to: URL(fileURLWithPath: scratch + "/" + copy))
+                do {
+                    let file = try SafeFile.open(relativePath: copy, in: scratch)
+                    let still = try StillImageDecoder.decode(file: file, maxLongEdge: 64)
+                    #expect(still.image.pixels.count == still.image.width * still.image.height * 4)
+                    outcomes["decoded", default: 0] += 1
+                } catch {
+                    #expect(MutatedInputTests.inputCodes.contains(error.code), "\(copy): \(error.code.rawValue) \(error.message)")
+                    outcomes[error.code.rawValue, default: 0] += 1
+                }
+            }
+        }
+        #expect(outcomes["decoded", default: 0] > 0, "some damaged copies still decode: \(outcomes)")
+    }
+
     /// The inline SHORT or LONG value of `tag` in IFD0 of a little-endian TIFF.
     static func inlineValue(of tag: Int, in bytes: [UInt8]) -> Int? {
         let ifd = Int(bytes[4]) | Int(bytes[5]) << 8 | Int(bytes[6]) << 16 | Int(bytes[7]) << 24
