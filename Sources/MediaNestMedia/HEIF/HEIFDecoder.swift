@@ -50,9 +50,10 @@ public enum HEIFDecoder {
 
     /// Decodes the primary image, applies its transforms, and reduces it to `maxLongEdge`.
     ///
-    /// libheif 1.15 cannot decode at a reduced size, so the full image is decoded (about
-    /// 4 bytes per pixel for the RGBA result, plus the YUV planes) and then scaled with
-    /// libswscale; the pixel limit bounds that memory. When the file embeds a thumbnail of the
+    /// libheif 1.15 cannot decode at a reduced size, so the full image is decoded and its planes
+    /// scaled with libswscale; the pixel limit bounds that memory. A whole HEVC picture of more
+    /// than 8 bits is decoded by libavcodec and reduced before libheif copies it
+    /// (``HEVCReducingDecoder``). When the file embeds a thumbnail of the
     /// same picture that still covers `maxLongEdge` (iPhones store 320×240), that is decoded
     /// instead, unless `useEmbeddedThumbnail` is `false`.
     /// - Parameters:
