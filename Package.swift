@@ -279,7 +279,7 @@ let package = Package(
 // one file under Fuzz/ defining LLVMFuzzerTestOneInput (hence -parse-as-library: libFuzzer
 // supplies main). A normal `swift build` never sees them.
 if Context.environment["MEDIANEST_FUZZ"] == "1" {
-    for name in ["exif", "probe", "still", "thumbhash", "json", "motionphoto", "icc"] {
+    for name in ["exif", "probe", "still", "thumbhash", "json", "motionphoto", "icc", "tiff"] {
         package.targets.append(.executableTarget(
             name: "fuzz-\(name)",
             dependencies: ["MediaNestFuzzing"],

@@ -4,7 +4,7 @@
 # 600), at most FUZZ_JOBS (default 2) at once, and prints one row per target: executions,
 # executions per second, corpus size and findings.
 #
-#   scripts/fuzz.sh [TARGET...]        every target when none is named (exif probe still thumbhash json motionphoto icc)
+#   scripts/fuzz.sh [TARGET...]        every target when none is named (exif probe still thumbhash json motionphoto icc tiff)
 #   FUZZ_SECONDS=60 FUZZ_JOBS=1 scripts/fuzz.sh still
 #
 # Every finding (crash, ASan report, leak, timeout, out-of-memory) is copied to
@@ -16,7 +16,7 @@ source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 ensure_packages
 
-ALL_TARGETS=(exif probe still thumbhash json motionphoto icc)
+ALL_TARGETS=(exif probe still thumbhash json motionphoto icc tiff)
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=("${ALL_TARGETS[@]}")
 FUZZ_SECONDS="${FUZZ_SECONDS:-600}"
@@ -29,7 +29,7 @@ REGRESSIONS="$REPO_ROOT/Tests/FuzzRegressions"
 max_len() {
     case "$1" in
         exif) echo 65536 ;;
-        probe | still | motionphoto | icc) echo 262144 ;;
+        probe | still | motionphoto | icc | tiff) echo 262144 ;;
         thumbhash) echo 64 ;;
         json) echo 16384 ;;
         *) echo "unknown fuzz target '$1' (known: ${ALL_TARGETS[*]})" >&2; return 1 ;;

@@ -2,6 +2,7 @@
 #define CHEIF_SHIM_H
 // libheif (HEIC/HEIF and AVIF still images). The include path comes from pkg-config (`libheif`).
 #include <libheif/heif.h>
+#include <libheif/heif_plugin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 

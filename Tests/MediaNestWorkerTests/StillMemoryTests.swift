@@ -28,6 +28,12 @@ struct StillMemoryTests {
         Source(file: "photo16.png", label: "16-bit PNG"),
         Source(file: "photo16.jxl", label: "16-bit JPEG XL (libjxl)"),
         Source(file: "photo8-420.avif", label: "8-bit 4:2:0 AVIF (libheif)"),
+        // One deflated strip, as FFmpeg, GIMP and many scanners write them: FFmpeg's decoder held
+        // the file, the strip inflated whole and the frame at once (16.1 bytes per pixel).
+        Source(file: "photo16.tif", label: "16-bit TIFF, one deflated strip"),
+        // libheif 1.15 held libde265's picture, its own copy and a 4:4:4 conversion (13.4); now
+        // libavcodec decodes it and it is reduced before libheif sees it (HEVCReducingDecoder).
+        Source(file: "photo10.heic", label: "10-bit 4:2:0 HEIC (libheif, x265)"),
     ]
 
     @Test(arguments: sources)
@@ -128,7 +134,7 @@ final class GeneratedStills: Sendable {
 
     private static func generate() throws(MediaNestTestSupport.FixtureError) -> Corpus {
         let scratch = Corpus(directory: directoryPath)
-        // About 150 MB of pictures: removed when the test process exits.
+        // About 240 MB of pictures: removed when the test process exits.
         atexit { try? FileManager.default.removeItem(atPath: GeneratedStills.directoryPath) }
         do {
             try FileManager.default.createDirectory(atPath: scratch.directory, withIntermediateDirectories: true)
@@ -146,6 +152,10 @@ final class GeneratedStills: Sendable {
                                   "-frames:v", "1", "-pix_fmt", "rgb48be", base])
         try tool(ffmpeg, quiet + ["-i", base, "-q:v", "2", scratch.path("photo8.jpg")])
         try tool(ffmpeg, quiet + ["-i", base, "-c:v", "libjxl", "-distance", "1", "-effort", "3", "-pix_fmt", "rgb48le", scratch.path("photo16.jxl")])
+        try tool(ffmpeg, quiet + ["-i", base, "-compression_algo", "deflate", "-pix_fmt", "rgb48le", scratch.path("photo16.tif")])
+        // x265's fast preset, with its in-loop filters on as cameras encode: libheif 1.15's own decode
+        // of it peaked at 13.4 bytes per pixel (12.1 for ultrafast, which turns some of them off).
+        try tool("/usr/bin/heif-enc", ["-b", "10", "-p", "preset=fast", "-o", scratch.path("photo10.heic"), base])
         try tool("/usr/bin/avifenc", ["-d", "10", "-s", "10", "-j", "1", base, scratch.path("photo10.avif")])
         try tool("/usr/bin/avifenc", ["-d", "8", "-y", "420", "-s", "10", "-j", "1", base, scratch.path("photo8-420.avif")])
         try tool(ffmpeg, quiet + ["-f", "lavfi", "-i", "testsrc2=s=64x48", "-frames:v", "1", scratch.path("tiny.png")])

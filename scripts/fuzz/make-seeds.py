@@ -18,7 +18,7 @@ import tempfile
 import zlib
 
 out, repo = sys.argv[1], sys.argv[2]
-MAX = {"exif": 65536, "probe": 262144, "still": 262144, "thumbhash": 64, "json": 16384, "motionphoto": 262144, "icc": 262144}
+MAX = {"exif": 65536, "probe": 262144, "still": 262144, "thumbhash": 64, "json": 16384, "motionphoto": 262144, "icc": 262144, "tiff": 262144}
 for target in MAX:
     os.makedirs(os.path.join(out, target), exist_ok=True)
 
@@ -168,6 +168,38 @@ if "still.jpg" in made:
     made["exif-be.jpg"] = jpeg_with_app1(made["still.jpg"], block_be)
 if "still.png" in made:
     made["exif.png"] = png_with_exif(made["still.png"], block_le)
+
+# TIFFs the streaming strip reader takes (deflate in one strip, raw strips, 16 bits, grey with
+# alpha, the horizontal predictor, big-endian) and ones it leaves to FFmpeg (LZW, PackBits, tiles).
+tiffs = {
+    "deflate-rgb48.tif": ["-compression_algo", "deflate", "-pix_fmt", "rgb48le"],
+    "raw-gray16.tif": ["-compression_algo", "raw", "-pix_fmt", "gray16le"],
+    "deflate-ya8.tif": ["-compression_algo", "deflate", "-pix_fmt", "ya8"],
+    "raw-rgba.tif": ["-compression_algo", "raw", "-pix_fmt", "rgba"],
+    "lzw-rgb24.tif": ["-compression_algo", "lzw", "-pix_fmt", "rgb24"],
+    "packbits-rgb24.tif": ["-compression_algo", "packbits", "-pix_fmt", "rgb24"],
+}
+for name, args in tiffs.items():
+    path = os.path.join(work, name)
+    if subprocess.run(FF + STILL + args + [path], capture_output=True).returncode == 0:
+        made[name] = open(path, "rb").read()
+        put("tiff", name, made[name])
+if "still.png" in made:
+    source = os.path.join(work, "still.png")
+    for name, command in (("predictor.tif", ["vips", "tiffsave", source, "{}", "--compression", "deflate", "--predictor", "horizontal"]),
+                          ("tiled.tif", ["vips", "tiffsave", source, "{}", "--tile", "--tile-width", "16", "--tile-height", "16"]),
+                          ("be16.tif", ["convert", source, "-depth", "16", "-define", "tiff:endian=msb", "-compress", "zip", "{}"])):
+        path = os.path.join(work, name)
+        if subprocess.run([path if part == "{}" else part for part in command], capture_output=True).returncode == 0:
+            made[name] = open(path, "rb").read()
+            put("tiff", name, made[name])
+put("tiff", "still.tif", made.get("still.tif", b""))
+
+# A 10-bit HEIC larger than the still target's 320 px, so HEVCReducingDecoder reduces it.
+deep_png, deep_heic = os.path.join(work, "deep.png"), os.path.join(work, "deep10.heic")
+if subprocess.run(FF + ["-f", "lavfi", "-i", "gradients=s=400x240", "-frames:v", "1", "-pix_fmt", "rgb48be", deep_png], capture_output=True).returncode == 0 \
+        and subprocess.run(["heif-enc", "-b", "10", "-p", "preset=ultrafast", "-o", deep_heic, deep_png], capture_output=True).returncode == 0:
+    made["deep10.heic"] = open(deep_heic, "rb").read()
 
 for name, data in made.items():
     put("probe", name, data)

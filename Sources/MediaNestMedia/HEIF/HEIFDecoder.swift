@@ -50,9 +50,10 @@ public enum HEIFDecoder {
 
     /// Decodes the primary image, applies its transforms, and reduces it to `maxLongEdge`.
     ///
-    /// libheif 1.15 cannot decode at a reduced size, so the full image is decoded (about
-    /// 4 bytes per pixel for the RGBA result, plus the YUV planes) and then scaled with
-    /// libswscale; the pixel limit bounds that memory. When the file embeds a thumbnail of the
+    /// libheif 1.15 cannot decode at a reduced size, so the full image is decoded and its planes
+    /// scaled with libswscale; the pixel limit bounds that memory. A whole HEVC picture of more
+    /// than 8 bits is decoded by libavcodec and reduced before libheif copies it
+    /// (``HEVCReducingDecoder``). When the file embeds a thumbnail of the
     /// same picture that still covers `maxLongEdge` (iPhones store 320×240), that is decoded
     /// instead, unless `useEmbeddedThumbnail` is `false`.
     /// - Parameters:
@@ -70,6 +71,15 @@ public enum HEIFDecoder {
     public static func decode(file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
                               cancellation: JobCancellation? = nil, useEmbeddedThumbnail: Bool = true,
                               colourSpace: StillColourSpace = .srgb) throws(JobError) -> RGBAImage {
+        try decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation, useEmbeddedThumbnail: useEmbeddedThumbnail,
+                   colourSpace: colourSpace, reduceInDecoder: true)
+    }
+
+    /// ``decode(file:limits:maxLongEdge:cancellation:useEmbeddedThumbnail:colourSpace:)``, with
+    /// the choice of libheif's own HEVC decoding (`reduceInDecoder: false`), which the tests
+    /// compare ``HEVCReducingDecoder`` to.
+    static func decode(file: SafeFile, limits: MediaLimits, maxLongEdge: Int, cancellation: JobCancellation?, useEmbeddedThumbnail: Bool,
+                       colourSpace: StillColourSpace, reduceInDecoder: Bool) throws(JobError) -> RGBAImage {
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         let context = try HEIFContext(file: file, limits: limits, stop: stop)
         let primary = try context.primaryHandle()
@@ -89,6 +99,37 @@ public enum HEIFDecoder {
         let colourPlan = ColourManagement.plan(for: colour, layout: .rgba16, target: colourSpace)
         let hasAlpha = heif_image_handle_has_alpha_channel(handle) != 0
         let premultiplied = hasAlpha && heif_image_handle_is_premultiplied_alpha(handle) != 0
+        // A whole HEVC picture is reduced by libavcodec and libswscale before libheif sees it
+        // (``HEVCReducingDecoder``): libheif's copies of it, and its 4:4:4 conversion, are then of
+        // the output's size. Only for more than 8 bits (an 8-bit picture costs libheif far less
+        // than the budget, and its samples would be rounded to 8 bits once more on the way), not
+        // for alpha (its plane must match the picture's) nor for a crop (`clap`), which libheif
+        // measures in the full picture's pixels.
+        let displayWidth = Int(heif_image_handle_get_width(handle)), displayHeight = Int(heif_image_handle_get_height(handle))
+        let reducedSize = RGBAImage.fittedSize(width: codedWidth, height: codedHeight, maxLongEdge: maxLongEdge)
+        var request: HEVCReducingDecoder.Request?
+        if thumbnail == nil, !hasAlpha, reduceInDecoder, heif_image_handle_get_luma_bits_per_pixel(handle) > 8,
+           (displayWidth, displayHeight) == (codedWidth, codedHeight) || (displayWidth, displayHeight) == (codedHeight, codedWidth),
+           reducedSize.width < codedWidth || reducedSize.height < codedHeight,
+           heif_register_decoder(context.pointer, HEVCReducingDecoder.plugin).code == heif_error_Ok {
+            request = HEVCReducingDecoder.Request(codedWidth: codedWidth, codedHeight: codedHeight,
+                                                  reducedWidth: reducedSize.width, reducedHeight: reducedSize.height, limits: limits)
+        }
+        let result: Result<RGBAImage, JobError> = HEVCReducingDecoder.$current.withValue(request) {
+            do throws(JobError) {
+                return .success(try decodeUpright(handle, context: context, file: file, limits: limits, maxLongEdge: maxLongEdge,
+                                                  hasAlpha: hasAlpha, premultiplied: premultiplied, stop: stop, colour: colourPlan))
+            } catch {
+                // The plugin's own words when it failed (libheif only says "plugin error").
+                return .failure(request?.failure ?? error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// The decode proper: libheif's planes reduced by libswscale, else libheif's RGBA conversion.
+    private static func decodeUpright(_ handle: OpaquePointer, context: HEIFContext, file: SafeFile, limits: MediaLimits, maxLongEdge: Int,
+                                      hasAlpha: Bool, premultiplied: Bool, stop: StopGuard, colour colourPlan: ColourPlan?) throws(JobError) -> RGBAImage {
         // The decoder's own planes, reduced straight to the output size (about 1.5 to 3 bytes per
         // pixel for the YCbCr planes instead of those plus two full-size RGBA copies); libheif's
         // RGBA conversion only for what libswscale cannot read (e.g. GBR or YCgCo matrices).

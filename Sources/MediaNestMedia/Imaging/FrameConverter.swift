@@ -65,56 +65,102 @@ enum FrameConverter {
     static func convert(planes: UnsafePointer<UnsafePointer<UInt8>?>, strides: UnsafePointer<Int32>, width sourceWidth: Int, height sourceHeight: Int,
                         format: AVPixelFormat, fullRange: Bool, matrix: Int32?, toWidth width: Int, height: Int,
                         colour: ColourPlan? = nil) throws(JobError) -> RGBAImage {
-        // Sources of more than 8 bits are reduced to 16-bit RGBA and converted from that; 8-bit ones
-        // are reduced to 8-bit RGBA and converted by LittleCMS's 8-bit matrix-shaper path, which
-        // is several times faster and loses nothing their samples had.
-        let deep = CFFmpeg_pix_fmt_depth(format.rawValue) > 8
-        let transform = deep ? colour?.transform : colour?.with(layout: .rgba8)?.transform
-        let outputFormat = transform == nil || !deep ? AV_PIX_FMT_RGBA : rgba64Native
-        guard let context = sws_getContext(Int32(sourceWidth), Int32(sourceHeight), format,
-                                           Int32(width), Int32(height), outputFormat,
-                                           qualityFlags, nil, nil, nil) else {
-            let name = CFFmpeg_pix_fmt_name(format.rawValue).map { String(cString: $0) } ?? "format \(format.rawValue)"
-            throw JobError(.unsupportedFormat, "The picture's pixel format (\(name)) cannot be converted.")
-        }
-        defer { sws_freeContext(context) }
-        if let matrix {
-            let coefficients = sws_getCoefficients(matrix)
-            let rgbMatrix = sws_getCoefficients(CFFmpeg_SWS_CS_ITU601)
-            _ = sws_setColorspaceDetails(context, coefficients, fullRange ? 1 : 0, rgbMatrix, 1, 0, 1 << 16, 1 << 16)
-        }
-        var pixels = [UInt8](repeating: 0, count: width * height * 4)
-        let status: Int32
-        if let transform, deep {
-            // The reduced picture at 16 bits in the source's space, then LittleCMS to 8 bits.
-            var wide = [UInt16](repeating: 0, count: width * height * 4)
-            status = wide.withUnsafeMutableBytes { out in
-                var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, nil, nil]
-                var dstStride: [Int32] = [Int32(width * 8), 0, 0, 0]
-                return sws_scale(context, planes, strides, 0, Int32(sourceHeight), &dst, &dstStride)
+        let scaler = try SliceScaler(width: sourceWidth, height: sourceHeight, format: format, fullRange: fullRange, matrix: matrix,
+                                     toWidth: width, height: height, colour: colour)
+        try scaler.feed(planes: planes, strides: strides, firstRow: 0, rows: sourceHeight)
+        return try scaler.finish()
+    }
+
+    /// One libswscale reduction fed the source a slice of rows at a time, top to bottom: for
+    /// decoders that produce rows as they go (``TIFFStripDecoder``), so no full-size copy of the
+    /// source is ever held. libswscale keeps the few source rows its vertical filter still needs
+    /// in its own ring buffer, so the result is the same as one call over the whole picture.
+    ///
+    /// Sources of more than 8 bits are reduced to 16-bit RGBA and, when a colour plan converts
+    /// them, turned into 8 bits by LittleCMS only at the output size; 8-bit ones are reduced to
+    /// 8-bit RGBA and converted by LittleCMS's 8-bit matrix-shaper path, which is several times
+    /// faster and loses nothing their samples had.
+    final class SliceScaler {
+        private let context: OpaquePointer
+        private let width: Int
+        private let height: Int
+        private let hasAlpha: Bool
+        private let transform: ColourTransform?
+        private let deep: Bool
+        private let colour: ColourPlan?
+        private var pixels: [UInt8]
+        /// The reduced picture at 16 bits in the source's space, when LittleCMS converts a deep source.
+        private var wide: [UInt16]
+        private var rowsWritten = 0
+
+        init(width sourceWidth: Int, height sourceHeight: Int, format: AVPixelFormat, fullRange: Bool, matrix: Int32?,
+             toWidth width: Int, height: Int, colour: ColourPlan?) throws(JobError) {
+            let deep = CFFmpeg_pix_fmt_depth(format.rawValue) > 8
+            let transform = deep ? colour?.transform : colour?.with(layout: .rgba8)?.transform
+            let outputFormat = transform == nil || !deep ? AV_PIX_FMT_RGBA : FrameConverter.rgba64Native
+            guard let context = sws_getContext(Int32(sourceWidth), Int32(sourceHeight), format,
+                                               Int32(width), Int32(height), outputFormat,
+                                               FrameConverter.qualityFlags, nil, nil, nil) else {
+                let name = CFFmpeg_pix_fmt_name(format.rawValue).map { String(cString: $0) } ?? "format \(format.rawValue)"
+                throw JobError(.unsupportedFormat, "The picture's pixel format (\(name)) cannot be converted.")
             }
-            if status > 0 {
-                wide.withUnsafeBytes { source in
-                    pixels.withUnsafeMutableBytes { transform.apply(source.baseAddress!, to: $0.baseAddress!, pixels: width * height) }
+            if let matrix {
+                let coefficients = sws_getCoefficients(matrix)
+                let rgbMatrix = sws_getCoefficients(CFFmpeg_SWS_CS_ITU601)
+                _ = sws_setColorspaceDetails(context, coefficients, fullRange ? 1 : 0, rgbMatrix, 1, 0, 1 << 16, 1 << 16)
+            }
+            self.context = context
+            self.width = width
+            self.height = height
+            self.hasAlpha = CFFmpeg_pix_fmt_has_alpha(format.rawValue) != 0
+            self.transform = transform
+            self.deep = deep
+            self.colour = colour
+            self.pixels = [UInt8](repeating: 0, count: width * height * 4)
+            self.wide = transform != nil && deep ? [UInt16](repeating: 0, count: width * height * 4) : []
+        }
+
+        deinit { sws_freeContext(context) }
+
+        /// Hands libswscale the source rows `firstRow ..< firstRow + rows`; slices must come in
+        /// order, the first at row 0, with no gap.
+        func feed(planes: UnsafePointer<UnsafePointer<UInt8>?>, strides: UnsafePointer<Int32>, firstRow: Int, rows: Int) throws(JobError) {
+            let status: Int32
+            if !wide.isEmpty {
+                status = wide.withUnsafeMutableBytes { out in
+                    var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, nil, nil]
+                    var dstStride: [Int32] = [Int32(width * 8), 0, 0, 0]
+                    return sws_scale(context, planes, strides, Int32(firstRow), Int32(rows), &dst, &dstStride)
+                }
+            } else {
+                status = pixels.withUnsafeMutableBufferPointer { out in
+                    var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
+                    var dstStride: [Int32] = [Int32(width * 4), 0, 0, 0]
+                    return sws_scale(context, planes, strides, Int32(firstRow), Int32(rows), &dst, &dstStride)
                 }
             }
-        } else {
-            status = pixels.withUnsafeMutableBufferPointer { out in
-                var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
-                var dstStride: [Int32] = [Int32(width * 4), 0, 0, 0]
-                return sws_scale(context, planes, strides, 0, Int32(sourceHeight), &dst, &dstStride)
-            }
-            if let transform, status > 0 {
-                // In place: LittleCMS allows the same buffer for input and output of one layout.
-                pixels.withUnsafeMutableBytes { transform.apply(UnsafeRawPointer($0.baseAddress!), to: $0.baseAddress!, pixels: width * height) }
-            }
+            guard status >= 0 else { throw ffmpegError(status, code: .corruptMedia, "The picture could not be converted") }
+            rowsWritten += Int(status)
         }
-        guard status > 0 else {
-            throw ffmpegError(status, code: .corruptMedia, "The picture could not be converted")
+
+        /// The reduced picture, converted by the colour plan, once every source row was fed.
+        func finish() throws(JobError) -> RGBAImage {
+            guard rowsWritten > 0 else { throw ffmpegError(0, code: .corruptMedia, "The picture could not be converted") }
+            if let transform {
+                if deep {
+                    wide.withUnsafeBytes { source in
+                        pixels.withUnsafeMutableBytes { transform.apply(source.baseAddress!, to: $0.baseAddress!, pixels: width * height) }
+                    }
+                    wide = []
+                } else {
+                    // In place: LittleCMS allows the same buffer for input and output of one layout.
+                    pixels.withUnsafeMutableBytes { transform.apply(UnsafeRawPointer($0.baseAddress!), to: $0.baseAddress!, pixels: width * height) }
+                }
+            }
+            var image = RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: hasAlpha)
+            image.colourSpace = colour?.output ?? .srgb
+            return image
         }
-        var image = RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: CFFmpeg_pix_fmt_has_alpha(format.rawValue) != 0)
-        image.colourSpace = colour?.output ?? .srgb
-        return image
     }
 
     /// 16-bit RGBA in the machine's byte order, as LittleCMS's `TYPE_RGBA_16` reads it.

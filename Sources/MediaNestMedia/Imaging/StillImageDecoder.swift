@@ -47,6 +47,9 @@ public struct DecodedStill: Sendable, Hashable {
 ///   scaled in the DCT domain in eighths (1/8 … 7/8), the largest reduction that still covers the
 ///   requested long edge; CMYK/YCCK JPEGs and JPEGs TurboJPEG refuses go to libavcodec at 1/2,
 ///   1/4 or 1/8 (`lowres`).
+/// - **TIFF strips streamed.** Plain TIFFs (uncompressed or deflated strips of 8- or 16-bit grey
+///   or RGB) are read a few rows at a time straight into the reduction by ``TIFFStripDecoder``
+///   instead of FFmpeg, which holds the file, a deflated strip inflated whole and the frame at once.
 /// - **Bounded threads.** The decoder uses at most the given number of threads.
 /// - **Damage.** A truncated file yields what decoded (JPEG fills the rest with grey) or
 ///   `corrupt_media`; never a crash.
@@ -82,6 +85,14 @@ public enum StillImageDecoder {
     ///   `io_error`, or the stop's code.
     public static func decode(file: SafeFile, limits: MediaLimits = .default, maxLongEdge: Int, threads: Int = 1,
                               cancellation: JobCancellation? = nil, colourSpace: StillColourSpace = .srgb) throws(JobError) -> DecodedStill {
+        try decode(file: file, limits: limits, maxLongEdge: maxLongEdge, threads: threads, cancellation: cancellation,
+                   colourSpace: colourSpace, streamTIFF: true)
+    }
+
+    /// ``decode(file:limits:maxLongEdge:threads:cancellation:colourSpace:)``, with the choice of
+    /// FFmpeg for every TIFF (`streamTIFF: false`), which the tests compare the streaming reader to.
+    static func decode(file: SafeFile, limits: MediaLimits, maxLongEdge: Int, threads: Int, cancellation: JobCancellation?,
+                       colourSpace: StillColourSpace, streamTIFF: Bool) throws(JobError) -> DecodedStill {
         FFmpegLog.install()
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         try stop.check()
@@ -152,6 +163,18 @@ public enum StillImageDecoder {
             // The profile (or cICP/sRGB chunk) from the header: a few small reads, no decoding.
             let embedded = try EmbeddedColour.read(codec: codec, from: header.count == Int(file.size) ? ByteReader(header) : ByteReader(file))
             colourPlan = ColourManagement.plan(for: embedded.colour, layout: .rgba16, target: colourSpace)
+        }
+        if codec == .tiff, streamTIFF, let layout = try TIFFStripDecoder.layout(ByteReader(file), limits: limits) {
+            // Plain strips: read a few rows at a time straight into the reduction (no packet, no frame).
+            let size = RGBAImage.fittedSize(width: layout.width, height: layout.height, maxLongEdge: maxLongEdge)
+            var image = try TIFFStripDecoder.decode(file: file, layout: layout, toWidth: size.width, height: size.height,
+                                                    colour: colourPlan, stop: stop, what: what)
+            image.clearAlphaIfOpaque()
+            image = orientationToApply.apply(to: image)
+            var still = DecodedStill(image: image, sourceWidth: layout.width, sourceHeight: layout.height,
+                                     format: codec.rawValue, orientation: orientationToApply.rawValue, lowres: 0)
+            still.convertedFrom = colourPlan?.transform == nil ? nil : colourPlan?.sourceName
+            return still
         }
         let lowres: Int32 = codec == .jpeg ? (width.flatMap { w in height.map { h in PacketImageDecoder.jpegLowres(width: w, height: h, maxLongEdge: maxLongEdge) } } ?? 0) : 0
         let decoded = try decodePacket(payload, codec: codec, lowres: lowres, threads: threads, limits: limits, what: what)
