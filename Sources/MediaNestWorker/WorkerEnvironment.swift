@@ -158,7 +158,7 @@ enum LogText {
 /// exist, a role that does not exist or a wrong password, a schema that is not migrated.
 public enum DatabasePreflight {
     /// The lowest `schema_migrations` version this build works with.
-    public static let requiredSchemaVersion: Int64 = 15
+    public static let requiredSchemaVersion: Int64 = 16
 
     /// The outcome of one try.
     public enum Outcome: Sendable {

@@ -13,7 +13,7 @@ struct MigrationCatalogTests {
         #expect(versions == versions.sorted() && Set(versions).count == versions.count)
         #expect(catalog.migrations.allSatisfy { $0.checksum.count == 64 })
         let outside = catalog.migrations.filter { !$0.up.runsInTransaction }.map(\.displayName)
-        #expect(outside == ["0007_media_versioning_index", "0008_query_indexes", "0014_duplicates", "0015_live_photo_index"])
+        #expect(outside == ["0007_media_versioning_index", "0008_query_indexes", "0014_duplicates", "0015_live_photo_index", "0016_duplicates_fast_and_fresh"])
     }
 
     @Test func checksumIsSHA256OfTheUpFile() throws {

@@ -87,6 +87,130 @@ struct ExactDuplicateTests {
         }
     }
 
+    /// A new metadata run of an item that exists (its file was replaced): enqueued and claimed.
+    func rerun(_ item: String, store: JobStore, on connection: PGConnection) throws -> ClaimedJob {
+        _ = try QueueAdmin.enqueue(mediaItemID: item, types: [.metadata], priority: 0, on: connection)
+        let claimed = try store.claim(slots: [.metadata: 1], limit: 1, on: connection)
+        try #require(claimed.count == 1 && claimed[0].job.mediaItemID == item)
+        return claimed[0].job
+    }
+
+    /// Three copies, the oldest the original, recorded through the batch path.
+    func threeCopies(store: JobStore, owner: String, on connection: PGConnection) throws -> (oldest: String, middle: String, newest: String) {
+        let oldest = try metadataRun(store: store, owner: owner, age: .seconds(86_400), name: "a.jpg", on: connection)
+        let middle = try metadataRun(store: store, owner: owner, age: .seconds(3600), name: "b.jpg", on: connection)
+        let newest = try metadataRun(store: store, owner: owner, age: .seconds(600), name: "c.jpg", on: connection)
+        #expect(try store.completeBatch([(oldest.job, outcome()), (middle.job, outcome()), (newest.job, outcome())], on: connection).count == 3)
+        #expect(try flags([oldest.item, middle.item, newest.item], on: connection) == [nil, oldest.item, oldest.item])
+        return (oldest.item, middle.item, newest.item)
+    }
+
+    /// The original's file is replaced by another picture (migration 0016): its metadata run
+    /// records a new checksum, and the group it left hands over to the next earliest copy. Then a
+    /// copy moves to the new content too: the copy left behind alone loses its flag, and the mover
+    /// points at the original of the group it joined.
+    @Test func aChangedChecksumRegroupsTheGroupItLeftAndTheOneItJoined() async throws {
+        try await withMigratedDatabase("dupschange") { _, connection, owner in
+            let store = JobStore(workerID: "w:1:0")
+            let (oldest, middle, newest) = try threeCopies(store: store, owner: owner, on: connection)
+            let other = String(repeating: "ef", count: 32)
+
+            #expect(try store.complete(try rerun(oldest, store: store, on: connection), outcome: outcome(other), on: connection))
+            #expect(try flags([oldest, middle, newest], on: connection) == [nil, nil, middle])
+
+            #expect(try store.complete(try rerun(newest, store: store, on: connection), outcome: outcome(other), on: connection))
+            #expect(try flags([oldest, middle, newest], on: connection) == [nil, nil, oldest])
+            #expect(try ExactDuplicates.groups(ownerID: owner, on: connection) == [[oldest, newest]])
+        }
+    }
+
+    /// Deleting an original (the upload app deletes rows; the trigger of migration 0016 follows):
+    /// the next earliest copy becomes the original, and a copy left alone loses its flag.
+    @Test func deletingTheOriginalHandsOverToTheNextCopy() async throws {
+        try await withMigratedDatabase("dupsdelete") { _, connection, owner in
+            let store = JobStore(workerID: "w:1:0")
+            let (oldest, middle, newest) = try threeCopies(store: store, owner: owner, on: connection)
+            try connection.execute("DELETE FROM media_items WHERE id = $1::uuid", [oldest])
+            #expect(try flags([middle, newest], on: connection) == [nil, middle])
+            // A copy deleted: the others are untouched.
+            let fourth = try metadataRun(store: store, owner: owner, age: .seconds(60), name: "d.jpg", on: connection)
+            #expect(try store.complete(fourth.job, outcome: outcome(), on: connection))
+            try connection.execute("DELETE FROM media_items WHERE id = $1::uuid", [newest])
+            #expect(try flags([middle, fourth.item], on: connection) == [nil, middle])
+            try connection.execute("DELETE FROM media_items WHERE id = $1::uuid", [middle])
+            #expect(try flags([fourth.item], on: connection) == [nil])
+        }
+    }
+
+    /// The original is deleted while a new copy's metadata run records the same content on
+    /// another connection, in both orders:
+    /// - delete first: the delete's transaction has regrouped and holds the group's lock; the
+    ///   recording waits for it, then sees the group without the original;
+    /// - recording first: it has flagged the new copy (pointing at the original) and waits in
+    ///   `settle_media_items` for a table lock the test holds; the delete waits for the
+    ///   original's row, then regroups after the recording committed.
+    /// Either way the next earliest copy is the original and the new copy points at it. Without
+    /// the delete trigger the second order leaves both copies pointing at the deleted item.
+    @Test(arguments: [true, false])
+    func aDeleteAndARecordingAtOnceAgree(deleteFirst: Bool) async throws {
+        try await withMigratedDatabase("dupsdelrace") { database, connection, owner in
+            let store = JobStore(workerID: "w:1:0")
+            let original = try metadataRun(store: store, owner: owner, age: .seconds(86_400), name: "a.jpg", on: connection)
+            let copy = try metadataRun(store: store, owner: owner, age: .seconds(3600), name: "b.jpg", on: connection)
+            #expect(try store.completeBatch([(original.job, outcome()), (copy.job, outcome())], on: connection).count == 2)
+            let late = try metadataRun(store: store, owner: owner, age: .seconds(60), name: "c.jpg", on: connection)
+            let one = try database.connect(), two = try database.connect()
+
+            if deleteFirst {
+                try two.execute("BEGIN")
+                try two.execute("DELETE FROM media_items WHERE id = $1::uuid", [original.item])
+                let recording = BackgroundCall { try store.complete(late.job, outcome: outcome(), on: one) }
+                try await waitUntilWaitingForLock(one.backendPID, call: recording, observer: connection)
+                try two.execute("COMMIT")
+                #expect(try await recording.value())
+            } else {
+                try connection.execute("BEGIN")
+                try connection.execute("LOCK TABLE notifications IN EXCLUSIVE MODE")
+                let recording = BackgroundCall { try store.complete(late.job, outcome: outcome(), on: one) }
+                try await waitUntilWaitingForLock(one.backendPID, call: recording, observer: connection)
+                let deletion = BackgroundCall { try two.execute("DELETE FROM media_items WHERE id = $1::uuid", [original.item]) }
+                try await waitUntilWaitingForLock(two.backendPID, call: deletion, observer: connection)
+                try connection.execute("COMMIT")
+                #expect(try await recording.value())
+                #expect(try await deletion.value() == 1)
+            }
+            #expect(try flags([copy.item, late.item], on: connection) == [nil, copy.item])
+        }
+    }
+
+    /// The original's file is replaced (its run records another content) while a new copy of the
+    /// old content is recorded on another connection and waits, uncommitted, in
+    /// `settle_media_items`, having flagged itself as a copy of that original. The replacement
+    /// waits for the old content's group lock (migration 0016 takes it for the content an item
+    /// leaves), then regroups it: the other copy is the original, the new copy points at it.
+    @Test func aChangedChecksumWaitsForARecordingOfTheContentItLeaves() async throws {
+        try await withMigratedDatabase("dupschrace") { database, connection, owner in
+            let store = JobStore(workerID: "w:1:0")
+            let original = try metadataRun(store: store, owner: owner, age: .seconds(86_400), name: "a.jpg", on: connection)
+            let copy = try metadataRun(store: store, owner: owner, age: .seconds(3600), name: "b.jpg", on: connection)
+            #expect(try store.completeBatch([(original.job, outcome()), (copy.job, outcome())], on: connection).count == 2)
+            let late = try metadataRun(store: store, owner: owner, age: .seconds(60), name: "c.jpg", on: connection)
+            let replaced = try rerun(original.item, store: store, on: connection)
+            let one = try database.connect(), two = try database.connect()
+
+            try connection.execute("BEGIN")
+            try connection.execute("LOCK TABLE notifications IN EXCLUSIVE MODE")
+            let recording = BackgroundCall { try store.complete(late.job, outcome: outcome(), on: one) }
+            try await waitUntilWaitingForLock(one.backendPID, call: recording, observer: connection)
+            let replacement = BackgroundCall { try store.complete(replaced, outcome: outcome(String(repeating: "ef", count: 32)), on: two) }
+            try await waitUntilWaitingForLock(two.backendPID, call: replacement, observer: connection)
+            try connection.execute("COMMIT")
+            #expect(try await recording.value())
+            #expect(try await replacement.value())
+            #expect(try flags([original.item, copy.item, late.item], on: connection) == [nil, nil, copy.item])
+        }
+    }
+
     /// The thumbnail job's perceptual hash reaches `media_items.perceptual_hash` bit for bit (a
     /// hash with its top bit set is a negative bigint), and `hamming_distance` compares it.
     @Test func thePerceptualHashIsStoredBitForBit() async throws {
