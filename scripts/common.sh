@@ -19,6 +19,7 @@ APT_PACKAGES=(
     chromium libheif-examples   # the gallery's browser test; HEIC sample in the demo (heif-enc)
     faketime socat util-linux python3   # make chaos (a skewed clock, a TCP proxy to freeze, mount/runuser), make fuzz's seed generator, make soak's driver, the demo's EXIF writer
     liblcms2-dev zlib1g-dev   # colour management of the stills (LittleCMS 2; zlib for PNG iCCP)
+    libjpeg-turbo-progs   # make bench: djpeg, the cost of libjpeg-turbo's decode alone beside the photo row
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

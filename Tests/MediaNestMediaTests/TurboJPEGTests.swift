@@ -42,6 +42,7 @@ struct TurboJPEGTests {
         let reference = try ffmpeg(bytes, lowres: lowres, maxLongEdge: maxLongEdge)
         #expect(still.image.width == reference.width && still.image.height == reference.height)
         #expect(still.image.width == maxLongEdge && still.sourceWidth == 1600 && still.sourceHeight == 1200)
+        #expect(still.jpegScale == (maxLongEdge == 320 ? "1/4" : "1/2"), "the DCT scaling used is reported")
         try #require(still.image.pixels.count == reference.pixels.count)
         var total = 0, worst = 0, over = 0
         for i in 0..<still.image.pixels.count where i % 4 != 3 {

@@ -1,7 +1,10 @@
 import Foundation
 import MediaNestCore
 import MediaNestDB
+import MediaNestMedia
+import MediaNestQueue
 import MediaNestTestSupport
+import MediaNestWorker
 import Testing
 
 /// The production `medianest-worker run --drain` with the real thumbnail and preview handlers,
@@ -111,5 +114,44 @@ struct ThumbnailCommandTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: output).sorted() == [
             MediaFixtures.Name.exifJPEG(orientation: 6) + ".png", MediaFixtures.Name.webp + ".png",
         ], "no temporary file is left behind")
+    }
+
+    /// `--preview-size` is what `make bench` times as "everything the thumbnail job does": it must
+    /// be the jobs' own path, so its files and hashes are held to the jobs' byte for byte.
+    @Test func withAPreviewSizeItMakesWhatTheThumbnailAndPreviewJobsMakeTogether() throws {
+        let fixtures = try MediaFixtures.load()
+        let storage = try fixtures.makeScratchDirectory("thumbnail-cli-preview")
+        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=2000x1500",
+                                                            "-frames:v", "1", "-q:v", "3", storage + "/photo.jpg"])
+        try #require(made.status == 0, "\(made.stderr)")
+        let output = storage + "/out"
+        let result = try runCLI(["thumbnail", "--size", "320", "--preview-size", "1440", "--output-dir", output, storage + "/photo.jpg"])
+        #expect(result.status == 0, "\(result.error)")
+        let line = try JSONValue(parsing: result.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(line["width"] == 320 && line["height"] == 240)
+        #expect(line["preview"]?["width"] == 1440 && line["preview"]?["height"] == 1080)
+        #expect(line["jpeg_scale"] == "3/4", "2000 px decoded at 3/4 (1500 px) covers 1440")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: output).sorted() == ["photo.jpg.preview.jpg", "photo.jpg.webp"])
+
+        // The same file through the jobs, claimed together.
+        let itemID = UUID().uuidString.lowercased()
+        func context(_ type: JobType) -> JobContext {
+            let job = ClaimedJob(id: UUID().uuidString, mediaItemID: itemID, type: type, attempt: 1, maxAttempts: 3, priority: 0, input: [:])
+            let item = MediaItemRecord(id: itemID, ownerID: "owner", filename: "photo.jpg", originalFilename: nil, mimeType: "image/jpeg",
+                                       fileSize: nil, storagePath: "photo.jpg", metadata: [:])
+            return JobContext(job: job, mediaItem: item, storage: StorageLayout(root: storage), progress: JobProgress(),
+                              cancellation: JobCancellation(), logger: TestLogging.logger())
+        }
+        let results = StillJobsHandler().run(together: [context(.thumbnail), context(.preview)])
+        let thumbnail = try results[0].get()
+        _ = try results[1].get()
+        #expect(line["thumbhash"] == thumbnail.itemUpdate.metadataMerge["thumbhash"])
+        #expect(line["perceptual_hash"] == thumbnail.output["perceptual_hash"])
+        let derived = storage + "/.derived/" + String(itemID.prefix(2)) + "/" + itemID
+        for (mine, jobs) in [("photo.jpg.webp", "thumbnail.webp"), ("photo.jpg.preview.jpg", "preview.jpg")] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: output + "/" + mine))
+            let b = try Data(contentsOf: URL(fileURLWithPath: derived + "/" + jobs))
+            #expect(a == b, "\(mine) and the job's \(jobs) differ")
+        }
     }
 }

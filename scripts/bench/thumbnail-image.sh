@@ -8,25 +8,12 @@
 source "$(dirname "$0")/../bench-lib.sh"
 COUNT="${THUMB_COUNT:-50}"
 set_dir="$BENCH_DIR/thumb-set"
-mkdir -p "$set_dir" "$BENCH_DIR/out-ours" "$BENCH_DIR/out-vips" "$BENCH_DIR/out-vips1" "$BENCH_DIR/out-ffmpeg"
-# A photo-like 4000x3000 picture (fractal detail, soft edges, grain), then COUNT variants with
-# different grain, 4:2:0 at about quality 95: about 2.5 MB each, like a phone's 12 MP JPEG.
-convert -seed 7 -size 4000x3000 plasma:fractal -blur 0x1 -attenuate 0.25 +noise Gaussian "$set_dir/base.png"
-for i in $(seq -w 1 "$COUNT"); do
-    ffmpeg -nostdin -hide_banner -loglevel error -y -i "$set_dir/base.png" -vf "noise=alls=6:allf=u:all_seed=$i,format=yuvj420p" -q:v 2 "$set_dir/photo-$i.jpg"
-done
-rm "$set_dir/base.png"
+mkdir -p "$BENCH_DIR/out-ours" "$BENCH_DIR/out-vips" "$BENCH_DIR/out-vips1" "$BENCH_DIR/out-ffmpeg"
+make_phone_jpegs "$set_dir" "$COUNT"
 files=("$set_dir"/photo-*.jpg)
 list="$BENCH_DIR/thumb-files.txt"
 printf '%s\n' "${files[@]}" >"$list"
 size_mb=$(du -cm "${files[@]}" | tail -1 | cut -f1)
-
-# hyper_wall_cpu COMMAND: "wall-mean cpu-mean" in seconds (cpu = user + system of the command).
-hyper_wall_cpu() {
-    local json="$BENCH_DIR/hyperfine-$RANDOM.json"
-    hyperfine --style none --warmup 1 --runs "${RUNS:-5}" --export-json "$json" "$1" >/dev/null 2>&1
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.6f %.6f" % (r["mean"], r["user"] + r["system"]))' "$json"
-}
 
 read -r ours ours_cpu < <(hyper_wall_cpu "xargs -a $list $WORKER thumbnail --quiet --size 320 --format webp --quality 80 --output-dir $BENCH_DIR/out-ours")
 read -r vips vips_cpu < <(hyper_wall_cpu "xargs -a $list vipsthumbnail --size 320 -o $BENCH_DIR/out-vips/%s.webp[Q=80]")

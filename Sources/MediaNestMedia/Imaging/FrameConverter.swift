@@ -195,8 +195,63 @@ enum FrameConverter {
     }
 
     /// Resizes an RGBA picture to exactly `width` × `height`.
+    ///
+    /// libswscale scales RGBA into planar G, B, R (and A) planes, which are then interleaved:
+    /// the same bytes as scaling RGBA to RGBA (``resizePacked(_:width:height:)``, checked by the
+    /// tests), about three times faster, because libswscale writes packed RGB through a scalar
+    /// per-pixel path and planar RGB through its vectorised one (a 1500 × 1125 photo reduced to
+    /// 1440 × 1080: about 10 ms instead of 30 ms of CPU).
     static func resize(_ image: RGBAImage, width: Int, height: Int) throws(JobError) -> RGBAImage {
         if image.width == width && image.height == height { return image }
+        // An opaque picture's alpha is 255 everywhere, and stays so through the filter.
+        let planeCount = image.hasAlpha ? 4 : 3
+        guard let context = sws_getContext(Int32(image.width), Int32(image.height), AV_PIX_FMT_RGBA,
+                                           Int32(width), Int32(height), image.hasAlpha ? AV_PIX_FMT_GBRAP : AV_PIX_FMT_GBRP,
+                                           qualityFlags, nil, nil, nil) else {
+            throw JobError(.internalError, "The picture could not be resized.")
+        }
+        defer { sws_freeContext(context) }
+        let planeSize = width * height
+        let planes = [UInt8](unsafeUninitializedCapacity: planeSize * planeCount) { buffer, count in
+            let base = buffer.baseAddress!
+            image.pixels.withUnsafeBufferPointer { src in
+                var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
+                var srcStride: [Int32] = [Int32(image.width * 4), 0, 0, 0]
+                // libswscale's order for GBR(A)P: G, B, R, A.
+                var dstPlanes: [UnsafeMutablePointer<UInt8>?] = (0..<4).map { $0 < planeCount ? base + $0 * planeSize : nil }
+                var dstStride: [Int32] = (0..<4).map { $0 < planeCount ? Int32(width) : 0 }
+                _ = sws_scale(context, &srcPlanes, &srcStride, 0, Int32(image.height), &dstPlanes, &dstStride)
+            }
+            count = planeSize * planeCount
+        }
+        let out = [UInt8](unsafeUninitializedCapacity: planeSize * 4) { buffer, count in
+            planes.withUnsafeBufferPointer { planar in
+                let g = planar.baseAddress!, b = g + planeSize, r = b + planeSize
+                // One 32-bit store per pixel: R, G, B, A in memory order.
+                let rgba = UnsafeMutableRawPointer(buffer.baseAddress!)
+                if planeCount == 4 {
+                    let a = r + planeSize
+                    for i in 0..<planeSize {
+                        let pixel = UInt32(r[i]) | UInt32(g[i]) << 8 | UInt32(b[i]) << 16 | UInt32(a[i]) << 24
+                        rgba.storeBytes(of: UInt32(littleEndian: pixel), toByteOffset: i * 4, as: UInt32.self)
+                    }
+                } else {
+                    for i in 0..<planeSize {
+                        let pixel = UInt32(r[i]) | UInt32(g[i]) << 8 | UInt32(b[i]) << 16 | 0xFF00_0000
+                        rgba.storeBytes(of: UInt32(littleEndian: pixel), toByteOffset: i * 4, as: UInt32.self)
+                    }
+                }
+            }
+            count = planeSize * 4
+        }
+        var resized = RGBAImage(width: width, height: height, pixels: out, hasAlpha: image.hasAlpha)
+        resized.colourSpace = image.colourSpace
+        return resized
+    }
+
+    /// Resizes RGBA to RGBA in one libswscale call: what ``resize(_:width:height:)`` did before
+    /// it went through planar RGB, kept for the tests that hold the two to the same bytes.
+    static func resizePacked(_ image: RGBAImage, width: Int, height: Int) throws(JobError) -> RGBAImage {
         guard let context = sws_getContext(Int32(image.width), Int32(image.height), AV_PIX_FMT_RGBA,
                                            Int32(width), Int32(height), AV_PIX_FMT_RGBA, qualityFlags, nil, nil, nil) else {
             throw JobError(.internalError, "The picture could not be resized.")

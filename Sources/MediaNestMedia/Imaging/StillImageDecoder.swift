@@ -16,6 +16,9 @@ public struct DecodedStill: Sendable, Hashable {
     /// The JPEG reduction used while decoding (0: none, 1–3: 1/2, 1/4, 1/8). JPEGs decoded with
     /// TurboJPEG may use a finer factor (3/8, 3/4 …); this is then its power-of-two part.
     public var lowres: Int
+    /// The DCT-domain scaling factor TurboJPEG decoded a JPEG at ("3/8": 4000 px decoded as
+    /// 1500 px), or `nil` when the picture was not decoded by TurboJPEG.
+    public var jpegScale: String?
     /// What the source's colours were converted from ("Display P3", "Adobe RGB (1998)"), or `nil`
     /// when they were sRGB or untagged and left as they are.
     public var convertedFrom: String?
@@ -262,6 +265,7 @@ public enum StillImageDecoder {
         var still = DecodedStill(image: image, sourceWidth: header.width, sourceHeight: header.height,
                                  format: PacketImageDecoder.Codec.jpeg.rawValue, orientation: orientation.rawValue, lowres: lowres)
         still.convertedFrom = convertedFrom
+        still.jpegScale = "\(factor.num)/\(factor.denom)"
         return still
     }
 

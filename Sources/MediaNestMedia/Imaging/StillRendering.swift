@@ -67,6 +67,7 @@ public enum StillRendering {
                 "orientation": .int(Int64(still.orientation)),
             ]
             if let from = still.convertedFrom { details["color_converted_from"] = .string(from) }
+            if let scale = still.jpegScale { details["jpeg_scale"] = .string(scale) }
             return RenderedStill(image: still.image, kind: .image, details: details)
         case .heif:
             // libheif applies irot/imir itself: the picture is upright, and the EXIF orientation

@@ -78,15 +78,19 @@ enum TurboJPEGDecoder {
                        handle: Handle, cmyk: Bool = false) throws(Failure) -> (image: RGBAImage, warned: Bool) {
         let width = (header.width * factor.num + factor.denom - 1) / factor.denom
         let height = (header.height * factor.num + factor.denom - 1) / factor.denom
-        // Mid-grey, opaque: what a row the decoder never reached shows (as libavcodec does).
-        var pixels = [UInt32](repeating: UInt32(littleEndian: 0xFF80_8080), count: width * height)
         // Progressive JPEGs with thousands of scans are a known CPU bomb; 500 is libjpeg-turbo's limit.
         var flags = Int32(TJFLAG_LIMITSCANS)
         if fastDCT { flags |= Int32(TJFLAG_FASTDCT) }
-        let status = pixels.withUnsafeMutableBytes { out in
-            tjDecompress2(handle.pointer, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt(bytes.count),
-                          out.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(width), Int32(width * 4), Int32(height),
-                          Int32(cmyk ? TJPF_CMYK.rawValue : TJPF_RGBA.rawValue), flags)
+        var status: Int32 = 0
+        // Decoded straight into the picture's bytes (no second copy of the picture).
+        let rgba = [UInt8](unsafeUninitializedCapacity: width * height * 4) { buffer, count in
+            // Mid-grey, opaque: what a row the decoder never reached shows (as libavcodec does).
+            let raw = UnsafeMutableRawPointer(buffer.baseAddress!)
+            for i in 0..<(width * height) { raw.storeBytes(of: UInt32(littleEndian: 0xFF80_8080), toByteOffset: i * 4, as: UInt32.self) }
+            status = tjDecompress2(handle.pointer, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt(bytes.count),
+                                   buffer.baseAddress, Int32(width), Int32(width * 4), Int32(height),
+                                   Int32(cmyk ? TJPF_CMYK.rawValue : TJPF_RGBA.rawValue), flags)
+            count = width * height * 4
         }
         var warned = false
         if status != 0 {
@@ -95,7 +99,6 @@ enum TurboJPEGDecoder {
             guard tjGetErrorCode(handle.pointer) == Int32(TJERR_WARNING.rawValue) else { throw .hard(handle.errorText) }
             warned = true
         }
-        let rgba = pixels.withUnsafeBytes { [UInt8]($0) }
         return (RGBAImage(width: width, height: height, pixels: rgba, hasAlpha: false), warned)
     }
 }

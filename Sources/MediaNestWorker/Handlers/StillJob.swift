@@ -94,27 +94,21 @@ struct StillJob: Sendable {
 
         // Encode everything before committing anything: a failure or a stop here leaves no file.
         var pending: [(output: PendingOutput, json: [String: JSONValue], thumbhash: String?)] = []
-        for (member, directory) in zip(members, directories) {
+        let made = try StillOutputs.make(members.map(\.kind), from: decoded, settings: settings, cancellation: shared)
+        for ((member, directory), still) in zip(zip(members, directories), made) {
             let target = settings.settings(for: member.kind)
-            let image = try decoded.image.fitted(maxLongEdge: target.maxLongEdge)
-            let bytes = try ImageEncoder.encode(image, as: target.format, quality: target.quality)
             let output = try directory.createOutput(named: "\(member.kind.rawValue).\(target.format.fileExtension)")
-            try output.write(bytes)
+            try output.write(still.bytes)
             var json: [String: JSONValue] = [
-                "width": .int(Int64(image.width)), "height": .int(Int64(image.height)), "format": .string(target.format.rawValue),
-                "bytes": .int(Int64(bytes.count)), "source_kind": .string(decoded.kind.rawValue),
+                "width": .int(Int64(still.width)), "height": .int(Int64(still.height)), "format": .string(target.format.rawValue),
+                "bytes": .int(Int64(still.bytes.count)), "source_kind": .string(decoded.kind.rawValue),
             ]
             for (key, value) in decoded.details { json[key] = value }
             // Which jobs this decode served, at which size: a person reading either job's output
             // sees that the two were made together.
             json["decode"] = ["long_edge": .int(Int64(decodeEdge)), "jobs": .array(members.map { .string($0.context.job.type.rawValue) })]
-            // A placeholder clients paint before the thumbnail loads (ThumbHash, base64).
-            let thumbhash = member.kind == .thumbnail ? Data(try ThumbHash.encode(fitting: image)).base64EncodedString() : nil
-            // What `duplicates` compares (docs/DUPLICATES.md); photos only: every waveform looks alike.
-            if member.kind == .thumbnail, [.image, .heif, .raw].contains(decoded.kind) {
-                json["perceptual_hash"] = .string(PerceptualHash.hex(PerceptualHash.compute(image)))
-            }
-            pending.append((output, json, thumbhash))
+            if let hash = still.perceptualHash { json["perceptual_hash"] = .string(PerceptualHash.hex(hash)) }
+            pending.append((output, json, still.thumbhash))
             try shared.check()
         }
         report("writing", 0.9)
@@ -212,5 +206,56 @@ public struct StillJobsHandler: JointJobHandler {
             }
         }
         return results
+    }
+}
+
+/// One still output made from a decoded picture: the encoded file and what the job records of it.
+public struct MadeStill: Sendable {
+    /// Which output.
+    public var kind: StillKind
+    /// The output's size in pixels.
+    public var width: Int
+    public var height: Int
+    /// The encoded file (format and quality from the settings).
+    public var bytes: [UInt8]
+    /// The ThumbHash placeholder, base64 (thumbnails only).
+    public var thumbhash: String?
+    /// The 64-bit perceptual hash `duplicates` compares (thumbnails of photos only).
+    public var perceptualHash: UInt64?
+}
+
+/// What the thumbnail and preview jobs make from one decoded picture, shared by ``StillJob`` and
+/// the `thumbnail` command (so `make bench` times the job's own path).
+public enum StillOutputs {
+    /// Makes the outputs of `kinds` from `decoded`, which must be at least as large as the largest.
+    ///
+    /// Each output is reduced from `decoded` (already at the largest output's size, so that one is
+    /// not resized again) with the decoders' Lanczos filter; the ThumbHash and the perceptual hash
+    /// are computed from the thumbnail, the smallest picture at hand.
+    /// - Parameters:
+    ///   - kinds: The outputs, in the order of the result.
+    ///   - decoded: The picture (``StillRendering/decode(file:declaredMimeType:fileName:maxLongEdge:limits:decoderThreads:cancellation:logger:colourSpace:)``).
+    ///   - settings: Sizes, formats and qualities.
+    ///   - cancellation: Checked between outputs.
+    /// - Returns: One output per kind, in order.
+    /// - Throws: ``JobError`` from the scaler or an encoder, or the stop's code.
+    public static func make(_ kinds: [StillKind], from decoded: RenderedStill, settings: StillImageSettings,
+                            cancellation: JobCancellation?) throws(JobError) -> [MadeStill] {
+        var made: [MadeStill] = []
+        for kind in kinds {
+            let target = settings.settings(for: kind)
+            let image = try decoded.image.fitted(maxLongEdge: target.maxLongEdge)
+            let bytes = try ImageEncoder.encode(image, as: target.format, quality: target.quality)
+            var still = MadeStill(kind: kind, width: image.width, height: image.height, bytes: bytes)
+            if kind == .thumbnail {
+                // A placeholder clients paint before the thumbnail loads (ThumbHash, base64).
+                still.thumbhash = Data(try ThumbHash.encode(fitting: image)).base64EncodedString()
+                // What `duplicates` compares (docs/DUPLICATES.md); photos only: every waveform looks alike.
+                if [.image, .heif, .raw].contains(decoded.kind) { still.perceptualHash = PerceptualHash.compute(image) }
+            }
+            made.append(still)
+            try cancellation?.check()
+        }
+        return made
     }
 }

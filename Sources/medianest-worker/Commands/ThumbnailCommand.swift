@@ -16,6 +16,8 @@ struct ThumbnailCommand: ParsableCommand {
         abstract: "Render thumbnails of media files into a directory, without a database.",
         discussion: """
             Uses the same decoders and dispatcher as the thumbnail job (each file's directory is its storage root), in one process, so it can be timed over many files. Writes <output-dir>/<file name>.<ext> atomically (temporary name and rename, no fsync) and prints one JSON line per file.
+
+            With --preview-size, each file is rendered as the thumbnail and preview jobs render an item together: one decode at the larger size, the thumbnail and the preview (<output-dir>/<file name>.preview.<ext>) made from it, with the ThumbHash and the perceptual hash (printed in the JSON line).
             """
     )
 
@@ -31,6 +33,12 @@ struct ThumbnailCommand: ParsableCommand {
     var jobs: Int?
     @Option(help: "srgb, or p3 to keep Display P3 (profile embedded) where the source is wider (default: srgb).")
     var colorspace: String = "srgb"
+    @Option(help: "Also make the preview, as the jobs do together from one decode: its long edge in pixels (the job's default is 1440).")
+    var previewSize: Int?
+    @Option(help: "The preview's format, webp, jpeg or png (default: jpeg).")
+    var previewFormat: String = "jpeg"
+    @Option(help: "The preview's quality, 1-100 (default: 80).")
+    var previewQuality: Int = 80
     @Option(help: "Directory to write the thumbnails into (created if missing).")
     var outputDir: String
     @Flag(help: "Print nothing for files that succeed (errors are still printed).")
@@ -46,6 +54,11 @@ struct ThumbnailCommand: ParsableCommand {
             throw ValidationError("--format must be webp, jpeg or png (got \(format)).")
         }
         guard (16...8192).contains(size) else { throw ValidationError("--size must be between 16 and 8192.") }
+        guard ImageFormat(rawValue: previewFormat.lowercased() == "jpg" ? "jpeg" : previewFormat.lowercased()) != nil else {
+            throw ValidationError("--preview-format must be webp, jpeg or png (got \(previewFormat)).")
+        }
+        if let previewSize, !(16...8192).contains(previewSize) { throw ValidationError("--preview-size must be between 16 and 8192.") }
+        guard (1...100).contains(previewQuality) else { throw ValidationError("--preview-quality must be between 1 and 100.") }
         guard (1...100).contains(quality) else { throw ValidationError("--quality must be between 1 and 100.") }
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be between 1 and 64.") }
         if let jobs, !(1...256).contains(jobs) { throw ValidationError("--jobs must be between 1 and 256.") }
@@ -94,10 +107,15 @@ struct ThumbnailCommand: ParsableCommand {
         do throws(JobError) {
             let file = try SafeFile.open(relativePath: name, in: root, limits: limits)
             let cancellation = JobCancellation(timeout: limits.timeout)
+            let colourSpace = StillColourSpace(rawValue: colorspace.lowercased()) ?? .srgb
             let still = try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> RenderedStill in
-                try StillRendering.decode(file: file, declaredMimeType: nil, fileName: name, maxLongEdge: size, limits: limits,
-                                          decoderThreads: threads, cancellation: cancellation, logger: logger,
-                                          colourSpace: StillColourSpace(rawValue: colorspace.lowercased()) ?? .srgb)
+                try StillRendering.decode(file: file, declaredMimeType: nil, fileName: name, maxLongEdge: max(size, previewSize ?? 0),
+                                          limits: limits, decoderThreads: threads, cancellation: cancellation, logger: logger,
+                                          colourSpace: colourSpace)
+            }
+            if let previewSize {
+                return try renderWithPreview(still, previewSize: previewSize, format: outputFormat, colourSpace: colourSpace,
+                                             outputDirectory: outputParent + "/" + outputName, name: name, cancellation: cancellation, line: line)
             }
             let image = try still.image.fitted(maxLongEdge: size)
             let bytes = try ImageEncoder.encode(image, as: outputFormat, quality: quality)
@@ -114,6 +132,38 @@ struct ThumbnailCommand: ParsableCommand {
         } catch {
             line["error"] = ["code": .string(error.code.rawValue), "message": .string(error.message)]
         }
+        return .object(line)
+    }
+
+    /// The thumbnail and the preview of one decoded file, made by the jobs' own code
+    /// (``StillOutputs``), written as `<name>.<ext>` and `<name>.preview.<ext>`.
+    private func renderWithPreview(_ still: RenderedStill, previewSize: Int, format outputFormat: ImageFormat, colourSpace: StillColourSpace,
+                                   outputDirectory: String, name: String, cancellation: JobCancellation,
+                                   line: [String: JSONValue]) throws(JobError) -> JSONValue? {
+        var settings = StillImageSettings()
+        settings.thumbnail = StillOutputSettings(maxLongEdge: size, format: outputFormat, quality: quality)
+        let previewFormat = ImageFormat(rawValue: previewFormat.lowercased() == "jpg" ? "jpeg" : previewFormat.lowercased()) ?? .jpeg
+        settings.preview = StillOutputSettings(maxLongEdge: previewSize, format: previewFormat, quality: previewQuality)
+        settings.colourSpace = colourSpace
+        let made = try StillOutputs.make([.thumbnail, .preview], from: still, settings: settings, cancellation: cancellation)
+        var line = line
+        for output in made {
+            let format = settings.settings(for: output.kind).format
+            let target = outputDirectory + "/" + name + (output.kind == .preview ? ".preview." : ".") + format.fileExtension
+            try Self.writeWithoutSync(output.bytes, to: target)
+            let facts: [String: JSONValue] = ["output": .string(target), "width": .int(Int64(output.width)),
+                                              "height": .int(Int64(output.height)), "bytes": .int(Int64(output.bytes.count))]
+            if output.kind == .preview {
+                line["preview"] = .object(facts)
+            } else {
+                for (key, value) in facts { line[key] = value }
+                if let thumbhash = output.thumbhash { line["thumbhash"] = .string(thumbhash) }
+                if let hash = output.perceptualHash { line["perceptual_hash"] = .string(PerceptualHash.hex(hash)) }
+            }
+        }
+        if quiet { return nil }
+        line["source_kind"] = .string(still.kind.rawValue)
+        for (key, value) in still.details where line[key] == nil { line[key] = value }
         return .object(line)
     }
 

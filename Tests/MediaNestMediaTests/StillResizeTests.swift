@@ -1,0 +1,50 @@
+import Foundation
+import MediaNestCore
+@testable import MediaNestMedia
+import Testing
+
+/// ``FrameConverter/resize(_:width:height:)`` scales through planar RGB for speed; it must give
+/// exactly the bytes of libswscale's RGBA-to-RGBA scaling, which it replaced.
+@Suite("Still resizing through planar RGB")
+struct StillResizeTests {
+    /// A picture with detail in every channel (and, when asked, a varying alpha), from a fixed seed.
+    static func picture(width: Int, height: Int, alpha: Bool) -> RGBAImage {
+        var generator = SplitMix(seed: 42)
+        var pixels = [UInt8](repeating: 0, count: width * height * 4)
+        for y in 0..<height {
+            for x in 0..<width {
+                let i = (y * width + x) * 4
+                let noise = Int(generator.next() % 48)
+                pixels[i] = UInt8(min(255, x * 255 / width + noise / 2))
+                pixels[i + 1] = UInt8(min(255, y * 255 / height + noise / 3))
+                pixels[i + 2] = UInt8(((x / 7 + y / 5) % 2) * 200 + noise)
+                pixels[i + 3] = alpha ? UInt8((x * 3 + y) % 256) : 255
+            }
+        }
+        return RGBAImage(width: width, height: height, pixels: pixels, hasAlpha: alpha)
+    }
+
+    @Test(arguments: [(false, 300, 225, 288, 216), (false, 288, 216, 64, 48), (true, 300, 225, 120, 90), (true, 50, 40, 101, 80)])
+    func planarResizingGivesThePackedBytes(alpha: Bool, width: Int, height: Int, toWidth: Int, toHeight: Int) throws {
+        var image = Self.picture(width: width, height: height, alpha: alpha)
+        image.colourSpace = .p3
+        let planar = try FrameConverter.resize(image, width: toWidth, height: toHeight)
+        let packed = try FrameConverter.resizePacked(image, width: toWidth, height: toHeight)
+        #expect(planar.width == toWidth && planar.height == toHeight && planar.hasAlpha == alpha && planar.colourSpace == .p3)
+        let differing = zip(planar.pixels, packed.pixels).filter { $0 != $1 }.count
+        #expect(planar.pixels.count == packed.pixels.count && differing == 0, "\(differing) bytes differ")
+        if !alpha { #expect(stride(from: 3, to: planar.pixels.count, by: 4).allSatisfy { planar.pixels[$0] == 255 }) }
+    }
+
+    struct SplitMix {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+}
