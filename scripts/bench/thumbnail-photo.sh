@@ -36,7 +36,7 @@ read -r vips vips_cpu < <(hyper_wall_cpu "sh -c '$vips_cmd'")
 read -r _ decode_cpu < <(RUNS=3 hyper_wall_cpu "while read -r f; do djpeg -scale $scale -outfile /dev/null \"\$f\"; done <$list")
 
 # Same outputs from both: sizes, and the bytes they take (the same quality setting, two encoders).
-probe_size() { ffprobe -v error -show_entries stream=width,height -of csv=p=0 "$1"; }
+probe_size() { ffprobe -v quiet -show_entries stream=width,height -of csv=p=0 "$1"; }
 first="$(basename "${files[0]}")"
 for pair in "$ours_dir/$first.webp $vips_dir/${first%.jpg}-t.webp 320,240" "$ours_dir/$first.preview.jpg $vips_dir/${first%.jpg}-p.jpg 1440,1080"; do
     read -r a b want <<<"$pair"

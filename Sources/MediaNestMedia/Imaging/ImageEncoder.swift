@@ -55,9 +55,16 @@ public enum ImageEncoder {
     ///   - image: The picture.
     ///   - format: WebP, JPEG or PNG.
     ///   - quality: 1–100 (ignored for PNG). 80 is a good default for thumbnails.
+    ///   - maxLongEdge: Reduce the picture to fit this long edge first (never upscaling). For WebP
+    ///     and JPEG the reduction and the conversion to YUV are one libswscale pass (the same
+    ///     Lanczos filter as ``RGBAImage/fitted(maxLongEdge:)``), with no reduced RGBA copy made.
     /// - Returns: The encoded file's bytes.
     /// - Throws: ``JobError`` `internal_error` when the encoder is missing or fails.
-    public static func encode(_ image: RGBAImage, as format: ImageFormat, quality: Int = 80) throws(JobError) -> [UInt8] {
+    public static func encode(_ image: RGBAImage, as format: ImageFormat, quality: Int = 80, fittingLongEdge maxLongEdge: Int? = nil) throws(JobError) -> [UInt8] {
+        let size: (width: Int, height: Int) = maxLongEdge.map { RGBAImage.fittedSize(width: image.width, height: image.height, maxLongEdge: $0) } ?? (image.width, image.height)
+        if format == .png && (size.width != image.width || size.height != image.height) {
+            return try encode(image.fitted(maxLongEdge: maxLongEdge ?? image.width), as: .png, quality: quality)
+        }
         guard let codec = avcodec_find_encoder_by_name(format.encoderName) else {
             throw JobError(.internalError, "This FFmpeg build has no \(format.encoderName) encoder, so \(format.rawValue) output is impossible.", retryable: false)
         }
@@ -93,8 +100,8 @@ public enum ImageEncoder {
             pixelFormat = image.hasAlpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24
             context.pointee.compression_level = 6
         }
-        context.pointee.width = Int32(picture.width)
-        context.pointee.height = Int32(picture.height)
+        context.pointee.width = Int32(size.width)
+        context.pointee.height = Int32(size.height)
         context.pointee.pix_fmt = pixelFormat
         context.pointee.time_base = AVRational(num: 1, den: 25)
         context.pointee.thread_count = 1
@@ -104,8 +111,8 @@ public enum ImageEncoder {
         guard let frame = av_frame_alloc() else { throw JobError(.internalError, "FFmpeg could not allocate a frame.") }
         var frameRef: UnsafeMutablePointer<AVFrame>? = frame
         defer { av_frame_free(&frameRef) }
-        frame.pointee.width = Int32(picture.width)
-        frame.pointee.height = Int32(picture.height)
+        frame.pointee.width = Int32(size.width)
+        frame.pointee.height = Int32(size.height)
         frame.pointee.format = pixelFormat.rawValue
         frame.pointee.color_range = context.pointee.color_range
         frame.pointee.colorspace = context.pointee.colorspace
@@ -136,7 +143,7 @@ public enum ImageEncoder {
         let tagged: [UInt8]?
         switch format {
         case .jpeg: tagged = ICCEmbedding.jpeg(output, profile: profile)
-        case .webp: tagged = ICCEmbedding.webp(output, profile: profile, width: picture.width, height: picture.height, hasAlpha: picture.hasAlpha)
+        case .webp: tagged = ICCEmbedding.webp(output, profile: profile, width: size.width, height: size.height, hasAlpha: picture.hasAlpha)
         case .png: tagged = ICCEmbedding.png(output, profile: profile, name: "Display P3")
         }
         guard let tagged else {
@@ -145,7 +152,8 @@ public enum ImageEncoder {
         return tagged
     }
 
-    /// Copies `picture` into `frame`'s planes in `format`.
+    /// Copies `picture` into `frame`'s planes in `format`, reduced to the frame's size for YUV
+    /// formats (RGB ones are the picture's own size).
     private static func fill(_ frame: UnsafeMutablePointer<AVFrame>, from picture: RGBAImage, format: AVPixelFormat) throws(JobError) {
         let width = picture.width, height = picture.height
         switch format {
@@ -171,7 +179,7 @@ public enum ImageEncoder {
             }
         default:
             // RGBA → BT.601 YUV through libswscale: full range for JPEG (JFIF), limited for WebP.
-            guard let context = sws_getContext(Int32(width), Int32(height), AV_PIX_FMT_RGBA, Int32(width), Int32(height), format,
+            guard let context = sws_getContext(Int32(width), Int32(height), AV_PIX_FMT_RGBA, frame.pointee.width, frame.pointee.height, format,
                                                FrameConverter.qualityFlags, nil, nil, nil) else {
                 throw JobError(.internalError, "The picture could not be converted for the encoder.")
             }

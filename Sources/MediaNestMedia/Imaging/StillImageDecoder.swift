@@ -83,19 +83,22 @@ public enum StillImageDecoder {
     ///   - threads: Most decoder threads (at least 1).
     ///   - cancellation: The job's token, checked before and after the decode.
     ///   - colourSpace: The output's colour space (`stills.colorspace`).
+    ///   - reduceFully: `false` leaves a JPEG decoded by TurboJPEG without a colour conversion at
+    ///     its DCT-scaled size (see ``StillRendering``).
     /// - Returns: The picture and what was learnt about the source.
     /// - Throws: ``JobError`` `unsupported_format`, `pixel_limit`, `corrupt_media`, `too_large`,
     ///   `io_error`, or the stop's code.
     public static func decode(file: SafeFile, limits: MediaLimits = .default, maxLongEdge: Int, threads: Int = 1,
-                              cancellation: JobCancellation? = nil, colourSpace: StillColourSpace = .srgb) throws(JobError) -> DecodedStill {
+                              cancellation: JobCancellation? = nil, colourSpace: StillColourSpace = .srgb,
+                              reduceFully: Bool = true) throws(JobError) -> DecodedStill {
         try decode(file: file, limits: limits, maxLongEdge: maxLongEdge, threads: threads, cancellation: cancellation,
-                   colourSpace: colourSpace, streamTIFF: true)
+                   colourSpace: colourSpace, streamTIFF: true, reduceFully: reduceFully)
     }
 
-    /// ``decode(file:limits:maxLongEdge:threads:cancellation:colourSpace:)``, with the choice of
+    /// ``decode(file:limits:maxLongEdge:threads:cancellation:colourSpace:reduceFully:)``, with the choice of
     /// FFmpeg for every TIFF (`streamTIFF: false`), which the tests compare the streaming reader to.
     static func decode(file: SafeFile, limits: MediaLimits, maxLongEdge: Int, threads: Int, cancellation: JobCancellation?,
-                       colourSpace: StillColourSpace, streamTIFF: Bool) throws(JobError) -> DecodedStill {
+                       colourSpace: StillColourSpace, streamTIFF: Bool, reduceFully: Bool = true) throws(JobError) -> DecodedStill {
         FFmpegLog.install()
         let stop = StopGuard(cancellation: cancellation, timeout: limits.timeout)
         try stop.check()
@@ -157,7 +160,8 @@ public enum StillImageDecoder {
             let bytes = header.count == Int(file.size) ? header : try readWhole(file)
             let embedded = try EmbeddedColour.jpeg(ByteReader(bytes))
             if let still = try decodeWithTurboJPEG(bytes, maxLongEdge: maxLongEdge, limits: limits, what: what,
-                                                   orientation: orientationToApply, stop: stop, colour: embedded, colourSpace: colourSpace) {
+                                                   orientation: orientationToApply, stop: stop, colour: embedded, colourSpace: colourSpace,
+                                                   reduceFully: reduceFully) {
                 return still
             }
             payload = .bytes(bytes)
@@ -215,7 +219,8 @@ public enum StillImageDecoder {
     /// TurboJPEG then decodes as CMYK) before it is reduced.
     static func decodeWithTurboJPEG(_ bytes: [UInt8], maxLongEdge: Int, limits: MediaLimits, what: String,
                                     orientation: ImageOrientation, stop: StopGuard,
-                                    colour: EmbeddedColour = EmbeddedColour(), colourSpace: StillColourSpace = .srgb) throws(JobError) -> DecodedStill? {
+                                    colour: EmbeddedColour = EmbeddedColour(), colourSpace: StillColourSpace = .srgb,
+                                    reduceFully: Bool = true) throws(JobError) -> DecodedStill? {
         var cmykPlan: ColourPlan?
         let result: Result<(TurboJPEGDecoder.Header, RGBAImage, (num: Int, denom: Int))?, JobError> = bytes.withUnsafeBytes { raw in
             guard let handle = try? TurboJPEGDecoder.Handle(),
@@ -255,8 +260,11 @@ public enum StillImageDecoder {
         if cmykPlan == nil, let plan = ColourManagement.plan(for: colour.colour, layout: .rgba16, target: colourSpace) {
             image = try decoded.fitted(maxLongEdge: maxLongEdge, colour: plan)
             if plan.transform != nil { convertedFrom = plan.sourceName }
-        } else {
+        } else if reduceFully {
             image = try decoded.fitted(maxLongEdge: maxLongEdge)
+        } else {
+            // Left at the DCT-scaled size: the caller reduces each output from it.
+            image = decoded
         }
         image = orientation.apply(to: image)
         // The power-of-two part of the reduction, comparable with libavcodec's `lowres`.

@@ -44,12 +44,16 @@ public enum StillRendering {
     ///   - logger: The job's logger.
     ///   - colourSpace: The outputs' colour space (`stills.colorspace`): sRGB, or Display P3 for
     ///     sources wider than sRGB.
+    ///   - reduceFully: `false` lets a JPEG that TurboJPEG decodes without a colour conversion
+    ///     stay at its DCT-scaled size (the smallest M/8 that covers `maxLongEdge`, so somewhat
+    ///     larger), for a caller that reduces every output from it anyway (``StillOutputs`` turns
+    ///     it into the preview's YUV in one libswscale pass instead of two).
     /// - Returns: The picture and its source facts.
     /// - Throws: ``JobError``: `unsupported_format` (naming the format), `pixel_limit`,
     ///   `corrupt_media`, `io_error`, or the stop's code.
     public static func decode(file: SafeFile, declaredMimeType: String?, fileName: String?, maxLongEdge: Int,
                               limits: MediaLimits, decoderThreads: Int, cancellation: JobCancellation?,
-                              logger: Logger, colourSpace: StillColourSpace = .srgb) throws(JobError) -> RenderedStill {
+                              logger: Logger, colourSpace: StillColourSpace = .srgb, reduceFully: Bool = true) throws(JobError) -> RenderedStill {
         let header = try file.read(at: 0, count: 256)  // a long ftyp's compatible brands too
         let kind = try classify(header: header, declaredMimeType: declaredMimeType, fileName: fileName ?? file.relativePath)
         switch kind {
@@ -59,7 +63,8 @@ public enum StillRendering {
                 ? try JPEGXLDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge, cancellation: cancellation,
                                            colourSpace: colourSpace)
                 : try StillImageDecoder.decode(file: file, limits: limits, maxLongEdge: maxLongEdge,
-                                               threads: decoderThreads, cancellation: cancellation, colourSpace: colourSpace)
+                                               threads: decoderThreads, cancellation: cancellation, colourSpace: colourSpace,
+                                               reduceFully: reduceFully)
             var details: [String: JSONValue] = [
                 "source_format": .string(still.format),
                 "source_width": .int(Int64(still.sourceWidth)),

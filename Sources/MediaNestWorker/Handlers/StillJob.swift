@@ -87,7 +87,7 @@ struct StillJob: Sendable {
         let decoded = try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> RenderedStill in
             try StillRendering.decode(file: file, declaredMimeType: item.mimeType, fileName: item.originalFilename ?? item.filename,
                                       maxLongEdge: decodeEdge, limits: decodeLimits, decoderThreads: settings.decoderThreads,
-                                      cancellation: shared, logger: logger, colourSpace: settings.colourSpace)
+                                      cancellation: shared, logger: logger, colourSpace: settings.colourSpace, reduceFully: false)
         }
         try shared.check()
         report("encoding", 0.6)
@@ -229,9 +229,11 @@ public struct MadeStill: Sendable {
 public enum StillOutputs {
     /// Makes the outputs of `kinds` from `decoded`, which must be at least as large as the largest.
     ///
-    /// Each output is reduced from `decoded` (already at the largest output's size, so that one is
-    /// not resized again) with the decoders' Lanczos filter; the ThumbHash and the perceptual hash
-    /// are computed from the thumbnail, the smallest picture at hand.
+    /// Each output is reduced from `decoded` with the decoders' Lanczos filter. The preview (WebP
+    /// or JPEG) is reduced and converted to the encoder's YUV in one libswscale pass, so no
+    /// preview-sized RGBA picture is made; `decoded` may thus be larger than the preview (a JPEG
+    /// left at its DCT-scaled size, `reduceFully: false`). The thumbnail is an RGBA picture,
+    /// because the ThumbHash and the perceptual hash are computed from it, the smallest at hand.
     /// - Parameters:
     ///   - kinds: The outputs, in the order of the result.
     ///   - decoded: The picture (``StillRendering/decode(file:declaredMimeType:fileName:maxLongEdge:limits:decoderThreads:cancellation:logger:colourSpace:)``).
@@ -244,6 +246,13 @@ public enum StillOutputs {
         var made: [MadeStill] = []
         for kind in kinds {
             let target = settings.settings(for: kind)
+            if kind == .preview {
+                let size = RGBAImage.fittedSize(width: decoded.image.width, height: decoded.image.height, maxLongEdge: target.maxLongEdge)
+                let bytes = try ImageEncoder.encode(decoded.image, as: target.format, quality: target.quality, fittingLongEdge: target.maxLongEdge)
+                made.append(MadeStill(kind: kind, width: size.width, height: size.height, bytes: bytes))
+                try cancellation?.check()
+                continue
+            }
             let image = try decoded.image.fitted(maxLongEdge: target.maxLongEdge)
             let bytes = try ImageEncoder.encode(image, as: target.format, quality: target.quality)
             var still = MadeStill(kind: kind, width: image.width, height: image.height, bytes: bytes)

@@ -111,7 +111,7 @@ struct ThumbnailCommand: ParsableCommand {
             let still = try FFmpegLog.withJobLogger(logger) { () throws(JobError) -> RenderedStill in
                 try StillRendering.decode(file: file, declaredMimeType: nil, fileName: name, maxLongEdge: max(size, previewSize ?? 0),
                                           limits: limits, decoderThreads: threads, cancellation: cancellation, logger: logger,
-                                          colourSpace: colourSpace)
+                                          colourSpace: colourSpace, reduceFully: previewSize == nil)
             }
             if let previewSize {
                 return try renderWithPreview(still, previewSize: previewSize, format: outputFormat, colourSpace: colourSpace,
