@@ -5,7 +5,7 @@
 # Each scripts/bench/NAME.sh prints tab-separated rows:
 #   capability  this-project  peer-name  peer-figure  ratio  target
 # where "ratio" is how many times faster this project is (>1 is better) unless the row says otherwise.
-# Run one with: make bench ONLY=hash
+# Run one with: make bench ONLY=hash, or several in one run: make bench ONLY="queue thumbnail-daemon"
 source "$(dirname "$0")/common.sh"
 cd "$REPO_ROOT"
 ensure_packages
@@ -22,7 +22,7 @@ rows="$BENCH_DIR/rows.tsv"
 : >"$rows"
 for script in scripts/bench/*.sh; do
     name="$(basename "$script" .sh)"
-    if [[ -n "${ONLY:-}" && "$name" != "$ONLY" ]]; then continue; fi
+    if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then continue; fi
     log "bench: $name"
     bash "$script" >>"$rows" || echo -e "$name\tFAILED\t\t\t\t" >>"$rows"
 done

@@ -4,7 +4,8 @@
 #   1. start a throwaway PostgreSQL and migrate the MediaNest schema into it;
 #   2. create a small sample library (a photo with EXIF rotation, a HEIC photo, a rotated phone
 #      video, an HEVC 10-bit clip, a song with cover art, a FLAC without, one broken file, and a
-#      photo with a smaller recompressed copy of it, a Live Photo: a HEIC and its MOV);
+#      photo with a smaller recompressed copy of it, a Live Photo: a HEIC and its MOV, and a
+#      Google-style motion photo: a JPEG with its clip appended);
 #   3. `medianest-worker import` it (and once more, to show that nothing is added twice);
 #   4. run the daemon (`run --drain`) with the live view (`status --watch`) in the foreground
 #      until the daemon has nothing left that it can run;
@@ -97,6 +98,28 @@ mkdir -p "$LIBRARY/Shared"
 ff -f lavfi -i "mandelbrot=size=1600x1200:start_x=-0.7453:start_y=0.1127:start_scale=0.02:end_scale=0.02:maxiter=400" -frames:v 1 \
     -vf "gblur=sigma=1.2,noise=alls=6:allf=u" -q:v 3 "$LIBRARY/2024 Holiday/IMG_0005.jpg"
 ff -i "$LIBRARY/2024 Holiday/IMG_0005.jpg" -vf scale=800:600 -q:v 12 "$LIBRARY/Shared/IMG_0005 (sent).jpg"
+# A motion photo as a Pixel writes it: a JPEG whose XMP lists a Container:Directory (the primary
+# image, then a video/mp4 item of the clip's length), and the MP4 appended after the JPEG. The
+# metadata job extracts the clip; the gallery plays it over the photo on hover.
+ff -f lavfi -i "mandelbrot=size=640x480:rate=15:start_x=-0.7436:start_y=0.1318:start_scale=0.3:end_scale=0.02:end_pts=30" -t 2 \
+    -c:v libx264 -preset veryfast -pix_fmt yuv420p -movflags +faststart "$PG_DIR/motion.mp4"
+ff -ss 1 -i "$PG_DIR/motion.mp4" -frames:v 1 -q:v 3 "$PG_DIR/motion.jpg"
+python3 - "$PG_DIR/motion.jpg" "$PG_DIR/motion.mp4" "$LIBRARY/2024 Holiday/PXL_0007.MP.jpg" <<'PY'
+import sys
+jpeg, mp4 = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       '<rdf:Description rdf:about="" xmlns:GCamera="http://ns.google.com/photos/1.0/camera/"'
+       ' xmlns:Container="http://ns.google.com/photos/1.0/container/"'
+       ' xmlns:Item="http://ns.google.com/photos/1.0/container/item/"'
+       ' GCamera:MotionPhoto="1" GCamera:MotionPhotoVersion="1" GCamera:MotionPhotoPresentationTimestampUs="1000000">'
+       '<Container:Directory><rdf:Seq>'
+       '<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" Item:Semantic="Primary" Item:Length="0" Item:Padding="0"/></rdf:li>'
+       f'<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="video/mp4" Item:Semantic="MotionPhoto" Item:Length="{len(mp4)}" Item:Padding="0"/></rdf:li>'
+       '</rdf:Seq></Container:Directory></rdf:Description></rdf:RDF></x:xmpmeta>')
+body = b"http://ns.adobe.com/xap/1.0/\0" + xmp.encode()
+app1 = b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+open(sys.argv[3], "wb").write(jpeg[:2] + app1 + jpeg[2:] + mp4)
+PY
 # A Live Photo as an iPhone uploads it: a still whose Apple MakerNote carries a ContentIdentifier
 # and a short MOV with the same identifier in the QuickTime key com.apple.quicktime.content.identifier.
 # The metadata jobs link the two; the gallery shows them as one tile that plays on hover.
@@ -205,6 +228,10 @@ SELECT 'Live Photo: ' || s.original_filename || ' + ' || v.original_filename || 
   FROM media_items s JOIN media_items v ON v.id::text = s.metadata #>> '{live_photo,video_id}'
  WHERE v.metadata #>> '{live_photo,still_id}' = s.id::text AND v.metadata #>> '{live_photo,role}' = 'motion'
  ORDER BY 1;
+-- The motion photos whose clip the metadata job extracted.
+SELECT 'Motion photo: ' || original_filename || ' (' || (metadata #>> '{motion_photo,duration}') || ' s '
+       || (metadata #>> '{motion_photo,codec}') || ' clip; plays on hover in the gallery)'
+  FROM media_items WHERE metadata #>> '{motion_photo,file}' IS NOT NULL ORDER BY 1;
 SQL
 
 log "duplicates"

@@ -130,6 +130,62 @@ struct GalleryHTMLTests {
         #expect(html.components(separatedBy: "<script>").count - 1 == 1)
         #expect(html.contains("addEventListener('mouseenter'"))
     }
+
+    @Test func aMotionPhotoPlaysTheClipFromInsideItsFileOnItsOwnTile() throws {
+        let scratch = try ImportScratch()
+        let storage = scratch.storage
+        let fm = FileManager.default
+        func file(_ relative: String, _ text: String) throws {
+            let path = storage + "/" + relative
+            try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        }
+        let id = { (n: Int) in String(format: "0b1c2d3e-0000-4000-8000-%012d", n) }
+        let (google, hevc, truncated, escaping, plain) = (id(1), id(2), id(3), id(4), id(5))
+        for n in 1...5 { try file(".derived/\(id(n))/preview.jpg", "preview \(n)") }
+        try file(".derived/\(google)/motion-photo.mp4", "clip of PXL_1")
+        try file(".derived/\(hevc)/motion-photo.mp4", "clip of 20240601")
+        func photo(_ itemID: String, _ name: String, clip: JSONValue?) -> GalleryItem {
+            GalleryItem(id: itemID, name: name, mimeType: "image/jpeg", size: 10, status: "ready", storagePath: "uploads/\(name)",
+                        previewPath: ".derived/\(itemID)/preview.jpg",
+                        metadata: clip.map { ["kind": "image", "motion_photo": $0] } ?? ["kind": "image"])
+        }
+        let items = [
+            photo(google, "PXL_1.MP.jpg", clip: ["layout": "google_container", "file": .string(".derived/\(google)/motion-photo.mp4"),
+                                                "codec": "h264", "width": 64, "height": 48, "duration": 1.5]),
+            // A clip Chromium does not play as is: the still only, with the clip described.
+            photo(hevc, "20240601.heic", clip: ["layout": "samsung_mpvd", "file": .string(".derived/\(hevc)/motion-photo.mp4"), "codec": "hevc"]),
+            // The metadata job kept only the still, and says why.
+            photo(truncated, "broken.MP.jpg", clip: ["layout": "google_micro_video",
+                                                     "error": ["code": "corrupt_media", "message": "The video embedded in broken.MP.jpg cannot be used. It ends early."]]),
+            // A recorded path that leaves the storage root is never followed.
+            photo(escaping, "escape.MP.jpg", clip: ["layout": "google_container", "file": "../../../../etc/passwd", "codec": "h264"]),
+            photo(plain, "plain.jpg", clip: nil),
+        ]
+        let output = scratch.base + "/gallery"
+        let index = try GalleryWriter(storageRoot: storage).write(items, to: output, generatedAt: Date(timeIntervalSince1970: 0))
+        let html = try String(contentsOfFile: index, encoding: .utf8)
+        let articles = html.components(separatedBy: "<article ").dropFirst().map { "<article " + $0 }
+        func card(_ itemID: String) -> String { articles.first { $0.contains("id=\"item-\(itemID)\"") } ?? "" }
+        let liveTile = "<div class=\"visual live\" data-live>"
+        #expect(articles.count == 5, "a motion photo is one item and one tile")
+
+        let tile = card(google)
+        #expect(tile.contains(liveTile))
+        #expect(tile.contains("<source src=\"media/\(google)/motion-photo.mp4\" type=\"video/mp4\">"))
+        #expect(tile.contains("MOTION</span>"))
+        #expect(tile.contains("H.264 · 64 × 48 · 0:01.5 · google_container"))
+        #expect(try String(contentsOfFile: output + "/media/\(google)/motion-photo.mp4", encoding: .utf8) == "clip of PXL_1")
+
+        #expect(!card(hevc).contains(liveTile) && card(hevc).contains("Motion photo"))
+        #expect(!card(truncated).contains(liveTile))
+        #expect(card(truncated).contains("the still only: The video embedded in broken.MP.jpg cannot be used. It ends early."))
+        #expect(!card(escaping).contains(liveTile))
+        #expect(!fm.fileExists(atPath: output + "/media/\(escaping)/motion-photo.mp4"))
+        #expect(!card(plain).contains(liveTile) && !card(plain).contains("Motion photo"))
+        #expect(html.contains("; 1 motion photo (the clip inside the photo plays on hover)"))
+        #expect(html.components(separatedBy: "<script>").count - 1 == 1, "the hover script comes with a motion photo too")
+    }
 }
 
 /// Files a gallery test needs: derived pictures, a trickplay sheet and an H.264/AAC rendition,

@@ -12,7 +12,7 @@ export PGOPTIONS="-c client_min_messages=warning"
 url="host=$PGHOST port=$PGPORT user=medianest dbname=$db"
 "$WORKER" migrate up --database-url "$url" >/dev/null
 owner="00000000-0000-4000-8000-00000000d001"
-psql -q -v ON_ERROR_STOP=1 -v n="$N" -v owner="$owner" <<'SQL'
+psql -q -o /dev/null -v ON_ERROR_STOP=1 -v n="$N" -v owner="$owner" <<'SQL'
 INSERT INTO users (id, email, password_hash) VALUES (:'owner', 'duplicates@medianest.local', 'x');
 -- Random 64-bit hashes from two random 32-bit halves; every tenth item copies an earlier one
 -- with up to 8 random bits flipped; every fiftieth has the SHA-256 of an earlier item.

@@ -237,10 +237,21 @@ public struct GalleryWriter: Sendable {
             if !sheets.isEmpty { card.trickplay = (trickplay, sheets) }
         }
         card.playable = copyPlayable(item, to: output, directory: directory)
+        if item.kind == "image", card.preview ?? card.thumbnail != nil, let clip = Self.playableMotionPhotoClip(item) {
+            card.embeddedClip = copy(clip, to: output, relative: "\(directory)/motion-photo.mp4").map { ($0, "video/mp4") }
+        }
         if card.preview == nil, card.thumbnail == nil, item.kind == "image", Self.browserShowsImage(item), (item.size ?? 0) <= 64 << 20 {
             card.preview = bring(item.storagePath, as: "original")
         }
         return card
+    }
+
+    /// The storage path of the clip the metadata job extracted from a motion photo, when there is
+    /// one and Chromium plays it as is (H.264 in MP4); `nil` for any other photo.
+    static func playableMotionPhotoClip(_ item: GalleryItem) -> String? {
+        guard let clip = item.metadata["motion_photo"]?.objectValue, clip["error"] == nil,
+              clip["codec"]?.stringValue == "h264", let file = clip["file"]?.stringValue, !file.isEmpty else { return nil }
+        return file
     }
 
     /// Copies what a browser plays of `item` into `directory` as `<prefix>rendition.<ext>` (its

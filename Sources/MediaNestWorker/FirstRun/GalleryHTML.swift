@@ -37,6 +37,9 @@ public enum GalleryHTML {
         public var playable: (url: String, mime: String, isRendition: Bool)?
         /// For the still of a Live Photo: its motion video, played over the still on hover.
         public var motion: Motion?
+        /// For a motion photo (Samsung or Google): the clip the metadata job extracted from the
+        /// file (`metadata.motion_photo`), played over the still on hover like a Live Photo's.
+        public var embeddedClip: (url: String, mime: String)?
         public init(item: GalleryItem) { self.item = item }
     }
 
@@ -94,7 +97,9 @@ public enum GalleryHTML {
         let failed = items.filter { $0.status == "error" }.count
         let busy = items.count - ready - failed
         let live = cards.filter { $0.motion != nil }.count
-        let liveNote = live == 0 ? "" : "; \(live) Live Photo\(live == 1 ? "" : "s") (a still and its video, one tile that plays on hover)"
+        let clips = cards.filter { $0.motion == nil && $0.embeddedClip != nil }.count
+        let liveNote = (live == 0 ? "" : "; \(live) Live Photo\(live == 1 ? "" : "s") (a still and its video, one tile that plays on hover)")
+            + (clips == 0 ? "" : "; \(clips) motion photo\(clips == 1 ? "" : "s") (the clip inside the photo plays on hover)")
         let formatter = ISO8601DateFormatter()
         var html = """
             <!DOCTYPE html>
@@ -120,7 +125,7 @@ public enum GalleryHTML {
         let names = Dictionary(cards.map { ($0.item.id, $0.item.name) }, uniquingKeysWith: { first, _ in first })
         for card in cards { html += renderCard(card, names: names) }
         html += "</main>\n"
-        if live > 0 { html += "<script>\(liveScript)</script>\n" }
+        if live + clips > 0 { html += "<script>\(liveScript)</script>\n" }
         html += "</body>\n</html>\n"
         return html
     }
@@ -139,6 +144,13 @@ public enum GalleryHTML {
             html += "<video class=\"motion\" muted playsinline loop preload=\"auto\" disableremoteplayback aria-label=\"Live Photo motion of \(name)\">"
                 + "<source src=\"\(escape(motion.url))\" type=\"\(escape(motion.mime))\"></video>\n"
             html += "<span class=\"live-badge\" title=\"Live Photo: hover to play\">\(liveIcon)LIVE</span>\n"
+        } else if let clip = card.embeddedClip, let picture {
+            // A motion photo: the same tile as a Live Photo's, with the clip from inside the file.
+            html += "<div class=\"visual live\" data-live>\n"
+            html += "<a href=\"\(escape(picture))\"><img src=\"\(escape(picture))\" alt=\"\(what) of \(name)\"></a>\n"
+            html += "<video class=\"motion\" muted playsinline loop preload=\"auto\" disableremoteplayback aria-label=\"Motion photo clip of \(name)\">"
+                + "<source src=\"\(escape(clip.url))\" type=\"\(escape(clip.mime))\"></video>\n"
+            html += "<span class=\"live-badge\" title=\"Motion photo: hover to play\">\(liveIcon)MOTION</span>\n"
         } else if let playable = card.playable, item.kind == "video" {
             let poster = picture.map { " poster=\"\(escape($0))\"" } ?? ""
             html += "<div class=\"visual\">\n"
@@ -155,6 +167,7 @@ public enum GalleryHTML {
         html += "<p class=\"badges\"><span class=\"kind\">\(escape(item.kind))</span> <span class=\"status\">\(escape(statusWord(item.status)))</span>"
         if let playable = card.playable { html += " <span class=\"note\">\(playable.isRendition ? "web rendition" : "original plays as is")</span>" }
         if card.motion != nil { html += " <span class=\"note live-note\">live photo</span>" }
+        else if card.embeddedClip != nil { html += " <span class=\"note live-note\">motion photo</span>" }
         html += "</p>\n"
         html += renderDuplicates(item, names: names)
         if let playable = card.playable, item.kind == "audio" {
@@ -267,6 +280,18 @@ public enum GalleryHTML {
             rows.append(("Live Photo", parts.joined(separator: " · ")))
         } else if m["live_photo"]?["role"]?.stringValue == "motion", let still = m["live_photo"]?["still_id"]?.stringValue {
             rows.append(("Live Photo", "motion of \(names[still] ?? still)"))
+        }
+        if let clip = m["motion_photo"]?.objectValue {
+            // What the metadata job found inside the file, or why it kept only the still.
+            if let error = clip["error"]?["message"]?.stringValue {
+                rows.append(("Motion photo", "the still only: \(error)"))
+            } else if clip["file"] != nil {
+                var parts = [clip["codec"]?.stringValue.map { $0 == "h264" ? "H.264" : $0 } ?? "video"]
+                if let w = clip["width"]?.intValue, let h = clip["height"]?.intValue { parts.append("\(w) × \(h)") }
+                if let d = clip["duration"]?.doubleValue { parts.append(clock(d)) }
+                if let layout = clip["layout"]?.stringValue { parts.append(layout) }
+                rows.append(("Motion photo", parts.joined(separator: " · ")))
+            }
         }
         rows.append(("Type", m["mime_sniffed"]?.stringValue ?? item.mimeType))
         if let size = item.size { rows.append(("Size", ByteCountFormatter.string(fromByteCount: size, countStyle: .file))) }
