@@ -157,7 +157,9 @@ enum TIFFStripDecoder {
               photometric == (samples <= 2 ? 1 : 2), rowsPerStrip > 0,
               let offsets, let byteCounts else { return nil }
         if let x = resolutions[0], let y = resolutions[1], x.numerator > 0, x.denominator > 0, y.numerator > 0, y.denominator > 0,
-           x.numerator * y.denominator != y.numerator * x.denominator { return nil }
+           // Each part is a 32-bit count, so a product can pass Int64.max: compare in UInt64,
+           // where (2^32 - 1)^2 fits (a fuzzer's file overflowed the Int64 product).
+           UInt64(x.numerator) * UInt64(y.denominator) != UInt64(y.numerator) * UInt64(x.denominator) { return nil }
         let rows = min(rowsPerStrip, height)
         let stripCount = (height + rows - 1) / rows
         guard offsets.count == Int(stripCount), byteCounts.count == Int(stripCount) else { return nil }
