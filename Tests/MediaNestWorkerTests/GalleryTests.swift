@@ -47,11 +47,7 @@ struct GalleryHTMLTests {
         let scratch = try ImportScratch()
         let storage = scratch.storage
         let fm = FileManager.default
-        func file(_ relative: String, _ text: String) throws {
-            let path = storage + "/" + relative
-            try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
-        }
+        func file(_ relative: String, _ text: String) throws { try writeText(text, at: relative, under: storage) }
         let id = { (n: Int) in String(format: "0a1b2c3d-0000-4000-8000-%012d", n) }
         let (still, motion, stillB, motionB, plainMOV, orphan, stillC, brokenMotion, liar) = (id(1), id(2), id(3), id(4), id(5), id(6), id(7), id(8), id(9))
         for n in [1, 3, 7, 9] { try file(".derived/\(id(n))/preview.jpg", "preview \(n)") }
@@ -135,11 +131,7 @@ struct GalleryHTMLTests {
         let scratch = try ImportScratch()
         let storage = scratch.storage
         let fm = FileManager.default
-        func file(_ relative: String, _ text: String) throws {
-            let path = storage + "/" + relative
-            try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
-        }
+        func file(_ relative: String, _ text: String) throws { try writeText(text, at: relative, under: storage) }
         let id = { (n: Int) in String(format: "0b1c2d3e-0000-4000-8000-%012d", n) }
         let (google, hevc, truncated, escaping, plain) = (id(1), id(2), id(3), id(4), id(5))
         for n in 1...5 { try file(".derived/\(id(n))/preview.jpg", "preview \(n)") }
@@ -186,6 +178,14 @@ struct GalleryHTMLTests {
         #expect(html.contains("; 1 motion photo (the clip inside the photo plays on hover)"))
         #expect(html.components(separatedBy: "<script>").count - 1 == 1, "the hover script comes with a motion photo too")
     }
+}
+
+/// Writes `text` to `relative` under `storage`, making its directories: a stand-in for an
+/// original or a derived file in the page-level gallery tests.
+private func writeText(_ text: String, at relative: String, under storage: String) throws {
+    let path = storage + "/" + relative
+    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try Data(text.utf8).write(to: URL(fileURLWithPath: path))
 }
 
 /// Files a gallery test needs: derived pictures, a trickplay sheet and an H.264/AAC rendition,
