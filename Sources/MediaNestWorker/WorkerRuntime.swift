@@ -197,6 +197,16 @@ public final class WorkerRuntime: Sendable {
     }
 
     private func serve(signals: Bool, checkEnvironmentFirst: Bool, additionalServices: [any Service] = []) async throws -> WorkerExit {
+        // The run's async code stays on a thread of its own, whatever else holds the process's
+        // cooperative pool (see RunExecutor).
+        try await RunExecutor.run(named: "medianest-run") { executor in
+            try await serveServices(signals: signals, checkEnvironmentFirst: checkEnvironmentFirst,
+                                    additionalServices: additionalServices, executor: executor)
+        }
+    }
+
+    private func serveServices(signals: Bool, checkEnvironmentFirst: Bool, additionalServices: [any Service],
+                               executor: RunExecutor) async throws -> WorkerExit {
         let own = makeServices(checkEnvironmentFirst: checkEnvironmentFirst)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = additionalServices.map {
             .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
@@ -205,8 +215,12 @@ public final class WorkerRuntime: Sendable {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [], logger: logger))
         // The group turns the first signal into a graceful shutdown; this watcher logs each
-        // signal and turns the second into an immediate stop.
-        let watcher = signals ? Task { await watchSignals() } : nil
+        // signal and turns the second into an immediate stop. It holds the executor: it may
+        // outlive the run by a moment after its cancellation.
+        let watcher = signals ? Task(executorPreference: executor) { [self, executor] in
+            withExtendedLifetime(executor) {}
+            await watchSignals()
+        } : nil
         defer {
             watcher?.cancel()
             pool.shutdown()

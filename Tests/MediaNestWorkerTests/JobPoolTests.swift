@@ -78,6 +78,22 @@ struct JobPoolTests {
         #expect(try await waitUntil(timeout: .seconds(10)) { started.withLock { $0.count } == 6 })
     }
 
+    /// Each thread carries its name where `top -H`, `perf` and gdb read it (the kernel's), not
+    /// only in Foundation's `Thread` object.
+    @Test func itsThreadsAreNamedForTheKernel() async throws {
+        let pool = JobPool(threads: 2)
+        defer { pool.shutdown() }
+        let names = Mutex<[String]>([])
+        let latch = Latch()
+        try pool.submit(contentsOf: (0..<2).map { _ in {
+            names.withLock { $0.append(currentThreadName()) }
+            latch.wait()
+        } })
+        #expect(try await waitUntil(timeout: .seconds(10)) { names.withLock { $0.count } == 2 })
+        latch.release()
+        #expect(names.withLock { Set($0) } == ["medianest-job-0", "medianest-job-1"])
+    }
+
     /// Shutdown lets queued work finish, refuses new work with an error the caller sees, and
     /// its threads are joined: none is left once the join returns.
     @Test func shutdownFinishesQueuedWorkRefusesNewWorkAndJoinsItsThreads() async throws {

@@ -129,7 +129,11 @@ struct MemoryReclaimerTests {
     @Test func thePoolReclaimsWhenItGoesIdleAfterWorkAndNotWhileAThreadIsBusy() async throws {
         let reclaims = Mutex(0)
         let reclaimer = MemoryReclaimer(settle: .milliseconds(20)) { reclaims.withLock { $0 += 1 } }
-        let service = Task { await reclaimer.run() }
+        // As in the runtime, the service's async part runs on an executor of its own: the
+        // global pool may be held by other tests for longer than this test waits (it was, in CI).
+        let executor = RunExecutor(name: "mn-test-reclaim")
+        defer { executor.shutdown() }
+        let service = Task(executorPreference: executor) { await reclaimer.run() }
         defer { service.cancel() }
         let pool = JobPool(threads: 2, reclaimer: reclaimer)
         defer { pool.shutdown() }

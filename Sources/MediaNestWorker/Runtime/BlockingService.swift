@@ -26,10 +26,24 @@ func runOnOwnThread<T: Sendable>(named name: String, stop: @escaping @Sendable (
 /// Runs `body` on a new OS thread and waits for it without blocking the cooperative pool.
 func onOwnThread<T: Sendable>(named name: String, _ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
-        let thread = Thread { continuation.resume(returning: body()) }
-        thread.name = name
-        thread.start()
+        startThread(named: name) { continuation.resume(returning: body()) }
     }
+}
+
+/// Starts an OS thread named `name` (what `top -H`, `perf` and gdb show) running `body`.
+///
+/// Foundation on Linux names a thread only when `Thread.name` is set on the thread itself: a
+/// name set before `start()` stays a Foundation property, and the thread keeps the name it
+/// inherited from its creator (the cooperative pool's `com.apple.root.default-qos`, cut to 15
+/// bytes). So the name is set first thing on the new thread.
+/// - Parameter stackSize: The thread's stack, in bytes; `nil` for the platform's default.
+func startThread(named name: String, stackSize: Int? = nil, _ body: @escaping @Sendable () -> Void) {
+    let thread = Thread {
+        Thread.current.name = name
+        body()
+    }
+    if let stackSize { thread.stackSize = stackSize }
+    thread.start()
 }
 
 /// A stop flag with a condition, for a service thread that sleeps between rounds.

@@ -85,7 +85,9 @@ final class JobPool: @unchecked Sendable {
     /// Called with `condition` held.
     private func startThreads() {
         for index in 0..<size {
-            let thread = Thread { [self] in
+            live += 1
+            // FFmpeg's decoders and libheif use deep stacks; do not depend on the default.
+            startThread(named: "medianest-job-\(index)", stackSize: 8 << 20) { [self] in
                 work()
                 condition.lock()
                 live -= 1
@@ -93,11 +95,6 @@ final class JobPool: @unchecked Sendable {
                 condition.broadcast()
                 condition.unlock()
             }
-            thread.name = "medianest-job-\(index)"
-            // FFmpeg's decoders and libheif use deep stacks; do not depend on the default.
-            thread.stackSize = 8 << 20
-            live += 1
-            thread.start()
         }
     }
 
