@@ -36,6 +36,26 @@ struct StillResizeTests {
         if !alpha { #expect(stride(from: 3, to: planar.pixels.count, by: 4).allSatisfy { planar.pixels[$0] == 255 }) }
     }
 
+    /// libswscale's vectorised output stores whole SIMD words, past the end of a row one or
+    /// two pixels wide and so past the end of its plane (it keeps its scalar code for the last
+    /// two rows only, which covers the overrun when rows are as wide as a word). A one-colour
+    /// picture reduced to a sliver must stay that colour (give or take Lanczos' rounding of one
+    /// level): with the planes packed end to end, the green plane's overrun overwrote the first
+    /// rows of the blue and red ones (130, 50, 130 instead of 200, 50, 10).
+    @Test(arguments: [(1, 64), (1, 3), (2, 3), (2, 40), (3, 17), (1, 200)])
+    func aSliverOfOneColourStaysThatColour(toWidth: Int, toHeight: Int) throws {
+        let colour: [UInt8] = [200, 50, 10, 255]
+        let image = RGBAImage(width: 40, height: 300, pixels: Array([[UInt8]](repeating: colour, count: 40 * 300).joined()), hasAlpha: false)
+        for resized in [try FrameConverter.resize(image, width: toWidth, height: toHeight),
+                        try FrameConverter.resizePacked(image, width: toWidth, height: toHeight)] {
+            #expect(resized.pixels.count == toWidth * toHeight * 4)
+            let wrong = (0..<(toWidth * toHeight)).filter { pixel in
+                (0..<4).contains { abs(Int(resized.pixels[pixel * 4 + $0]) - Int(colour[$0])) > 1 }
+            }
+            #expect(wrong.isEmpty, "pixels \(wrong.prefix(8)) are not \(colour): \(wrong.prefix(3).map { Array(resized.pixels[($0 * 4)..<($0 * 4 + 4)]) })")
+        }
+    }
+
     struct SplitMix {
         var state: UInt64
         init(seed: UInt64) { state = seed }

@@ -263,18 +263,20 @@ enum HEVCReducingDecoder {
             throw JobError(.internalError, "The HEVC picture could not be reduced.")
         }
         defer { sws_freeContext(scaler) }
-        var planes: [UnsafeMutablePointer<UInt8>?] = [nil, nil, nil, nil]
-        var strides: [Int32] = [0, 0, 0, 0]
-        for (index, channel) in layout.channels.enumerated() {
-            var stride: Int32 = 0
-            planes[index] = heif_image_get_plane(image, channel, &stride)
-            strides[index] = stride
-        }
-        let status = withUnsafePointer(to: frame.pointee.data) { data in
-            withUnsafePointer(to: frame.pointee.linesize) { linesize in
-                data.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: 8) { src in
-                    linesize.withMemoryRebound(to: Int32.self, capacity: 8) { srcStride in
-                        sws_scale(scaler, src, srcStride, 0, frame.pointee.height, &planes, &strides)
+        // libswscale writes into planes of our own, each followed by the room it takes past a
+        // narrow plane's end (ScalerOutput); libheif's planes are only 16-byte aligned rows.
+        let rowBytes = width * (layout.depth > 8 ? 2 : 1)
+        let planeStride = rowBytes * height + ScalerOutput.tailPadding
+        var reduced = [UInt8](repeating: 0, count: planeStride * layout.channels.count)
+        let status = reduced.withUnsafeMutableBufferPointer { buffer in
+            var planes: [UnsafeMutablePointer<UInt8>?] = (0..<4).map { $0 < layout.channels.count ? buffer.baseAddress! + $0 * planeStride : nil }
+            var strides: [Int32] = (0..<4).map { $0 < layout.channels.count ? Int32(rowBytes) : 0 }
+            return withUnsafePointer(to: frame.pointee.data) { data in
+                withUnsafePointer(to: frame.pointee.linesize) { linesize in
+                    data.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: 8) { src in
+                        linesize.withMemoryRebound(to: Int32.self, capacity: 8) { srcStride in
+                            sws_scale(scaler, src, srcStride, 0, frame.pointee.height, &planes, &strides)
+                        }
                     }
                 }
             }
@@ -282,6 +284,19 @@ enum HEVCReducingDecoder {
         guard status > 0 else {
             heif_image_release(image)
             throw ffmpegError(status, code: .corruptMedia, "The HEVC picture could not be reduced")
+        }
+        for (index, channel) in layout.channels.enumerated() {
+            var stride: Int32 = 0
+            guard let destination = heif_image_get_plane(image, channel, &stride) else {
+                heif_image_release(image)
+                throw JobError(.internalError, "libheif gave no image plane.")
+            }
+            reduced.withUnsafeBufferPointer { buffer in
+                let plane = buffer.baseAddress! + index * planeStride
+                for y in 0..<height {
+                    (destination + y * Int(stride)).update(from: plane + y * rowBytes, count: rowBytes)
+                }
+            }
         }
         return image
     }

@@ -116,8 +116,9 @@ enum FrameConverter {
             self.transform = transform
             self.deep = deep
             self.colour = colour
-            self.pixels = [UInt8](repeating: 0, count: width * height * 4)
-            self.wide = transform != nil && deep ? [UInt16](repeating: 0, count: width * height * 4) : []
+            // libswscale writes past a narrow plane's end (ScalerOutput); the padding goes in finish().
+            self.pixels = ScalerOutput.plane(width * height * 4)
+            self.wide = transform != nil && deep ? ScalerOutput.plane(width * height * 4, of: UInt16.self) : []
         }
 
         deinit { sws_freeContext(context) }
@@ -146,6 +147,7 @@ enum FrameConverter {
         /// The reduced picture, converted by the colour plan, once every source row was fed.
         func finish() throws(JobError) -> RGBAImage {
             guard rowsWritten > 0 else { throw ffmpegError(0, code: .corruptMedia, "The picture could not be converted") }
+            ScalerOutput.dropPadding(&pixels)
             if let transform {
                 if deep {
                     wide.withUnsafeBytes { source in
@@ -212,25 +214,27 @@ enum FrameConverter {
         }
         defer { sws_freeContext(context) }
         let planeSize = width * height
-        let planes = [UInt8](unsafeUninitializedCapacity: planeSize * planeCount) { buffer, count in
+        // Each plane is followed by the room libswscale writes past a narrow plane (ScalerOutput).
+        let planeStride = planeSize + ScalerOutput.tailPadding
+        let planes = [UInt8](unsafeUninitializedCapacity: planeStride * planeCount) { buffer, count in
             let base = buffer.baseAddress!
             image.pixels.withUnsafeBufferPointer { src in
                 var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
                 var srcStride: [Int32] = [Int32(image.width * 4), 0, 0, 0]
                 // libswscale's order for GBR(A)P: G, B, R, A.
-                var dstPlanes: [UnsafeMutablePointer<UInt8>?] = (0..<4).map { $0 < planeCount ? base + $0 * planeSize : nil }
+                var dstPlanes: [UnsafeMutablePointer<UInt8>?] = (0..<4).map { $0 < planeCount ? base + $0 * planeStride : nil }
                 var dstStride: [Int32] = (0..<4).map { $0 < planeCount ? Int32(width) : 0 }
                 _ = sws_scale(context, &srcPlanes, &srcStride, 0, Int32(image.height), &dstPlanes, &dstStride)
             }
-            count = planeSize * planeCount
+            count = planeStride * planeCount
         }
         let out = [UInt8](unsafeUninitializedCapacity: planeSize * 4) { buffer, count in
             planes.withUnsafeBufferPointer { planar in
-                let g = planar.baseAddress!, b = g + planeSize, r = b + planeSize
+                let g = planar.baseAddress!, b = g + planeStride, r = b + planeStride
                 // One 32-bit store per pixel: R, G, B, A in memory order.
                 let rgba = UnsafeMutableRawPointer(buffer.baseAddress!)
                 if planeCount == 4 {
-                    let a = r + planeSize
+                    let a = r + planeStride
                     for i in 0..<planeSize {
                         let pixel = UInt32(r[i]) | UInt32(g[i]) << 8 | UInt32(b[i]) << 16 | UInt32(a[i]) << 24
                         rgba.storeBytes(of: UInt32(littleEndian: pixel), toByteOffset: i * 4, as: UInt32.self)
@@ -257,7 +261,7 @@ enum FrameConverter {
             throw JobError(.internalError, "The picture could not be resized.")
         }
         defer { sws_freeContext(context) }
-        var out = [UInt8](repeating: 0, count: width * height * 4)
+        var out: [UInt8] = ScalerOutput.plane(width * height * 4)
         image.pixels.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
@@ -267,6 +271,7 @@ enum FrameConverter {
                 _ = sws_scale(context, &srcPlanes, &srcStride, 0, Int32(image.height), &dstPlanes, &dstStride)
             }
         }
+        ScalerOutput.dropPadding(&out)
         var resized = RGBAImage(width: width, height: height, pixels: out, hasAlpha: image.hasAlpha)
         resized.colourSpace = image.colourSpace
         return resized

@@ -155,7 +155,7 @@ enum HDRToneMapper {
             let matrix = sws_getCoefficients(FrameConverter.yuvMatrix(of: frame))
             _ = sws_setColorspaceDetails(context, matrix, source.fullRange ? 1 : 0, matrix, 1, 0, 1 << 16, 1 << 16)
         }
-        var rgb = [UInt16](repeating: 0, count: width * height * 3)
+        var rgb = ScalerOutput.plane(width * height * 3, of: UInt16.self)
         let status: Int32 = rgb.withUnsafeMutableBytes { out in
             var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, nil, nil]
             var dstStride: [Int32] = [Int32(width * 6), 0, 0, 0]
@@ -170,6 +170,7 @@ enum HDRToneMapper {
             }
         }
         guard status > 0 else { throw ffmpegError(status, code: .corruptMedia, "The video frame could not be converted") }
+        ScalerOutput.dropPadding(&rgb)
         return rgb
     }
 

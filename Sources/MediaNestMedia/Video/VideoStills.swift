@@ -188,7 +188,7 @@ struct FrameScore: CustomStringConvertible {
             throw JobError(.unsupportedFormat, "The video's pixel format (\(name)) cannot be converted.")
         }
         defer { sws_freeContext(context) }
-        var gray = [UInt8](repeating: 0, count: width * height)
+        var gray: [UInt8] = ScalerOutput.plane(width * height)
         let status: Int32 = gray.withUnsafeMutableBufferPointer { out in
             var dst: [UnsafeMutablePointer<UInt8>?] = [out.baseAddress, nil, nil, nil]
             var dstStride: [Int32] = [Int32(width), 0, 0, 0]
@@ -203,6 +203,7 @@ struct FrameScore: CustomStringConvertible {
             }
         }
         guard status > 0 else { throw ffmpegError(status, code: .corruptMedia, "The video frame could not be sampled") }
+        ScalerOutput.dropPadding(&gray)
         return gray
     }
 }
