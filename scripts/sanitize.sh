@@ -38,7 +38,7 @@ SUPPRESSIONS="$REPO_ROOT/scripts/sanitizers"
 # A group is a --filter regular expression, optionally followed by "!" and a --skip one.
 #
 # The runtime suites: in process or in worker processes, with synthetic and real handlers.
-RUNTIME_SUITES='MediaNestWorkerTests\.(JobPoolTests|ListenerTests|WriteBacklogTests|ResultWriteTests|WorkerProcessTests|WorkerLogFormatTests|ConnectionBudgetTests|EnvironmentFaultTests|MaintenanceServiceTests|PostgresRestartTests|MetricsProcessTests|SchedulerTests|SchedulerUnitTests|JobExecutorTests|JobExecutorUnitTests|MemoryReclaimerTests|MemoryBudgetTests|MemoryBudgetProcessTests|StatusWatchTests)/'
+RUNTIME_SUITES='MediaNestWorkerTests\.(JobPoolTests|ListenerTests|WriteBacklogTests|ResultWriteTests|WorkerProcessTests|WorkerLogFormatTests|ConnectionBudgetTests|EnvironmentFaultTests|MaintenanceServiceTests|PostgresRestartTests|MetricsProcessTests|SchedulerTests|SchedulerUnitTests|JobExecutorTests|JobExecutorUnitTests|MemoryReclaimerTests|MemoryBudgetTests|MemoryBudgetProcessTests|StatusWatchTests|RunExecutorTests)/'
 END_TO_END_SUITES='MediaNestWorkerTests\.(BytesReadMetricsTests|MetadataEndToEndTests|StillEndToEndTests|TranscodeEndToEndTests)/'
 # AddressSanitizer: every test target, the worker's runtime suites apart from its media ones.
 ASAN_GROUPS=()
