@@ -86,7 +86,10 @@ run_target() {
         status=0
         # SWIFT_BACKTRACE off: Swift's own crash handler would inspect the dying process (and trip
         # ASan doing so) before libFuzzer's handler writes the artifact.
+        # Leaks are findings, except those scripts/sanitizers/lsan.supp names (each a system
+        # library's, with the reason).
         SWIFT_BACKTRACE=enable=no ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
+            LSAN_OPTIONS="suppressions=$REPO_ROOT/scripts/sanitizers/lsan.supp:print_suppressions=0" \
             "$binary" -max_len="$(max_len "$target")" -rss_limit_mb="$RSS_LIMIT_MB" -timeout="$INPUT_TIMEOUT" \
             -max_total_time="$remaining" -print_final_stats=1 -artifact_prefix="$artifacts/" \
             "$corpus" "$RUN/seeds/$target" >"$logs/round-$round.log" 2>&1 || status=$?
