@@ -86,6 +86,9 @@ run_one() {
         log "$name: testing ${selection[*]}"
         # halt_on_error stays at its default for ASan (a memory error stops the process: what
         # follows it is undefined); TSan goes on after a race so one run finds them all.
+        # MEDIANEST_SANITIZER tells the tests that a child's memory is the sanitizer's too (the
+        # hostile-file suite then reports peak RSS without holding it to its limit).
+        MEDIANEST_SANITIZER="$kind" \
         ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1" \
         LSAN_OPTIONS="suppressions=$SUPPRESSIONS/lsan.supp:print_suppressions=0" \
         TSAN_OPTIONS="log_path=$reports/tsan:suppressions=$SUPPRESSIONS/tsan.supp:print_suppressions=0:second_deadlock_stack=1:halt_on_error=0" \

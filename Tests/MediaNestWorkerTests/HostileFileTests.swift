@@ -64,6 +64,12 @@ struct HostileFileTests {
 
     static let peakRSSLimitKiB = 300 * 1024
 
+    /// Whether a child's peak RSS is the product's memory: not under `make sanitize`, which sets
+    /// `MEDIANEST_SANITIZER`. AddressSanitizer's shadow memory and its 256 MiB quarantine of
+    /// freed blocks put every instrumented worker near 850 MiB whatever the file, so the limit
+    /// is checked by `make test` only (the figure is still reported).
+    static let peakRSSIsTheProducts = ProcessInfo.processInfo.environment["MEDIANEST_SANITIZER"] == nil
+
     /// The ffmpeg-made files some cases are patched from, made once per process.
     static let sources: Result<HostileFiles.Sources, FixtureError> = {
         do { return .success(try HostileFiles.makeSources()) } catch { return .failure(FixtureError("\(error)")) }
@@ -262,7 +268,7 @@ struct HostileFileTests {
         if let text = hostile.messageContains, expected != "ok" {
             #expect(outcome.message?.contains(text) == true, "\(context)")
         }
-        #expect(child.maxRSSKiB <= peakRSSLimitKiB, "peak RSS \(child.maxRSSKiB) KiB: \(context)")
+        if peakRSSIsTheProducts { #expect(child.maxRSSKiB <= peakRSSLimitKiB, "peak RSS \(child.maxRSSKiB) KiB: \(context)") }
         #expect(!listener.wasContacted, "connected to the loopback listener: \(context)")
         #expect(!watch.sawOpen, "opened a file outside the storage root: \(context)")
         #expect(sandbox.contents(sandbox.storage) == [hostile.name], "\(context)")
