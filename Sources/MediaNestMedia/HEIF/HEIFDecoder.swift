@@ -261,17 +261,15 @@ public enum HEIFDecoder {
     struct ColourProfile { var matrix: UInt32; var fullRange: Bool }
 
     private static func handleProfile(_ handle: OpaquePointer) -> ColourProfile? {
-        var nclx: UnsafeMutablePointer<heif_color_profile_nclx>?
-        guard heif_image_handle_get_nclx_color_profile(handle, &nclx).code == heif_error_Ok, let nclx else { return nil }
-        defer { heif_nclx_color_profile_free(nclx) }
-        return ColourProfile(matrix: nclx.pointee.matrix_coefficients.rawValue, fullRange: nclx.pointee.full_range_flag != 0)
+        nclxProfile({ heif_image_handle_get_nclx_color_profile(handle, $0) }) {
+            ColourProfile(matrix: $0.matrix_coefficients.rawValue, fullRange: $0.full_range_flag != 0)
+        }
     }
 
     private static func imageProfile(_ image: OpaquePointer) -> ColourProfile? {
-        var nclx: UnsafeMutablePointer<heif_color_profile_nclx>?
-        guard heif_image_get_nclx_color_profile(image, &nclx).code == heif_error_Ok, let nclx else { return nil }
-        defer { heif_nclx_color_profile_free(nclx) }
-        return ColourProfile(matrix: nclx.pointee.matrix_coefficients.rawValue, fullRange: nclx.pointee.full_range_flag != 0)
+        nclxProfile({ heif_image_get_nclx_color_profile(image, $0) }) {
+            ColourProfile(matrix: $0.matrix_coefficients.rawValue, fullRange: $0.full_range_flag != 0)
+        }
     }
 
     /// The libswscale matrix for an `nclx` matrix, with libheif's fallback for none or
