@@ -3,7 +3,7 @@
 // MediaNest Worker: the media-processing daemon of MediaNest.
 //
 // Module map (one module per concern; see docs/ARCHITECTURE.md):
-//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw, CTurboJPEG, CJXL, CMalloc, CLcms2, CZlib   (system libraries; pkg-config except CLibRaw, CJXL, CMalloc)
+//   C shims        CLibPQ, CFFmpeg, CMagic, CLibCrypto, CHeif, CLibRaw, CTurboJPEG, CJXL, CMalloc, CLcms2, CZlib, CThreadName   (system libraries; pkg-config except CLibRaw, CJXL, CMalloc, CThreadName)
 //   MediaNestCore        errors, progress, cancellation, JSON; no C, no database
 //   MediaNestDB          libpq wrapper: connections, bound parameters, decoding, LISTEN/NOTIFY
 //   MediaNestMigrations  versioned SQL migrations with checksums and an advisory lock
@@ -80,6 +80,9 @@ let package = Package(
         // glibc's malloc_trim and mallinfo2 (malloc.h), which the Glibc module does not import:
         // the runtime gives free heap memory back when its job pool goes idle. Part of libc.
         .systemLibrary(name: "CMalloc"),
+        // prctl(PR_SET_NAME) (sys/prctl.h), which the Glibc module does not import: the
+        // runtime's threads carry their names for top -H, perf and gdb. Part of libc.
+        .systemLibrary(name: "CThreadName"),
         // JPEG stills: libjpeg-turbo's faster entropy decoder and DCT-domain scaling.
         .systemLibrary(
             name: "CTurboJPEG",
@@ -167,7 +170,8 @@ let package = Package(
         .target(
             name: "MediaNestWorker",
             dependencies: [
-                "CMalloc", "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia", "MediaNestMetrics", "MediaNestSystemd",
+                "CMalloc", "CThreadName", "MediaNestCore", "MediaNestDB", "MediaNestMigrations", "MediaNestQueue", "MediaNestMedia", "MediaNestMetrics",
+                "MediaNestSystemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,3 +1,4 @@
+import CThreadName
 import Foundation
 import MediaNestQueue
 import ServiceLifecycle
@@ -32,14 +33,16 @@ func onOwnThread<T: Sendable>(named name: String, _ body: @escaping @Sendable ()
 
 /// Starts an OS thread named `name` (what `top -H`, `perf` and gdb show) running `body`.
 ///
-/// Foundation on Linux names a thread only when `Thread.name` is set on the thread itself: a
-/// name set before `start()` stays a Foundation property, and the thread keeps the name it
-/// inherited from its creator (the cooperative pool's `com.apple.root.default-qos`, cut to 15
-/// bytes). So the name is set first thing on the new thread.
+/// The name is set by the new thread itself, first thing, with `prctl(PR_SET_NAME)`. Foundation
+/// on Linux does not do it reliably: a name set before `start()` stays a Foundation property,
+/// and one set on `Thread.current` reaches the kernel only once the parent has recorded the
+/// thread's pthread handle, which races with the thread's start (under ThreadSanitizer it lost).
+/// Without a name a thread keeps the one it inherited from its creator (the cooperative pool's
+/// `com.apple.root.default-qos`, cut to 15 bytes).
 /// - Parameter stackSize: The thread's stack, in bytes; `nil` for the platform's default.
 func startThread(named name: String, stackSize: Int? = nil, _ body: @escaping @Sendable () -> Void) {
     let thread = Thread {
-        Thread.current.name = name
+        _ = medianest_set_current_thread_name(name)
         body()
     }
     if let stackSize { thread.stackSize = stackSize }
