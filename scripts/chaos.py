@@ -544,6 +544,10 @@ def fenced_takeover(name, freeze, thaw, db_port=None, proxy=None, stop_at=0.6):
     before = w.job(job)
     frozen_at = time.time()
     freeze(w)
+    if w.job(job)["status"] in FINAL:
+        # A committed between the last look and the freeze: the scenario did not happen.
+        raise RuntimeError(f"the long transcode ended on worker A before the freeze took hold (seen at {float(before['fraction']):.0%}); "
+                           "lower stop_at or raise CHAOS_LONG_SECONDS")
     # B serves transcodes only, so the image item enqueued later can only be A's.
     w.start_worker("b", "--instance", "2", "--types", "transcode", "--transcode-mode", "always")
     w.wait_until(lambda: w.job(job)["status"] == "completed", "B to rescue and finish the transcode")
@@ -621,7 +625,11 @@ def scenario_partition(also_paused=False):
         os.killpg(holder["proxy"].pid, signal.SIGCONT)
 
     if also_paused:
-        return fenced_takeover("paused_partitioned", freeze, thaw, db_port=port, proxy=start_proxy, stop_at=0.85)
+        # Not later than 70 %: the fraction A reports moves once per heartbeat, a fifth of this
+        # encode at a time, so a freeze decided at 85 % once came after A had already finished
+        # (2026-12-04: "B did not take the job over"). From 70 % the rest still ends within the
+        # 1.5 leases A runs, woken, behind its frozen proxy.
+        return fenced_takeover("paused_partitioned", freeze, thaw, db_port=port, proxy=start_proxy, stop_at=0.7)
     return fenced_takeover("partition", freeze, thaw, db_port=port, proxy=start_proxy)
 
 
