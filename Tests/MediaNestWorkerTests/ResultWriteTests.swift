@@ -38,7 +38,7 @@ struct GatedHandler: JobHandler {
 func withRuntime<T>(_ configuration: WorkerConfiguration, handler: any JobHandler, log: CapturedLog,
                     _ body: () async throws -> T) async throws -> T {
     let runtime = try WorkerRuntime(configuration: configuration, registry: HandlerRegistry([handler]), logger: log.logger())
-    let task = Task { await runtime.run() }
+    let task = startRun(runtime)
     do {
         let value = try await body()
         runtime.requestShutdown(immediately: true)

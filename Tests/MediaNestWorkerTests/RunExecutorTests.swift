@@ -49,6 +49,21 @@ func currentThreadName() -> String {
     ((try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
+/// Starts `runtime.run()` in a task that begins on a thread of its own.
+///
+/// The run keeps to its own executor once it has started, but a plain `Task { }` first has to
+/// get a thread of the global pool to start at all, and in `make test` synchronous tests hold
+/// that pool for tens of seconds (a fresh-clone run: no line of the worker within 30 s). The
+/// test that waits for the worker would then look once, past its deadline, just as the worker
+/// begins.
+func startRun(_ runtime: WorkerRuntime) -> Task<WorkerExit, Never> {
+    let executor = RunExecutor(name: "mn-test-start")
+    return Task(executorPreference: executor) {
+        defer { executor.shutdown() }
+        return await runtime.run()
+    }
+}
+
 /// Polls `condition` every 10 ms without suspending (the global pool is held).
 private func spinUntil(timeout: Duration, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
@@ -107,7 +122,7 @@ struct RunExecutorTests {
             let log = CapturedLog()
             let runtime = try WorkerRuntime(configuration: configuration, registry: HandlerRegistry([GatedHandler(gates: [:])]),
                                             logger: log.logger())
-            let run = Task { await runtime.run() }
+            let run = startRun(runtime)
             #expect(try await waitUntil(timeout: .seconds(30)) { !log.matching("worker starting").isEmpty }, "log:\n\(log.text)")
 
             let item = try DatabaseFixtures.insertMediaItem(ownerID: owner, on: connection)
