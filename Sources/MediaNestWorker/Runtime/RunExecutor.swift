@@ -6,8 +6,8 @@ import Foundation
 /// The runtime's work happens on threads it owns (the job pool, the scheduler, the writer, the
 /// heartbeat). What is left on Swift's concurrency is glue: the service group starting and
 /// stopping services, start-up checks awaiting a thread, the signal watcher. On the global
-/// cooperative pool that glue waits whenever the pool's threads (one per core) are all busy
-/// with something else in the process. A test process is such a process: synchronous tests
+/// executor that glue waits whenever the pool's threads (on Linux one pool per priority, each as
+/// wide as the machine has cores) are all busy with something else in the process. A test process is such a process: synchronous tests
 /// that hash or transcode hold the pool's two threads for tens of seconds on a 2-core machine,
 /// and a worker started meanwhile did not start its claim loop for 30 s (the CI failure of
 /// 2026-12-04). An embedding program can do the same. With a thread of its own, the run starts,
