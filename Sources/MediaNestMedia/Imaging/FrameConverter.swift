@@ -82,6 +82,8 @@ enum FrameConverter {
     /// faster and loses nothing their samples had.
     final class SliceScaler {
         private let context: OpaquePointer
+        private let sourceFormat: AVPixelFormat
+        private let sourceWidth: Int
         private let width: Int
         private let height: Int
         private let hasAlpha: Bool
@@ -110,6 +112,8 @@ enum FrameConverter {
                 _ = sws_setColorspaceDetails(context, coefficients, fullRange ? 1 : 0, rgbMatrix, 1, 0, 1 << 16, 1 << 16)
             }
             self.context = context
+            self.sourceFormat = format
+            self.sourceWidth = sourceWidth
             self.width = width
             self.height = height
             self.hasAlpha = CFFmpeg_pix_fmt_has_alpha(format.rawValue) != 0
@@ -126,6 +130,15 @@ enum FrameConverter {
         /// Hands libswscale the source rows `firstRow ..< firstRow + rows`; slices must come in
         /// order, the first at row 0, with no gap.
         func feed(planes: UnsafePointer<UnsafePointer<UInt8>?>, strides: UnsafePointer<Int32>, firstRow: Int, rows: Int) throws(JobError) {
+            // A sliver's rows are copied first: libswscale reads past narrow rows (ScalerOutput).
+            let status = ScalerOutput.withReadableSource(planes: planes, strides: strides, format: sourceFormat, width: sourceWidth, rows: rows) {
+                planes, strides in scale(planes: planes, strides: strides, firstRow: firstRow, rows: rows)
+            }
+            guard status >= 0 else { throw ffmpegError(status, code: .corruptMedia, "The picture could not be converted") }
+            rowsWritten += Int(status)
+        }
+
+        private func scale(planes: UnsafePointer<UnsafePointer<UInt8>?>, strides: UnsafePointer<Int32>, firstRow: Int, rows: Int) -> Int32 {
             let status: Int32
             if !wide.isEmpty {
                 status = wide.withUnsafeMutableBytes { out in
@@ -140,8 +153,7 @@ enum FrameConverter {
                     return sws_scale(context, planes, strides, Int32(firstRow), Int32(rows), &dst, &dstStride)
                 }
             }
-            guard status >= 0 else { throw ffmpegError(status, code: .corruptMedia, "The picture could not be converted") }
-            rowsWritten += Int(status)
+            return status
         }
 
         /// The reduced picture, converted by the colour plan, once every source row was fed.
@@ -218,13 +230,11 @@ enum FrameConverter {
         let planeStride = planeSize + ScalerOutput.tailPadding
         let planes = [UInt8](unsafeUninitializedCapacity: planeStride * planeCount) { buffer, count in
             let base = buffer.baseAddress!
-            image.pixels.withUnsafeBufferPointer { src in
-                var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
-                var srcStride: [Int32] = [Int32(image.width * 4), 0, 0, 0]
+            image.withReadablePixels { srcPlanes, srcStride in
                 // libswscale's order for GBR(A)P: G, B, R, A.
                 var dstPlanes: [UnsafeMutablePointer<UInt8>?] = (0..<4).map { $0 < planeCount ? base + $0 * planeStride : nil }
                 var dstStride: [Int32] = (0..<4).map { $0 < planeCount ? Int32(width) : 0 }
-                _ = sws_scale(context, &srcPlanes, &srcStride, 0, Int32(image.height), &dstPlanes, &dstStride)
+                _ = sws_scale(context, srcPlanes, srcStride, 0, Int32(image.height), &dstPlanes, &dstStride)
             }
             count = planeStride * planeCount
         }
@@ -262,13 +272,11 @@ enum FrameConverter {
         }
         defer { sws_freeContext(context) }
         var out: [UInt8] = ScalerOutput.plane(width * height * 4)
-        image.pixels.withUnsafeBufferPointer { src in
+        image.withReadablePixels { srcPlanes, srcStride in
             out.withUnsafeMutableBufferPointer { dst in
-                var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
-                var srcStride: [Int32] = [Int32(image.width * 4), 0, 0, 0]
                 var dstPlanes: [UnsafeMutablePointer<UInt8>?] = [dst.baseAddress, nil, nil, nil]
                 var dstStride: [Int32] = [Int32(width * 4), 0, 0, 0]
-                _ = sws_scale(context, &srcPlanes, &srcStride, 0, Int32(image.height), &dstPlanes, &dstStride)
+                _ = sws_scale(context, srcPlanes, srcStride, 0, Int32(image.height), &dstPlanes, &dstStride)
             }
         }
         ScalerOutput.dropPadding(&out)

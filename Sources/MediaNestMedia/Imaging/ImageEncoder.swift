@@ -187,14 +187,13 @@ public enum ImageEncoder {
             let table = sws_getCoefficients(CFFmpeg_SWS_CS_ITU601)
             let fullRange: Int32 = frame.pointee.color_range == AVCOL_RANGE_JPEG ? 1 : 0
             _ = sws_setColorspaceDetails(context, table, 1, table, fullRange, 0, 1 << 16, 1 << 16)
-            picture.pixels.withUnsafeBufferPointer { src in
-                var srcPlanes: [UnsafePointer<UInt8>?] = [src.baseAddress, nil, nil, nil]
-                var srcStride: [Int32] = [Int32(width * 4), 0, 0, 0]
+            // A sliver is copied first: libswscale reads past narrow rows (ScalerOutput).
+            picture.withReadablePixels { srcPlanes, srcStride in
                 withUnsafeMutablePointer(to: &frame.pointee.data) { dataTuple in
                     withUnsafeMutablePointer(to: &frame.pointee.linesize) { strideTuple in
                         dataTuple.withMemoryRebound(to: UnsafeMutablePointer<UInt8>?.self, capacity: 8) { dst in
                             strideTuple.withMemoryRebound(to: Int32.self, capacity: 8) { dstStride in
-                                _ = sws_scale(context, &srcPlanes, &srcStride, 0, Int32(height), dst, dstStride)
+                                _ = sws_scale(context, srcPlanes, srcStride, 0, Int32(height), dst, dstStride)
                             }
                         }
                     }
