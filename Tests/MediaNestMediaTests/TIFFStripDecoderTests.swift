@@ -28,7 +28,7 @@ struct TIFFStripDecoderTests {
         let path = scratch + "/source.png"
         if !FileManager.default.fileExists(atPath: path) {
             try run("/usr/bin/ffmpeg", ["-v", "error", "-nostdin", "-y", "-f", "lavfi",
-                                        "-i", "gradients=s=733x517:c0=0x3050a0:c1=0xe0a040:c2=0x20a060:n=3,format=rgba64le,noise=alls=12:allf=t,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='65535*X/W'",
+                                        "-i", "gradients=s=733x517:seed=1:c0=0x3050a0:c1=0xe0a040:c2=0x20a060:n=3,format=rgba64le,noise=alls=12:allf=t,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='65535*X/W'",
                                         "-frames:v", "1", "-pix_fmt", "rgba64be", path])
         }
         return path

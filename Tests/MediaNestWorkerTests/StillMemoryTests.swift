@@ -148,7 +148,7 @@ final class GeneratedStills: Sendable {
         let ffmpeg = "/usr/bin/ffmpeg"
         let quiet = ["-v", "error", "-nostdin", "-y"]
         let base = scratch.path("photo16.png")
-        try tool(ffmpeg, quiet + ["-f", "lavfi", "-i", "gradients=s=\(width)x\(height):c0=0x3050a0:c1=0xe0a040:c2=0x20a060:n=3,format=gbrp,noise=alls=10:allf=t",
+        try tool(ffmpeg, quiet + ["-f", "lavfi", "-i", "gradients=s=\(width)x\(height):seed=1:c0=0x3050a0:c1=0xe0a040:c2=0x20a060:n=3,format=gbrp,noise=alls=10:allf=t",
                                   "-frames:v", "1", "-pix_fmt", "rgb48be", base])
         try tool(ffmpeg, quiet + ["-i", base, "-q:v", "2", scratch.path("photo8.jpg")])
         try tool(ffmpeg, quiet + ["-i", base, "-c:v", "libjxl", "-distance", "1", "-effort", "3", "-pix_fmt", "rgb48le", scratch.path("photo16.jxl")])
