@@ -203,7 +203,7 @@ final class ClaimDriver {
             logger.info("worker stopped", metadata: ["reason": "fatal"])
             return .fatal(fatal)
         }
-        _ = withDatabase("unregister") { try store.unregister(on: $0) }
+        // The registry row is the heartbeat's: it removes it when it stops, after this loop.
         logger.info("worker stopped", metadata: ["reason": "\(exit)"])
         return exit
     }

@@ -13,6 +13,11 @@ import ServiceLifecycle
 /// A claimed job waiting for a pool thread is in flight too, so its lease is kept while it
 /// waits. Runs on a thread of its own over the result writer's connection, and stops last, after
 /// the claim loop has drained, so the leases of draining jobs stay alive.
+///
+/// The registry row is its own: it writes it and, when it stops after a clean run, removes it.
+/// The claim loop used to remove it when it finished, which a `--drain` run could do before the
+/// heartbeat's first registration (it waits for the start-up checks): the row was then written
+/// after it was removed and outlived the worker until its TTL (a fresh-clone test run saw it).
 final class Heartbeat: Service, Sendable {
     private let database: PGConnectionRunner
     private let metrics: WorkerMetrics
@@ -53,7 +58,10 @@ final class Heartbeat: Service, Sendable {
         var nextRegistration = ContinuousClock.now
         var failing = false
         while true {
-            if !stopFlag.sleep(until: min(nextBeat, nextRegistration)) { return }
+            if !stopFlag.sleep(until: min(nextBeat, nextRegistration)) {
+                unregister(on: lane)
+                return
+            }
             do {
                 if ContinuousClock.now >= nextRegistration {
                     _ = try lane.runner.runBlocking { connection in
@@ -77,6 +85,13 @@ final class Heartbeat: Service, Sendable {
                 nextRegistration = min(nextRegistration, retry)
             }
         }
+    }
+
+    /// Removes this worker's registry row, the last write to it, unless the worker stops on a
+    /// fatal error (the database no longer matches it, or is gone).
+    private func unregister(on lane: DatabaseLane) {
+        guard state.withLock({ $0.fatal }) == nil else { return }
+        _ = lane.call("unregister", logger: logger) { try store.unregister(on: $0) }
     }
 
     /// One heartbeat statement for every in-flight job; nothing at all when none is in flight.
