@@ -287,16 +287,27 @@ public enum ProcessRunner {
     private final class DataBox: @unchecked Sendable { var data = Data() }
 }
 
-/// A deterministic generator, so the "random bytes" fixture is the same on every run.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+/// SplitMix64: a small deterministic generator, so that generated fixtures and mutated inputs are
+/// the same on every run and a failure names a reproducible case.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E9B9
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+
+    /// `value` with `bits` distinct random bits flipped.
+    public mutating func flip(_ value: UInt64, bits: Int) -> UInt64 {
+        var result = value, flipped: Set<UInt64> = []
+        while flipped.count < bits { flipped.insert(next() % 64) }
+        for bit in flipped { result ^= 1 << bit }
+        return result
     }
 }
 

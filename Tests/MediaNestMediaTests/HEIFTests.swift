@@ -221,7 +221,7 @@ struct HEIFTests {
             ("truncated-\($0).heic", Array(original.prefix($0)))
         }
         var garbage = Array(original.prefix(24))  // a valid ftyp, then noise
-        var random = MutatedInputTests.SplitMix(state: 42)
+        var random = SplitMix64(seed: 42)
         for _ in 0..<4000 { garbage.append(UInt8(truncatingIfNeeded: random.next())) }
         cases.append(("garbage.heic", garbage))
         for (name, bytes) in cases {

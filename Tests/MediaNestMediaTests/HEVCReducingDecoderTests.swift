@@ -87,7 +87,7 @@ struct HEVCReducingDecoderTests {
         let encoded = try ProcessRunner.run("/usr/bin/heif-enc", ["-b", "10", "-p", "preset=ultrafast", "-o", heic, png])
         try #require(encoded.status == 0, "heif-enc: \(encoded.stderr)")
         let original = Array(try Data(contentsOf: URL(fileURLWithPath: heic)))
-        var random = MutatedInputTests.SplitMix(state: 0x4845_5643)
+        var random = SplitMix64(seed: 0x4845_5643)
         var outcomes: [String: Int] = [:]
         for round in 0..<60 {
             let name = "case-\(round).heic"

@@ -23,20 +23,8 @@ struct MutatedInputTests {
         .corruptMedia, .unsupportedFormat, .mimeMismatch, .emptyFile, .pixelLimit, .durationLimit, .timeout,
     ]
 
-    /// A deterministic generator, so that a failure names a reproducible case.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Flips bytes, overwrites a run with 0xFF (huge length fields), or cuts the file short.
-    static func mutate(_ bytes: [UInt8], using random: inout SplitMix) -> [UInt8] {
+    static func mutate(_ bytes: [UInt8], using random: inout SplitMix64) -> [UInt8] {
         var copy = bytes
         switch random.next() % 3 {
         case 0:
@@ -59,7 +47,7 @@ struct MutatedInputTests {
         let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
         let scratch = try fixtures.makeScratchDirectory("mutated")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        var random = SplitMix(state: source.utf8.reduce(UInt64(0)) { $0 &* 31 &+ UInt64($1) })
+        var random = SplitMix64(seed: source.utf8.reduce(UInt64(0)) { $0 &* 31 &+ UInt64($1) })
         var outcomes: [String: Int] = [:]
         for round in 0..<100 {
             let name = "case-\(round)-\(source)"
@@ -89,7 +77,7 @@ extension MutatedInputTests {
         let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
         let scratch = try fixtures.makeScratchDirectory("mutated-stills")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        var random = SplitMix(state: source.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
+        var random = SplitMix64(seed: source.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
         var outcomes: [String: Int] = [:]
         for round in 0..<100 {
             let name = "still-\(round)-\(source)"
@@ -116,7 +104,7 @@ extension MutatedInputTests {
         let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
         let scratch = try fixtures.makeScratchDirectory("mutated-art")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        var random = SplitMix(state: source.utf8.reduce(UInt64(11)) { $0 &* 31 &+ UInt64($1) })
+        var random = SplitMix64(seed: source.utf8.reduce(UInt64(11)) { $0 &* 31 &+ UInt64($1) })
         for round in 0..<100 {
             let name = "art-\(round).bin"
             try Data(MutatedInputTests.mutate(original, using: &random)).write(to: URL(fileURLWithPath: scratch + "/" + name))
@@ -137,7 +125,7 @@ extension MutatedInputTests {
         let scratch = try fixtures.makeScratchDirectory("mutated-trickplay")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let directory = try DerivedDirectory.open(derivedRoot: scratch + "/derived", components: ["trickplay"])
-        var random = SplitMix(state: 0x7472_6963_6B70_6C61)
+        var random = SplitMix64(seed: 0x7472_6963_6B70_6C61)
         for round in 0..<40 {
             let name = "ramp-\(round).mp4"
             try Data(MutatedInputTests.mutate(original, using: &random)).write(to: URL(fileURLWithPath: scratch + "/" + name))

@@ -25,7 +25,7 @@ struct NewDecoderMutationTests {
         let original = try CommittedFixtures.bytes(source)
         let scratch = try CommittedFixtures.scratch("mutated-new")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        var random = MutatedInputTests.SplitMix(state: source.utf8.reduce(UInt64(0)) { $0 &* 31 &+ UInt64($1) })
+        var random = SplitMix64(seed: source.utf8.reduce(UInt64(0)) { $0 &* 31 &+ UInt64($1) })
         let limits = MediaLimits(timeout: .seconds(20))
         var outcomes: [String: Int] = [:]
         let rounds = 60

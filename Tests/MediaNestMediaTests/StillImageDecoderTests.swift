@@ -205,7 +205,7 @@ struct StillImageDecoderTests {
                       MediaFixtures.Name.png16Alpha, MediaFixtures.Name.gif, MediaFixtures.Name.webp])
     func damagedImagesDecodeOrFailWithAnInputCode(source: String) throws {
         let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixtures.path(source))))
-        var random = MutatedInputTests.SplitMix(state: source.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
+        var random = SplitMix64(seed: source.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
         for round in 0..<100 {
             let name = try write(MutatedInputTests.mutate(original, using: &random), "damaged-\(round)-\(source)")
             do {

@@ -1,6 +1,7 @@
 import Foundation
 import MediaNestCore
 @testable import MediaNestMedia
+import MediaNestTestSupport
 import Testing
 
 /// ``FrameConverter/resize(_:width:height:)`` scales through planar RGB for speed; it must give
@@ -9,7 +10,7 @@ import Testing
 struct StillResizeTests {
     /// A picture with detail in every channel (and, when asked, a varying alpha), from a fixed seed.
     static func picture(width: Int, height: Int, alpha: Bool) -> RGBAImage {
-        var generator = SplitMix(seed: 42)
+        var generator = SplitMix64(seed: 42)
         var pixels = [UInt8](repeating: 0, count: width * height * 4)
         for y in 0..<height {
             for x in 0..<width {
@@ -53,18 +54,6 @@ struct StillResizeTests {
                 (0..<4).contains { abs(Int(resized.pixels[pixel * 4 + $0]) - Int(colour[$0])) > 1 }
             }
             #expect(wrong.isEmpty, "pixels \(wrong.prefix(8)) are not \(colour): \(wrong.prefix(3).map { Array(resized.pixels[($0 * 4)..<($0 * 4 + 4)]) })")
-        }
-    }
-
-    struct SplitMix {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
         }
     }
 }

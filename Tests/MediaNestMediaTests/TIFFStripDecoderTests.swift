@@ -162,7 +162,7 @@ struct TIFFStripDecoderTests {
         var outcomes: [String: Int] = [:]
         for name in ["m-deflate.tif", "m-raw.tif", "m-predictor.tif"] {
             let original = Array(try Data(contentsOf: URL(fileURLWithPath: scratch + "/" + name)))
-            var random = MutatedInputTests.SplitMix(state: name.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
+            var random = SplitMix64(seed: name.utf8.reduce(UInt64(7)) { $0 &* 31 &+ UInt64($1) })
             for round in 0..<80 {
                 let mutated = MutatedInputTests.mutate(original, using: &random)
                 let copy = "case-\(round)-\(name)"

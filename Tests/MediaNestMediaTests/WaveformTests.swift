@@ -65,7 +65,7 @@ struct WaveformTests {
     @Test func garbageAndSilentVideoFailWithAJobError() throws {
         let scratch = try CommittedFixtures.scratch("waveform-bad")
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        var random = MutatedInputTests.SplitMix(state: 7)
+        var random = SplitMix64(seed: 7)
         let garbage = try CommittedFixtures.write((0..<20_000).map { _ in UInt8(truncatingIfNeeded: random.next()) }, named: "noise.flac", in: scratch)
         let error = try #require(jobError { () throws(JobError) in _ = try Waveform.render(file: garbage, limits: .default, width: 100, height: 40, cancellation: nil) })
         #expect(error.code == .unsupportedFormat || error.code == .corruptMedia, "\(error.code): \(error.message)")

@@ -8,25 +8,6 @@ import Testing
 /// ``DuplicateFinder`` and `medianest-worker duplicates`.
 @Suite("duplicates")
 struct DuplicatesCommandTests {
-    /// A reproducible generator (SplitMix64).
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        /// `value` with `bits` distinct random bits flipped.
-        mutating func flip(_ value: UInt64, bits: Int) -> UInt64 {
-            var result = value, flipped: Set<UInt64> = []
-            while flipped.count < bits { flipped.insert(next() % 64) }
-            for bit in flipped { result ^= 1 << bit }
-            return result
-        }
-    }
-
     /// All pairs, joined transitively: what the multi-index search must find, found the slow way.
     static func bruteForceGroups(_ hashes: [UInt64], distance: Int) -> [[Int]] {
         var parent = Array(hashes.indices)
@@ -44,7 +25,7 @@ struct DuplicatesCommandTests {
     /// finds exactly the groups all pairs find, at distances whose chunk radius is 0 to 4.
     @Test(arguments: [0, 3, 4, 7, DuplicateFinder.defaultDistance, 13, 16])
     func multiIndexSearchFindsWhatAllPairsFind(distance: Int) {
-        var random = Random(state: UInt64(distance) &+ 17)
+        var random = SplitMix64(seed: UInt64(distance) &+ 17)
         var hashes: [UInt64] = []
         for _ in 0..<600 {
             let base = random.next()
