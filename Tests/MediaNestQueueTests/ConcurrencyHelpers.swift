@@ -65,6 +65,24 @@ func waitUntilWaitingForLock<T>(_ pid: Int32, call: BackgroundCall<T>, observer:
     try #require(waiting, "backend \(pid) never waited for the lock", sourceLocation: sourceLocation)
 }
 
+/// Waits until the backend `pid` sleeps in `pg_sleep` (`pg_stat_activity.wait_event` =
+/// `PgSleep`), asking on `observer`: the state of a statement that polls for a condition rather
+/// than waiting for a lock. Fails the test if `call` ended first or the sleep never shows up.
+func waitUntilSleeping<T>(_ pid: Int32, call: BackgroundCall<T>, observer: PGConnection,
+                          sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let sleeping = try await waitUntil(timeout: .seconds(30)) {
+        if call.isFinished { return true }
+        return try observer.query("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1::int AND wait_event = 'PgSleep') AS sleeping",
+                                  [Int(pid)])[0].decode("sleeping", as: Bool.self)
+    }
+    if call.isFinished {
+        _ = try await call.value()
+        Issue.record("backend \(pid) finished instead of waiting", sourceLocation: sourceLocation)
+        throw CancellationError()
+    }
+    try #require(sleeping, "backend \(pid) never slept", sourceLocation: sourceLocation)
+}
+
 /// An item in `processing` with one running job of each of `types`, all claimed by `store`.
 func itemWithRunningJobs(_ types: [JobType], store: JobStore, owner: String, name: String = "holiday.jpg",
                          on connection: PGConnection) throws -> (item: String, jobs: [JobType: ClaimedJob]) {

@@ -183,6 +183,41 @@ struct ExactDuplicateTests {
         }
     }
 
+    /// A group lock still held by a transaction that has ended. PostgreSQL releases a
+    /// transaction's row locks before its advisory locks, so a delete that waited for a
+    /// recording's row can wake while the recording, committed and done with the group (its
+    /// original still in it), holds the group lock for a moment longer (migration 0017). The test
+    /// holds the lock the same way, from a session outside any transaction: the delete's trigger
+    /// waits until it is released and then regroups. Without 0017 the delete returns at once and
+    /// the copy keeps pointing at the deleted original. A running transaction holding the lock is
+    /// left to regroup: the delete does not wait for it.
+    @Test func aDeleteWaitsOutTheGroupLockOfAnEndedTransaction() async throws {
+        try await withMigratedDatabase("dupsended") { database, connection, owner in
+            let store = JobStore(workerID: "w:1:0")
+            let original = try metadataRun(store: store, owner: owner, age: .seconds(86_400), name: "a.jpg", on: connection)
+            let copy = try metadataRun(store: store, owner: owner, age: .seconds(3600), name: "b.jpg", on: connection)
+            let third = try metadataRun(store: store, owner: owner, age: .seconds(60), name: "c.jpg", on: connection)
+            #expect(try store.completeBatch([(original.job, outcome()), (copy.job, outcome()), (third.job, outcome())], on: connection).count == 3)
+            let holder = try database.connect(), deleter = try database.connect()
+            let key = try connection.query("SELECT hashtext($1 || '/' || $2) AS k", [owner, Self.content])[0].decode("k", as: Int.self)
+
+            try holder.execute("SELECT pg_advisory_lock(1296983157, $1::int)", [key])
+            let deletion = BackgroundCall { try deleter.execute("DELETE FROM media_items WHERE id = $1::uuid", [original.item]) }
+            try await waitUntilSleeping(deleter.backendPID, call: deletion, observer: connection)
+            #expect(try holder.query("SELECT pg_advisory_unlock(1296983157, $1::int) AS ok", [key])[0].decode("ok", as: Bool.self))
+            #expect(try await deletion.value() == 1)
+            #expect(try flags([copy.item, third.item], on: connection) == [nil, copy.item])
+
+            try holder.execute("BEGIN")
+            try holder.execute("SELECT pg_advisory_xact_lock(1296983157, $1::int)", [key])
+            #expect(try deleter.execute("DELETE FROM media_items WHERE id = $1::uuid", [copy.item]) == 1)
+            #expect(try flags([third.item], on: connection) == [copy.item])
+            try holder.execute("SELECT mark_content_duplicates(ARRAY[$1::uuid], ARRAY[$2])", [owner, Self.content])
+            try holder.execute("COMMIT")
+            #expect(try flags([third.item], on: connection) == [nil])
+        }
+    }
+
     /// The original's file is replaced (its run records another content) while a new copy of the
     /// old content is recorded on another connection and waits, uncommitted, in
     /// `settle_media_items`, having flagged itself as a copy of that original. The replacement
