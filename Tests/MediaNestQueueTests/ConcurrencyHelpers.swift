@@ -51,18 +51,8 @@ final class BackgroundCall<T: Sendable>: Sendable {
 /// `observer`. Fails the test if `call` ended first or the wait never shows up.
 func waitUntilWaitingForLock<T>(_ pid: Int32, call: BackgroundCall<T>, observer: PGConnection,
                                 sourceLocation: SourceLocation = #_sourceLocation) async throws {
-    let waiting = try await waitUntil(timeout: .seconds(30)) {
-        if call.isFinished { return true }
-        return try observer.query("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1::int AND NOT granted) AS waiting",
-                                  [Int(pid)])[0].decode("waiting", as: Bool.self)
-    }
-    if call.isFinished {
-        // Surface the call's own error if it failed instead of waiting.
-        _ = try await call.value()
-        Issue.record("backend \(pid) finished instead of waiting for the lock", sourceLocation: sourceLocation)
-        throw CancellationError()
-    }
-    try #require(waiting, "backend \(pid) never waited for the lock", sourceLocation: sourceLocation)
+    try await waitUntilBackend(pid, call: call, observer: observer, sourceLocation: sourceLocation,
+                               shows: "EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1::int AND NOT granted)")
 }
 
 /// Waits until the backend `pid` sleeps in `pg_sleep` (`pg_stat_activity.wait_event` =
@@ -70,17 +60,24 @@ func waitUntilWaitingForLock<T>(_ pid: Int32, call: BackgroundCall<T>, observer:
 /// than waiting for a lock. Fails the test if `call` ended first or the sleep never shows up.
 func waitUntilSleeping<T>(_ pid: Int32, call: BackgroundCall<T>, observer: PGConnection,
                           sourceLocation: SourceLocation = #_sourceLocation) async throws {
-    let sleeping = try await waitUntil(timeout: .seconds(30)) {
+    try await waitUntilBackend(pid, call: call, observer: observer, sourceLocation: sourceLocation,
+                               shows: "EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1::int AND wait_event = 'PgSleep')")
+}
+
+/// Polls `condition` (a boolean SQL expression of the backend's pid, `$1`) for up to 30 s.
+private func waitUntilBackend<T>(_ pid: Int32, call: BackgroundCall<T>, observer: PGConnection,
+                                 sourceLocation: SourceLocation, shows condition: String) async throws {
+    let shown = try await waitUntil(timeout: .seconds(30)) {
         if call.isFinished { return true }
-        return try observer.query("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1::int AND wait_event = 'PgSleep') AS sleeping",
-                                  [Int(pid)])[0].decode("sleeping", as: Bool.self)
+        return try observer.query("SELECT \(condition) AS shown", [Int(pid)])[0].decode("shown", as: Bool.self)
     }
     if call.isFinished {
+        // Surface the call's own error if it failed instead of waiting.
         _ = try await call.value()
         Issue.record("backend \(pid) finished instead of waiting", sourceLocation: sourceLocation)
         throw CancellationError()
     }
-    try #require(sleeping, "backend \(pid) never slept", sourceLocation: sourceLocation)
+    try #require(shown, "backend \(pid) never showed \(condition)", sourceLocation: sourceLocation)
 }
 
 /// An item in `processing` with one running job of each of `types`, all claimed by `store`.
