@@ -58,13 +58,41 @@ func waitUntilWaitingForLock<T>(_ pid: Int32, call: BackgroundCall<T>, observer:
 /// Waits until the backend `pid` sleeps in `pg_sleep` (`pg_stat_activity.wait_event` =
 /// `PgSleep`), asking on `observer`: the state of a statement that polls for a condition rather
 /// than waiting for a lock. Fails the test if `call` ended first or the sleep never shows up.
+///
+/// Unlike a lock wait, a poll loop's sleep is a state the backend passes through again and again,
+/// never one it stays in: about one look in twenty finds it between two sleeps. The test's own
+/// looks can be far apart (its task waits for a thread of the cooperative pool behind other tests'
+/// blocking calls: up to 66 s before scripts/test.sh bounded how many tests run at once), and a
+/// 30-second wait in CI ended after a look or two that all missed (a CI failure of
+/// `aDeleteWaitsOutTheGroupLockOfAnEndedTransaction`). So each look samples the backend on the
+/// server, every 0.1 ms for up to 200 ms, in one statement.
 func waitUntilSleeping<T>(_ pid: Int32, call: BackgroundCall<T>, observer: PGConnection,
                           sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    try observer.execute("""
+        CREATE OR REPLACE FUNCTION pg_temp.sleeps_within(target int, seconds float8) RETURNS boolean
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            deadline timestamptz := clock_timestamp() + seconds * interval '1 second';
+        BEGIN
+            LOOP
+                PERFORM pg_stat_clear_snapshot();
+                IF EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = target AND wait_event = 'PgSleep') THEN
+                    RETURN true;
+                END IF;
+                IF clock_timestamp() > deadline THEN
+                    RETURN false;
+                END IF;
+                PERFORM pg_sleep(0.0001);
+            END LOOP;
+        END;
+        $$
+        """)
     try await waitUntilBackend(pid, call: call, observer: observer, sourceLocation: sourceLocation,
-                               shows: "EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1::int AND wait_event = 'PgSleep')")
+                               shows: "pg_temp.sleeps_within($1::int, 0.2)")
 }
 
-/// Polls `condition` (a boolean SQL expression of the backend's pid, `$1`) for up to 30 s.
+/// Polls `condition` (a boolean SQL expression of the backend's pid, `$1`) for up to 30 s. A
+/// failure names what the backend was doing instead.
 private func waitUntilBackend<T>(_ pid: Int32, call: BackgroundCall<T>, observer: PGConnection,
                                  sourceLocation: SourceLocation, shows condition: String) async throws {
     let shown = try await waitUntil(timeout: .seconds(30)) {
@@ -77,7 +105,14 @@ private func waitUntilBackend<T>(_ pid: Int32, call: BackgroundCall<T>, observer
         Issue.record("backend \(pid) finished instead of waiting", sourceLocation: sourceLocation)
         throw CancellationError()
     }
-    try #require(shown, "backend \(pid) never showed \(condition)", sourceLocation: sourceLocation)
+    if !shown {
+        let doing = try observer.query("""
+            SELECT concat_ws(' ', state, wait_event_type, wait_event, 'running:', left(query, 120)) AS doing
+              FROM pg_stat_activity WHERE pid = $1::int
+            """, [Int(pid)]).first.map { try $0.decode("doing", as: String.self) } ?? "gone"
+        Issue.record("backend \(pid) never showed \(condition); it was: \(doing)", sourceLocation: sourceLocation)
+        throw CancellationError()
+    }
 }
 
 /// An item in `processing` with one running job of each of `types`, all claimed by `store`.
