@@ -22,7 +22,14 @@ status=0
 # gets the test names, failures with their details, and anything else the tests print (which a
 # passing test should not: see TestLogging in Sources/MediaNestTestSupport). The suite is Swift
 # Testing only, so XCTest's empty run is not started.
-swift test --skip-build --disable-xctest "$@" 2>&1 | tee "$output" \
+#
+# At most 16 tests run at once. Left to itself the runner starts all ~620 at the first moment,
+# and most bodies make blocking libpq or decoder calls on the cooperative pool's threads (two on
+# this machine). A test that then suspends (every `waitUntil` look, every `await`) resumes only
+# behind all the bodies queued before it: the queue tests' 50 ms sleeps came back after up to
+# 66 s in an unloaded run, so a test's 10-30 s waits and 1-2 minute time limits measured the
+# queue, not the test. With 16 their longest gap was 0.6 s, and the run took 149 s against 136 s.
+swift test --skip-build --disable-xctest --experimental-maximum-parallelization-width 16 "$@" 2>&1 | tee "$output" \
     | { grep --line-buffered -v -E '^◇ |^↳ (Testing Library Version|Target Platform): |^\[0/1] Planning build$' || true; } || status=$?
 # One plain closing line with the totals, whatever the runner printed above it.
 passed=$(grep -E '^✔ Test .* passed after' "$output" | grep -vc 'Test run with' || true)
